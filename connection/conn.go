@@ -1,0 +1,119 @@
+// Package connection runs commands and moves files on one host: over one
+// long-lived SSH connection per host, on the control machine itself, or in a
+// recording fake for unit tests. Every implementation counts its round trips
+// so tests can assert them instead of timings.
+package connection
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+)
+
+// Request is one shell script to run on the host. The script is run by
+// /bin/sh; it may be many lines. Batching several probes into one Request is
+// how the executor keeps a warm run to a handful of round trips.
+type Request struct {
+	// Script is the shell script to run (passed to /bin/sh).
+	Script string
+	// Stdin is fed to the script's standard input.
+	Stdin []byte
+	// Become runs the script as BecomeUser (root when empty) through sudo.
+	Become     bool
+	BecomeUser string
+	// Env is exported before the script runs.
+	Env map[string]string
+	// Dir is the working directory ("" keeps the login directory).
+	Dir string
+	// ReadOnly marks a script that changes nothing on the host. Check mode
+	// (the Dry connection) runs read-only scripts and only records the others.
+	ReadOnly bool
+}
+
+// Result is what a script returned. A non-zero RC is not an error of the
+// connection; callers turn it into an *ExitError when it means failure.
+type Result struct {
+	Stdout []byte
+	Stderr []byte
+	RC     int
+}
+
+// Upload describes a file to place on the host atomically: it is written to
+// a temporary file beside Path and renamed over it, so an interrupted run
+// leaves either the old or the new file, never half of one.
+type Upload struct {
+	Path       string
+	Content    io.Reader
+	Size       int64
+	Mode       uint32 // permission bits, e.g. 0o644
+	Owner      string // "" leaves the default
+	Group      string
+	Become     bool
+	BecomeUser string
+}
+
+// Conn is one host's connection. Implementations are safe for use by one
+// goroutine at a time per host; the executor never runs two tasks of the same
+// host at once.
+type Conn interface {
+	// Host is the inventory name of the host.
+	Host() string
+	// Run runs one script. The returned error is a transport error
+	// (*UnreachableError, context cancellation), never a non-zero exit.
+	Run(ctx context.Context, req Request) (Result, error)
+	// Put places a file atomically (temp file + rename).
+	Put(ctx context.Context, up Upload) error
+	// Get reads a whole file from the host.
+	Get(ctx context.Context, path string, become bool) ([]byte, error)
+	// RoundTrips is the number of network round trips made so far
+	// (handshake included for SSH).
+	RoundTrips() int64
+	// Close ends the connection.
+	Close() error
+}
+
+// Dialer is an optional interface: connections that can forward a TCP port
+// from the control machine to an address seen from the host (health checks
+// of services that listen only on the host's loopback).
+type Dialer interface {
+	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
+}
+
+// ExitError is a command that ran and failed.
+type ExitError struct {
+	Host   string
+	Cmd    string
+	RC     int
+	Stderr string
+}
+
+func (e *ExitError) Error() string {
+	return fmt.Sprintf("%s: %q exited %d: %s", e.Host, firstLine(e.Cmd), e.RC, e.Stderr)
+}
+
+// UnreachableError means the host could not be reached or the connection was
+// lost; the executor reports the host UNREACHABLE, not FAILED.
+type UnreachableError struct {
+	Host string
+	Err  error
+}
+
+func (e *UnreachableError) Error() string { return fmt.Sprintf("%s: unreachable: %v", e.Host, e.Err) }
+func (e *UnreachableError) Unwrap() error { return e.Err }
+
+// IsUnreachable reports whether err is or wraps an *UnreachableError.
+func IsUnreachable(err error) bool {
+	var u *UnreachableError
+	return errors.As(err, &u)
+}
+
+func firstLine(s string) string {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			return s[:i] + " ..."
+		}
+	}
+	return s
+}

@@ -1,0 +1,146 @@
+// Package modules holds gokube's Go-native modules. A module runs on the
+// control machine and talks to the host through a connection.Conn; nothing
+// is shipped to the host. Modules are registered explicitly (see Registry).
+package modules
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"sort"
+
+	"gokube/connection"
+)
+
+// ArgType is the declared type of a module argument.
+type ArgType int
+
+const (
+	String ArgType = iota
+	Bool
+	Int
+	List // list of scalars
+	Map
+	Any
+)
+
+// Arg declares one argument of a module.
+type Arg struct {
+	Type     ArgType
+	Required bool
+	Choices  []string // allowed values for a String
+	Aliases  []string
+}
+
+// Spec declares a module's arguments. The engine validates every task's
+// arguments against it before contacting any host.
+type Spec struct {
+	Args map[string]Arg
+	// FreeForm names the argument that receives a free-form string
+	// (command: "ls -l" puts "ls -l" into args["cmd"]).
+	FreeForm string
+	// RequireOneOf lists groups of which at least one must be given.
+	RequireOneOf [][]string
+}
+
+// Env is everything a module may use for one host and one task.
+type Env struct {
+	Conn  connection.Conn
+	Host  string // inventory name
+	Check bool   // check mode: Conn is a dry connection, predict only
+	Diff  bool   // produce a unified diff where it makes sense
+
+	Become     bool
+	BecomeUser string
+	// Environment is exported for commands the module runs.
+	Environment map[string]string
+
+	// Files is the search path for src= of copy, template, unarchive
+	// (role files/ or templates/ first, then the playbook dir).
+	Files []fs.FS
+	// Render renders a Go template text with the host's variables; name is
+	// used in error messages (file:line).
+	Render func(name, text string) (string, error)
+	// Vars returns the host's variables (for debug var=, assert).
+	Vars map[string]any
+	// Probe holds the output of this task's Probe script if the executor
+	// already ran it in a batch; nil means the module must look itself.
+	Probe []byte
+	// ArtifactDir is the control machine's artifact cache.
+	ArtifactDir string
+	// Local runs commands on the control machine (delegate_to: localhost).
+	Local connection.Conn
+}
+
+// Result is what a module did. Data is what `register` stores, merged with
+// changed/failed/msg by the engine.
+type Result struct {
+	Changed bool
+	Failed  bool
+	Skipped bool
+	Msg     string
+	Diff    string
+	Data    map[string]any
+}
+
+// Module is one task action.
+type Module interface {
+	Spec() Spec
+	Run(ctx context.Context, env *Env, args map[string]any) (*Result, error)
+}
+
+// Prober is an optional interface: a module that can tell, from a
+// read-only shell script's output, whether it must act. The executor runs
+// the probes of many upcoming tasks in one round trip and hands each module
+// its slice of the output in Env.Probe.
+type Prober interface {
+	// Probe returns a read-only shell script; ok=false when the module
+	// cannot probe these args ahead of time.
+	Probe(args map[string]any) (script string, ok bool)
+}
+
+// Registry maps module names to modules. It is built explicitly by
+// NewRegistry (no init() registration, no package state).
+type Registry struct {
+	m map[string]Module
+}
+
+// Register adds a module under one or more names.
+func (r *Registry) Register(m Module, names ...string) {
+	if r.m == nil {
+		r.m = map[string]Module{}
+	}
+	for _, n := range names {
+		r.m[n] = m
+	}
+}
+
+// Lookup returns the module of that name.
+func (r *Registry) Lookup(name string) (Module, bool) {
+	m, ok := r.m[name]
+	return m, ok
+}
+
+// Names lists registered names, sorted.
+func (r *Registry) Names() []string {
+	out := make([]string, 0, len(r.m))
+	for n := range r.m {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// ArgError is an invalid module argument; the engine adds file and line.
+type ArgError struct {
+	Module string
+	Key    string
+	Msg    string
+}
+
+func (e *ArgError) Error() string {
+	if e.Key == "" {
+		return fmt.Sprintf("%s: %s", e.Module, e.Msg)
+	}
+	return fmt.Sprintf("%s: argument %q: %s", e.Module, e.Key, e.Msg)
+}

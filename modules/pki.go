@@ -1,0 +1,3 @@
+package modules
+
+func registerPKI(r *Registry) {}
