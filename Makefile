@@ -1,0 +1,69 @@
+# gokube: the two commands of the README are `make demo` and `make test`.
+# Both work as root on a fresh Debian 12 machine: they install what they need.
+
+SHELL     := /bin/bash
+GO        ?= go
+BIN       := bin/gokube
+LAB_DIR   ?= /var/lib/gokube/lab
+DEMO_LAB  ?= gk
+TEST_LAB  ?= gkt
+ARTIFACTS ?= /var/lib/gokube/artifacts
+# Debian packages the lab, the roles' artifacts and the benchmark need on the control machine.
+APT_PKGS  := systemd-container debootstrap iproute2 iptables openssh-client curl \
+             etcd-server etcd-client ansible-core ca-certificates bc
+
+.PHONY: all build deps artifacts image unit integration test demo lab-down bench vet fmt clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) .
+
+# apt-get only when something is missing, so a warm `make test` does not touch the network.
+deps:
+	@missing=$$(for p in $(APT_PKGS); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q 'install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+	  echo "installing: $$missing"; \
+	  apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing; \
+	fi
+	$(GO) mod download
+
+artifacts: build
+	$(BIN) lab artifacts --dir $(ARTIFACTS)
+
+image: build
+	$(BIN) lab image
+
+vet:
+	$(GO) vet ./...
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
+
+# Unit tests: no lab, fake connections and local processes only.
+unit:
+	$(GO) test -race -count=1 ./...
+
+# Integration and end-to-end tests on a lab of real hosts that this target
+# brings up and tears down (even when a test fails).
+integration: build artifacts image
+	$(BIN) lab up 6 --name $(TEST_LAB)
+	set -o pipefail; status=0; \
+	GOKUBE_LAB_DIR=$(LAB_DIR)/$(TEST_LAB) GOKUBE_INTEGRATION=1 GOKUBE_BIN=$(CURDIR)/$(BIN) \
+	  GOKUBE_ARTIFACTS=$(ARTIFACTS) \
+	  $(GO) test -race -count=1 -p 1 -timeout 40m ./... || status=$$?; \
+	$(BIN) lab down --name $(TEST_LAB) || status=1; \
+	exit $$status
+
+test: deps vet build unit integration
+
+demo: deps build artifacts
+	$(BIN) lab up 3 --name $(DEMO_LAB)
+	$(BIN) play -i examples/etcd-cluster/inventory.cfg examples/etcd-cluster/etcd.yml
+
+lab-down: build
+	$(BIN) lab down --name $(DEMO_LAB)
+
+bench: build artifacts
+	./bench/run.sh
+
+clean:
+	rm -rf bin

@@ -1,0 +1,10 @@
+// Package roles holds the roles bundled into the gokube binary. A `roles/`
+// folder beside a playbook overrides them by name.
+package roles
+
+import "embed"
+
+// FS holds every bundled role: gokube-defaults, pki, download, etcd, verify.
+//
+//go:embed all:pki all:download all:etcd all:verify all:gokube-defaults
+var FS embed.FS
