@@ -45,7 +45,7 @@ unit:
 # Integration and end-to-end tests on a lab of real hosts that this target
 # brings up and tears down (even when a test fails).
 integration: build artifacts image
-	$(BIN) lab up 6 --name $(TEST_LAB)
+	$(BIN) lab up 6 --name $(TEST_LAB) --subnet 10.232.0.0/24
 	set -o pipefail; status=0; \
 	GOKUBE_LAB_DIR=$(LAB_DIR)/$(TEST_LAB) GOKUBE_INTEGRATION=1 GOKUBE_BIN=$(CURDIR)/$(BIN) \
 	  GOKUBE_ARTIFACTS=$(ARTIFACTS) \

@@ -11,7 +11,7 @@ RUNS=${RUNS:-5}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
-$BIN lab up 3 --name "$LAB" >/dev/null
+$BIN lab up 3 --name "$LAB" --subnet 10.233.0.0/24 >/dev/null
 $BIN lab inventory --name "$LAB" --groups bench=1-3 -o "$work/inventory.cfg"
 
 export ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_PIPELINING=True ANSIBLE_FORKS=5 \
