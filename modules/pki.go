@@ -1,3 +1,8 @@
 package modules
 
-func registerPKI(r *Registry) {}
+// registerPKI adds the modules that build and check the cluster's trust:
+// x509 (control machine only), and uri, etcd, kube_health, which reach
+// services on the host's loopback through the host's connection.
+func registerPKI(r *Registry) {
+	r.Register(X509{}, "x509")
+}

@@ -1,0 +1,611 @@
+package modules
+
+import (
+	"bytes"
+	"context"
+	"crypto"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/hex"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/big"
+	"net"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+)
+
+// X509 is the `x509` module: a CA, or a key and certificate signed by a CA,
+// generated on the control machine. It never contacts the host, so the CA key
+// never leaves the control machine; roles copy the results to hosts with
+// `copy`.
+//
+// Arguments:
+//
+//	path               directory on the control machine (created 0700), e.g. the pki folder beside the inventory
+//	name               file base name: writes NAME.pem (0644) and NAME-key.pem (0600)
+//	ca                 true: a self-signed CA
+//	ca_name            sign with PATH/CA_NAME.pem and PATH/CA_NAME-key.pem (one of ca, ca_name is required)
+//	common_name        subject CN (default: name)
+//	organization       subject O (a string or a list)
+//	dns_names          DNS SANs (list)
+//	ip_addresses       IP SANs (list)
+//	usages             server_auth, client_auth (default both for a leaf, none for a CA);
+//	                   key usages follow: digitalSignature+keyEncipherment, or certSign+crlSign for a CA
+//	key_type           ecdsa (P-256, default) or rsa (2048 bits)
+//	validity_days      default 3650 for a CA, 825 otherwise (a leaf never outlives its CA)
+//	renew_before_days  regenerate when the certificate expires within this margin (default 30)
+//
+// It regenerates only when the certificate or key is missing or unreadable,
+// the key does not match, the CN, O, SANs, usages or key type differ from the
+// arguments, the certificate is not signed by the current CA (the CA was
+// regenerated), or it expires within the margin; otherwise changed=false.
+// Under check mode it predicts and writes nothing.
+//
+// Registers: path (directory), cert, key, ca_cert (leaf only), serial (hex),
+// not_after (RFC 3339), fingerprint_sha256, changed_reason.
+type X509 struct{}
+
+// x509LockFile serialises runs that share a directory: the executor runs hosts in
+// parallel, and a CA task evaluated for several hosts at once must produce
+// one CA, not one per host.
+const x509LockFile = ".x509.lock"
+
+// Spec declares the x509 arguments.
+func (X509) Spec() Spec {
+	return Spec{
+		Args: map[string]Arg{
+			"path":              {Type: String, Required: true},
+			"name":              {Type: String, Required: true},
+			"ca":                {Type: Bool},
+			"ca_name":           {Type: String},
+			"common_name":       {Type: String, Aliases: []string{"cn"}},
+			"organization":      {Type: Any},
+			"dns_names":         {Type: List},
+			"ip_addresses":      {Type: List},
+			"usages":            {Type: List},
+			"key_type":          {Type: String, Choices: []string{"ecdsa", "rsa"}},
+			"validity_days":     {Type: Int},
+			"renew_before_days": {Type: Int},
+		},
+		RequireOneOf: [][]string{{"ca", "ca_name"}},
+	}
+}
+
+type x509Params struct {
+	dir, name   string
+	isCA        bool
+	caName      string
+	cn          string
+	org         []string
+	dns         []string
+	ips         []net.IP
+	usageNames  []string
+	ext         []x509.ExtKeyUsage
+	keyType     string
+	validity    time.Duration
+	renewBefore time.Duration
+}
+
+func (p *x509Params) certPath() string { return filepath.Join(p.dir, p.name+".pem") }
+func (p *x509Params) keyPath() string  { return filepath.Join(p.dir, p.name+"-key.pem") }
+
+// x509Usage maps a usage argument to its extended key usage.
+func x509Usage(name string) (x509.ExtKeyUsage, bool) {
+	switch name {
+	case "server_auth":
+		return x509.ExtKeyUsageServerAuth, true
+	case "client_auth":
+		return x509.ExtKeyUsageClientAuth, true
+	}
+	return 0, false
+}
+
+func x509ParseArgs(args map[string]any) (*x509Params, error) {
+	spec := X509{}.Spec()
+	a, err := pkiParse("x509", spec, args)
+	if err != nil {
+		return nil, err
+	}
+	p := &x509Params{}
+	if p.dir, err = a.str("path", ""); err != nil {
+		return nil, err
+	}
+	if p.name, err = a.str("name", ""); err != nil {
+		return nil, err
+	}
+	if p.dir == "" {
+		return nil, a.err("path", "must not be empty")
+	}
+	if p.name == "" || strings.ContainsAny(p.name, "/\\") || p.name == "." || p.name == ".." {
+		return nil, a.err("name", "must be a plain file base name, got %q", p.name)
+	}
+	if p.isCA, err = a.boolean("ca", false); err != nil {
+		return nil, err
+	}
+	if p.caName, err = a.str("ca_name", ""); err != nil {
+		return nil, err
+	}
+	switch {
+	case p.isCA && p.caName != "":
+		return nil, a.err("ca_name", "a CA is self-signed: give ca or ca_name, not both")
+	case !p.isCA && p.caName == "":
+		return nil, a.err("ca_name", "required unless ca is true")
+	case p.caName == p.name:
+		return nil, a.err("ca_name", "a certificate cannot sign itself; use ca: true")
+	case strings.ContainsAny(p.caName, "/\\"):
+		return nil, a.err("ca_name", "must be a file base name in path, got %q", p.caName)
+	}
+	if p.cn, err = a.str("common_name", p.name); err != nil {
+		return nil, err
+	}
+	if s, ok := a.m["organization"].(string); ok {
+		// A plain string is one organization even if it contains a comma.
+		if s != "" {
+			p.org = []string{s}
+		}
+	} else if p.org, err = a.list("organization"); err != nil {
+		return nil, err
+	}
+	if p.dns, err = a.list("dns_names"); err != nil {
+		return nil, err
+	}
+	ips, err := a.list("ip_addresses")
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range ips {
+		ip := net.ParseIP(s)
+		if ip == nil {
+			return nil, a.err("ip_addresses", "%q is not an IP address", s)
+		}
+		p.ips = append(p.ips, ip)
+	}
+	if a.has("usages") {
+		if p.usageNames, err = a.list("usages"); err != nil {
+			return nil, err
+		}
+	} else if !p.isCA {
+		p.usageNames = []string{"server_auth", "client_auth"}
+	}
+	for _, u := range p.usageNames {
+		eku, ok := x509Usage(u)
+		if !ok {
+			return nil, a.err("usages", "%q is not one of server_auth, client_auth", u)
+		}
+		if !slices.Contains(p.ext, eku) {
+			p.ext = append(p.ext, eku)
+		}
+	}
+	if p.keyType, err = a.choice("key_type", "ecdsa", "ecdsa", "rsa"); err != nil {
+		return nil, err
+	}
+	defDays := 825
+	if p.isCA {
+		defDays = 3650
+	}
+	days, err := a.integer("validity_days", defDays)
+	if err != nil {
+		return nil, err
+	}
+	renew, err := a.integer("renew_before_days", 30)
+	if err != nil {
+		return nil, err
+	}
+	if days <= 0 {
+		return nil, a.err("validity_days", "must be positive, got %d", days)
+	}
+	if renew < 0 {
+		return nil, a.err("renew_before_days", "must not be negative, got %d", renew)
+	}
+	if renew >= days {
+		// Otherwise every run would find a fresh certificate inside the margin.
+		return nil, a.err("renew_before_days", "%d must be less than validity_days %d", renew, days)
+	}
+	p.validity = time.Duration(days) * 24 * time.Hour
+	p.renewBefore = time.Duration(renew) * 24 * time.Hour
+	return p, nil
+}
+
+// Run checks the files and regenerates them when needed.
+func (m X509) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	p, err := x509ParseArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	check := env != nil && env.Check
+	if !check {
+		if err := os.MkdirAll(p.dir, 0o700); err != nil {
+			return nil, fmt.Errorf("x509: %w", err)
+		}
+		unlock, err := x509Flock(ctx, filepath.Join(p.dir, x509LockFile))
+		if err != nil {
+			return nil, fmt.Errorf("x509: lock %s: %w", p.dir, err)
+		}
+		defer unlock()
+	}
+	return x509Apply(p, time.Now(), check)
+}
+
+type x509CA struct {
+	cert *x509.Certificate
+	key  crypto.Signer
+}
+
+func x509Apply(p *x509Params, now time.Time, check bool) (*Result, error) {
+	var ca *x509CA
+	if p.caName != "" {
+		var err error
+		ca, err = x509LoadCA(p.dir, p.caName)
+		if err != nil {
+			if check && errors.Is(err, fs.ErrNotExist) {
+				// The CA task earlier in the play would create it.
+				return x509Result(p, nil, true, "CA "+p.caName+" missing (created earlier in this run)", true), nil
+			}
+			return nil, fmt.Errorf("x509 %s: %w", p.name, err)
+		}
+	}
+	cur, reason := x509Inspect(p, ca, now)
+	if reason == "" {
+		// Keys stay 0600 even if someone loosened them by hand.
+		fi, err := os.Stat(p.keyPath())
+		if err != nil {
+			return nil, fmt.Errorf("x509: %w", err)
+		}
+		if fi.Mode().Perm() != 0o600 {
+			reason := fmt.Sprintf("key mode %04o -> 0600", fi.Mode().Perm())
+			if !check {
+				if err := os.Chmod(p.keyPath(), 0o600); err != nil {
+					return nil, fmt.Errorf("x509: %w", err)
+				}
+			}
+			return x509Result(p, cur, true, reason, check), nil
+		}
+		return x509Result(p, cur, false, "", check), nil
+	}
+	if check {
+		return x509Result(p, cur, true, reason, check), nil
+	}
+	cert, err := x509Generate(p, ca, now)
+	if err != nil {
+		return nil, fmt.Errorf("x509 %s: %w", p.name, err)
+	}
+	return x509Result(p, cert, true, reason, check), nil
+}
+
+func x509Result(p *x509Params, cert *x509.Certificate, changed bool, reason string, check bool) *Result {
+	data := map[string]any{
+		"path":           p.dir,
+		"cert":           p.certPath(),
+		"key":            p.keyPath(),
+		"changed_reason": reason,
+		"serial":         "",
+		"not_after":      "",
+	}
+	if p.caName != "" {
+		data["ca_cert"] = filepath.Join(p.dir, p.caName+".pem")
+	}
+	// Under check mode a predicted regeneration still shows the current
+	// certificate's serial: the new one does not exist.
+	if cert != nil {
+		data["serial"] = cert.SerialNumber.Text(16)
+		data["not_after"] = cert.NotAfter.UTC().Format(time.RFC3339)
+		sum := sha256.Sum256(cert.Raw)
+		data["fingerprint_sha256"] = hex.EncodeToString(sum[:])
+	}
+	msg := p.name + " up to date"
+	if changed {
+		verb := "generated"
+		if strings.HasPrefix(reason, "key mode") {
+			verb = "fixed"
+		}
+		if check {
+			verb = "would be " + verb
+		}
+		msg = fmt.Sprintf("%s %s: %s", p.name, verb, reason)
+	}
+	return &Result{Changed: changed, Msg: msg, Data: data}
+}
+
+func x509LoadCA(dir, name string) (*x509CA, error) {
+	cert, err := x509ReadCert(filepath.Join(dir, name+".pem"))
+	if err != nil {
+		return nil, fmt.Errorf("CA: %w", err)
+	}
+	key, err := x509ReadKey(filepath.Join(dir, name+"-key.pem"))
+	if err != nil {
+		return nil, fmt.Errorf("CA: %w", err)
+	}
+	if !x509KeyMatches(cert, key) {
+		return nil, fmt.Errorf("CA %s: key does not match certificate", name)
+	}
+	if !cert.IsCA || cert.KeyUsage&x509.KeyUsageCertSign == 0 {
+		return nil, fmt.Errorf("%s.pem is not a CA certificate", name)
+	}
+	return &x509CA{cert: cert, key: key}, nil
+}
+
+// x509Inspect returns the current certificate (if readable) and why it must
+// be regenerated ("" when it is fine).
+func x509Inspect(p *x509Params, ca *x509CA, now time.Time) (*x509.Certificate, string) {
+	cert, err := x509ReadCert(p.certPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, "missing"
+	}
+	if err != nil {
+		return nil, "unreadable certificate"
+	}
+	key, err := x509ReadKey(p.keyPath())
+	if errors.Is(err, fs.ErrNotExist) {
+		return cert, "key missing"
+	}
+	if err != nil {
+		return cert, "unreadable key"
+	}
+	if !x509KeyMatches(cert, key) {
+		return cert, "key does not match certificate"
+	}
+	if x509KeyType(key) != p.keyType {
+		return cert, "key type changed"
+	}
+	if cert.IsCA != p.isCA {
+		return cert, "CA flag changed"
+	}
+	if cert.Subject.CommonName != p.cn {
+		return cert, "common name changed"
+	}
+	if !x509SameSet(cert.Subject.Organization, p.org) {
+		return cert, "organization changed"
+	}
+	if !x509SameSet(cert.DNSNames, p.dns) {
+		return cert, "dns_names changed"
+	}
+	if !x509SameSet(x509IPStrings(cert.IPAddresses), x509IPStrings(p.ips)) {
+		return cert, "ip_addresses changed"
+	}
+	if !x509SameSet(x509EKUNames(cert.ExtKeyUsage), p.usageNames) {
+		return cert, "usages changed"
+	}
+	if ca != nil {
+		if !bytes.Equal(cert.RawIssuer, ca.cert.RawSubject) || cert.CheckSignatureFrom(ca.cert) != nil {
+			return cert, "not signed by current CA " + p.caName
+		}
+	} else if cert.CheckSignatureFrom(cert) != nil {
+		return cert, "not self-signed"
+	}
+	if !now.Before(cert.NotAfter) {
+		return cert, "expired"
+	}
+	if now.Add(p.renewBefore).After(cert.NotAfter) {
+		return cert, fmt.Sprintf("expires within %d days", int(p.renewBefore.Hours()/24))
+	}
+	return cert, ""
+}
+
+func x509Generate(p *x509Params, ca *x509CA, now time.Time) (*x509.Certificate, error) {
+	key, keyPEM, err := x509NewKey(p.keyType)
+	if err != nil {
+		return nil, err
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, err
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial.Add(serial, big.NewInt(1)), // never zero
+		Subject:      pkix.Name{CommonName: p.cn, Organization: p.org},
+		DNSNames:     p.dns,
+		IPAddresses:  p.ips,
+		ExtKeyUsage:  p.ext,
+		// Backdated so hosts whose clock lags the control machine's a little
+		// accept it at once.
+		NotBefore:             now.Add(-5 * time.Minute).UTC(),
+		NotAfter:              now.Add(p.validity).UTC(),
+		BasicConstraintsValid: true,
+		IsCA:                  p.isCA,
+	}
+	parent, signer := tmpl, crypto.Signer(key)
+	if p.isCA {
+		tmpl.KeyUsage = x509.KeyUsageCertSign | x509.KeyUsageCRLSign
+	} else {
+		tmpl.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+		parent, signer = ca.cert, ca.key
+		if tmpl.NotAfter.After(ca.cert.NotAfter) {
+			tmpl.NotAfter = ca.cert.NotAfter
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, parent, key.Public(), signer)
+	if err != nil {
+		return nil, err
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})
+	// Both files are complete on disk before either is renamed; the key goes
+	// first so a crash in between leaves a new key beside an old certificate,
+	// which the next run detects as a mismatch, never a certificate without
+	// its key.
+	keyTmp, err := x509WriteTemp(p.dir, p.name+"-key.pem", keyPEM, 0o600)
+	if err != nil {
+		return nil, err
+	}
+	certTmp, err := x509WriteTemp(p.dir, p.name+".pem", certPEM, 0o644)
+	if err != nil {
+		os.Remove(keyTmp)
+		return nil, err
+	}
+	if err := os.Rename(keyTmp, p.keyPath()); err != nil {
+		os.Remove(keyTmp)
+		os.Remove(certTmp)
+		return nil, err
+	}
+	if err := os.Rename(certTmp, p.certPath()); err != nil {
+		os.Remove(certTmp)
+		return nil, err
+	}
+	if d, err := os.Open(p.dir); err == nil {
+		_ = d.Sync() // persist the renames; best effort on filesystems without dir fsync
+		d.Close()
+	}
+	return cert, nil
+}
+
+func x509WriteTemp(dir, base string, data []byte, mode os.FileMode) (string, error) {
+	f, err := os.CreateTemp(dir, "."+base+".tmp*")
+	if err != nil {
+		return "", err
+	}
+	name := f.Name()
+	fail := func(err error) (string, error) {
+		f.Close()
+		os.Remove(name)
+		return "", err
+	}
+	// Mode before content: the key is never readable by others, not even briefly.
+	if err := f.Chmod(mode); err != nil {
+		return fail(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(err)
+	}
+	if err := f.Sync(); err != nil {
+		return fail(err)
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(name)
+		return "", err
+	}
+	return name, nil
+}
+
+func x509NewKey(keyType string) (crypto.Signer, []byte, error) {
+	switch keyType {
+	case "rsa":
+		k, err := rsa.GenerateKey(rand.Reader, 2048)
+		if err != nil {
+			return nil, nil, err
+		}
+		return k, pem.EncodeToMemory(&pem.Block{Type: "RSA PRIVATE KEY", Bytes: x509.MarshalPKCS1PrivateKey(k)}), nil
+	default:
+		k, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+		if err != nil {
+			return nil, nil, err
+		}
+		der, err := x509.MarshalECPrivateKey(k)
+		if err != nil {
+			return nil, nil, err
+		}
+		return k, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: der}), nil
+	}
+}
+
+func x509ReadCert(path string) (*x509.Certificate, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return nil, fmt.Errorf("%s: no PEM certificate", path)
+	}
+	cert, err := x509.ParseCertificate(block.Bytes)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return cert, nil
+}
+
+func x509ReadKey(path string) (crypto.Signer, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	block, _ := pem.Decode(b)
+	if block == nil {
+		return nil, fmt.Errorf("%s: no PEM key", path)
+	}
+	var key any
+	switch block.Type {
+	case "EC PRIVATE KEY":
+		key, err = x509.ParseECPrivateKey(block.Bytes)
+	case "RSA PRIVATE KEY":
+		key, err = x509.ParsePKCS1PrivateKey(block.Bytes)
+	case "PRIVATE KEY":
+		key, err = x509.ParsePKCS8PrivateKey(block.Bytes)
+	default:
+		return nil, fmt.Errorf("%s: unsupported PEM type %q", path, block.Type)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	signer, ok := key.(crypto.Signer)
+	if !ok {
+		return nil, fmt.Errorf("%s: unsupported key %T", path, key)
+	}
+	return signer, nil
+}
+
+func x509KeyMatches(cert *x509.Certificate, key crypto.Signer) bool {
+	pub, ok := cert.PublicKey.(interface{ Equal(crypto.PublicKey) bool })
+	return ok && pub.Equal(key.Public())
+}
+
+func x509KeyType(key crypto.Signer) string {
+	switch k := key.(type) {
+	case *ecdsa.PrivateKey:
+		if k.Curve == elliptic.P256() {
+			return "ecdsa"
+		}
+		return "ecdsa-" + k.Curve.Params().Name
+	case *rsa.PrivateKey:
+		return "rsa"
+	}
+	return fmt.Sprintf("%T", key)
+}
+
+func x509SameSet(a, b []string) bool {
+	x := slices.Compact(slices.Sorted(slices.Values(a)))
+	y := slices.Compact(slices.Sorted(slices.Values(b)))
+	return slices.Equal(x, y)
+}
+
+func x509IPStrings(ips []net.IP) []string {
+	out := make([]string, len(ips))
+	for i, ip := range ips {
+		out[i] = ip.String() // normalises 4-in-6 and 4-byte forms alike
+	}
+	sort.Strings(out)
+	return out
+}
+
+func x509EKUNames(ekus []x509.ExtKeyUsage) []string {
+	var out []string
+	for _, e := range ekus {
+		switch e {
+		case x509.ExtKeyUsageServerAuth:
+			out = append(out, "server_auth")
+		case x509.ExtKeyUsageClientAuth:
+			out = append(out, "client_auth")
+		default:
+			// An unknown usage never equals the arguments, so it regenerates.
+			out = append(out, fmt.Sprintf("eku-%d", e))
+		}
+	}
+	return out
+}
