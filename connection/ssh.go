@@ -1,0 +1,767 @@
+package connection
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+	"golang.org/x/crypto/ssh/agent"
+)
+
+// SSHConfig says how to reach one host.
+type SSHConfig struct {
+	Host              string // inventory name (for messages)
+	Addr              string // host or IP
+	Port              int    // default 22
+	User              string
+	KeyFiles          []string // private keys; the agent is used too when SSH_AUTH_SOCK is set
+	KeyPassphrase     string   // for encrypted key files
+	Password          string   // password authentication, only when set
+	KnownHosts        []string // default ~/.ssh/known_hosts
+	AcceptNewHostKeys bool     // unknown hosts are added to KnownHosts[0]; changed keys are always refused
+	BecomePassword    string   // sudo password; empty means sudo -n
+	Jump              *SSHConfig
+	Timeout           time.Duration // dial timeout (default 10s)
+
+	// KeepAlive is the interval of keepalive requests (default 5s); a
+	// connection that does not answer within two intervals is closed.
+	KeepAlive time.Duration
+}
+
+// SmallPutLimit is the largest content Put sends through the shell; larger
+// files go over SFTP.
+const SmallPutLimit = 256 << 10
+
+const (
+	dialAttempts = 3
+	// sftpWindow approximates the bytes pkg/sftp keeps in flight (64
+	// concurrent 32 KiB writes): one round trip per window.
+	sftpWindow = 64 * 32 << 10
+)
+
+type sshConn struct {
+	cfg    SSHConfig
+	client *ssh.Client
+	jump   *sshConn
+	rt     atomic.Int64
+	done   chan struct{} // closed when the SSH connection ends
+	stop   chan struct{} // closed by Close
+	once   sync.Once
+
+	mu       sync.Mutex
+	shells   map[string]*shellSession
+	sftp     *sftp.Client
+	sftpHome string
+}
+
+// DialSSH connects to cfg.Addr and authenticates. It retries a few times
+// with backoff, except on failures retrying cannot fix (authentication,
+// host keys). Connection failures are *UnreachableError.
+func DialSSH(ctx context.Context, cfg SSHConfig) (Conn, error) {
+	c, err := dialSSH(ctx, cfg)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (cfg *SSHConfig) setDefaults() {
+	if cfg.Port == 0 {
+		cfg.Port = 22
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 10 * time.Second
+	}
+	if cfg.KeepAlive == 0 {
+		cfg.KeepAlive = 5 * time.Second
+	}
+	if cfg.Host == "" {
+		cfg.Host = cfg.Addr
+	}
+	if cfg.User == "" {
+		cfg.User = os.Getenv("USER")
+	}
+}
+
+func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
+	cfg.setDefaults()
+	if cfg.Addr == "" {
+		return nil, fmt.Errorf("%s: no address to connect to", cfg.Host)
+	}
+	if strings.ContainsAny(cfg.BecomePassword, "\r\n") {
+		return nil, fmt.Errorf("%s: become password must not contain a newline", cfg.Host)
+	}
+	auth, closeAgent, err := authMethods(cfg)
+	if err != nil {
+		return nil, err
+	}
+	defer closeAgent()
+	hk, err := newHostKeys(cfg.Host, cfg.KnownHosts, cfg.AcceptNewHostKeys)
+	if err != nil {
+		return nil, err
+	}
+	var jump *sshConn
+	if cfg.Jump != nil {
+		jc := *cfg.Jump
+		if len(jc.KnownHosts) == 0 {
+			jc.KnownHosts = cfg.KnownHosts
+			jc.AcceptNewHostKeys = cfg.AcceptNewHostKeys
+		}
+		if len(jc.KeyFiles) == 0 {
+			jc.KeyFiles, jc.KeyPassphrase = cfg.KeyFiles, cfg.KeyPassphrase
+		}
+		if jc.Timeout == 0 {
+			jc.Timeout = cfg.Timeout
+		}
+		if jc.Host == "" {
+			jc.Host = cfg.Host + " via jump " + jc.Addr
+		}
+		if jump, err = dialSSH(ctx, jc); err != nil {
+			return nil, err
+		}
+	}
+	hostport := net.JoinHostPort(cfg.Addr, strconv.Itoa(cfg.Port))
+	ccfg := &ssh.ClientConfig{
+		User:              cfg.User,
+		Auth:              auth,
+		HostKeyCallback:   hk.callback,
+		HostKeyAlgorithms: hk.algorithms(hostport),
+		Timeout:           cfg.Timeout,
+	}
+	var lastErr error
+	for attempt := 0; attempt < dialAttempts; attempt++ {
+		if attempt > 0 {
+			t := time.NewTimer(time.Duration(attempt*attempt) * 500 * time.Millisecond)
+			select {
+			case <-ctx.Done():
+				t.Stop()
+				if jump != nil {
+					jump.Close()
+				}
+				return nil, ctx.Err()
+			case <-t.C:
+			}
+		}
+		c, err := dialOnce(ctx, cfg, hostport, ccfg, jump)
+		if err == nil {
+			return c, nil
+		}
+		if ctx.Err() != nil {
+			if jump != nil {
+				jump.Close()
+			}
+			return nil, ctx.Err()
+		}
+		if hkErr := hk.lastErr(); hkErr != nil {
+			lastErr = hkErr
+			break
+		}
+		lastErr = err
+		if strings.Contains(err.Error(), "unable to authenticate") {
+			lastErr = fmt.Errorf("authentication failed as %q: %w", cfg.User, err)
+			break
+		}
+	}
+	if jump != nil {
+		jump.Close()
+	}
+	return nil, &UnreachableError{Host: cfg.Host, Err: lastErr}
+}
+
+func dialOnce(ctx context.Context, cfg SSHConfig, hostport string, ccfg *ssh.ClientConfig, jump *sshConn) (*sshConn, error) {
+	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancel()
+	c := &sshConn{cfg: cfg, jump: jump, done: make(chan struct{}), stop: make(chan struct{}), shells: map[string]*shellSession{}}
+	var raw net.Conn
+	var err error
+	if jump != nil {
+		raw, err = jump.client.DialContext(dctx, "tcp", hostport)
+	} else {
+		var d net.Dialer
+		raw, err = d.DialContext(dctx, "tcp", hostport)
+	}
+	if err != nil {
+		return nil, err
+	}
+	c.rt.Add(1) // TCP connect, or the jump host's channel open
+	cc := &countingConn{Conn: raw}
+	// The handshake does not take a context; a deadline on the socket
+	// bounds it, and cancellation closes the socket.
+	_ = raw.SetDeadline(time.Now().Add(cfg.Timeout))
+	stopWatch := context.AfterFunc(dctx, func() { raw.Close() })
+	sc, chans, reqs, err := ssh.NewClientConn(cc, hostport, ccfg)
+	stopWatch()
+	if err != nil {
+		raw.Close()
+		return nil, err
+	}
+	_ = raw.SetDeadline(time.Time{})
+	c.rt.Add(cc.stopCounting())
+	c.client = ssh.NewClient(sc, chans, reqs)
+	go func() {
+		_ = c.client.Wait()
+		close(c.done)
+	}()
+	go c.keepalive()
+	return c, nil
+}
+
+// countingConn counts the handshake's round trips: each time data arrives
+// after the client has sent something is one exchange, because the SSH
+// handshake is strictly request and reply.
+type countingConn struct {
+	net.Conn
+	mu    sync.Mutex
+	off   bool
+	wrote bool
+	count int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	if !c.off {
+		c.wrote = true
+	}
+	c.mu.Unlock()
+	return c.Conn.Write(p)
+}
+
+func (c *countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.mu.Lock()
+	if n > 0 && c.wrote && !c.off {
+		c.count++
+		c.wrote = false
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+func (c *countingConn) stopCounting() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.off = true
+	return c.count
+}
+
+func authMethods(cfg SSHConfig) ([]ssh.AuthMethod, func(), error) {
+	var signers []ssh.Signer
+	for _, f := range cfg.KeyFiles {
+		pem, err := os.ReadFile(f)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: private key: %w", cfg.Host, err)
+		}
+		s, err := ssh.ParsePrivateKey(pem)
+		var pm *ssh.PassphraseMissingError
+		if errors.As(err, &pm) {
+			if cfg.KeyPassphrase == "" {
+				return nil, nil, fmt.Errorf("%s: private key %s is encrypted: a passphrase is needed (or load it into ssh-agent)", cfg.Host, f)
+			}
+			s, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(cfg.KeyPassphrase))
+		}
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: private key %s: %w", cfg.Host, f, err)
+		}
+		signers = append(signers, s)
+	}
+	closeAgent := func() {}
+	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
+		if ac, err := net.Dial("unix", sock); err == nil {
+			// Signers sign through the agent connection during the
+			// handshake; it is closed once the dial is over.
+			if as, err := agent.NewClient(ac).Signers(); err == nil {
+				signers = append(signers, as...)
+			}
+			closeAgent = func() { ac.Close() }
+		}
+	}
+	var auth []ssh.AuthMethod
+	if len(signers) > 0 {
+		auth = append(auth, ssh.PublicKeys(signers...))
+	}
+	if cfg.Password != "" {
+		pw := cfg.Password
+		auth = append(auth, ssh.Password(pw), ssh.KeyboardInteractive(func(_, _ string, qs []string, _ []bool) ([]string, error) {
+			ans := make([]string, len(qs))
+			for i := range ans {
+				ans[i] = pw
+			}
+			return ans, nil
+		}))
+	}
+	if len(auth) == 0 {
+		closeAgent()
+		return nil, nil, fmt.Errorf("%s: no SSH credentials: give a private key, a password, or run ssh-agent", cfg.Host)
+	}
+	return auth, closeAgent, nil
+}
+
+// keepalive closes a connection whose peer stopped answering, so that
+// every pending read fails instead of hanging.
+func (c *sshConn) keepalive() {
+	t := time.NewTicker(c.cfg.KeepAlive)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.done:
+			return
+		case <-c.stop:
+			return
+		case <-t.C:
+		}
+		if !c.ping(2 * c.cfg.KeepAlive) {
+			c.client.Close()
+			return
+		}
+	}
+}
+
+// ping reports whether the server answers a keepalive within d.
+func (c *sshConn) ping(d time.Duration) bool {
+	ok := make(chan bool, 1)
+	go func() {
+		_, _, err := c.client.SendRequest("keepalive@openssh.com", true, nil)
+		ok <- err == nil
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case r := <-ok:
+		return r
+	case <-t.C:
+		return false
+	case <-c.done:
+		return false
+	}
+}
+
+func (c *sshConn) Host() string { return c.cfg.Host }
+
+// RoundTrips includes the jump host's handshake when there is one.
+func (c *sshConn) RoundTrips() int64 {
+	n := c.rt.Load()
+	if c.jump != nil {
+		n += c.jump.RoundTrips()
+	}
+	return n
+}
+
+func (c *sshConn) Close() error {
+	c.once.Do(func() { close(c.stop) })
+	c.mu.Lock()
+	for k, s := range c.shells {
+		s.close()
+		delete(c.shells, k)
+	}
+	if c.sftp != nil {
+		c.sftp.Close()
+		c.sftp = nil
+	}
+	c.mu.Unlock()
+	err := c.client.Close()
+	if c.jump != nil {
+		c.jump.Close()
+	}
+	if errors.Is(err, net.ErrClosed) {
+		err = nil
+	}
+	return err
+}
+
+func (c *sshConn) closed() bool {
+	select {
+	case <-c.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (c *sshConn) unreachable(err error) error {
+	return &UnreachableError{Host: c.cfg.Host, Err: err}
+}
+
+// lost decides, after a failed exchange, whether the connection itself is
+// gone (the host is unreachable) or only the shell ended.
+func (c *sshConn) lost() bool {
+	select {
+	case <-c.done:
+		return true
+	default:
+	}
+	if c.ping(c.cfg.KeepAlive) {
+		return false
+	}
+	c.client.Close()
+	return true
+}
+
+// shellSession is one long-lived /bin/sh on the host.
+type shellSession struct {
+	ch      ssh.Channel
+	r       *bufio.Reader
+	pending []byte // preamble (and sudo password) sent with the first frame
+	stderr  *tailBuffer
+	dead    atomic.Bool
+}
+
+func (s *shellSession) close() {
+	s.dead.Store(true)
+	s.ch.Close()
+}
+
+// kill ends the session and what runs in it: TERM reaches the shell (sudo
+// relays it), whose trap kills the script's process group.
+func (s *shellSession) kill() {
+	s.dead.Store(true)
+	_, _ = s.ch.SendRequest("signal", false, ssh.Marshal(struct{ Signal string }{"TERM"}))
+	s.ch.Close()
+}
+
+func shellKey(become bool, user string) string {
+	if !become {
+		return ""
+	}
+	if user == "" {
+		user = "root"
+	}
+	return user
+}
+
+// shellCommand is the session's command and what must be written before
+// the preamble.
+func (c *sshConn) shellCommand(key string) (string, []byte) {
+	if key == "" || (key == "root" && c.cfg.User == "root") || key == c.cfg.User {
+		return "exec /bin/sh", nil
+	}
+	if c.cfg.BecomePassword == "" {
+		return "exec sudo -H -n -u " + shQuote(key) + " -- /bin/sh", nil
+	}
+	// sudo -S reads the password from stdin one byte at a time, up to the
+	// newline. When sudo does not ask (cached or NOPASSWD) the password
+	// line reaches the shell instead, so a reader loop swallows input up to
+	// a sync line either way before the real shell starts.
+	sync := newMarker()
+	inner := `while IFS= read -r l; do [ "$l" = ` + sync + ` ] && break; done; exec /bin/sh`
+	return "exec sudo -H -S -p '' -u " + shQuote(key) + " -- /bin/sh -c " + shQuote(inner),
+		[]byte(c.cfg.BecomePassword + "\n" + sync + "\n")
+}
+
+// openShell opens a session channel and starts the shell without waiting
+// for the exec reply: the first frame follows at once, so opening costs
+// the channel-open round trip only.
+func (c *sshConn) openShell(ctx context.Context, key string) (*shellSession, error) {
+	type opened struct {
+		ch   ssh.Channel
+		reqs <-chan *ssh.Request
+		err  error
+	}
+	got := make(chan opened, 1)
+	go func() {
+		ch, reqs, err := c.client.OpenChannel("session", nil)
+		got <- opened{ch, reqs, err}
+	}()
+	var o opened
+	select {
+	case o = <-got:
+	case <-ctx.Done():
+		go func() {
+			if o := <-got; o.err == nil {
+				o.ch.Close()
+				go ssh.DiscardRequests(o.reqs)
+			}
+		}()
+		return nil, ctx.Err()
+	}
+	c.rt.Add(1)
+	if o.err != nil {
+		if c.lost() {
+			return nil, c.unreachable(o.err)
+		}
+		return nil, fmt.Errorf("%s: open session: %w", c.cfg.Host, o.err)
+	}
+	go ssh.DiscardRequests(o.reqs)
+	cmd, prefix := c.shellCommand(key)
+	if _, err := o.ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{cmd})); err != nil {
+		o.ch.Close()
+		return nil, c.unreachable(err)
+	}
+	s := &shellSession{
+		ch:      o.ch,
+		r:       bufio.NewReaderSize(o.ch, 64<<10),
+		pending: append(prefix, shellPreamble...),
+		stderr:  &tailBuffer{max: 4 << 10},
+	}
+	go func() { _, _ = io.Copy(s.stderr, o.ch.Stderr()) }()
+	return s, nil
+}
+
+func (c *sshConn) shell(ctx context.Context, become bool, user string) (*shellSession, error) {
+	key := shellKey(become, user)
+	c.mu.Lock()
+	s := c.shells[key]
+	c.mu.Unlock()
+	if s != nil && !s.dead.Load() {
+		return s, nil
+	}
+	s, err := c.openShell(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.shells[key] = s
+	c.mu.Unlock()
+	return s, nil
+}
+
+func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	if c.closed() {
+		return Result{}, fmt.Errorf("%s: connection closed", c.cfg.Host)
+	}
+	marker := newMarker()
+	frame, err := buildFrame(marker, req)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", c.cfg.Host, err)
+	}
+	s, err := c.shell(ctx, req.Become, req.BecomeUser)
+	if err != nil {
+		return Result{}, err
+	}
+	if s.pending != nil {
+		frame = append(s.pending, frame...)
+		s.pending = nil
+	}
+	type answer struct {
+		res Result
+		err error
+	}
+	got := make(chan answer, 1)
+	c.rt.Add(1)
+	go func() {
+		if _, err := s.ch.Write(frame); err != nil {
+			got <- answer{err: err}
+			return
+		}
+		res, err := readFrame(s.r, marker)
+		got <- answer{res, err}
+	}()
+	select {
+	case a := <-got:
+		if a.err == nil {
+			return a.res, nil
+		}
+		s.close()
+		if c.closed() {
+			return Result{}, fmt.Errorf("%s: connection closed", c.cfg.Host)
+		}
+		if c.lost() {
+			return Result{}, c.unreachable(a.err)
+		}
+		if tail := strings.TrimSpace(s.stderr.String()); tail != "" {
+			return Result{}, fmt.Errorf("%s: shell%s ended: %s", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), tail)
+		}
+		return Result{}, fmt.Errorf("%s: shell%s: %w", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), a.err)
+	case <-ctx.Done():
+		s.kill()
+		<-got
+		return Result{}, ctx.Err()
+	case <-c.done:
+		s.close()
+		<-got
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		return Result{}, c.unreachable(errors.New("connection lost"))
+	}
+}
+
+func (c *sshConn) Get(ctx context.Context, path string, become bool) ([]byte, error) {
+	req := Request{Script: getScript(path), Become: become, ReadOnly: true}
+	res, err := c.Run(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return getResult(c.cfg.Host, path, req, res)
+}
+
+func (c *sshConn) Put(ctx context.Context, up Upload) error {
+	content := up.Content
+	if content == nil {
+		content = bytes.NewReader(nil)
+	}
+	head, err := io.ReadAll(io.LimitReader(content, SmallPutLimit+1))
+	if err != nil {
+		return fmt.Errorf("%s: put %s: reading content: %w", c.cfg.Host, up.Path, err)
+	}
+	if len(head) <= SmallPutLimit {
+		req := Request{Script: putScript(up, ""), Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser}
+		res, err := c.Run(ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := CheckResult(c.cfg.Host, req, res); err != nil {
+			return fmt.Errorf("put %s: %w", up.Path, err)
+		}
+		return nil
+	}
+	tmp, err := c.upload(ctx, io.MultiReader(bytes.NewReader(head), content))
+	if err != nil {
+		return err
+	}
+	req := Request{Script: putScript(up, tmp), Become: up.Become, BecomeUser: up.BecomeUser}
+	res, err := c.Run(ctx, req)
+	if err == nil {
+		err = CheckResult(c.cfg.Host, req, res)
+	}
+	if err != nil {
+		// The script removes the upload itself; this is for the failures.
+		c.mu.Lock()
+		if c.sftp != nil {
+			_ = c.sftp.Remove(tmp)
+		}
+		c.mu.Unlock()
+		return fmt.Errorf("put %s: %w", up.Path, err)
+	}
+	return nil
+}
+
+// upload copies r to a private temp file in the login user's home over
+// SFTP and returns its path.
+func (c *sshConn) upload(ctx context.Context, r io.Reader) (string, error) {
+	type answer struct {
+		path string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		p, err := c.sftpUpload(r)
+		got <- answer{p, err}
+	}()
+	select {
+	case a := <-got:
+		if a.err != nil {
+			if c.lost() {
+				return "", c.unreachable(a.err)
+			}
+			return "", fmt.Errorf("%s: upload: %w", c.cfg.Host, a.err)
+		}
+		return a.path, nil
+	case <-ctx.Done():
+		// Closing the SFTP client aborts the transfer at once.
+		c.mu.Lock()
+		if c.sftp != nil {
+			c.sftp.Close()
+			c.sftp = nil
+		}
+		c.mu.Unlock()
+		<-got
+		return "", ctx.Err()
+	}
+}
+
+func (c *sshConn) sftpUpload(r io.Reader) (string, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.sftp == nil {
+		ch, reqs, err := c.client.OpenChannel("session", nil)
+		if err != nil {
+			return "", err
+		}
+		c.rt.Add(1)
+		go ssh.DiscardRequests(reqs)
+		// Pipelined like the shell: the subsystem request does not wait
+		// for its reply; the SFTP version exchange follows at once.
+		if _, err := ch.SendRequest("subsystem", false, ssh.Marshal(struct{ Name string }{"sftp"})); err != nil {
+			ch.Close()
+			return "", err
+		}
+		cl, err := sftp.NewClientPipe(ch, ch, sftp.UseConcurrentWrites(true))
+		if err != nil {
+			ch.Close()
+			return "", err
+		}
+		c.rt.Add(1)
+		home, err := cl.RealPath(".")
+		if err != nil {
+			cl.Close()
+			return "", err
+		}
+		c.rt.Add(1)
+		c.sftp, c.sftpHome = cl, home
+	}
+	tmp := strings.TrimSuffix(c.sftpHome, "/") + "/.gokube-upload-" + newMarker()[3:]
+	f, err := c.sftp.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return "", err
+	}
+	c.rt.Add(1)
+	// Private before any content arrives: uploads may be secrets.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return "", err
+	}
+	c.rt.Add(1)
+	n, err := f.ReadFrom(r)
+	c.rt.Add((n + sftpWindow - 1) / sftpWindow)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	c.rt.Add(1)
+	if err != nil {
+		_ = c.sftp.Remove(tmp)
+		return "", err
+	}
+	return tmp, nil
+}
+
+// DialContext implements Dialer: a direct-tcpip channel to addr as seen
+// from the host.
+func (c *sshConn) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	conn, err := c.client.DialContext(ctx, network, addr)
+	c.rt.Add(1)
+	if err != nil {
+		if ctx.Err() == nil && c.lost() {
+			return nil, c.unreachable(err)
+		}
+		return nil, fmt.Errorf("%s: forward to %s: %w", c.cfg.Host, addr, err)
+	}
+	return conn, nil
+}
+
+// tailBuffer keeps the last max bytes written, for error messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
