@@ -1,0 +1,232 @@
+package modules
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
+
+	"gokube/connection"
+)
+
+// commandModule is command (no shell: the words are quoted one by one),
+// shell (the text is a /bin/sh script) and raw (shell without creates or
+// removes; it exists so playbooks written for Ansible keep working).
+type commandModule struct{ kind string }
+
+const skipMarker = "__gokube_command_skipped__"
+
+func (m commandModule) Spec() Spec {
+	s := Spec{FreeForm: "cmd", Args: map[string]Arg{
+		"cmd":   {Type: String},
+		"chdir": {Type: String},
+		"stdin": {Type: String},
+	}}
+	if m.kind != "raw" {
+		s.Args["creates"] = Arg{Type: String}
+		s.Args["removes"] = Arg{Type: String}
+		s.Args["stdin_add_newline"] = Arg{Type: Bool}
+		s.Args["strip_empty_ends"] = Arg{Type: Bool}
+	}
+	switch m.kind {
+	case "command":
+		s.Args["argv"] = Arg{Type: List}
+		s.RequireOneOf = [][]string{{"cmd", "argv"}}
+	case "shell":
+		s.Args["executable"] = Arg{Type: String}
+		s.RequireOneOf = [][]string{{"cmd"}}
+	default:
+		s.Args["executable"] = Arg{Type: String}
+		s.RequireOneOf = [][]string{{"cmd"}}
+	}
+	return s
+}
+
+// script builds the text /bin/sh runs.
+func (m commandModule) script(a cargs) (string, error) {
+	if m.kind == "command" {
+		words := a.list("argv")
+		if !a.has("argv") {
+			var err error
+			if words, err = splitWords(a.str("cmd")); err != nil {
+				return "", a.err("cmd", "%v", err)
+			}
+		}
+		if len(words) == 0 {
+			return "", a.err("cmd", "empty command")
+		}
+		q := make([]string, len(words))
+		for i, w := range words {
+			q[i] = shq(w)
+		}
+		// exec: the command's exit status and signals are its own.
+		return "exec " + strings.Join(q, " "), nil
+	}
+	cmd := a.str("cmd")
+	if strings.TrimSpace(cmd) == "" {
+		return "", a.err("cmd", "empty command")
+	}
+	if ex := a.str("executable"); ex != "" {
+		return "exec " + shq(ex) + " -c " + shq(cmd), nil
+	}
+	return cmd, nil
+}
+
+// guard is a shell test that is true when creates/removes say: do not run.
+func guard(a cargs) string {
+	var tests []string
+	if c := a.str("creates"); c != "" {
+		tests = append(tests, "[ -e "+shq(c)+" ]")
+	}
+	if r := a.str("removes"); r != "" {
+		tests = append(tests, "[ ! -e "+shq(r)+" ]")
+	}
+	return strings.Join(tests, " || ")
+}
+
+func (m commandModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs(m.kind, m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	script, err := m.script(a)
+	if err != nil {
+		return nil, err
+	}
+	display := a.str("cmd")
+	if a.has("argv") {
+		display = strings.Join(a.list("argv"), " ")
+	}
+	g := guard(a)
+	skipped := func() *Result {
+		return &Result{Msg: "did not run: creates/removes condition already met", Data: map[string]any{
+			"cmd": display, "rc": 0, "stdout": "skipped, since creates/removes is satisfied", "stdout_lines": []string{}, "stderr": "", "stderr_lines": []string{},
+		}}
+	}
+	if env.Check {
+		// The only module that asks about check mode: a command's effect
+		// cannot be predicted, only whether creates/removes would stop it.
+		if g == "" {
+			return &Result{Skipped: true, Msg: "cannot predict in check mode"}, nil
+		}
+		r, err := run(ctx, env, g, true)
+		if err != nil {
+			return nil, err
+		}
+		if r.RC == 0 {
+			return skipped(), nil
+		}
+		return &Result{Changed: true, Msg: "would run (creates/removes not satisfied)", Data: map[string]any{"cmd": display}}, nil
+	}
+	if g != "" {
+		// One round trip: the guard and the command in one script.
+		script = "if " + g + "; then echo " + skipMarker + "; exit 0; fi\n" + script
+	}
+	// A subshell, so exec or exit in the command end only the command,
+	// whatever the connection does with the script.
+	script = "(" + script + "\n)"
+	var stdin []byte
+	if a.has("stdin") {
+		stdin = []byte(a.str("stdin"))
+		if a.boolean("stdin_add_newline", true) && !strings.HasSuffix(a.str("stdin"), "\n") {
+			stdin = append(stdin, '\n')
+		}
+	}
+	start := time.Now()
+	r, err := env.Conn.Run(ctx, connection.Request{
+		Script: script, Stdin: stdin, Dir: a.str("chdir"),
+		Become: env.Become, BecomeUser: env.BecomeUser, Env: env.Environment,
+	})
+	end := time.Now()
+	if err != nil {
+		return nil, err
+	}
+	if g != "" && r.RC == 0 && strings.TrimSpace(string(r.Stdout)) == skipMarker {
+		return skipped(), nil
+	}
+	stdout, stderr := string(r.Stdout), string(r.Stderr)
+	if a.boolean("strip_empty_ends", true) {
+		stdout, stderr = strings.TrimRight(stdout, "\r\n"), strings.TrimRight(stderr, "\r\n")
+	}
+	data := map[string]any{
+		"cmd": display, "rc": r.RC,
+		"stdout": stdout, "stdout_lines": lines(stdout),
+		"stderr": stderr, "stderr_lines": lines(stderr),
+		"start": start.Format("2006-01-02 15:04:05.000000"),
+		"end":   end.Format("2006-01-02 15:04:05.000000"),
+		"delta": formatDelta(end.Sub(start)),
+	}
+	res := &Result{Changed: true, Data: data}
+	if r.RC != 0 {
+		res.Failed, res.Msg = true, "non-zero return code"
+	}
+	return res, nil
+}
+
+func lines(s string) []string {
+	if s == "" {
+		return []string{}
+	}
+	return strings.Split(strings.TrimRight(s, "\n"), "\n")
+}
+
+func formatDelta(d time.Duration) string {
+	h := int(d / time.Hour)
+	mi := int(d/time.Minute) % 60
+	s := int(d/time.Second) % 60
+	us := int(d/time.Microsecond) % 1e6
+	return fmt.Sprintf("%d:%02d:%02d.%06d", h, mi, s, us)
+}
+
+// splitWords splits a command line the way a POSIX shell splits words
+// (single quotes, double quotes with \ escapes, backslash), without any
+// expansion: command's free form must not be interpreted by a shell.
+func splitWords(s string) ([]string, error) {
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == ' ' || c == '\t' || c == '\n':
+			if inWord {
+				words = append(words, cur.String())
+				cur.Reset()
+				inWord = false
+			}
+		case c == '\'':
+			inWord = true
+			j := strings.IndexByte(s[i+1:], '\'')
+			if j < 0 {
+				return nil, fmt.Errorf("unterminated single quote in %q", s)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i += j + 1
+		case c == '"':
+			inWord = true
+			i++
+			for ; i < len(s) && s[i] != '"'; i++ {
+				if s[i] == '\\' && i+1 < len(s) && strings.IndexByte("\\\"$`\n", s[i+1]) >= 0 {
+					i++
+				}
+				cur.WriteByte(s[i])
+			}
+			if i >= len(s) {
+				return nil, fmt.Errorf("unterminated double quote in %q", s)
+			}
+		case c == '\\':
+			inWord = true
+			if i+1 < len(s) {
+				i++
+				cur.WriteByte(s[i])
+			}
+		default:
+			inWord = true
+			cur.WriteByte(c)
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words, nil
+}

@@ -1,0 +1,271 @@
+package modules
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"path"
+	"strings"
+	"time"
+)
+
+// copyModule is copy and, with template set, template: both place a file
+// whose content is known on the control machine, comparing sha256, mode,
+// owner and group first. Unchanged costs the probe (one round trip, none
+// when the executor batched it); a change costs one upload more.
+type copyModule struct{ template bool }
+
+func (m copyModule) name() string {
+	if m.template {
+		return "template"
+	}
+	return "copy"
+}
+
+func (m copyModule) Spec() Spec {
+	s := Spec{Args: map[string]Arg{
+		"src":      {Type: String, Required: m.template},
+		"dest":     {Type: String, Required: true, Aliases: []string{"path"}},
+		"owner":    {Type: String},
+		"group":    {Type: String},
+		"mode":     {Type: Any},
+		"backup":   {Type: Bool},
+		"force":    {Type: Bool},
+		"validate": {Type: String},
+	}}
+	if !m.template {
+		s.Args["content"] = Arg{Type: String}
+		s.Args["remote_src"] = Arg{Type: Bool}
+		s.RequireOneOf = [][]string{{"content", "src"}}
+	}
+	return s
+}
+
+// dirBase is the name copied into dest when dest is a directory.
+func (m copyModule) dirBase(a cargs) string {
+	if a.has("src") && !a.has("content") {
+		return path.Base(a.str("src"))
+	}
+	return ""
+}
+
+func (m copyModule) probeSpec(a cargs) fileProbe {
+	return fileProbe{dirBase: m.dirBase(a), sha256: true}
+}
+
+func (m copyModule) Probe(args map[string]any) (string, bool) {
+	a, err := parseArgs(m.name(), m.Spec(), args)
+	if err != nil || a.boolean("remote_src", false) {
+		return "", false
+	}
+	return m.probeSpec(a).script(a.str("dest")), true
+}
+
+func (m copyModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs(m.name(), m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	if a.boolean("remote_src", false) {
+		return copyRemote(ctx, env, a)
+	}
+	w, err := parseAttrs(a)
+	if err != nil {
+		return nil, err
+	}
+	var content []byte
+	switch {
+	case a.has("content"):
+		content = []byte(a.str("content"))
+	default:
+		data, name, err := readSrc(env, a.str("src"))
+		if err != nil {
+			return nil, &ArgError{Module: m.name(), Key: "src", Msg: err.Error()}
+		}
+		content = data
+		if m.template {
+			if env.Render == nil {
+				return nil, fmt.Errorf("template: no renderer in this environment")
+			}
+			out, err := env.Render(name, string(data))
+			if err != nil {
+				return nil, fmt.Errorf("template %s: %w", name, err)
+			}
+			content = []byte(out)
+		}
+	}
+	return placeFile(ctx, env, a, m.probeSpec(a), content, w)
+}
+
+// placeFile is the shared tail of copy and template (and of get_url from
+// the control machine): probe, compare, then fix attributes or upload.
+func placeFile(ctx context.Context, env *Env, a cargs, probe fileProbe, content []byte, w attrs) (*Result, error) {
+	dest := a.str("dest")
+	out, err := probeOrRun(ctx, env, probe.script(dest))
+	if err != nil {
+		return nil, err
+	}
+	st, err := parseFileState(out)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dest, err)
+	}
+	return writeFile(ctx, env, a, st, content, w)
+}
+
+// writeFile brings the file the probe described (st) to content and
+// attributes: nothing, one attribute fix, or one atomic upload (plus a
+// backup copy, the old content under --diff, a validation run on request).
+func writeFile(ctx context.Context, env *Env, a cargs, st *fileState, content []byte, w attrs) (*Result, error) {
+	var err error
+	sum := sha256.Sum256(content)
+	want := hex.EncodeToString(sum[:])
+	s1 := sha1.Sum(content)
+	data := map[string]any{
+		"dest": st.Path, "checksum": hex.EncodeToString(s1[:]), "sha256": want,
+		"size": len(content), "state": "file",
+	}
+	if st.Type == "directory" {
+		return &Result{Failed: true, Msg: "dest " + st.Path + " is a directory", Data: data}, nil
+	}
+	if st.Type == "file" && (st.SHA256 == want || !a.boolean("force", true)) {
+		fix := w.fix(st)
+		if fix == "" {
+			return &Result{Msg: "unchanged", Data: data}, nil
+		}
+		if _, err := mustRun(ctx, env, fix, false); err != nil {
+			return resultFail(err, data)
+		}
+		return &Result{Changed: true, Msg: "attributes changed", Data: data}, nil
+	}
+
+	res := &Result{Changed: true, Data: data}
+	if env.Diff {
+		var before []byte
+		if st.HasData {
+			before = st.Content
+		} else if st.Type == "file" && st.Size <= maxDiffSize {
+			before, err = env.Conn.Get(ctx, st.Path, env.Become)
+			if err != nil {
+				return nil, fmt.Errorf("diff: read %s: %w", st.Path, err)
+			}
+		}
+		if len(content) <= maxDiffSize {
+			res.Diff = unifiedDiff(st.Path, before, content)
+		}
+	}
+	if a.boolean("backup", false) && st.Type == "file" {
+		script, name := backupScript(st.Path, time.Now())
+		if _, err := mustRun(ctx, env, script, false); err != nil {
+			return resultFail(err, data)
+		}
+		data["backup_file"] = name
+	}
+	if v := a.str("validate"); v != "" {
+		if !strings.Contains(v, "%s") {
+			return nil, &ArgError{Module: a.module, Key: "validate", Msg: "must contain %s (the temporary file)"}
+		}
+		// The temporary file keeps dest's name as suffix so validators
+		// that look at the name (systemd-analyze verify x.service) work,
+		// and sits beside dest so the final mv is an atomic rename.
+		tmp := path.Join(path.Dir(st.Path), ".gokube-"+randHex()+"-"+path.Base(st.Path))
+		if err := upload(ctx, env, tmp, content, w, st); err != nil {
+			return nil, fmt.Errorf("upload %s: %w", tmp, err)
+		}
+		script := fmt.Sprintf("%s && mv -f -- %s %s || { rc=$?; rm -f -- %s; exit $rc; }",
+			strings.ReplaceAll(v, "%s", shq(tmp)), shq(tmp), shq(st.Path), shq(tmp))
+		r, err := run(ctx, env, script, false)
+		if err != nil {
+			return nil, err
+		}
+		if r.RC != 0 {
+			data["stdout"], data["stderr"], data["rc"] = string(r.Stdout), string(r.Stderr), r.RC
+			res.Failed, res.Msg = true, "failed to validate: "+strings.TrimSpace(string(r.Stderr)+" "+string(r.Stdout))
+			return res, nil
+		}
+		return res, nil
+	}
+	if err := upload(ctx, env, st.Path, content, w, st); err != nil {
+		return nil, fmt.Errorf("upload %s: %w", st.Path, err)
+	}
+	return res, nil
+}
+
+// copyRemote copies a file that is already on the host (remote_src).
+func copyRemote(ctx context.Context, env *Env, a cargs) (*Result, error) {
+	w, err := parseAttrs(a)
+	if err != nil {
+		return nil, err
+	}
+	src, dest := a.str("src"), a.str("dest")
+	probe := fileProbe{sha256: true}
+	script := probe.script(src) + "echo ---\n" + fileProbe{dirBase: path.Base(src), sha256: true}.script(dest)
+	out, err := probeOrRun(ctx, env, script)
+	if err != nil {
+		return nil, err
+	}
+	first, second, _ := strings.Cut(string(out), "\n---\n")
+	sst, err := parseFileState([]byte(first))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", src, err)
+	}
+	if sst.Type != "file" {
+		return &Result{Failed: true, Msg: "src " + src + " is not a regular file on the host"}, nil
+	}
+	dst, err := parseFileState([]byte(second))
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", dest, err)
+	}
+	data := map[string]any{"dest": dst.Path, "src": src, "sha256": sst.SHA256, "size": sst.Size, "state": "file"}
+	if dst.Type == "file" && (dst.SHA256 == sst.SHA256 || !a.boolean("force", true)) {
+		fix := w.fix(dst)
+		if fix == "" {
+			return &Result{Msg: "unchanged", Data: data}, nil
+		}
+		if _, err := mustRun(ctx, env, fix, false); err != nil {
+			return resultFail(err, data)
+		}
+		return &Result{Changed: true, Msg: "attributes changed", Data: data}, nil
+	}
+	if w.Owner == "" && dst.Type == "file" {
+		w.Owner = dst.Owner
+	}
+	if w.Group == "" && dst.Type == "file" {
+		w.Group = dst.Group
+	}
+	if !w.HasMode {
+		w.Mode, w.HasMode = sst.Mode, true
+		if dst.Type == "file" {
+			w.Mode = dst.Mode
+		}
+	}
+	tmp := path.Join(path.Dir(dst.Path), ".gokube-"+randHex()+"-"+path.Base(dst.Path))
+	var b strings.Builder
+	if a.boolean("backup", false) && dst.Type == "file" {
+		bs, name := backupScript(dst.Path, time.Now())
+		b.WriteString(bs + " && ")
+		data["backup_file"] = name
+	}
+	fmt.Fprintf(&b, "cp -- %s %s", shq(src), shq(tmp))
+	if fix := w.fix(&fileState{Path: tmp, Type: "file", UID: -1, GID: -1, Mode: 0o10000}); fix != "" {
+		b.WriteString(" && " + fix)
+	}
+	if v := a.str("validate"); v != "" {
+		b.WriteString(" && " + strings.ReplaceAll(v, "%s", shq(tmp)))
+	}
+	fmt.Fprintf(&b, " && mv -f -- %s %s || { rc=$?; rm -f -- %s; exit $rc; }", shq(tmp), shq(dst.Path), shq(tmp))
+	if _, err := mustRun(ctx, env, b.String(), false); err != nil {
+		return resultFail(err, data)
+	}
+	return &Result{Changed: true, Data: data}, nil
+}
+
+// randHex names temporary files; collisions only matter within one
+// directory at one moment.
+func randHex() string {
+	var b [6]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}

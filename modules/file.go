@@ -1,0 +1,215 @@
+package modules
+
+import (
+	"context"
+	"fmt"
+	"path"
+	"strings"
+)
+
+// fileModule manages a path's kind and attributes. The probe tells
+// everything needed; a change is one more request.
+type fileModule struct{}
+
+func (fileModule) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"path":    {Type: String, Required: true, Aliases: []string{"dest", "name"}},
+		"state":   {Type: String, Choices: []string{"file", "directory", "link", "hard", "touch", "absent"}},
+		"owner":   {Type: String},
+		"group":   {Type: String},
+		"mode":    {Type: Any},
+		"recurse": {Type: Bool},
+		"src":     {Type: String},
+		"force":   {Type: Bool},
+		"follow":  {Type: Bool},
+	}}
+}
+
+func (m fileModule) probeScript(a cargs) string {
+	p := a.str("path")
+	s := fileProbe{}.script(p)
+	if a.boolean("recurse", false) {
+		// Anything below the directory that differs from the wanted
+		// owner, group or mode makes the recursive fix necessary.
+		var conds []string
+		if o := a.str("owner"); o != "" {
+			conds = append(conds, "! -user "+shq(o))
+		}
+		if g := a.str("group"); g != "" {
+			conds = append(conds, "! -group "+shq(g))
+		}
+		if md, ok, _ := parseMode(a, "mode"); ok {
+			conds = append(conds, "! -perm "+modeString(md))
+		}
+		if len(conds) > 0 {
+			s += fmt.Sprintf("if [ -d %s ]; then n=$(find %s -mindepth 1 \\( %s \\) -print -quit 2>&1); [ -n \"$n\" ] && echo recurse=1; fi\n",
+				shq(p), shq(p), strings.Join(conds, " -o "))
+		}
+	}
+	if a.str("state") == "hard" && a.has("src") {
+		s += "printf 'srcino=%s\\n' \"$(stat -c %d:%i -- " + shq(m.linkSrc(a)) + " 2>/dev/null)\"\n"
+	}
+	return s
+}
+
+// linkSrc resolves a relative hard link source against the link's dir.
+func (fileModule) linkSrc(a cargs) string {
+	src := a.str("src")
+	if a.str("state") == "hard" && !path.IsAbs(src) {
+		return path.Join(path.Dir(a.str("path")), src)
+	}
+	return src
+}
+
+func (m fileModule) Probe(args map[string]any) (string, bool) {
+	a, err := parseArgs("file", m.Spec(), args)
+	if err != nil {
+		return "", false
+	}
+	return m.probeScript(a), true
+}
+
+func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs("file", m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	w, err := parseAttrs(a)
+	if err != nil {
+		return nil, err
+	}
+	p := a.str("path")
+	state := a.str("state")
+	if (state == "link" || state == "hard") && !a.has("src") {
+		return nil, a.err("src", "required for state=%s", state)
+	}
+	out, err := probeOrRun(ctx, env, m.probeScript(a))
+	if err != nil {
+		return nil, err
+	}
+	st, err := parseFileState(out)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	kv := parseKV(out)
+	if state == "" {
+		state = "file"
+		if st.Type == "directory" || st.Type == "link" {
+			state = st.Type
+		}
+	}
+	data := map[string]any{"path": p, "state": state}
+	fail := func(format string, v ...any) (*Result, error) {
+		return &Result{Failed: true, Msg: fmt.Sprintf(format, v...), Data: data}, nil
+	}
+	var script string
+	qp := shq(p)
+	tmp := shq(path.Join(path.Dir(p), ".gokube-"+randHex()+"-"+path.Base(p)))
+	// withAttrs appends the attribute fix for a path that will exist.
+	withAttrs := func(s string) string {
+		fix := w.fix(&fileState{Path: p, Type: "file", UID: -1, GID: -1, Mode: 0o10000})
+		if !w.HasMode {
+			fix = attrs{Owner: w.Owner, Group: w.Group}.fix(&fileState{Path: p, UID: -1, GID: -1})
+		}
+		if fix == "" {
+			return s
+		}
+		return s + " && " + fix
+	}
+	switch state {
+	case "absent":
+		data["state"] = "absent"
+		if st.Type != "absent" {
+			script = "rm -rf -- " + qp
+		}
+	case "file":
+		switch st.Type {
+		case "absent":
+			return fail("file (%s) is absent, cannot continue", p)
+		case "directory":
+			return fail("%s is a directory, not a file", p)
+		}
+		script = w.fix(st)
+	case "directory":
+		switch st.Type {
+		case "absent":
+			script = withAttrs("mkdir -p -- " + qp)
+		case "directory":
+			script = w.fix(st)
+			if a.boolean("recurse", false) && kv["recurse"] == "1" {
+				script = recurseFix(w, p)
+			}
+		default:
+			return fail("%s exists and is a %s, not a directory", p, st.Type)
+		}
+	case "touch":
+		// Like Ansible: touch always updates the times, so it is changed.
+		script = withAttrs("touch -- " + qp)
+	case "link":
+		src := a.str("src")
+		data["src"] = src
+		switch {
+		case st.Type == "link" && st.Target == src:
+			script = attrs{Owner: w.Owner, Group: w.Group}.fix(st)
+		case st.Type == "absent" || st.Type == "link" || a.boolean("force", false) && st.Type == "file":
+			script = fmt.Sprintf("ln -s -- %s %s && mv -Tf -- %s %s", shq(src), tmp, tmp, qp)
+			if w.Owner != "" || w.Group != "" {
+				script += " && " + attrs{Owner: w.Owner, Group: w.Group}.fix(&fileState{Path: p, UID: -1, GID: -1})
+			}
+		default:
+			return fail("refusing to convert %s from %s to link (force=yes replaces a file)", p, st.Type)
+		}
+	case "hard":
+		src := m.linkSrc(a)
+		data["src"] = src
+		if kv["srcino"] == "" && !env.Check {
+			return fail("hard link source %s does not exist", src)
+		}
+		switch {
+		case st.Type == "file" && st.Ino != "" && st.Ino == kv["srcino"]:
+			script = w.fix(st)
+		case st.Type == "absent" || st.Type == "file" && a.boolean("force", false) || st.Type == "link":
+			script = withAttrs(fmt.Sprintf("ln -- %s %s && mv -f -- %s %s", shq(src), tmp, tmp, qp))
+		default:
+			return fail("refusing to replace %s (%s) with a hard link (force=yes replaces a file)", p, st.Type)
+		}
+	}
+	if script == "" {
+		fillStat(data, st)
+		return &Result{Msg: "unchanged", Data: data}, nil
+	}
+	if _, err := mustRun(ctx, env, script, false); err != nil {
+		return resultFail(err, data)
+	}
+	if w.HasMode {
+		data["mode"] = modeString(w.Mode)
+	}
+	return &Result{Changed: true, Data: data}, nil
+}
+
+func recurseFix(w attrs, p string) string {
+	var cmds []string
+	switch {
+	case w.Owner != "" && w.Group != "":
+		cmds = append(cmds, "chown -R -- "+shq(w.Owner+":"+w.Group)+" "+shq(p))
+	case w.Owner != "":
+		cmds = append(cmds, "chown -R -- "+shq(w.Owner)+" "+shq(p))
+	case w.Group != "":
+		cmds = append(cmds, "chgrp -R -- "+shq(w.Group)+" "+shq(p))
+	}
+	if w.HasMode {
+		cmds = append(cmds, "chmod -R -- "+modeString(w.Mode)+" "+shq(p))
+	}
+	return strings.Join(cmds, " && ")
+}
+
+// fillStat adds what the probe saw to registered data.
+func fillStat(data map[string]any, st *fileState) {
+	if st.Type == "absent" {
+		return
+	}
+	data["mode"] = modeString(st.Mode)
+	data["owner"], data["group"] = st.Owner, st.Group
+	data["uid"], data["gid"] = st.UID, st.GID
+	data["size"] = st.Size
+}

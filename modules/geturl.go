@@ -1,0 +1,500 @@
+package modules
+
+import (
+	"archive/tar"
+	"bufio"
+	"bytes"
+	"compress/bzip2"
+	"compress/gzip"
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"hash"
+	"io"
+	"net/url"
+	"os"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gokube/connection"
+)
+
+// checksum is an expected digest, "sha256:<hex>" (or sha1).
+type checksum struct{ algo, hex string }
+
+func parseChecksum(a cargs) (checksum, error) {
+	s := strings.TrimSpace(a.str("checksum"))
+	if s == "" {
+		return checksum{}, nil
+	}
+	algo, sum, ok := strings.Cut(s, ":")
+	algo = strings.ToLower(algo)
+	if !ok || (algo != "sha256" && algo != "sha1") {
+		return checksum{}, a.err("checksum", "want sha256:<hex> (or sha1:<hex>), got %q", s)
+	}
+	sum = strings.ToLower(strings.TrimSpace(sum))
+	want := 64
+	if algo == "sha1" {
+		want = 40
+	}
+	if _, err := hex.DecodeString(sum); err != nil || len(sum) != want {
+		return checksum{}, a.err("checksum", "%s digest must be %d hex digits, got %q", algo, want, sum)
+	}
+	return checksum{algo, sum}, nil
+}
+
+func (c checksum) newHash() hash.Hash {
+	if c.algo == "sha1" {
+		return sha1.New()
+	}
+	return sha256.New()
+}
+
+// matches compares with what a file probe saw.
+func (c checksum) matches(st *fileState) bool {
+	if c.algo == "sha1" {
+		return st.SHA1 == c.hex
+	}
+	return st.SHA256 == c.hex
+}
+
+// getURL downloads a file to the host: http(s) is fetched by the host with
+// curl; file:// names a file on the control machine (the artifact cache,
+// for hosts without internet) that is uploaded. Either way nothing is
+// transferred when dest already has the checksum.
+type getURL struct{}
+
+func (getURL) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"url":            {Type: String, Required: true},
+		"dest":           {Type: String, Required: true},
+		"checksum":       {Type: String},
+		"mode":           {Type: Any},
+		"owner":          {Type: String},
+		"group":          {Type: String},
+		"force":          {Type: Bool},
+		"timeout":        {Type: Int},
+		"validate_certs": {Type: Bool},
+		"backup":         {Type: Bool},
+	}}
+}
+
+func (getURL) parse(a cargs) (*url.URL, checksum, fileProbe, error) {
+	u, err := url.Parse(a.str("url"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https" && u.Scheme != "file") {
+		return nil, checksum{}, fileProbe{}, a.err("url", "want an http://, https:// or file:// URL, got %q", a.str("url"))
+	}
+	if u.Scheme == "file" && !path.IsAbs(u.Path) {
+		return nil, checksum{}, fileProbe{}, a.err("url", "file:// URL needs an absolute path, got %q", a.str("url"))
+	}
+	c, err := parseChecksum(a)
+	if err != nil {
+		return nil, c, fileProbe{}, err
+	}
+	return u, c, fileProbe{dirBase: path.Base(u.Path), sha256: c.algo != "sha1", sha1: c.algo == "sha1"}, nil
+}
+
+func (m getURL) Probe(args map[string]any) (string, bool) {
+	a, err := parseArgs("get_url", m.Spec(), args)
+	if err != nil {
+		return "", false
+	}
+	_, _, p, err := m.parse(a)
+	if err != nil {
+		return "", false
+	}
+	return p.script(a.str("dest")), true
+}
+
+func (m getURL) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs("get_url", m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	u, sum, probe, err := m.parse(a)
+	if err != nil {
+		return nil, err
+	}
+	w, err := parseAttrs(a)
+	if err != nil {
+		return nil, err
+	}
+	out, err := probeOrRun(ctx, env, probe.script(a.str("dest")))
+	if err != nil {
+		return nil, err
+	}
+	st, err := parseFileState(out)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", a.str("dest"), err)
+	}
+	data := map[string]any{"url": a.str("url"), "dest": st.Path, "state": "file"}
+	if st.Type == "directory" {
+		return &Result{Failed: true, Msg: "dest " + st.Path + " is a directory", Data: data}, nil
+	}
+	if st.Type == "file" && ((sum.hex != "" && sum.matches(st)) || (sum.hex == "" && !a.boolean("force", false))) {
+		data["checksum_dest"] = st.SHA256 + st.SHA1
+		fix := w.fix(st)
+		if fix == "" {
+			return &Result{Msg: "file already exists", Data: data}, nil
+		}
+		if _, err := mustRun(ctx, env, fix, false); err != nil {
+			return resultFail(err, data)
+		}
+		return &Result{Changed: true, Msg: "attributes changed", Data: data}, nil
+	}
+	if u.Scheme == "file" {
+		return m.upload(ctx, env, u.Path, st, sum, w, data)
+	}
+	return m.curl(ctx, env, a, u, st, sum, w, data)
+}
+
+// upload sends a control-machine file, streaming it (artifacts are large).
+func (getURL) upload(ctx context.Context, env *Env, local string, st *fileState, sum checksum, w attrs, data map[string]any) (*Result, error) {
+	f, err := os.Open(local)
+	if err != nil {
+		return &Result{Failed: true, Msg: "artifact: " + err.Error(), Data: data}, nil
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	h256 := sha256.New()
+	hw := io.Writer(h256)
+	var hsum hash.Hash
+	if sum.hex != "" && sum.algo != "sha256" {
+		hsum = sum.newHash()
+		hw = io.MultiWriter(h256, hsum)
+	}
+	if _, err := io.Copy(hw, f); err != nil {
+		return nil, fmt.Errorf("artifact %s: %w", local, err)
+	}
+	got256 := hex.EncodeToString(h256.Sum(nil))
+	data["sha256"] = got256
+	if sum.hex != "" {
+		got := got256
+		if hsum != nil {
+			got = hex.EncodeToString(hsum.Sum(nil))
+		}
+		if got != sum.hex {
+			return &Result{Failed: true, Msg: fmt.Sprintf("artifact %s: %s checksum %s, want %s", local, sum.algo, got, sum.hex), Data: data}, nil
+		}
+	}
+	if st.Type == "file" && st.SHA256 == got256 {
+		// force without checksum: same content, nothing to send.
+		return &Result{Msg: "unchanged", Data: data}, nil
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	mode, owner, group := uint32(0o644), w.Owner, w.Group
+	if st.Type == "file" {
+		mode = st.Mode
+		if owner == "" {
+			owner = st.Owner
+		}
+		if group == "" {
+			group = st.Group
+		}
+	}
+	if w.HasMode {
+		mode = w.Mode
+	}
+	err = env.Conn.Put(ctx, connection.Upload{
+		Path: st.Path, Content: f, Size: fi.Size(), Mode: mode, Owner: owner, Group: group,
+		Become: env.Become, BecomeUser: env.BecomeUser,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("upload %s: %w", st.Path, err)
+	}
+	return &Result{Changed: true, Data: data}, nil
+}
+
+const getURLSame = "__gokube_same__"
+
+// curl downloads on the host into a temp file beside dest, verifies it and
+// renames it into place in one request.
+func (getURL) curl(ctx context.Context, env *Env, a cargs, u *url.URL, st *fileState, sum checksum, w attrs, data map[string]any) (*Result, error) {
+	var b strings.Builder
+	d := shq(st.Path)
+	fmt.Fprintf(&b, "d=%s\ntmp=$(mktemp \"$(dirname \"$d\")/.gokube-XXXXXX\") || exit 1\ntrap 'rm -f \"$tmp\"' EXIT\n", d)
+	curl := "curl -fsSL --retry 3"
+	if t := a.integer("timeout", 0); t > 0 {
+		curl += " --max-time " + strconv.Itoa(t)
+	}
+	if !a.boolean("validate_certs", true) {
+		curl += " -k"
+	}
+	fmt.Fprintf(&b, "%s -o \"$tmp\" -- %s || exit $?\n", curl, shq(u.String()))
+	if sum.hex != "" {
+		fmt.Fprintf(&b, "h=$(%ssum < \"$tmp\"); h=${h%%%% *}; if [ \"$h\" != %s ]; then echo \"checksum mismatch: %s $h, want %s\" >&2; exit 65; fi\n",
+			sum.algo, sum.hex, sum.algo, sum.hex)
+	}
+	b.WriteString("n=$(sha256sum < \"$tmp\"); n=${n%% *}\n")
+	if st.Type == "file" {
+		fmt.Fprintf(&b, "o=$(sha256sum < \"$d\"); if [ \"${o%%%% *}\" = \"$n\" ]; then echo %s; exit 0; fi\n", getURLSame)
+		b.WriteString("chmod --reference=\"$d\" \"$tmp\" && chown --reference=\"$d\" \"$tmp\" || exit 1\n")
+	} else {
+		b.WriteString("chmod 0644 \"$tmp\" || exit 1\n")
+	}
+	if fix := w.fix(&fileState{Path: "@TMP@", Type: "file", UID: -1, GID: -1, Mode: 0o10000}); fix != "" {
+		if !w.HasMode {
+			fix = attrs{Owner: w.Owner, Group: w.Group}.fix(&fileState{Path: "@TMP@", UID: -1, GID: -1})
+		}
+		if fix != "" {
+			b.WriteString(strings.ReplaceAll(fix, shq("@TMP@"), "\"$tmp\"") + " || exit 1\n")
+		}
+	}
+	if a.boolean("backup", false) && st.Type == "file" {
+		bs, name := backupScript(st.Path, time.Now())
+		b.WriteString(bs + " || exit 1\n")
+		data["backup_file"] = name
+	}
+	b.WriteString("mv -f -- \"$tmp\" \"$d\" && echo \"sha256=$n\"\n")
+	r, err := mustRun(ctx, env, b.String(), false)
+	if err != nil {
+		res, err := resultFail(err, data)
+		if res != nil {
+			res.Msg = "download " + u.Redacted() + " failed: " + res.Msg
+		}
+		return res, err
+	}
+	if strings.Contains(string(r.Stdout), getURLSame) {
+		return &Result{Msg: "unchanged", Data: data}, nil
+	}
+	if s := parseKV(r.Stdout)["sha256"]; s != "" {
+		data["sha256"] = s
+	}
+	return &Result{Changed: true, Data: data}, nil
+}
+
+// unarchive extracts a tar archive (plain, gzip, bzip2; xz with tar on the
+// host) into an existing directory. For an archive on the control machine
+// the members' sha256 are computed locally and compared with the files on
+// the host in one request, so an already extracted archive is neither
+// uploaded nor extracted again; remote_src archives are compared by
+// `tar --diff` on the host.
+type unarchive struct{}
+
+func (unarchive) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"src":        {Type: String, Required: true},
+		"dest":       {Type: String, Required: true},
+		"remote_src": {Type: Bool},
+		"creates":    {Type: String},
+		"extra_opts": {Type: List},
+		"checksum":   {Type: String},
+		"owner":      {Type: String},
+		"group":      {Type: String},
+		"mode":       {Type: Any},
+	}}
+}
+
+// member is a regular file of an archive as it lands below dest.
+type member struct{ name, sha256 string }
+
+// stripComponents reads --strip-components from extra_opts, as tar does.
+func stripComponents(opts []string) (int, error) {
+	for i, o := range opts {
+		v, ok := strings.CutPrefix(o, "--strip-components=")
+		if !ok && o == "--strip-components" && i+1 < len(opts) {
+			v, ok = opts[i+1], true
+		}
+		if ok {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				return 0, fmt.Errorf("bad --strip-components %q", v)
+			}
+			return n, nil
+		}
+	}
+	return 0, nil
+}
+
+// archiveMembers lists the regular files of a tar archive with their
+// sha256. ok=false means the format cannot be read here (xz, zip).
+func archiveMembers(data []byte, strip int) ([]member, bool, error) {
+	var r io.Reader = bytes.NewReader(data)
+	switch {
+	case bytes.HasPrefix(data, []byte{0x1f, 0x8b}):
+		gz, err := gzip.NewReader(r)
+		if err != nil {
+			return nil, false, err
+		}
+		r = gz
+	case bytes.HasPrefix(data, []byte("BZh")):
+		r = bzip2.NewReader(r)
+	case len(data) > 262 && string(data[257:262]) == "ustar":
+	default:
+		return nil, false, nil
+	}
+	tr := tar.NewReader(bufio.NewReader(r))
+	var out []member
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, false, fmt.Errorf("read archive: %w", err)
+		}
+		if h.Typeflag != tar.TypeReg {
+			continue
+		}
+		parts := strings.Split(strings.TrimPrefix(path.Clean(h.Name), "/"), "/")
+		if len(parts) <= strip {
+			continue
+		}
+		name := path.Join(parts[strip:]...)
+		if name == ".." || strings.HasPrefix(name, "../") {
+			return nil, false, fmt.Errorf("archive member %q escapes dest", h.Name)
+		}
+		hs := sha256.New()
+		if _, err := io.Copy(hs, tr); err != nil {
+			return nil, false, fmt.Errorf("read archive member %s: %w", h.Name, err)
+		}
+		out = append(out, member{name, hex.EncodeToString(hs.Sum(nil))})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out, true, nil
+}
+
+func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs("unarchive", m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	sum, err := parseChecksum(a)
+	if err != nil {
+		return nil, err
+	}
+	w, err := parseAttrs(a)
+	if err != nil {
+		return nil, err
+	}
+	opts := a.list("extra_opts")
+	strip, err := stripComponents(opts)
+	if err != nil {
+		return nil, a.err("extra_opts", "%v", err)
+	}
+	src, dest := a.str("src"), a.str("dest")
+	data := map[string]any{"src": src, "dest": dest}
+	qopts := make([]string, len(opts))
+	for i, o := range opts {
+		qopts[i] = shq(o)
+	}
+	tarOpts := strings.Join(qopts, " ")
+	if w.Owner != "" || w.Group != "" {
+		tarOpts += " --no-same-owner"
+	}
+
+	var probe strings.Builder
+	fmt.Fprintf(&probe, "(if [ -d %s ]; then echo dest=dir; fi\n", shq(dest))
+	if c := a.str("creates"); c != "" {
+		fmt.Fprintf(&probe, "if [ -e %s ]; then echo creates=1; fi\n", shq(c))
+	}
+	var archive []byte
+	var members []member
+	canList := false
+	remote := a.boolean("remote_src", false)
+	if remote {
+		if sum.hex != "" {
+			fmt.Fprintf(&probe, "h=$(%ssum < %s) && echo \"sum=${h%%%% *}\"\n", sum.algo, shq(src))
+		}
+		fmt.Fprintf(&probe, "if tar -d -f %s -C %s %s >/dev/null 2>&1; then echo same=1; fi\n", shq(src), shq(dest), tarOpts)
+	} else {
+		p := strings.TrimPrefix(src, "file://")
+		if archive, _, err = readSrc(env, p); err != nil {
+			return nil, &ArgError{Module: "unarchive", Key: "src", Msg: err.Error()}
+		}
+		if sum.hex != "" {
+			h := sum.newHash()
+			h.Write(archive)
+			if got := hex.EncodeToString(h.Sum(nil)); got != sum.hex {
+				return &Result{Failed: true, Msg: fmt.Sprintf("%s: %s checksum %s, want %s", src, sum.algo, got, sum.hex), Data: data}, nil
+			}
+		}
+		if members, canList, err = archiveMembers(archive, strip); err != nil {
+			return nil, fmt.Errorf("unarchive %s: %w", src, err)
+		}
+		if canList && len(members) > 0 {
+			fmt.Fprintf(&probe, "cd %s 2>/dev/null && for f in", shq(dest))
+			for _, mb := range members {
+				probe.WriteString(" " + shq(mb.name))
+			}
+			probe.WriteString("; do if [ -f \"$f\" ]; then h=$(sha256sum < \"$f\"); printf 'm=%s %s\\n' \"${h%% *}\" \"$f\"; fi; done\n")
+		}
+	}
+	probe.WriteString(")\n")
+	out, err := probeOrRun(ctx, env, probe.String())
+	if err != nil {
+		return nil, err
+	}
+	kv := parseKV(out)
+	if kv["creates"] == "1" {
+		return &Result{Msg: "skipped, since " + a.str("creates") + " exists", Data: data}, nil
+	}
+	if kv["dest"] != "dir" {
+		return &Result{Failed: true, Msg: "dest " + dest + " must be an existing directory", Data: data}, nil
+	}
+	if remote && sum.hex != "" && kv["sum"] != sum.hex {
+		return &Result{Failed: true, Msg: fmt.Sprintf("%s: %s checksum %q, want %s", src, sum.algo, kv["sum"], sum.hex), Data: data}, nil
+	}
+	same := kv["same"] == "1"
+	if canList {
+		same = true
+		have := map[string]string{}
+		for _, line := range strings.Split(string(out), "\n") {
+			if rest, ok := strings.CutPrefix(line, "m="); ok {
+				if sha, name, ok := strings.Cut(rest, " "); ok {
+					have[name] = sha
+				}
+			}
+		}
+		for _, mb := range members {
+			if have[mb.name] != mb.sha256 {
+				same = false
+				break
+			}
+		}
+		data["files"] = len(members)
+	}
+	if same {
+		return &Result{Msg: "already extracted", Data: data}, nil
+	}
+	archivePath := src
+	var script strings.Builder
+	if !remote {
+		archivePath = path.Join(dest, ".gokube-"+randHex()+".archive")
+		if err := env.Conn.Put(ctx, connection.Upload{
+			Path: archivePath, Content: bytes.NewReader(archive), Size: int64(len(archive)), Mode: 0o600,
+			Become: env.Become, BecomeUser: env.BecomeUser,
+		}); err != nil {
+			return nil, fmt.Errorf("upload %s: %w", archivePath, err)
+		}
+		fmt.Fprintf(&script, "trap 'rm -f %s' EXIT\n", shq(archivePath))
+	}
+	fmt.Fprintf(&script, "tar -x -f %s -C %s %s", shq(archivePath), shq(dest), tarOpts)
+	if canList && (w.Owner != "" || w.Group != "" || w.HasMode) {
+		// Owner, group and mode apply to the extracted files, as in Ansible.
+		for _, mb := range members {
+			if fix := w.fix(&fileState{Path: path.Join(dest, mb.name), Type: "file", UID: -1, GID: -1, Mode: 0o10000}); fix != "" {
+				if !w.HasMode {
+					fix = attrs{Owner: w.Owner, Group: w.Group}.fix(&fileState{Path: path.Join(dest, mb.name), UID: -1, GID: -1})
+				}
+				script.WriteString(" && " + fix)
+			}
+		}
+	}
+	script.WriteString("\n")
+	if _, err := mustRun(ctx, env, script.String(), false); err != nil {
+		return resultFail(err, data)
+	}
+	return &Result{Changed: true, Data: data}, nil
+}

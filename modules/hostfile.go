@@ -1,0 +1,316 @@
+package modules
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
+
+	"gokube/connection"
+)
+
+// shq quotes s for /bin/sh.
+func shq(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// run sends one request with the task's become settings and environment.
+func run(ctx context.Context, env *Env, script string, readOnly bool) (connection.Result, error) {
+	return env.Conn.Run(ctx, connection.Request{
+		Script:     script,
+		Become:     env.Become,
+		BecomeUser: env.BecomeUser,
+		Env:        env.Environment,
+		ReadOnly:   readOnly,
+	})
+}
+
+// mustRun is run for scripts whose non-zero exit is a failure of the task.
+func mustRun(ctx context.Context, env *Env, script string, readOnly bool) (connection.Result, error) {
+	res, err := run(ctx, env, script, readOnly)
+	if err != nil {
+		return res, err
+	}
+	if res.RC != 0 {
+		return res, &connection.ExitError{Host: env.Conn.Host(), Cmd: script, RC: res.RC, Stderr: strings.TrimSpace(string(res.Stderr))}
+	}
+	return res, nil
+}
+
+// probeOrRun returns the executor's batched probe output when there is one
+// and runs the probe script otherwise, so both paths parse the same text.
+func probeOrRun(ctx context.Context, env *Env, script string) ([]byte, error) {
+	if env.Probe != nil {
+		return env.Probe, nil
+	}
+	res, err := mustRun(ctx, env, script, true)
+	if err != nil {
+		return nil, fmt.Errorf("probe: %w", err)
+	}
+	return res.Stdout, nil
+}
+
+// fileProbe says what the probe of one path prints.
+type fileProbe struct {
+	// dirBase: when the path is a directory (or ends in /), look at
+	// path/dirBase instead (copy's dest-is-a-directory rule).
+	dirBase string
+	sha256  bool
+	sha1    bool
+	content bool // base64 of the content, for modules that edit in Go
+}
+
+// script returns a read-only POSIX sh script that prints key=value lines
+// about one path: path, type (absent/file/directory/link/other), mode,
+// uid, gid, owner, group, size, mtime, target (links), sha256/sha1/content
+// (regular files, on request), readable=0 when it cannot be read.
+// It runs in a subshell so several probes can be concatenated.
+func (o fileProbe) script(p string) string {
+	var b strings.Builder
+	b.WriteString("(p=" + shq(p) + "\n")
+	if o.dirBase != "" {
+		fmt.Fprintf(&b, "case \"$p\" in */) p=\"$p\"%s;; *) if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then p=\"$p\"/%s; fi;; esac\n", shq(o.dirBase), shq(o.dirBase))
+	}
+	b.WriteString(`printf 'path=%s\n' "$p"
+if [ -L "$p" ]; then t=link; elif [ -d "$p" ]; then t=directory; elif [ -f "$p" ]; then t=file; elif [ -e "$p" ]; then t=other; else t=absent; fi
+echo "type=$t"
+if [ "$t" != absent ]; then
+stat --printf='mode=%a\nuid=%u\ngid=%g\nowner=%U\ngroup=%G\nsize=%s\nmtime=%Y\nino=%d:%i\n' -- "$p"
+if [ "$t" = link ]; then printf 'target=%s\n' "$(readlink -- "$p")"; fi
+fi
+if [ "$t" = file ]; then
+if [ ! -r "$p" ]; then echo readable=0; else
+`)
+	if o.sha256 {
+		b.WriteString("h=$(sha256sum < \"$p\") && echo \"sha256=${h%% *}\"\n")
+	}
+	if o.sha1 {
+		b.WriteString("h=$(sha1sum < \"$p\") && echo \"sha1=${h%% *}\"\n")
+	}
+	if o.content {
+		b.WriteString("printf 'content='; base64 -w0 < \"$p\"; echo\n")
+	}
+	b.WriteString("fi\nfi\n)\n")
+	return b.String()
+}
+
+// fileState is a parsed file probe.
+type fileState struct {
+	Path    string
+	Type    string // absent file directory link other
+	Mode    uint32
+	UID     int
+	GID     int
+	Owner   string
+	Group   string
+	Size    int64
+	Mtime   int64
+	Target  string
+	Ino     string // device:inode, for hard links
+	SHA256  string
+	SHA1    string
+	Content []byte
+	HasData bool // content was probed
+}
+
+func parseFileState(out []byte) (*fileState, error) {
+	kv := parseKV(out)
+	st := &fileState{Path: kv["path"], Type: kv["type"]}
+	if st.Type == "" {
+		return nil, fmt.Errorf("probe output has no type line: %q", truncate(string(out), 200))
+	}
+	if kv["readable"] == "0" {
+		return nil, fmt.Errorf("%s: not readable (become needed?)", st.Path)
+	}
+	if st.Type == "absent" {
+		return st, nil
+	}
+	m, err := strconv.ParseUint(kv["mode"], 8, 32)
+	if err != nil {
+		return nil, fmt.Errorf("probe: bad mode %q: %w", kv["mode"], err)
+	}
+	st.Mode = uint32(m)
+	st.UID, _ = strconv.Atoi(kv["uid"])
+	st.GID, _ = strconv.Atoi(kv["gid"])
+	st.Owner, st.Group = kv["owner"], kv["group"]
+	st.Size, _ = strconv.ParseInt(kv["size"], 10, 64)
+	st.Mtime, _ = strconv.ParseInt(kv["mtime"], 10, 64)
+	st.Target, st.Ino = kv["target"], kv["ino"]
+	st.SHA256, st.SHA1 = kv["sha256"], kv["sha1"]
+	if c, ok := kv["content"]; ok {
+		data, err := base64.StdEncoding.DecodeString(c)
+		if err != nil {
+			return nil, fmt.Errorf("probe: bad content encoding: %w", err)
+		}
+		st.Content, st.HasData = data, true
+	}
+	return st, nil
+}
+
+// parseKV reads key=value lines; the first = splits.
+func parseKV(out []byte) map[string]string {
+	kv := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if k, v, ok := strings.Cut(line, "="); ok {
+			if _, seen := kv[k]; !seen {
+				kv[k] = v
+			}
+		}
+	}
+	return kv
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "..."
+}
+
+// attrs are the wanted owner, group and mode; empty/unset leave a file's
+// current value alone.
+type attrs struct {
+	Owner   string
+	Group   string
+	Mode    uint32
+	HasMode bool
+}
+
+func parseAttrs(a cargs) (attrs, error) {
+	m, has, err := parseMode(a, "mode")
+	if err != nil {
+		return attrs{}, err
+	}
+	return attrs{Owner: a.str("owner"), Group: a.str("group"), Mode: m, HasMode: has}, nil
+}
+
+// ownerMatches compares a wanted user or group (name or number) with what
+// the probe saw.
+func ownerMatches(want, name string, id int) bool {
+	if want == "" {
+		return true
+	}
+	if n, err := strconv.Atoi(want); err == nil {
+		return n == id
+	}
+	return want == name
+}
+
+// fix returns the shell commands that bring an existing path to these
+// attributes, or "" when it already has them.
+func (w attrs) fix(st *fileState) string {
+	var cmds []string
+	ownOK := ownerMatches(w.Owner, st.Owner, st.UID)
+	grpOK := ownerMatches(w.Group, st.Group, st.GID)
+	switch {
+	case !ownOK && w.Group != "":
+		cmds = append(cmds, "chown -h -- "+shq(w.Owner+":"+w.Group)+" "+shq(st.Path))
+	case !ownOK:
+		cmds = append(cmds, "chown -h -- "+shq(w.Owner)+" "+shq(st.Path))
+	case !grpOK:
+		cmds = append(cmds, "chgrp -h -- "+shq(w.Group)+" "+shq(st.Path))
+	}
+	// chmod on a link would change its target; Linux links have no mode.
+	if w.HasMode && st.Mode != w.Mode && st.Type != "link" {
+		cmds = append(cmds, "chmod -- "+modeString(w.Mode)+" "+shq(st.Path))
+	}
+	return strings.Join(cmds, " && ")
+}
+
+// upload places content at p atomically with the wanted attributes; unset
+// ones keep the old file's values so a rewrite does not change ownership.
+func upload(ctx context.Context, env *Env, p string, content []byte, w attrs, old *fileState) error {
+	mode, owner, group := uint32(0o644), w.Owner, w.Group
+	if old != nil && old.Type == "file" {
+		mode = old.Mode
+		if owner == "" {
+			owner = old.Owner
+		}
+		if group == "" {
+			group = old.Group
+		}
+	}
+	if w.HasMode {
+		mode = w.Mode
+	}
+	return env.Conn.Put(ctx, connection.Upload{
+		Path: p, Content: bytes.NewReader(content), Size: int64(len(content)),
+		Mode: mode, Owner: owner, Group: group,
+		Become: env.Become, BecomeUser: env.BecomeUser,
+	})
+}
+
+// backupScript copies p aside the way Ansible names backups.
+func backupScript(p string, now time.Time) (script, name string) {
+	name = p + "." + now.UTC().Format("2006-01-02@15:04:05") + "~"
+	return "cp -p -- " + shq(p) + " " + shq(name), name
+}
+
+// unifiedDiff renders Ansible-style before/after diff text.
+func unifiedDiff(p string, before, after []byte) string {
+	if bytes.IndexByte(before, 0) >= 0 || bytes.IndexByte(after, 0) >= 0 {
+		return fmt.Sprintf("Binary files before: %s and after: %s differ\n", p, p)
+	}
+	text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(string(before)), B: difflib.SplitLines(string(after)),
+		FromFile: "before: " + p, ToFile: "after: " + p, Context: 3,
+	})
+	if err != nil {
+		return ""
+	}
+	return text
+}
+
+// maxDiffSize keeps --diff from fetching huge files.
+const maxDiffSize = 1 << 20
+
+// readSrc finds a control-machine file: in env.Files in order (role files/
+// or templates/ first, then the playbook dir), or as an absolute path.
+func readSrc(env *Env, src string) ([]byte, string, error) {
+	if filepath.IsAbs(src) {
+		data, err := os.ReadFile(src)
+		if err != nil {
+			return nil, "", fmt.Errorf("src: %w", err)
+		}
+		return data, src, nil
+	}
+	name := path.Clean(filepath.ToSlash(src))
+	if !fs.ValidPath(name) {
+		return nil, "", fmt.Errorf("src %q: must be a relative path inside the files/ directories or an absolute path", src)
+	}
+	for _, fsys := range env.Files {
+		data, err := fs.ReadFile(fsys, name)
+		if err == nil {
+			return data, name, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, "", fmt.Errorf("src %q: %w", src, err)
+		}
+	}
+	return nil, "", fmt.Errorf("src %q: not found in %d search directories (role files/ or templates/, playbook dir)", src, len(env.Files))
+}
+
+// resultFail turns an error of the host's side (a command that failed) into
+// a failed result, and passes transport errors on.
+func resultFail(err error, data map[string]any) (*Result, error) {
+	var ee *connection.ExitError
+	if errors.As(err, &ee) {
+		if data == nil {
+			data = map[string]any{}
+		}
+		data["rc"] = ee.RC
+		data["stderr"] = ee.Stderr
+		return &Result{Failed: true, Msg: fmt.Sprintf("%s (rc=%d)", strings.TrimSpace(ee.Stderr), ee.RC), Data: data}, nil
+	}
+	return nil, err
+}

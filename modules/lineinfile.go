@@ -1,0 +1,370 @@
+package modules
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"regexp"
+	"strings"
+)
+
+// lineinfile and blockinfile probe the file's content (base64 in the probe
+// output), edit it in Go and write it back atomically like copy: unchanged
+// is the probe only, a change is one upload more.
+
+type lineInFile struct{}
+
+func (lineInFile) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"path":          {Type: String, Required: true, Aliases: []string{"dest", "destfile", "name"}},
+		"regexp":        {Type: String, Aliases: []string{"regex"}},
+		"search_string": {Type: String},
+		"line":          {Type: String, Aliases: []string{"value"}},
+		"state":         {Type: String, Choices: []string{"present", "absent"}},
+		"insertafter":   {Type: String},
+		"insertbefore":  {Type: String},
+		"create":        {Type: Bool},
+		"backrefs":      {Type: Bool},
+		"firstmatch":    {Type: Bool},
+		"owner":         {Type: String},
+		"group":         {Type: String},
+		"mode":          {Type: Any},
+		"backup":        {Type: Bool},
+		"validate":      {Type: String},
+	}}
+}
+
+func contentProbe(a cargs) string {
+	return fileProbe{content: true}.script(a.str("path"))
+}
+
+func (m lineInFile) Probe(args map[string]any) (string, bool) {
+	a, err := parseArgs("lineinfile", m.Spec(), args)
+	if err != nil {
+		return "", false
+	}
+	return contentProbe(a), true
+}
+
+// editFile is the shared body: probe, edit, write.
+func editFile(ctx context.Context, env *Env, a cargs, edit func(old []string, exists bool) ([]string, string, error)) (*Result, error) {
+	w, err := parseAttrs(a)
+	if err != nil {
+		return nil, err
+	}
+	p := a.str("path")
+	out, err := probeOrRun(ctx, env, contentProbe(a))
+	if err != nil {
+		return nil, err
+	}
+	st, err := parseFileState(out)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", p, err)
+	}
+	data := map[string]any{"path": p}
+	switch st.Type {
+	case "absent":
+		if a.str("state") == "absent" {
+			return &Result{Msg: "file does not exist", Data: data}, nil
+		}
+		if !a.boolean("create", false) {
+			return &Result{Failed: true, Msg: "Destination " + p + " does not exist !", Data: data}, nil
+		}
+	case "file":
+	default:
+		return &Result{Failed: true, Msg: p + " is a " + st.Type + ", not a regular file", Data: data}, nil
+	}
+	text := string(st.Content)
+	var old []string
+	if text != "" {
+		old = strings.SplitAfter(text, "\n")
+		if old[len(old)-1] == "" {
+			old = old[:len(old)-1]
+		}
+	}
+	lines, msg, err := edit(old, st.Type == "file")
+	if err != nil {
+		return nil, err
+	}
+	content := []byte(strings.Join(lines, ""))
+	if st.Type == "file" {
+		sum := sha256.Sum256(st.Content)
+		st.SHA256 = hex.EncodeToString(sum[:])
+	}
+	res, err := writeFile(ctx, env, a, st, content, w)
+	if res != nil {
+		for k, v := range data {
+			res.Data[k] = v
+		}
+		if res.Changed && !res.Failed && msg != "" {
+			res.Msg = msg
+		}
+	}
+	return res, err
+}
+
+// withNL terminates a line.
+func withNL(s string) string {
+	if strings.HasSuffix(s, "\n") {
+		return s
+	}
+	return s + "\n"
+}
+
+// ensureLastNL adds the newline the old last line lacks before appending.
+func ensureLastNL(lines []string) []string {
+	if n := len(lines); n > 0 && !strings.HasSuffix(lines[n-1], "\n") {
+		lines[n-1] += "\n"
+	}
+	return lines
+}
+
+// pythonRepl turns Python's \1 and \g<name> backreferences into Go's.
+func pythonRepl(s string) string {
+	pyBackref := regexp.MustCompile(`\\(\d+)|\\g<(\w+)>`)
+	s = strings.ReplaceAll(s, "$", "$$")
+	return pyBackref.ReplaceAllString(s, "$${$1$2}")
+}
+
+func compileArg(a cargs, key string) (*regexp.Regexp, error) {
+	if !a.has(key) {
+		return nil, nil
+	}
+	re, err := regexp.Compile(a.str(key))
+	if err != nil {
+		return nil, a.err(key, "bad regular expression: %v", err)
+	}
+	return re, nil
+}
+
+// insertIndex is where a new line or block goes: after the last (or first)
+// match of insertafter, before the last (or first) match of insertbefore,
+// end of file by default or when the pattern does not match.
+func insertIndex(a cargs, lines []string) (int, error) {
+	first := a.boolean("firstmatch", false)
+	find := func(key string) (int, bool, error) {
+		re, err := compileArg(a, key)
+		if err != nil {
+			return 0, false, err
+		}
+		idx := -1
+		for i, l := range lines {
+			if re.MatchString(strings.TrimRight(l, "\r\n")) {
+				idx = i
+				if first {
+					break
+				}
+			}
+		}
+		return idx, idx >= 0, nil
+	}
+	switch {
+	case a.has("insertbefore"):
+		if a.str("insertbefore") == "BOF" {
+			return 0, nil
+		}
+		i, ok, err := find("insertbefore")
+		if err != nil || !ok {
+			return len(lines), err
+		}
+		return i, nil
+	case a.has("insertafter") && a.str("insertafter") != "EOF":
+		i, ok, err := find("insertafter")
+		if err != nil || !ok {
+			return len(lines), err
+		}
+		return i + 1, nil
+	}
+	return len(lines), nil
+}
+
+func insertAt(lines []string, i int, add ...string) []string {
+	out := make([]string, 0, len(lines)+len(add))
+	out = append(out, lines[:i]...)
+	out = append(out, add...)
+	return append(out, lines[i:]...)
+}
+
+func (m lineInFile) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs("lineinfile", m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	re, err := compileArg(a, "regexp")
+	if err != nil {
+		return nil, err
+	}
+	if a.has("insertafter") && a.has("insertbefore") {
+		return nil, a.err("insertbefore", "mutually exclusive with insertafter")
+	}
+	state := a.str("state")
+	if state == "" {
+		state = "present"
+	}
+	if state == "present" && !a.has("line") {
+		return nil, a.err("line", "required with state=present")
+	}
+	if state == "absent" && re == nil && !a.has("line") && !a.has("search_string") {
+		return nil, a.err("regexp", "one of regexp, search_string, line is required with state=absent")
+	}
+	if a.boolean("backrefs", false) && re == nil {
+		return nil, a.err("backrefs", "needs regexp")
+	}
+	line := a.str("line")
+	search := a.str("search_string")
+	matches := func(l string) bool {
+		l = strings.TrimRight(l, "\r\n")
+		switch {
+		case re != nil:
+			return re.MatchString(l)
+		case search != "":
+			return strings.Contains(l, search)
+		}
+		return false
+	}
+	return editFile(ctx, env, a, func(lines []string, exists bool) ([]string, string, error) {
+		if state == "absent" {
+			out := lines[:0:0]
+			for _, l := range lines {
+				if matches(l) || (re == nil && search == "" && strings.TrimRight(l, "\r\n") == line) {
+					continue
+				}
+				out = append(out, l)
+			}
+			if len(out) == len(lines) {
+				return lines, "", nil
+			}
+			return out, fmt.Sprintf("%d line(s) removed", len(lines)-len(out)), nil
+		}
+		idx := -1
+		for i, l := range lines {
+			if matches(l) {
+				idx = i
+				if a.boolean("firstmatch", false) {
+					break
+				}
+			}
+		}
+		if idx >= 0 {
+			newLine := line
+			if a.boolean("backrefs", false) {
+				l := strings.TrimRight(lines[idx], "\r\n")
+				sub := re.FindStringSubmatchIndex(l)
+				newLine = string(re.ExpandString(nil, pythonRepl(line), l, sub))
+			}
+			if strings.TrimRight(lines[idx], "\r\n") == newLine {
+				return lines, "", nil
+			}
+			out := append([]string(nil), lines...)
+			out[idx] = withNL(newLine)
+			return out, "line replaced", nil
+		}
+		if a.boolean("backrefs", false) {
+			return lines, "", nil
+		}
+		for _, l := range lines {
+			if strings.TrimRight(l, "\r\n") == line {
+				return lines, "", nil
+			}
+		}
+		i, err := insertIndex(a, lines)
+		if err != nil {
+			return nil, "", err
+		}
+		out := ensureLastNL(append([]string(nil), lines...))
+		return insertAt(out, i, withNL(line)), "line added", nil
+	})
+}
+
+type blockInFile struct{}
+
+func (blockInFile) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"path":         {Type: String, Required: true, Aliases: []string{"dest", "destfile", "name"}},
+		"block":        {Type: String, Aliases: []string{"content"}},
+		"marker":       {Type: String},
+		"marker_begin": {Type: String},
+		"marker_end":   {Type: String},
+		"state":        {Type: String, Choices: []string{"present", "absent"}},
+		"insertafter":  {Type: String},
+		"insertbefore": {Type: String},
+		"create":       {Type: Bool},
+		"owner":        {Type: String},
+		"group":        {Type: String},
+		"mode":         {Type: Any},
+		"backup":       {Type: Bool},
+		"validate":     {Type: String},
+	}}
+}
+
+func (m blockInFile) Probe(args map[string]any) (string, bool) {
+	a, err := parseArgs("blockinfile", m.Spec(), args)
+	if err != nil {
+		return "", false
+	}
+	return contentProbe(a), true
+}
+
+func (m blockInFile) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs("blockinfile", m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	if a.has("insertafter") && a.has("insertbefore") {
+		return nil, a.err("insertbefore", "mutually exclusive with insertafter")
+	}
+	// Ansible's default marker, so files it managed stay managed.
+	marker := a.str("marker")
+	if marker == "" {
+		marker = "# {mark} ANSIBLE MANAGED BLOCK"
+	}
+	mb, me := a.str("marker_begin"), a.str("marker_end")
+	if mb == "" {
+		mb = "BEGIN"
+	}
+	if me == "" {
+		me = "END"
+	}
+	begin := strings.ReplaceAll(marker, "{mark}", mb)
+	end := strings.ReplaceAll(marker, "{mark}", me)
+	block := a.str("block")
+	remove := a.str("state") == "absent" || block == ""
+	return editFile(ctx, env, a, func(lines []string, exists bool) ([]string, string, error) {
+		bi, ei := -1, -1
+		for i, l := range lines {
+			t := strings.TrimRight(l, "\r\n")
+			if t == begin && bi < 0 {
+				bi = i
+			} else if t == end && bi >= 0 && ei < 0 {
+				ei = i
+			}
+		}
+		var want []string
+		if !remove {
+			want = append(want, begin+"\n")
+			for _, l := range strings.SplitAfter(strings.TrimRight(block, "\n"), "\n") {
+				want = append(want, withNL(l))
+			}
+			want = append(want, end+"\n")
+		}
+		if bi >= 0 && ei >= 0 {
+			out := append([]string(nil), lines[:bi]...)
+			out = append(out, want...)
+			out = append(out, lines[ei+1:]...)
+			if remove {
+				return out, "Block removed", nil
+			}
+			return out, "Block inserted", nil
+		}
+		if remove {
+			return lines, "", nil
+		}
+		i, err := insertIndex(a, lines)
+		if err != nil {
+			return nil, "", err
+		}
+		out := ensureLastNL(append([]string(nil), lines...))
+		return insertAt(out, i, want...), "Block inserted", nil
+	})
+}

@@ -1,0 +1,197 @@
+package modules
+
+import (
+	"context"
+	"crypto/sha1"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"path"
+	"path/filepath"
+	"strings"
+)
+
+// statModule registers stat.* like Ansible (checksum is sha1 like
+// Ansible's default, so conditions written for it keep working).
+type statModule struct{}
+
+func (statModule) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"path":               {Type: String, Required: true, Aliases: []string{"dest", "name"}},
+		"get_checksum":       {Type: Bool},
+		"checksum_algorithm": {Type: String, Choices: []string{"sha1", "sha256"}, Aliases: []string{"checksum", "checksum_algo"}},
+		"follow":             {Type: Bool},
+		"get_mime":           {Type: Bool},
+		"get_attributes":     {Type: Bool},
+		"get_md5":            {Type: Bool},
+	}}
+}
+
+func (m statModule) probe(a cargs) fileProbe {
+	sum := a.boolean("get_checksum", true)
+	algo := a.str("checksum_algorithm")
+	return fileProbe{sha1: sum && algo != "sha256", sha256: sum && algo == "sha256"}
+}
+
+func (m statModule) Probe(args map[string]any) (string, bool) {
+	a, err := parseArgs("stat", m.Spec(), args)
+	if err != nil {
+		return "", false
+	}
+	return m.probe(a).script(a.str("path")), true
+}
+
+func (m statModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs("stat", m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	out, err := probeOrRun(ctx, env, m.probe(a).script(a.str("path")))
+	if err != nil {
+		return nil, err
+	}
+	kv := parseKV(out)
+	readable := kv["readable"] != "0"
+	if !readable {
+		// Ansible reports what it can about a file it cannot read.
+		delete(kv, "readable")
+		var b strings.Builder
+		for k, v := range kv {
+			b.WriteString(k + "=" + v + "\n")
+		}
+		out = []byte(b.String())
+	}
+	st, err := parseFileState(out)
+	if err != nil {
+		return nil, fmt.Errorf("stat %s: %w", a.str("path"), err)
+	}
+	s := map[string]any{"exists": st.Type != "absent"}
+	if st.Type != "absent" {
+		s["path"] = st.Path
+		s["mode"] = modeString(st.Mode & 0o7777)
+		s["isdir"] = st.Type == "directory"
+		s["isreg"] = st.Type == "file"
+		s["islnk"] = st.Type == "link"
+		s["size"] = st.Size
+		s["uid"], s["gid"] = st.UID, st.GID
+		s["pw_name"], s["gr_name"] = st.Owner, st.Group
+		s["mtime"] = st.Mtime
+		s["readable"] = readable
+		if st.Type == "link" {
+			s["lnk_source"] = st.Target
+			s["lnk_target"] = st.Target
+		}
+		if st.SHA1 != "" {
+			s["checksum"] = st.SHA1
+		}
+		if st.SHA256 != "" {
+			s["checksum"] = st.SHA256
+		}
+	}
+	return &Result{Data: map[string]any{"stat": s}}, nil
+}
+
+// slurp reads a file from the host; content is base64 like Ansible.
+type slurpModule struct{}
+
+func (slurpModule) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"src": {Type: String, Required: true, Aliases: []string{"path"}},
+	}}
+}
+
+func (m slurpModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs("slurp", m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	src := a.str("src")
+	r, err := run(ctx, env, "base64 -w0 < "+shq(src), true)
+	if err != nil {
+		return nil, err
+	}
+	if r.RC != 0 {
+		return &Result{Failed: true, Msg: "unable to slurp " + src + ": " + strings.TrimSpace(string(r.Stderr)), Data: map[string]any{"source": src}}, nil
+	}
+	content := strings.TrimSpace(string(r.Stdout))
+	if _, err := base64.StdEncoding.DecodeString(content); err != nil {
+		return nil, fmt.Errorf("slurp %s: bad base64 from host: %w", src, err)
+	}
+	return &Result{Data: map[string]any{"content": content, "encoding": "base64", "source": src}}, nil
+}
+
+// fetchModule copies a file from the host to the control machine.
+type fetchModule struct{}
+
+func (fetchModule) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"src":               {Type: String, Required: true},
+		"dest":              {Type: String, Required: true},
+		"flat":              {Type: Bool},
+		"fail_on_missing":   {Type: Bool},
+		"validate_checksum": {Type: Bool},
+	}}
+}
+
+func (m fetchModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs("fetch", m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	src, dest := a.str("src"), a.str("dest")
+	// Ansible's layout: dest/<host>/<src path>, or dest itself with flat
+	// (dest/basename(src) when dest ends in /).
+	local := filepath.Join(dest, env.Host, filepath.FromSlash(src))
+	if a.boolean("flat", false) {
+		local = dest
+		if strings.HasSuffix(dest, "/") {
+			local = filepath.Join(dest, path.Base(src))
+		}
+	}
+	data := map[string]any{"dest": local, "file": src}
+	content, err := env.Conn.Get(ctx, src, env.Become)
+	if err != nil {
+		if !a.boolean("fail_on_missing", true) {
+			return &Result{Msg: "the remote file does not exist, not transferring, ignored", Data: data}, nil
+		}
+		return &Result{Failed: true, Msg: fmt.Sprintf("fetch %s: %v", src, err), Data: data}, nil
+	}
+	sum := sha1.Sum(content)
+	data["checksum"] = hex.EncodeToString(sum[:])
+	if old, err := os.ReadFile(local); err == nil && string(old) == string(content) {
+		return &Result{Msg: "unchanged", Data: data}, nil
+	}
+	if env.Check {
+		// The control machine's disk is not behind the dry connection.
+		return &Result{Changed: true, Data: data}, nil
+	}
+	if err := writeLocalAtomic(local, content, 0o644); err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	return &Result{Changed: true, Data: data}, nil
+}
+
+// writeLocalAtomic writes a control-machine file via temp file + rename.
+func writeLocalAtomic(p string, content []byte, mode os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return err
+	}
+	f, err := os.CreateTemp(filepath.Dir(p), ".gokube-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(f.Name())
+	if _, err := f.Write(content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Chmod(mode); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(f.Name(), p)
+}

@@ -1,0 +1,170 @@
+package modules
+
+import (
+	"context"
+	"fmt"
+	"strings"
+)
+
+// systemdModule is systemd and service: one `systemctl show` tells the
+// unit's load, active and unit-file states; the wanted changes then go in
+// one request.
+type systemdModule struct{ alias string }
+
+func (systemdModule) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"name":          {Type: String, Aliases: []string{"service", "unit"}},
+		"state":         {Type: String, Choices: []string{"started", "stopped", "restarted", "reloaded"}},
+		"enabled":       {Type: Bool},
+		"masked":        {Type: Bool},
+		"daemon_reload": {Type: Bool, Aliases: []string{"daemon-reload"}},
+		"daemon_reexec": {Type: Bool, Aliases: []string{"daemon-reexec"}},
+		"no_block":      {Type: Bool},
+		"force":         {Type: Bool},
+		"scope":         {Type: String, Choices: []string{"system"}},
+	}}
+}
+
+const systemdProps = "Id,LoadState,ActiveState,SubState,UnitFileState"
+
+func showScript(name string) string {
+	return "systemctl show -p " + systemdProps + " -- " + shq(name)
+}
+
+func (m systemdModule) Probe(args map[string]any) (string, bool) {
+	a, err := parseArgs(m.alias, m.Spec(), args)
+	// After a daemon-reload the unit may look different; the state must be
+	// read after it, so such a task cannot be probed ahead of time.
+	if err != nil || !a.has("name") || a.boolean("daemon_reload", false) || a.boolean("daemon_reexec", false) {
+		return "", false
+	}
+	return showScript(a.str("name")), true
+}
+
+func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	a, err := parseArgs(m.alias, m.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	name := a.str("name")
+	if name == "" && (a.has("state") || a.has("enabled") || a.has("masked")) {
+		return nil, a.err("name", "required with state, enabled or masked")
+	}
+	if name == "" && !a.boolean("daemon_reload", false) && !a.boolean("daemon_reexec", false) {
+		return nil, a.err("name", "required (or daemon_reload: yes)")
+	}
+	var pre []string
+	if a.boolean("daemon_reexec", false) {
+		pre = append(pre, "systemctl daemon-reexec")
+	}
+	if a.boolean("daemon_reload", false) {
+		pre = append(pre, "systemctl daemon-reload")
+	}
+	if name == "" {
+		// Like Ansible, a bare daemon-reload does not count as a change.
+		if _, err := mustRun(ctx, env, strings.Join(pre, " && "), false); err != nil {
+			return resultFail(err, nil)
+		}
+		return &Result{Msg: "daemon reloaded", Data: map[string]any{}}, nil
+	}
+	var out []byte
+	if len(pre) > 0 {
+		r, err := mustRun(ctx, env, strings.Join(pre, " && ")+" && "+showScript(name), false)
+		if err != nil {
+			return resultFail(err, nil)
+		}
+		out = r.Stdout
+		if parseKV(out)["LoadState"] == "" {
+			// A dry connection records the reload without running it: read
+			// the state as it is.
+			if out, err = probeOrRun(ctx, &Env{Conn: env.Conn, Become: env.Become, BecomeUser: env.BecomeUser, Environment: env.Environment}, showScript(name)); err != nil {
+				return nil, err
+			}
+		}
+	} else if out, err = probeOrRun(ctx, env, showScript(name)); err != nil {
+		return nil, err
+	}
+	kv := parseKV(out)
+	status := map[string]any{}
+	for _, p := range strings.Split(systemdProps, ",") {
+		status[p] = kv[p]
+	}
+	data := map[string]any{"name": name, "status": status}
+	if kv["LoadState"] == "" {
+		return nil, fmt.Errorf("systemctl show %s: unexpected output %q", name, truncate(string(out), 200))
+	}
+	wantsUnit := a.has("state") || a.has("enabled") || a.has("masked") && !a.boolean("masked", false)
+	if kv["LoadState"] == "not-found" && wantsUnit {
+		if env.Check {
+			// An earlier task of this check run may have "written" the
+			// unit file; predict the change instead of failing.
+			return &Result{Changed: true, Msg: "unit " + name + " not found (yet)", Data: data}, nil
+		}
+		return &Result{Failed: true, Msg: "Could not find the requested service " + name, Data: data}, nil
+	}
+	q := shq(name)
+	noBlock := ""
+	if a.boolean("no_block", false) {
+		noBlock = "--no-block "
+	}
+	var cmds []string
+	ufs := kv["UnitFileState"]
+	masked := ufs == "masked" || ufs == "masked-runtime" || kv["LoadState"] == "masked"
+	if a.has("masked") {
+		switch want := a.boolean("masked", false); {
+		case want && !masked:
+			cmds = append(cmds, "systemctl mask -- "+q)
+		case !want && masked:
+			cmds = append(cmds, "systemctl unmask -- "+q)
+			masked = false
+		}
+	}
+	if a.has("enabled") {
+		enabled := ufs == "enabled" || ufs == "enabled-runtime" || ufs == "static" || ufs == "alias" || ufs == "indirect" || ufs == "generated"
+		switch want := a.boolean("enabled", false); {
+		case want && !enabled:
+			if masked && !a.has("masked") {
+				return &Result{Failed: true, Msg: "cannot enable " + name + ": it is masked", Data: data}, nil
+			}
+			cmds = append(cmds, "systemctl enable -- "+q)
+		case !want && (ufs == "enabled" || ufs == "enabled-runtime"):
+			cmds = append(cmds, "systemctl disable -- "+q)
+		}
+		data["enabled"] = a.boolean("enabled", false)
+	}
+	active := kv["ActiveState"]
+	running := active == "active" || active == "activating" || active == "reloading"
+	if st := a.str("state"); st != "" {
+		data["state"] = st
+		switch st {
+		case "started":
+			if !running {
+				cmds = append(cmds, "systemctl start "+noBlock+"-- "+q)
+			}
+		case "stopped":
+			if running {
+				cmds = append(cmds, "systemctl stop "+noBlock+"-- "+q)
+			}
+		case "restarted":
+			cmds = append(cmds, "systemctl restart "+noBlock+"-- "+q)
+		case "reloaded":
+			if running {
+				cmds = append(cmds, "systemctl reload "+noBlock+"-- "+q)
+			} else {
+				cmds = append(cmds, "systemctl start "+noBlock+"-- "+q)
+			}
+		}
+	}
+	if len(cmds) == 0 {
+		return &Result{Msg: "unchanged", Data: data}, nil
+	}
+	if _, err := mustRun(ctx, env, strings.Join(cmds, " && "), false); err != nil {
+		res, err := resultFail(err, data)
+		if res != nil {
+			res.Msg = "systemctl failed: " + res.Msg
+			res.Changed = true
+		}
+		return res, err
+	}
+	return &Result{Changed: true, Data: data}, nil
+}
