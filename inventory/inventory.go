@@ -1,7 +1,14 @@
 package inventory
 
 import (
+	"bytes"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
 	"sync"
 )
 
@@ -12,77 +19,650 @@ type Host struct {
 	Groups []string       // every group it belongs to, incl. "all" and ancestors, sorted
 }
 
-// LoadOptions change how Load reads an inventory.
+// LoadOptions change how LoadWith reads an inventory.
 type LoadOptions struct {
 	// AllowPasswords accepts literal passwords (ansible_password,
-	// ansible_become_password, ...) written in inventory and vars files.
+	// ansible_ssh_pass, ansible_become_password, ansible_become_pass)
+	// written in inventory and vars files. Without it such a password is an
+	// error naming the file and line, because inventories end up in git.
 	AllowPasswords bool
 }
 
-// Inventory is a loaded inventory. It is safe for concurrent readers;
-// AddVarsDir must not run concurrently with readers.
-type Inventory struct {
-	mu sync.RWMutex
+// Error is a problem in an inventory or vars file, located by file and line.
+type Error struct {
+	File string
+	Line int // 0 when the problem concerns the whole file
+	Msg  string
 }
 
-var errTODO = errors.New("inventory: not implemented yet")
+func (e *Error) Error() string {
+	if e.Line > 0 {
+		return fmt.Sprintf("%s:%d: %s", e.File, e.Line, e.Msg)
+	}
+	return fmt.Sprintf("%s: %s", e.File, e.Msg)
+}
 
-// Load reads an INI or YAML inventory and the group_vars/ host_vars/ beside it.
+func errAt(file string, line int, format string, args ...any) *Error {
+	return &Error{File: file, Line: line, Msg: fmt.Sprintf(format, args...)}
+}
+
+// Layers of variables inside one group or host, lowest first: the inventory
+// file itself, group_vars/host_vars beside the inventory, and those beside
+// the playbook (AddVarsDir).
+const (
+	layerInventory = iota
+	layerInvFiles
+	layerPlayFiles
+	numLayers
+)
+
+// varSet holds variables of one layer with where each was defined, so a
+// refused or invalid value can be reported at its file and line.
+type varSet struct {
+	vals map[string]any
+	src  map[string]string
+}
+
+func (v *varSet) set(key string, val any, src string) {
+	if v.vals == nil {
+		v.vals = map[string]any{}
+		v.src = map[string]string{}
+	}
+	v.vals[key] = val
+	v.src[key] = src
+}
+
+type group struct {
+	name     string
+	order    int
+	hosts    []string // direct members, order of addition
+	hostSet  map[string]bool
+	children []string
+	parents  []string
+	vars     [numLayers]varSet
+
+	depth    int
+	ancestry []string // self and every ancestor
+}
+
+type hostRec struct {
+	name   string
+	order  int
+	groups []string // direct groups, order of addition
+	vars   [numLayers]varSet
+}
+
+// Inventory is a loaded inventory. Readers may run concurrently; AddVarsDir
+// takes a write lock.
+type Inventory struct {
+	mu sync.RWMutex
+
+	path    string
+	dir     string
+	opts    LoadOptions
+	playDir []string
+
+	hosts      map[string]*hostRec
+	hostOrder  []string
+	groups     map[string]*group
+	groupOrder []string
+
+	merged   map[string]*Host
+	srcs     map[string]map[string]string // host -> var -> file:line of the winning definition
+	warnings []string
+}
+
+// Implicit localhost names, as Ansible: a play or pattern naming one of these
+// works without an inventory entry and runs with the local connection.
+var localNames = []string{"localhost", "127.0.0.1", "::1"}
+
+// Load reads an INI or YAML inventory (detected by extension, then content)
+// and the group_vars/ host_vars/ beside it.
 func Load(path string) (*Inventory, error) { return LoadWith(path, LoadOptions{}) }
 
 // LoadWith is Load with options.
-func LoadWith(path string, opts LoadOptions) (*Inventory, error) { return nil, errTODO }
+func LoadWith(path string, opts LoadOptions) (*Inventory, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	inv := newInventory(path, opts)
+	if err := inv.parse(path, data); err != nil {
+		return nil, err
+	}
+	if err := inv.finishStructure(); err != nil {
+		return nil, err
+	}
+	if err := inv.loadVarsDir(inv.dir, layerInvFiles); err != nil {
+		return nil, err
+	}
+	if err := inv.recompute(); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+// Parse builds an inventory from bytes; name is used in messages and to pick
+// the format (".yml", ".yaml", ".json" mean YAML). No vars directories are read.
+func Parse(name string, data []byte, opts LoadOptions) (*Inventory, error) {
+	inv := newInventory(name, opts)
+	if err := inv.parse(name, data); err != nil {
+		return nil, err
+	}
+	if err := inv.finishStructure(); err != nil {
+		return nil, err
+	}
+	if err := inv.recompute(); err != nil {
+		return nil, err
+	}
+	return inv, nil
+}
+
+func newInventory(path string, opts LoadOptions) *Inventory {
+	inv := &Inventory{
+		path:   path,
+		dir:    filepath.Dir(path),
+		opts:   opts,
+		hosts:  map[string]*hostRec{},
+		groups: map[string]*group{},
+	}
+	inv.addGroup("all")
+	inv.addGroup("ungrouped")
+	return inv
+}
+
+func (inv *Inventory) parse(name string, data []byte) error {
+	data = bytes.TrimPrefix(data, []byte("\xef\xbb\xbf"))
+	if isYAML(name, data) {
+		return inv.parseYAML(name, data)
+	}
+	return inv.parseINI(name, data)
+}
+
+// isYAML decides the format: the extension when it says so, otherwise the
+// first meaningful line (a "key:" mapping or "---" means YAML; INI starts
+// with a [section] or a host line).
+func isYAML(name string, data []byte) bool {
+	switch strings.ToLower(filepath.Ext(name)) {
+	case ".yml", ".yaml", ".json":
+		return true
+	case ".ini", ".cfg":
+		return false
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line == "" || line[0] == '#' || line[0] == ';' {
+			continue
+		}
+		if line == "---" || line[0] == '{' {
+			return true
+		}
+		if line[0] == '[' {
+			return false
+		}
+		if i := strings.IndexByte(line, ':'); i > 0 && (i == len(line)-1 || line[i+1] == ' ' || line[i+1] == '\t') &&
+			!strings.ContainsAny(line[:i], " \t=") {
+			return true
+		}
+		return false
+	}
+	return false
+}
+
+func (inv *Inventory) addGroup(name string) *group {
+	if g, ok := inv.groups[name]; ok {
+		return g
+	}
+	g := &group{name: name, order: len(inv.groupOrder), hostSet: map[string]bool{}}
+	inv.groups[name] = g
+	inv.groupOrder = append(inv.groupOrder, name)
+	return g
+}
+
+func (inv *Inventory) addHost(name, groupName string) *hostRec {
+	h, ok := inv.hosts[name]
+	if !ok {
+		h = &hostRec{name: name, order: len(inv.hostOrder)}
+		inv.hosts[name] = h
+		inv.hostOrder = append(inv.hostOrder, name)
+	}
+	g := inv.addGroup(groupName)
+	if !g.hostSet[name] {
+		g.hostSet[name] = true
+		g.hosts = append(g.hosts, name)
+		h.groups = append(h.groups, groupName)
+	}
+	return h
+}
+
+// addChild links child under parent, refusing links that would make the
+// group graph cyclic (Ansible refuses them too: variable inheritance would
+// never end).
+func (inv *Inventory) addChild(parent, child, file string, line int) error {
+	p := inv.addGroup(parent)
+	c := inv.addGroup(child)
+	if slices.Contains(p.children, child) {
+		return nil
+	}
+	if child == "all" {
+		return errAt(file, line, "group %q cannot be a child of %q: \"all\" contains every group", child, parent)
+	}
+	if path := inv.groupPath(child, parent); path != nil {
+		return errAt(file, line, "making %q a child of %q creates a cycle: %s", child, parent,
+			strings.Join(append([]string{parent}, path...), " -> "))
+	}
+	p.children = append(p.children, child)
+	c.parents = append(c.parents, parent)
+	return nil
+}
+
+// groupPath returns the chain of children from "from" down to "to", or nil.
+func (inv *Inventory) groupPath(from, to string) []string {
+	if from == to {
+		return []string{from}
+	}
+	g := inv.groups[from]
+	if g == nil {
+		return nil
+	}
+	for _, c := range g.children {
+		if p := inv.groupPath(c, to); p != nil {
+			return append([]string{from}, p...)
+		}
+	}
+	return nil
+}
+
+// finishStructure applies Ansible's reconcile rules: every parentless group
+// hangs under "all", and a host belongs to "ungrouped" exactly when it is in
+// no group besides all/ungrouped. Then it computes depths and ancestries.
+func (inv *Inventory) finishStructure() error {
+	for _, name := range inv.groupOrder {
+		g := inv.groups[name]
+		if name != "all" && len(g.parents) == 0 {
+			if err := inv.addChild("all", name, inv.path, 0); err != nil {
+				return err
+			}
+		}
+	}
+	// Keep "ungrouped" first among all's children, as Ansible creates it first.
+	ung := inv.groups["ungrouped"]
+	for _, hn := range inv.hostOrder {
+		h := inv.hosts[hn]
+		other := false
+		for _, gn := range h.groups {
+			if gn != "all" && gn != "ungrouped" {
+				other = true
+				break
+			}
+		}
+		if other && ung.hostSet[hn] {
+			delete(ung.hostSet, hn)
+			ung.hosts = slices.DeleteFunc(ung.hosts, func(s string) bool { return s == hn })
+			h.groups = slices.DeleteFunc(h.groups, func(s string) bool { return s == "ungrouped" })
+		} else if !other && !ung.hostSet[hn] {
+			ung.hostSet[hn] = true
+			ung.hosts = append(ung.hosts, hn)
+			h.groups = append(h.groups, "ungrouped")
+		}
+	}
+	memo := map[string]int{}
+	var depth func(string) int
+	depth = func(name string) int {
+		if d, ok := memo[name]; ok {
+			return d
+		}
+		d := 0
+		for _, p := range inv.groups[name].parents {
+			d = max(d, depth(p)+1)
+		}
+		memo[name] = d
+		return d
+	}
+	for _, name := range inv.groupOrder {
+		g := inv.groups[name]
+		g.depth = depth(name)
+		seen := map[string]bool{}
+		var walk func(string)
+		walk = func(n string) {
+			if seen[n] {
+				return
+			}
+			seen[n] = true
+			for _, p := range inv.groups[n].parents {
+				walk(p)
+			}
+		}
+		walk(name)
+		g.ancestry = sortedKeys(seen)
+	}
+	return nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// hostGroups returns every group of a host (direct and ancestors), sorted.
+func (inv *Inventory) hostGroups(h *hostRec) []string {
+	set := map[string]bool{"all": true}
+	for _, gn := range h.groups {
+		for _, a := range inv.groups[gn].ancestry {
+			set[a] = true
+		}
+	}
+	return sortedKeys(set)
+}
+
+// groupPriority reads ansible_group_priority: Ansible orders groups of equal
+// depth by (priority, name) when merging their vars.
+func (g *group) priority() int {
+	for l := numLayers - 1; l >= 0; l-- {
+		if v, ok := g.vars[l].vals["ansible_group_priority"]; ok {
+			if n, ok := toInt(v); ok {
+				return n
+			}
+		}
+	}
+	return 1
+}
+
+// mergeHost computes a host's vars: groups ordered by (depth, priority,
+// name) as Ansible's sort_groups, each group's layers low to high, then the
+// host's layers. Top-level keys replace (Ansible's hash_behaviour=replace);
+// values are deep-copied so hosts never share maps or slices.
+func (inv *Inventory) mergeHost(h *hostRec) (*Host, map[string]string) {
+	names := inv.hostGroups(h)
+	gs := make([]*group, len(names))
+	for i, n := range names {
+		gs[i] = inv.groups[n]
+	}
+	sort.SliceStable(gs, func(i, j int) bool {
+		if gs[i].depth != gs[j].depth {
+			return gs[i].depth < gs[j].depth
+		}
+		pi, pj := gs[i].priority(), gs[j].priority()
+		if pi != pj {
+			return pi < pj
+		}
+		return gs[i].name < gs[j].name
+	})
+	vars := map[string]any{}
+	src := map[string]string{}
+	apply := func(vs *varSet) {
+		for k, v := range vs.vals {
+			vars[k] = deepCopy(v)
+			src[k] = vs.src[k]
+		}
+	}
+	for _, g := range gs {
+		for l := range numLayers {
+			apply(&g.vars[l])
+		}
+	}
+	for l := range numLayers {
+		apply(&h.vars[l])
+	}
+	return &Host{Name: h.name, Vars: vars, Groups: names}, src
+}
+
+// recompute merges every host and validates what the engine will rely on:
+// no literal passwords in files unless allowed, parseable connection vars.
+func (inv *Inventory) recompute() error {
+	merged := make(map[string]*Host, len(inv.hosts))
+	srcs := make(map[string]map[string]string, len(inv.hosts))
+	var errs []error
+	seen := map[string]bool{}
+	for _, hn := range inv.hostOrder {
+		h, src := inv.mergeHost(inv.hosts[hn])
+		merged[hn] = h
+		srcs[hn] = src
+		for _, err := range inv.validateHost(h, src) {
+			if !seen[err.Error()] {
+				seen[err.Error()] = true
+				errs = append(errs, err)
+			}
+		}
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	inv.merged = merged
+	inv.srcs = srcs
+	return nil
+}
+
+var passwordKeys = []string{"ansible_password", "ansible_ssh_pass", "ansible_become_password", "ansible_become_pass"}
+
+func (inv *Inventory) validateHost(h *Host, src map[string]string) []error {
+	var errs []error
+	if !inv.opts.AllowPasswords && !truthy(h.Vars["gokube_allow_inventory_passwords"]) {
+		for _, k := range passwordKeys {
+			s, ok := h.Vars[k].(string)
+			if !ok || s == "" || isTemplate(s) {
+				continue
+			}
+			errs = append(errs, locErr(src[k], fmt.Sprintf(
+				"%s: a literal password in an inventory or vars file is refused (host %s); use SSH keys, or set gokube_allow_inventory_passwords=true to accept it",
+				k, h.Name)))
+		}
+	}
+	_, kerrs := parseConnVars(h.Name, h.Vars, true)
+	for _, ke := range kerrs {
+		errs = append(errs, locErr(src[ke.key], fmt.Sprintf("%s (host %s)", ke.msg, h.Name)))
+	}
+	return errs
+}
+
+// locErr turns a "file:line" source into an *Error.
+func locErr(src, msg string) error {
+	file, line := splitSrc(src)
+	return &Error{File: file, Line: line, Msg: msg}
+}
+
+func splitSrc(src string) (string, int) {
+	i := strings.LastIndexByte(src, ':')
+	if i < 0 {
+		return src, 0
+	}
+	n := 0
+	for _, c := range src[i+1:] {
+		if c < '0' || c > '9' {
+			return src, 0
+		}
+		n = n*10 + int(c-'0')
+	}
+	return src[:i], n
+}
+
+func isTemplate(s string) bool { return strings.Contains(s, "{{") || strings.Contains(s, "{%") }
 
 // AddVarsDir adds group_vars/ and host_vars/ found in dir (the playbook's
-// directory); they win over the inventory-side ones.
-func (inv *Inventory) AddVarsDir(dir string) error { return errTODO }
-
-// Host returns a deep copy of the named host with merged vars.
-func (inv *Inventory) Host(name string) (*Host, bool) { return nil, false }
-
-// HostNames returns every host in inventory order.
-func (inv *Inventory) HostNames() []string { return nil }
-
-// GroupNames returns every group name, sorted.
-func (inv *Inventory) GroupNames() []string { return nil }
-
-// GroupHosts returns all hosts of a group incl. its children, in inventory order.
-func (inv *Inventory) GroupHosts(group string) []string { return nil }
-
-// Match returns the hosts selected by an Ansible host pattern, in inventory order.
-func (inv *Inventory) Match(pattern string) ([]string, error) { return nil, errTODO }
-
-// ListJSON returns the inventory in the shape of `ansible-inventory --list`.
-func (inv *Inventory) ListJSON() ([]byte, error) { return nil, errTODO }
-
-// Graph returns the inventory in the shape of `ansible-inventory --graph`.
-func (inv *Inventory) Graph() string { return "" }
-
-// ConnVars are the connection variables of a host, parsed.
-type ConnVars struct {
-	Addr           string // ansible_host / ansible_ssh_host / gokube_host; default the host name
-	Port           int    // ansible_port / ansible_ssh_port / gokube_port; 0 when unset
-	User           string // ansible_user / ansible_ssh_user / gokube_user
-	KeyFile        string // ansible_ssh_private_key_file
-	Password       string // ansible_password / ansible_ssh_pass
-	Become         *bool  // ansible_become; nil when unset
-	BecomeUser     string // ansible_become_user
-	BecomePassword string // ansible_become_password / ansible_become_pass
-	Connection     string // "ssh" or "local"
-	ProxyJump      *Jump  // bastion from ansible_ssh_common_args; nil when none
-	KnownHostsFile string // ansible_ssh_known_hosts_file (gokube extension)
+// directory); they win over the inventory-side ones at the same level.
+// On error the inventory is left as it was.
+func (inv *Inventory) AddVarsDir(dir string) error {
+	inv.mu.Lock()
+	defer inv.mu.Unlock()
+	if sameDir(dir, inv.dir) {
+		// Same files already loaded at the inventory layer; loading them
+		// again would change nothing but the reported precedence.
+		return nil
+	}
+	saveG := map[string]varSet{}
+	for n, g := range inv.groups {
+		saveG[n] = copyVarSet(g.vars[layerPlayFiles])
+	}
+	saveH := map[string]varSet{}
+	for n, h := range inv.hosts {
+		saveH[n] = copyVarSet(h.vars[layerPlayFiles])
+	}
+	nwarn := len(inv.warnings)
+	restore := func() {
+		for n, g := range inv.groups {
+			g.vars[layerPlayFiles] = saveG[n]
+		}
+		for n, h := range inv.hosts {
+			h.vars[layerPlayFiles] = saveH[n]
+		}
+		inv.warnings = inv.warnings[:nwarn]
+	}
+	if err := inv.loadVarsDir(dir, layerPlayFiles); err != nil {
+		restore()
+		return err
+	}
+	if err := inv.recompute(); err != nil {
+		restore()
+		return err
+	}
+	inv.playDir = append(inv.playDir, dir)
+	return nil
 }
 
-// Jump is a bastion host to tunnel through.
-type Jump struct {
-	User string
-	Addr string
-	Port int // 0 when unset
+func copyVarSet(v varSet) varSet {
+	var out varSet
+	for k, val := range v.vals {
+		out.set(k, val, v.src[k])
+	}
+	return out
 }
 
-// ConnVars returns the host's parsed connection variables. Invalid values
-// are left zero; CheckConnVars reports them.
-func (h *Host) ConnVars() ConnVars { c, _ := h.CheckConnVars(); return c }
+func sameDir(a, b string) bool {
+	aa, err1 := filepath.Abs(a)
+	bb, err2 := filepath.Abs(b)
+	return err1 == nil && err2 == nil && aa == bb
+}
 
-// CheckConnVars is ConnVars that reports invalid values.
-func (h *Host) CheckConnVars() (ConnVars, error) { return ConnVars{Addr: h.Name, Connection: "ssh"}, nil }
+// Warnings returns notes that are not errors, e.g. a group_vars file whose
+// name matches no group (Ansible ignores it silently; it is usually a typo).
+func (inv *Inventory) Warnings() []string {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return slices.Clone(inv.warnings)
+}
+
+// Path is the inventory file this was loaded from.
+func (inv *Inventory) Path() string { return inv.path }
+
+// Host returns a deep copy of the named host with merged vars; the caller
+// may modify it. "localhost" (also 127.0.0.1, ::1) not in the inventory is
+// returned as Ansible's implicit localhost: the "all" group's vars plus
+// ansible_connection=local, in no group.
+func (inv *Inventory) Host(name string) (*Host, bool) {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	if h, ok := inv.merged[name]; ok {
+		return &Host{Name: h.Name, Vars: deepCopyMap(h.Vars), Groups: slices.Clone(h.Groups)}, true
+	}
+	if slices.Contains(localNames, name) {
+		return inv.implicitLocal(name), true
+	}
+	return nil, false
+}
+
+func (inv *Inventory) implicitLocal(name string) *Host {
+	vars := map[string]any{}
+	all := inv.groups["all"]
+	for l := range numLayers {
+		for k, v := range all.vars[l].vals {
+			vars[k] = deepCopy(v)
+		}
+	}
+	vars["ansible_connection"] = "local"
+	return &Host{Name: name, Vars: vars, Groups: []string{}}
+}
+
+// VarSource returns "file:line" where the winning value of a host's var was
+// defined, or "" when unknown.
+func (inv *Inventory) VarSource(host, key string) string {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.srcs[host][key]
+}
+
+// HostNames returns every host in inventory order (order of first appearance).
+func (inv *Inventory) HostNames() []string {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return slices.Clone(inv.hostOrder)
+}
+
+// GroupNames returns every group name (including "all" and "ungrouped"), sorted.
+func (inv *Inventory) GroupNames() []string {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return sortedKeys(inv.groups)
+}
+
+// GroupHosts returns all hosts of a group incl. its children, in inventory
+// order; nil for an unknown group.
+func (inv *Inventory) GroupHosts(group string) []string {
+	inv.mu.RLock()
+	defer inv.mu.RUnlock()
+	return inv.groupHosts(group)
+}
+
+func (inv *Inventory) groupHosts(name string) []string {
+	g, ok := inv.groups[name]
+	if !ok {
+		return nil
+	}
+	if name == "all" {
+		return slices.Clone(inv.hostOrder)
+	}
+	set := map[string]bool{}
+	var walk func(*group)
+	seen := map[string]bool{}
+	walk = func(g *group) {
+		if seen[g.name] {
+			return
+		}
+		seen[g.name] = true
+		for _, h := range g.hosts {
+			set[h] = true
+		}
+		for _, c := range g.children {
+			walk(inv.groups[c])
+		}
+	}
+	walk(g)
+	return inv.inOrder(set)
+}
+
+// inOrder lists the set's hosts in inventory order.
+func (inv *Inventory) inOrder(set map[string]bool) []string {
+	out := make([]string, 0, len(set))
+	if len(set) > len(inv.hostOrder)/8 {
+		for _, h := range inv.hostOrder {
+			if set[h] {
+				out = append(out, h)
+			}
+		}
+		if len(out) == len(set) {
+			return out
+		}
+		out = out[:0]
+	}
+	for h := range set {
+		out = append(out, h)
+	}
+	sort.Slice(out, func(i, j int) bool {
+		oi, oj := inv.orderOf(out[i]), inv.orderOf(out[j])
+		if oi != oj {
+			return oi < oj
+		}
+		return out[i] < out[j]
+	})
+	return out
+}
+
+func (inv *Inventory) orderOf(name string) int {
+	if h, ok := inv.hosts[name]; ok {
+		return h.order
+	}
+	return len(inv.hostOrder) // implicit localhost sorts last
+}
