@@ -2,18 +2,15 @@ package lab
 
 import (
 	"bufio"
-	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"net"
-	"os"
 	"strconv"
 	"strings"
 	"time"
 
-	"golang.org/x/crypto/ssh"
+	"gokube/connection"
 )
 
 // waitSSH waits until the host's sshd greets, then until a real login as
@@ -58,101 +55,71 @@ func sshBanner(ctx context.Context, addr string) error {
 	return nil
 }
 
-// sshDial logs in to a host as user with the lab key, verifying the host
-// key against the one the lab generated (never trusting the network).
-// TODO(lab): switch to connection.DialSSH once it lands, so waiting for the
-// hosts exercises the engine's own client.
-func (l *Lab) sshDial(ctx context.Context, h *hostState, addr, user string) (*ssh.Client, error) {
-	keyPEM, err := os.ReadFile(l.KeyPath())
-	if err != nil {
-		return nil, fmt.Errorf("lab key: %w", err)
-	}
-	signer, err := ssh.ParsePrivateKey(keyPEM)
-	if err != nil {
-		return nil, fmt.Errorf("lab key: %w", err)
-	}
-	hk, _, _, _, err := ssh.ParseAuthorizedKey([]byte(h.HostKey))
-	if err != nil {
-		return nil, fmt.Errorf("%s: host key in state: %w", h.Name, err)
-	}
-	cfg := &ssh.ClientConfig{
-		User:            user,
-		Auth:            []ssh.AuthMethod{ssh.PublicKeys(signer)},
-		HostKeyCallback: ssh.FixedHostKey(hk),
-		Timeout:         3 * time.Second,
-	}
-	d := net.Dialer{Timeout: 3 * time.Second}
-	nc, err := d.DialContext(ctx, "tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	_ = nc.SetDeadline(time.Now().Add(10 * time.Second))
-	cc, chans, reqs, err := ssh.NewClientConn(nc, addr, cfg)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	_ = nc.SetDeadline(time.Time{})
-	return ssh.NewClient(cc, chans, reqs), nil
+// dialHost opens the engine's SSH connection (connection.DialSSH) to a
+// lab host with the lab key and known_hosts: host keys are checked against
+// the ones the lab generated, never learnt from the network.
+func (l *Lab) dialHost(ctx context.Context, h Host, user string, timeout time.Duration) (connection.Conn, error) {
+	return connection.DialSSH(ctx, connection.SSHConfig{
+		Host:       h.Name,
+		Addr:       h.SSHAddr,
+		Port:       h.SSHPort,
+		User:       user,
+		KeyFiles:   []string{l.KeyPath()},
+		KnownHosts: []string{l.KnownHostsPath()},
+		Timeout:    timeout,
+	})
 }
 
-// sshCheck logs in as deploy and runs `sudo -n true`: the host is ready
-// for playbooks only when that works.
+// sshCheck logs in as deploy and runs `hostname` through sudo: the host is
+// ready for playbooks only when that works.
 func (l *Lab) sshCheck(ctx context.Context, h *hostState, addr string) error {
-	client, err := l.sshDial(ctx, h, addr, "deploy")
+	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
 		return err
 	}
-	defer client.Close()
-	s, err := client.NewSession()
+	p, _ := strconv.Atoi(port)
+	c, err := l.dialHost(ctx, Host{Name: h.Name, SSHAddr: host, SSHPort: p}, "deploy", 3*time.Second)
 	if err != nil {
 		return err
 	}
-	defer s.Close()
-	var out bytes.Buffer
-	s.Stdout = &out
-	s.Stderr = &out
-	if err := s.Run("sudo -n true && hostname"); err != nil {
-		return fmt.Errorf("login check: %w: %s", err, strings.TrimSpace(out.String()))
+	defer c.Close()
+	res, err := c.Run(ctx, connection.Request{Script: "hostname", Become: true, ReadOnly: true})
+	if err != nil {
+		return err
 	}
-	if got := strings.TrimSpace(out.String()); got != h.Name {
+	if res.RC != 0 {
+		return fmt.Errorf("login check: sudo hostname exited %d: %s", res.RC, strings.TrimSpace(string(res.Stderr)))
+	}
+	if got := strings.TrimSpace(string(res.Stdout)); got != h.Name {
 		return fmt.Errorf("%s answers as %q", addr, got)
 	}
 	return nil
 }
 
-// RunSSH runs cmd on a host as user (without a system ssh client) and
-// returns its exit status.
+// RunSSH runs cmd on a host as user through the engine's SSH client and
+// returns its exit status (for machines without an ssh client; the output
+// arrives when the command ends).
 func (l *Lab) RunSSH(ctx context.Context, name, user, cmd string, stdout, stderr io.Writer) (int, error) {
-	l.Hosts()
-	h, err := l.host(name)
+	var h *Host
+	for _, x := range l.Hosts() {
+		if x.Name == name || x.Addr == name || x.Machine == name {
+			h = &x
+			break
+		}
+	}
+	if h == nil {
+		return 0, fmt.Errorf("lab %s has no host %q", l.cfg.Name, name)
+	}
+	c, err := l.dialHost(ctx, *h, user, 10*time.Second)
 	if err != nil {
 		return 0, err
 	}
-	var addr string
-	for _, x := range l.hostsOf(l.st) {
-		if x.Name == h.Name {
-			addr = net.JoinHostPort(x.SSHAddr, strconv.Itoa(x.SSHPort))
-		}
-	}
-	client, err := l.sshDial(ctx, h, addr, user)
+	defer c.Close()
+	res, err := c.Run(ctx, connection.Request{Script: cmd})
 	if err != nil {
-		return 0, fmt.Errorf("%s: %w", h.Name, err)
+		return 0, err
 	}
-	defer client.Close()
-	s, err := client.NewSession()
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", h.Name, err)
-	}
-	defer s.Close()
-	s.Stdout, s.Stderr = stdout, stderr
-	err = s.Run(cmd)
-	var ee *ssh.ExitError
-	if errors.As(err, &ee) {
-		return ee.ExitStatus(), nil
-	}
-	if err != nil {
-		return 0, fmt.Errorf("%s: %w", h.Name, err)
-	}
-	return 0, nil
+	_, _ = stdout.Write(res.Stdout)
+	_, _ = stderr.Write(res.Stderr)
+	return res.RC, nil
 }
