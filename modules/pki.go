@@ -5,4 +5,7 @@ package modules
 // services on the host's loopback through the host's connection.
 func registerPKI(r *Registry) {
 	r.Register(X509{}, "x509")
+	r.Register(URI{}, "uri")
+	r.Register(Etcd{}, "etcd")
+	r.Register(KubeHealth{}, "kube_health")
 }

@@ -1,0 +1,500 @@
+package modules
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Etcd is the `etcd` module: health, status and membership of an etcd
+// cluster through etcd's TLS client API (its JSON gateway), reached from the
+// control machine through the host's connection. Nothing is needed on the
+// host or the control machine besides etcd itself: no etcdctl, no client
+// library.
+//
+// Arguments: endpoint (default https://127.0.0.1:2379, as seen from the
+// host), ca_cert, cert, key (files on the control machine), timeout (seconds,
+// default 10), action:
+//
+//	status         (default) health from GET /health, and from
+//	               POST /v3/maintenance/status: leader, member_id (hex),
+//	               is_leader, raft_term, raft_index, db_size, version.
+//	               Fails when the member is not healthy.
+//	members        members: [{id, name, peer_urls, client_urls, is_learner}]
+//	member_add     peer_urls, name, is_learner: adds the member unless one
+//	               with those peer URLs exists; registers id and
+//	               initial_cluster (for the new member's --initial-cluster,
+//	               with --initial-cluster-state existing).
+//	member_remove  name or id (hex): removes the member if present.
+//
+// Member ids are hex strings, as etcdctl prints them. Under check mode the
+// read-only actions run, member_add and member_remove predict only.
+type Etcd struct{}
+
+// Spec declares the etcd arguments.
+func (Etcd) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"endpoint":       {Type: String},
+		"ca_cert":        {Type: String, Aliases: []string{"cacert"}},
+		"cert":           {Type: String},
+		"key":            {Type: String},
+		"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove"}},
+		"peer_urls":      {Type: List},
+		"name":           {Type: String},
+		"id":             {Type: String},
+		"is_learner":     {Type: Bool},
+		"timeout":        {Type: Int},
+		"validate_certs": {Type: Bool},
+	}}
+}
+
+type etcdParams struct {
+	endpoint  string
+	tls       pkiTLS
+	action    string
+	peerURLs  []string
+	name, id  string
+	isLearner bool
+	timeout   time.Duration
+}
+
+func etcdParseArgs(args map[string]any) (*etcdParams, error) {
+	a, err := pkiParse("etcd", Etcd{}.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	p := &etcdParams{}
+	if p.endpoint, err = a.str("endpoint", "https://127.0.0.1:2379"); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(p.endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, a.err("endpoint", "want an https:// URL, got %q", p.endpoint)
+	}
+	p.endpoint = strings.TrimRight(p.endpoint, "/")
+	if p.tls.caPath, err = a.str("ca_cert", ""); err != nil {
+		return nil, err
+	}
+	if p.tls.certPath, err = a.str("cert", ""); err != nil {
+		return nil, err
+	}
+	if p.tls.keyPath, err = a.str("key", ""); err != nil {
+		return nil, err
+	}
+	if (p.tls.certPath == "") != (p.tls.keyPath == "") {
+		return nil, a.err("key", "cert and key go together")
+	}
+	validate, err := a.boolean("validate_certs", true)
+	if err != nil {
+		return nil, err
+	}
+	p.tls.insecure = !validate
+	if p.action, err = a.choice("action", "status", "status", "members", "member_add", "member_remove"); err != nil {
+		return nil, err
+	}
+	if p.peerURLs, err = a.list("peer_urls"); err != nil {
+		return nil, err
+	}
+	if p.name, err = a.str("name", ""); err != nil {
+		return nil, err
+	}
+	if p.id, err = a.str("id", ""); err != nil {
+		return nil, err
+	}
+	if p.isLearner, err = a.boolean("is_learner", false); err != nil {
+		return nil, err
+	}
+	if p.timeout, err = a.seconds("timeout", 10*time.Second); err != nil {
+		return nil, err
+	}
+	switch p.action {
+	case "member_add":
+		if len(p.peerURLs) == 0 {
+			return nil, a.err("peer_urls", "required for member_add")
+		}
+		for _, s := range p.peerURLs {
+			if u, err := url.Parse(s); err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https") {
+				return nil, a.err("peer_urls", "%q is not a peer URL", s)
+			}
+		}
+		if p.name == "" {
+			return nil, a.err("name", "required for member_add (it names the member in initial_cluster)")
+		}
+	case "member_remove":
+		if (p.name == "") == (p.id == "") {
+			return nil, a.err("name", "member_remove needs name or id (one of them)")
+		}
+		if p.id != "" {
+			if _, err := strconv.ParseUint(p.id, 16, 64); err != nil {
+				return nil, a.err("id", "%q is not a hex member id", p.id)
+			}
+		}
+	default:
+		for _, k := range []string{"peer_urls", "name", "id", "is_learner"} {
+			if a.has(k) {
+				return nil, a.err(k, "only for member_add or member_remove")
+			}
+		}
+	}
+	return p, nil
+}
+
+// etcdUint is a uint64 of the gateway's JSON, which encodes 64-bit integers
+// as strings (and omits zero values).
+type etcdUint uint64
+
+func (u *etcdUint) UnmarshalJSON(b []byte) error {
+	s := string(bytes.Trim(b, `"`))
+	if s == "" || s == "null" {
+		*u = 0
+		return nil
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil {
+		return fmt.Errorf("etcd: bad integer %s: %w", b, err)
+	}
+	*u = etcdUint(n)
+	return nil
+}
+
+func (u etcdUint) hex() string { return strconv.FormatUint(uint64(u), 16) }
+
+type etcdHeader struct {
+	ClusterID etcdUint `json:"cluster_id"`
+	MemberID  etcdUint `json:"member_id"`
+	Revision  etcdUint `json:"revision"`
+	RaftTerm  etcdUint `json:"raft_term"`
+}
+
+type etcdStatus struct {
+	Header           etcdHeader `json:"header"`
+	Version          string     `json:"version"`
+	DBSize           etcdUint   `json:"dbSize"`
+	DBSizeInUse      etcdUint   `json:"dbSizeInUse"`
+	Leader           etcdUint   `json:"leader"`
+	RaftIndex        etcdUint   `json:"raftIndex"`
+	RaftTerm         etcdUint   `json:"raftTerm"`
+	RaftAppliedIndex etcdUint   `json:"raftAppliedIndex"`
+	IsLearner        bool       `json:"isLearner"`
+	Errors           []string   `json:"errors"`
+}
+
+type etcdMember struct {
+	ID         etcdUint `json:"ID"`
+	Name       string   `json:"name"`
+	PeerURLs   []string `json:"peerURLs"`
+	ClientURLs []string `json:"clientURLs"`
+	IsLearner  bool     `json:"isLearner"`
+}
+
+type etcdMembers struct {
+	Header  etcdHeader   `json:"header"`
+	Member  *etcdMember  `json:"member"` // member_add's answer
+	Members []etcdMember `json:"members"`
+}
+
+// etcdAPIError is the gateway's error body.
+type etcdAPIError struct {
+	Error   string `json:"error"`
+	Message string `json:"message"`
+	Code    int    `json:"code"`
+}
+
+type etcdClient struct {
+	c        *http.Client
+	endpoint string
+}
+
+// etcdUnhealthyCluster is etcd's answer to a membership change while a
+// member it counts on has been connected for less than its health interval
+// (5s): common right after the cluster starts, and gone moments later.
+const etcdUnhealthyCluster = "etcdserver: unhealthy cluster"
+
+// reconfigure posts a membership change, retrying while etcd refuses it as
+// transiently unsafe, until ctx (the task's timeout) ends.
+func (e *etcdClient) reconfigure(ctx context.Context, path string, body any, out any) error {
+	for {
+		err := e.post(ctx, path, body, out)
+		if err == nil || !strings.Contains(err.Error(), etcdUnhealthyCluster) {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w (gave up after the task timeout)", err)
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (e *etcdClient) post(ctx context.Context, path string, body any, out any) error {
+	b, err := json.Marshal(body)
+	if err != nil {
+		return err
+	}
+	r, err := pkiDo(ctx, e.c, http.MethodPost, e.endpoint+path, b, map[string]string{"Content-Type": "application/json"})
+	if err != nil {
+		return err
+	}
+	if r.status != http.StatusOK {
+		var ae etcdAPIError
+		msg := strings.TrimSpace(string(pkiTruncate(r.body, 300)))
+		if json.Unmarshal(r.body, &ae) == nil && (ae.Message != "" || ae.Error != "") {
+			msg = ae.Message
+			if msg == "" {
+				msg = ae.Error
+			}
+		}
+		return fmt.Errorf("POST %s: HTTP %d: %s", path, r.status, msg)
+	}
+	if err := json.Unmarshal(r.body, out); err != nil {
+		return fmt.Errorf("POST %s: %w", path, err)
+	}
+	return nil
+}
+
+// health reads GET /health: {"health":"true"} (HTTP 503 and "false" when
+// the member has no leader or a failing alarm).
+func (e *etcdClient) health(ctx context.Context) (bool, string, error) {
+	r, err := pkiDo(ctx, e.c, http.MethodGet, e.endpoint+"/health", nil, nil)
+	if err != nil {
+		return false, "", err
+	}
+	var h struct {
+		Health string `json:"health"`
+		Reason string `json:"reason"`
+	}
+	if err := json.Unmarshal(r.body, &h); err != nil {
+		return false, "", fmt.Errorf("GET /health: HTTP %d: %q", r.status, pkiTruncate(r.body, 200))
+	}
+	return r.status == http.StatusOK && h.Health == "true", h.Reason, nil
+}
+
+// Run performs the action.
+func (Etcd) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	p, err := etcdParseArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	client, done, err := pkiHTTPClient(env, "etcd", p.tls, p.timeout)
+	if err != nil {
+		return nil, err
+	}
+	defer done()
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	ec := &etcdClient{c: client, endpoint: p.endpoint}
+	check := env.Check
+	var res *Result
+	switch p.action {
+	case "status":
+		res, err = etcdStatusAction(ctx, ec)
+	case "members":
+		var ms etcdMembers
+		if err = ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err == nil {
+			res = &Result{Msg: fmt.Sprintf("%d members", len(ms.Members)), Data: map[string]any{"members": etcdMemberList(ms.Members)}}
+		}
+	case "member_add":
+		res, err = etcdMemberAdd(ctx, ec, p, check)
+	case "member_remove":
+		res, err = etcdMemberRemove(ctx, ec, p, check)
+	}
+	if err != nil {
+		if hostErr := pkiHostErr(err); hostErr != nil {
+			return nil, hostErr
+		}
+		msg := fmt.Sprintf("etcd %s at %s: %s", p.action, p.endpoint, pkiErrText(err))
+		data := map[string]any{"endpoint": p.endpoint, "msg": msg}
+		if p.action == "status" {
+			data["health"] = false
+		}
+		return &Result{Failed: true, Msg: msg, Data: data}, nil
+	}
+	res.Data["endpoint"] = p.endpoint
+	res.Data["msg"] = res.Msg
+	return res, nil
+}
+
+func etcdStatusAction(ctx context.Context, ec *etcdClient) (*Result, error) {
+	healthy, reason, err := ec.health(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var st etcdStatus
+	if err := ec.post(ctx, "/v3/maintenance/status", struct{}{}, &st); err != nil {
+		return nil, err
+	}
+	data := map[string]any{
+		"health":             healthy,
+		"leader":             st.Leader.hex(),
+		"member_id":          st.Header.MemberID.hex(),
+		"cluster_id":         st.Header.ClusterID.hex(),
+		"is_leader":          st.Leader != 0 && st.Leader == st.Header.MemberID,
+		"raft_term":          uint64(st.RaftTerm),
+		"raft_index":         uint64(st.RaftIndex),
+		"raft_applied_index": uint64(st.RaftAppliedIndex),
+		"revision":           uint64(st.Header.Revision),
+		"db_size":            uint64(st.DBSize),
+		"db_size_in_use":     uint64(st.DBSizeInUse),
+		"version":            st.Version,
+		"is_learner":         st.IsLearner,
+		"errors":             append([]string{}, st.Errors...),
+	}
+	if st.Leader == 0 {
+		data["leader"] = ""
+	}
+	res := &Result{Data: data}
+	if healthy {
+		res.Msg = fmt.Sprintf("healthy, member %s, leader %s, raft term %d", data["member_id"], data["leader"], st.RaftTerm)
+	} else {
+		res.Failed = true
+		res.Msg = "unhealthy"
+		if reason != "" {
+			res.Msg += ": " + reason
+		}
+		if len(st.Errors) > 0 {
+			res.Msg += ": " + strings.Join(st.Errors, "; ")
+		}
+		if st.Leader == 0 {
+			res.Msg += " (no leader)"
+		}
+	}
+	return res, nil
+}
+
+func etcdMemberList(ms []etcdMember) []any {
+	out := make([]any, 0, len(ms))
+	for _, m := range ms {
+		out = append(out, map[string]any{
+			"id":          m.ID.hex(),
+			"name":        m.Name,
+			"peer_urls":   append([]string{}, m.PeerURLs...),
+			"client_urls": append([]string{}, m.ClientURLs...),
+			"is_learner":  m.IsLearner,
+		})
+	}
+	return out
+}
+
+// etcdInitialCluster is the --initial-cluster a member joining the cluster
+// needs, as `etcdctl member add` prints it: every member's peer URLs, the
+// new (not yet started, so unnamed) member under the given name.
+func etcdInitialCluster(ms []etcdMember, id etcdUint, name string, peerURLs []string) string {
+	var parts []string
+	seen := false
+	for _, m := range ms {
+		n := m.Name
+		if m.ID == id && id != 0 {
+			n, seen = name, true
+		}
+		for _, u := range m.PeerURLs {
+			parts = append(parts, n+"="+u)
+		}
+	}
+	if !seen {
+		for _, u := range peerURLs {
+			parts = append(parts, name+"="+u)
+		}
+	}
+	return strings.Join(parts, ",")
+}
+
+func etcdSameURLs(a, b []string) bool {
+	return x509SameSet(a, b)
+}
+
+func etcdMemberAdd(ctx context.Context, ec *etcdClient, p *etcdParams, check bool) (*Result, error) {
+	var ms etcdMembers
+	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
+		return nil, err
+	}
+	for _, m := range ms.Members {
+		if etcdSameURLs(m.PeerURLs, p.peerURLs) {
+			if m.Name != "" && m.Name != p.name {
+				return nil, fmt.Errorf("peer URLs %v belong to member %s (%s), not %s", p.peerURLs, m.Name, m.ID.hex(), p.name)
+			}
+			return etcdAddResult(false, check, m.ID, ms.Members, p), nil
+		}
+		for _, u := range m.PeerURLs {
+			if slices.Contains(p.peerURLs, u) {
+				return nil, fmt.Errorf("peer URL %s already belongs to member %s (%s) with peer URLs %v", u, m.Name, m.ID.hex(), m.PeerURLs)
+			}
+		}
+	}
+	if check {
+		return etcdAddResult(true, check, 0, ms.Members, p), nil
+	}
+	var added etcdMembers
+	req := map[string]any{"peerURLs": p.peerURLs, "isLearner": p.isLearner}
+	if err := ec.reconfigure(ctx, "/v3/cluster/member/add", req, &added); err != nil {
+		return nil, err
+	}
+	if added.Member == nil || added.Member.ID == 0 {
+		return nil, fmt.Errorf("member add: answer without the new member")
+	}
+	return etcdAddResult(true, false, added.Member.ID, added.Members, p), nil
+}
+
+func etcdAddResult(changed, check bool, id etcdUint, ms []etcdMember, p *etcdParams) *Result {
+	data := map[string]any{
+		"id":                    id.hex(),
+		"name":                  p.name,
+		"peer_urls":             append([]string{}, p.peerURLs...),
+		"initial_cluster":       etcdInitialCluster(ms, id, p.name, p.peerURLs),
+		"initial_cluster_state": "existing",
+		"members":               etcdMemberList(ms),
+	}
+	msg := fmt.Sprintf("member %s (%s) present", p.name, id.hex())
+	switch {
+	case changed && check:
+		data["id"] = ""
+		msg = fmt.Sprintf("member %s would be added with peer URLs %v", p.name, p.peerURLs)
+	case changed:
+		msg = fmt.Sprintf("member %s added as %s", p.name, id.hex())
+	}
+	return &Result{Changed: changed, Msg: msg, Data: data}
+}
+
+func etcdMemberRemove(ctx context.Context, ec *etcdClient, p *etcdParams, check bool) (*Result, error) {
+	var ms etcdMembers
+	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
+		return nil, err
+	}
+	var id uint64
+	if p.id != "" {
+		id, _ = strconv.ParseUint(p.id, 16, 64) // validated by etcdParseArgs
+	}
+	var target *etcdMember
+	for i, m := range ms.Members {
+		if (p.id != "" && uint64(m.ID) == id) || (p.name != "" && m.Name == p.name) {
+			if target != nil {
+				return nil, fmt.Errorf("more than one member named %q; remove by id", p.name)
+			}
+			target = &ms.Members[i]
+		}
+	}
+	who := p.name
+	if who == "" {
+		who = p.id
+	}
+	if target == nil {
+		return &Result{Msg: "member " + who + " absent", Data: map[string]any{"id": "", "members": etcdMemberList(ms.Members)}}, nil
+	}
+	if check {
+		return &Result{Changed: true, Msg: fmt.Sprintf("member %s (%s) would be removed", who, target.ID.hex()),
+			Data: map[string]any{"id": target.ID.hex(), "members": etcdMemberList(ms.Members)}}, nil
+	}
+	var after etcdMembers
+	// The gateway takes the uint64 id as a decimal string.
+	if err := ec.reconfigure(ctx, "/v3/cluster/member/remove", map[string]any{"ID": strconv.FormatUint(uint64(target.ID), 10)}, &after); err != nil {
+		return nil, err
+	}
+	return &Result{Changed: true, Msg: fmt.Sprintf("member %s (%s) removed", who, target.ID.hex()),
+		Data: map[string]any{"id": target.ID.hex(), "members": etcdMemberList(after.Members)}}, nil
+}

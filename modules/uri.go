@@ -1,0 +1,353 @@
+package modules
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"gokube/connection"
+)
+
+// URI is the `uri` module: one HTTP(S) request.
+//
+// By default (via: connection) the request is made by the control machine,
+// its TCP connection opened through the host's connection, so
+// https://127.0.0.1:2379 is the host's loopback and no tool is needed on the
+// host; ca_path, client_cert and client_key are then files on the control
+// machine. With via: host the host runs curl (one round trip) and those paths
+// are files on the host.
+//
+// Arguments: url (required), method (GET), body, body_format (raw or json;
+// a map or list body is sent as JSON), headers (map), status_code (an int or
+// a list, default 200), return_content, validate_certs (true), ca_path,
+// client_cert, client_key, timeout (seconds, default 30), via.
+//
+// Registers: status (-1 when no answer), content (with return_content),
+// json (when the answer is JSON), content_type, msg, url, elapsed (seconds).
+// It changes nothing: under check mode GET, HEAD and OPTIONS are sent and
+// other methods are skipped, since they may change the service.
+type URI struct{}
+
+// Spec declares the uri arguments.
+func (URI) Spec() Spec {
+	return Spec{Args: map[string]Arg{
+		"url":            {Type: String, Required: true},
+		"method":         {Type: String},
+		"body":           {Type: Any},
+		"body_format":    {Type: String, Choices: []string{"raw", "json"}},
+		"headers":        {Type: Map},
+		"status_code":    {Type: Any},
+		"return_content": {Type: Bool},
+		"validate_certs": {Type: Bool},
+		"ca_path":        {Type: String},
+		"client_cert":    {Type: String},
+		"client_key":     {Type: String},
+		"timeout":        {Type: Int},
+		"via":            {Type: String, Choices: []string{"connection", "host"}},
+	}}
+}
+
+type uriParams struct {
+	url, method   string
+	body          []byte
+	hasBody       bool
+	headers       map[string]string
+	status        []int
+	returnContent bool
+	tls           pkiTLS
+	timeout       time.Duration
+	via           string
+}
+
+func uriParseArgs(args map[string]any) (*uriParams, error) {
+	a, err := pkiParse("uri", URI{}.Spec(), args)
+	if err != nil {
+		return nil, err
+	}
+	p := &uriParams{}
+	if p.url, err = a.str("url", ""); err != nil {
+		return nil, err
+	}
+	u, err := url.Parse(p.url)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, a.err("url", "want an http:// or https:// URL, got %q", p.url)
+	}
+	if p.method, err = a.str("method", "GET"); err != nil {
+		return nil, err
+	}
+	p.method = strings.ToUpper(p.method)
+	if p.method == "" || strings.ContainsAny(p.method, " \t\r\n") {
+		return nil, a.err("method", "invalid method %q", p.method)
+	}
+	if p.headers, err = a.stringMap("headers"); err != nil {
+		return nil, err
+	}
+	if p.headers == nil {
+		p.headers = map[string]string{}
+	}
+	format, err := a.choice("body_format", "raw", "raw", "json")
+	if err != nil {
+		return nil, err
+	}
+	if a.has("body") {
+		p.hasBody = true
+		b := a.m["body"]
+		_, structured := b.(map[string]any)
+		if _, ok := b.([]any); ok {
+			structured = true
+		}
+		switch {
+		case format == "json" || structured:
+			if s, ok := b.(string); ok && json.Valid([]byte(s)) {
+				p.body = []byte(s) // already JSON text
+			} else if p.body, err = json.Marshal(b); err != nil {
+				return nil, a.err("body", "cannot encode as JSON: %v", err)
+			}
+			if !pkiHasHeader(p.headers, "Content-Type") {
+				p.headers["Content-Type"] = "application/json"
+			}
+		default:
+			s, err := a.str("body", "")
+			if err != nil {
+				return nil, err
+			}
+			p.body = []byte(s)
+		}
+	}
+	if p.status, err = uriStatusCodes(a); err != nil {
+		return nil, err
+	}
+	if p.returnContent, err = a.boolean("return_content", false); err != nil {
+		return nil, err
+	}
+	validate, err := a.boolean("validate_certs", true)
+	if err != nil {
+		return nil, err
+	}
+	p.tls.insecure = !validate
+	if p.tls.caPath, err = a.str("ca_path", ""); err != nil {
+		return nil, err
+	}
+	if p.tls.certPath, err = a.str("client_cert", ""); err != nil {
+		return nil, err
+	}
+	if p.tls.keyPath, err = a.str("client_key", ""); err != nil {
+		return nil, err
+	}
+	if (p.tls.certPath == "") != (p.tls.keyPath == "") {
+		return nil, a.err("client_key", "client_cert and client_key go together")
+	}
+	if p.timeout, err = a.seconds("timeout", 30*time.Second); err != nil {
+		return nil, err
+	}
+	if p.via, err = a.choice("via", "connection", "connection", "host"); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func uriStatusCodes(a pkiArgs) ([]int, error) {
+	v, ok := a.m["status_code"]
+	if !ok || v == nil {
+		return []int{200}, nil
+	}
+	var items []any
+	switch t := v.(type) {
+	case []any:
+		items = t
+	case string:
+		for _, s := range strings.Split(t, ",") {
+			items = append(items, strings.TrimSpace(s))
+		}
+	default:
+		items = []any{t}
+	}
+	var out []int
+	for _, it := range items {
+		n, ok := pkiToInt(it)
+		if !ok || n < 100 || n > 599 {
+			return nil, a.err("status_code", "%v is not an HTTP status code", it)
+		}
+		out = append(out, n)
+	}
+	if len(out) == 0 {
+		return nil, a.err("status_code", "empty")
+	}
+	return out, nil
+}
+
+func pkiHasHeader(h map[string]string, name string) bool {
+	for k := range h {
+		if strings.EqualFold(k, name) {
+			return true
+		}
+	}
+	return false
+}
+
+func uriSafeMethod(m string) bool { return m == "GET" || m == "HEAD" || m == "OPTIONS" }
+
+// Run sends the request.
+func (URI) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+	p, err := uriParseArgs(args)
+	if err != nil {
+		return nil, err
+	}
+	if env != nil && env.Check && !uriSafeMethod(p.method) {
+		return &Result{Skipped: true, Msg: "check mode: " + p.method + " " + p.url + " not sent (it may change the service)"}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, p.timeout)
+	defer cancel()
+	start := time.Now()
+	var resp *pkiResponse
+	if p.via == "host" {
+		resp, err = uriViaHost(ctx, env, p)
+	} else {
+		// Setup errors (no port forwarding, unreadable certificate files)
+		// are errors of the task's configuration, not a failed request.
+		client, done, cerr := pkiHTTPClient(env, "uri", p.tls, p.timeout)
+		if cerr != nil {
+			return nil, cerr
+		}
+		defer done()
+		resp, err = pkiDo(ctx, client, p.method, p.url, p.body, p.headers)
+	}
+	elapsed := time.Since(start).Seconds()
+	if err != nil {
+		if hostErr := pkiHostErr(err); hostErr != nil {
+			return nil, hostErr
+		}
+		var ae *ArgError
+		if errors.As(err, &ae) {
+			return nil, err
+		}
+		msg := "request failed: " + pkiErrText(err)
+		return &Result{Failed: true, Msg: msg, Data: map[string]any{
+			"status": -1, "url": p.url, "msg": msg, "elapsed": elapsed,
+		}}, nil
+	}
+	return uriResult(p, resp, elapsed), nil
+}
+
+// uriMarker separates the body from the status code curl writes after it;
+// it is unlikely in a body, and only its last occurrence counts.
+const uriMarker = "\n__gokube_uri_status__"
+
+func uriCurlScript(p *uriParams) string {
+	args := []string{"curl", "-sS", "-X", p.method, "--max-time", strconv.Itoa(int(p.timeout.Seconds())),
+		"-w", uriMarker + "%{http_code} %{content_type}\n%{url_effective}", "-L", "--max-redirs", "10"}
+	if p.tls.insecure {
+		args = append(args, "-k")
+	}
+	if p.tls.caPath != "" {
+		args = append(args, "--cacert", p.tls.caPath)
+	}
+	if p.tls.certPath != "" {
+		args = append(args, "--cert", p.tls.certPath, "--key", p.tls.keyPath)
+	}
+	keys := make([]string, 0, len(p.headers))
+	for k := range p.headers {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		args = append(args, "-H", k+": "+p.headers[k])
+	}
+	if p.hasBody {
+		args = append(args, "--data-binary", "@-")
+	}
+	if p.method == "HEAD" {
+		args = append(args, "-I")
+	}
+	args = append(args, "--", p.url)
+	q := make([]string, len(args))
+	for i, s := range args {
+		q[i] = pkiShellQuote(s)
+	}
+	return "command -v curl >/dev/null 2>&1 || { echo 'curl is not installed on this host (use via: connection)' >&2; exit 127; }\nexec " + strings.Join(q, " ")
+}
+
+func uriViaHost(ctx context.Context, env *Env, p *uriParams) (*pkiResponse, error) {
+	if env == nil || env.Conn == nil {
+		return nil, fmt.Errorf("uri: no connection to the host")
+	}
+	req := connection.Request{Script: uriCurlScript(p), ReadOnly: uriSafeMethod(p.method)}
+	if p.hasBody {
+		req.Stdin = p.body
+	}
+	res, err := env.Conn.Run(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	if res.RC != 0 {
+		return nil, fmt.Errorf("curl exited %d: %s", res.RC, strings.TrimSpace(string(res.Stderr)))
+	}
+	i := bytes.LastIndex(res.Stdout, []byte(uriMarker))
+	if i < 0 {
+		return nil, fmt.Errorf("curl: unexpected output %q", pkiTruncate(res.Stdout, 200))
+	}
+	tail := string(res.Stdout[i+len(uriMarker):])
+	first, effURL, _ := strings.Cut(tail, "\n")
+	code, ctype, _ := strings.Cut(first, " ")
+	status, err := strconv.Atoi(code)
+	if err != nil {
+		return nil, fmt.Errorf("curl: bad status %q", code)
+	}
+	if effURL == "" {
+		effURL = p.url
+	}
+	return &pkiResponse{status: status, body: res.Stdout[:i], contentType: ctype, url: effURL}, nil
+}
+
+func pkiTruncate(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[:n]
+	}
+	return b
+}
+
+func uriResult(p *uriParams, r *pkiResponse, elapsed float64) *Result {
+	data := map[string]any{
+		"status":       r.status,
+		"url":          r.url,
+		"content_type": r.contentType,
+		"elapsed":      elapsed,
+	}
+	if p.returnContent {
+		data["content"] = string(r.body)
+	}
+	if strings.Contains(r.contentType, "json") || (len(r.body) > 0 && (r.body[0] == '{' || r.body[0] == '[')) {
+		var v any
+		if json.Unmarshal(r.body, &v) == nil {
+			data["json"] = v
+		}
+	}
+	res := &Result{Data: data}
+	if slices.Contains(p.status, r.status) {
+		res.Msg = fmt.Sprintf("OK (%d bytes)", len(r.body))
+	} else {
+		res.Failed = true
+		snippet := strings.TrimSpace(string(pkiTruncate(r.body, 300)))
+		res.Msg = fmt.Sprintf("Status code was %d and not %v: %s", r.status, p.status, snippet)
+	}
+	data["msg"] = res.Msg
+	return res
+}
+
+// pkiShellQuote quotes s for /bin/sh.
+func pkiShellQuote(s string) string {
+	if s != "" && strings.IndexFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("-_./:=@%+,", r))
+	}) < 0 {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
