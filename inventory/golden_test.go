@@ -4,6 +4,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -21,8 +22,22 @@ func golden(t *testing.T, path string, got []byte) {
 	if err != nil {
 		t.Fatalf("%v (run go test ./inventory -update to create it)", err)
 	}
-	if string(want) != string(got) {
-		t.Errorf("%s differs from output:\n--- want\n%s\n--- got\n%s", path, want, got)
+	if string(want) == string(got) {
+		return
+	}
+	wl, gl := strings.Split(string(want), "\n"), strings.Split(string(got), "\n")
+	for i := 0; i < max(len(wl), len(gl)); i++ {
+		var w, g string
+		if i < len(wl) {
+			w = wl[i]
+		}
+		if i < len(gl) {
+			g = gl[i]
+		}
+		if w != g {
+			t.Errorf("%s:%d differs (run with -update if intended):\nwant %q\ngot  %q", path, i+1, w, g)
+			return
+		}
 	}
 }
 

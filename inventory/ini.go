@@ -147,7 +147,9 @@ func (inv *Inventory) iniHostLine(file string, ln int, src, line, grp string) er
 			return errAt(file, ln, "expected key=value after host %q, got %q", toks[0].text, t.text)
 		}
 		var val any = v
-		if !t.quoted {
+		if !t.quoted || isCollection(v) {
+			// Quotes keep a scalar a string, but a [list] or {dict}
+			// needs them to hold spaces, so those are still parsed.
 			val = iniValue(v)
 		}
 		vars = append(vars, kv{k, val})

@@ -104,7 +104,7 @@ func iniValue(s string) any {
 			return n
 		}
 	}
-	if len(s) > 1 && (s[0] == '[' && s[len(s)-1] == ']' || s[0] == '{' && s[len(s)-1] == '}') {
+	if isCollection(s) {
 		var n yaml.Node
 		if err := yaml.Unmarshal([]byte(s), &n); err == nil && len(n.Content) == 1 {
 			if v, err := nodeValue(n.Content[0], 0); err == nil {
@@ -113,6 +113,10 @@ func iniValue(s string) any {
 		}
 	}
 	return s
+}
+
+func isCollection(s string) bool {
+	return len(s) > 1 && (s[0] == '[' && s[len(s)-1] == ']' || s[0] == '{' && s[len(s)-1] == '}')
 }
 
 // isDecimalInt accepts what Python's literal_eval reads as an int: no
