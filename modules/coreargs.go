@@ -148,6 +148,7 @@ func parseArgs(module string, spec Spec, args map[string]any) (cargs, error) {
 		keys = append(keys, k)
 	}
 	sort.Strings(keys) // deterministic error for several bad keys
+	from := map[string]string{}
 	for _, k := range keys {
 		name := k
 		if _, ok := spec.Args[k]; !ok {
@@ -157,9 +158,14 @@ func parseArgs(module string, spec Spec, args map[string]any) (cargs, error) {
 			}
 			name = canon
 		}
-		if _, dup := a.m[name]; dup && name != k {
-			return a, a.err(k, "given together with %q (an alias of the same argument)", name)
+		if other, dup := from[name]; dup {
+			bad := k
+			if k == name {
+				bad = other
+			}
+			return a, a.err(bad, "given together with %q (the same argument)", name)
 		}
+		from[name] = k
 		a.m[name] = args[k]
 	}
 	for _, name := range argNames(spec) {

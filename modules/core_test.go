@@ -1,0 +1,750 @@
+package modules
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"testing"
+	"testing/fstest"
+
+	"gokube/connection"
+)
+
+// probeFile builds what the file probe prints for an existing regular file.
+func probeFile(path string, content string, mode uint32, owner string) string {
+	sum := sha256.Sum256([]byte(content))
+	return fmt.Sprintf("path=%s\ntype=file\nmode=%o\nuid=0\ngid=0\nowner=%s\ngroup=%s\nsize=%d\nmtime=1700000000\nino=2049:77\nsha256=%s\ncontent=%s\n",
+		path, mode, owner, owner, len(content), hex.EncodeToString(sum[:]), base64.StdEncoding.EncodeToString([]byte(content)))
+}
+
+func probeAbsent(path string) string { return "path=" + path + "\ntype=absent\n" }
+
+const probeMark = "printf 'path=%s"
+
+func newEnv(c connection.Conn) *Env {
+	return &Env{Conn: c, Host: "h1", Become: true, Render: func(name, text string) (string, error) {
+		return strings.ReplaceAll(text, "{{ .x }}", "X"), nil
+	}}
+}
+
+func mustRunModule(t *testing.T, m Module, env *Env, args map[string]any) *Result {
+	t.Helper()
+	res, err := m.Run(context.Background(), env, args)
+	if err != nil {
+		t.Fatalf("run %v: %v", args, err)
+	}
+	return res
+}
+
+// mutating returns the requests of a fake that were not read-only.
+func mutating(f *connection.Fake) []connection.Request {
+	var out []connection.Request
+	for _, r := range f.Requests() {
+		if !r.ReadOnly {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+func TestCopyRoundTrips(t *testing.T) {
+	args := map[string]any{"content": "hello\n", "dest": "/etc/x.conf", "mode": "0644"}
+	t.Run("unchanged costs one read-only request", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/etc/x.conf", "hello\n", 0o644, "root"))})
+		res := mustRunModule(t, copyModule{}, newEnv(f), args)
+		if res.Changed || res.Failed {
+			t.Fatalf("want unchanged, got %+v", res)
+		}
+		if f.RoundTrips() != 1 || len(f.Uploads()) != 0 || len(mutating(f)) != 0 {
+			t.Fatalf("round trips %d uploads %d mutating %d", f.RoundTrips(), len(f.Uploads()), len(mutating(f)))
+		}
+		if r := f.Requests()[0]; !r.ReadOnly || !r.Become {
+			t.Fatalf("probe must be read-only with become: %+v", r)
+		}
+	})
+	t.Run("unchanged with batched probe costs nothing", func(t *testing.T) {
+		f := connection.NewFake("h1")
+		script, ok := copyModule{}.Probe(args)
+		if !ok || !strings.Contains(script, "sha256sum") {
+			t.Fatalf("probe %q %v", script, ok)
+		}
+		env := newEnv(f)
+		env.Probe = []byte(probeFile("/etc/x.conf", "hello\n", 0o644, "root"))
+		if res := mustRunModule(t, copyModule{}, env, args); res.Changed {
+			t.Fatal("changed")
+		}
+		if f.RoundTrips() != 0 {
+			t.Fatalf("round trips %d, want 0", f.RoundTrips())
+		}
+	})
+	t.Run("changed content costs one upload more", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/etc/x.conf", "old\n", 0o600, "etcd"))})
+		res := mustRunModule(t, copyModule{}, newEnv(f), map[string]any{"content": "hello\n", "dest": "/etc/x.conf"})
+		if !res.Changed {
+			t.Fatal("not changed")
+		}
+		ups := f.Uploads()
+		if f.RoundTrips() != 2 || len(ups) != 1 {
+			t.Fatalf("round trips %d uploads %d", f.RoundTrips(), len(ups))
+		}
+		// Unset mode and owner keep the old file's.
+		if u := ups[0]; string(u.Data) != "hello\n" || u.Mode != 0o600 || u.Owner != "etcd" || !u.Become || u.Path != "/etc/x.conf" {
+			t.Fatalf("upload %+v", u)
+		}
+	})
+	t.Run("mode only costs one chmod", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/etc/x.conf", "hello\n", 0o600, "root"))})
+		res := mustRunModule(t, copyModule{}, newEnv(f), args)
+		if !res.Changed || f.RoundTrips() != 2 || len(f.Uploads()) != 0 {
+			t.Fatalf("changed %v round trips %d uploads %d", res.Changed, f.RoundTrips(), len(f.Uploads()))
+		}
+		if s := f.Requests()[1].Script; !strings.Contains(s, "chmod -- 0644 '/etc/x.conf'") {
+			t.Fatalf("script %q", s)
+		}
+	})
+	t.Run("absent dest gets 0644", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/etc/x.conf"))})
+		mustRunModule(t, copyModule{}, newEnv(f), map[string]any{"content": "a", "dest": "/etc/x.conf", "owner": "etcd"})
+		if u := f.Uploads()[0]; u.Mode != 0o644 || u.Owner != "etcd" {
+			t.Fatalf("upload %+v", u)
+		}
+	})
+	t.Run("check mode predicts without writing", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/etc/x.conf", "old\n", 0o644, "root"))})
+		dry := connection.NewDry(f)
+		env := newEnv(dry)
+		env.Check = true
+		res := mustRunModule(t, copyModule{}, env, args)
+		if !res.Changed {
+			t.Fatal("prediction: want changed")
+		}
+		if len(f.Uploads()) != 0 || len(mutating(f)) != 0 {
+			t.Fatalf("check mode reached the host: %v %v", f.Uploads(), mutating(f))
+		}
+		if rec := dry.Recorded(); len(rec) != 1 || !strings.Contains(rec[0], "put (as root): /etc/x.conf") {
+			t.Fatalf("recorded %q", rec)
+		}
+	})
+	t.Run("diff fetches old content once", func(t *testing.T) {
+		noContent := strings.Split(probeFile("/etc/x.conf", "old\n", 0o644, "root"), "content=")[0]
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(noContent)})
+		f.SetFile("/etc/x.conf", []byte("old\n"), 0o644)
+		env := newEnv(f)
+		env.Diff = true
+		res := mustRunModule(t, copyModule{}, env, args)
+		if f.RoundTrips() != 3 {
+			t.Fatalf("round trips %d, want 3 (probe, get, put)", f.RoundTrips())
+		}
+		for _, want := range []string{"--- before: /etc/x.conf", "+++ after: /etc/x.conf", "-old", "+hello"} {
+			if !strings.Contains(res.Diff, want) {
+				t.Fatalf("diff lacks %q:\n%s", want, res.Diff)
+			}
+		}
+	})
+	t.Run("dest directory takes basename of src", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/opt/bin/tool"))})
+		env := newEnv(f)
+		env.Files = []fs.FS{fstest.MapFS{"sub/tool": {Data: []byte("bin")}}}
+		mustRunModule(t, copyModule{}, env, map[string]any{"src": "sub/tool", "dest": "/opt/bin/"})
+		if s := f.Requests()[0].Script; !strings.Contains(s, `p="$p"'tool'`) {
+			t.Fatalf("probe does not look into the directory: %s", s)
+		}
+		if u := f.Uploads()[0]; u.Path != "/opt/bin/tool" || string(u.Data) != "bin" {
+			t.Fatalf("upload %+v", u)
+		}
+	})
+	t.Run("backup copies before upload", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/etc/x.conf", "old\n", 0o644, "root"))})
+		res := mustRunModule(t, copyModule{}, newEnv(f), map[string]any{"content": "new", "dest": "/etc/x.conf", "backup": true})
+		if m := mutating(f); len(m) != 1 || !strings.HasPrefix(m[0].Script, "cp -p -- '/etc/x.conf' '/etc/x.conf.") {
+			t.Fatalf("backup %+v", m)
+		}
+		if res.Data["backup_file"] == nil {
+			t.Fatal("no backup_file")
+		}
+	})
+}
+
+func TestTemplate(t *testing.T) {
+	files := []fs.FS{fstest.MapFS{"unit.service.j2": {Data: []byte("ExecStart={{ .x }}\n")}}, fstest.MapFS{"unit.service.j2": {Data: []byte("second")}}}
+	rendered := "ExecStart=X\n"
+	t.Run("unchanged", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/etc/u.service", rendered, 0o644, "root"))})
+		env := newEnv(f)
+		env.Files = files
+		res := mustRunModule(t, copyModule{template: true}, env, map[string]any{"src": "unit.service.j2", "dest": "/etc/u.service"})
+		if res.Changed || f.RoundTrips() != 1 {
+			t.Fatalf("changed %v rt %d", res.Changed, f.RoundTrips())
+		}
+	})
+	t.Run("validate runs on a temp file then moves it", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/etc/u.service"))})
+		env := newEnv(f)
+		env.Files = files
+		res := mustRunModule(t, copyModule{template: true}, env, map[string]any{"src": "unit.service.j2", "dest": "/etc/u.service", "validate": "systemd-analyze verify %s"})
+		if !res.Changed || res.Failed {
+			t.Fatalf("%+v", res)
+		}
+		up := f.Uploads()[0]
+		if !strings.HasPrefix(up.Path, "/etc/.gokube-") || !strings.HasSuffix(up.Path, "-u.service") || string(up.Data) != rendered {
+			t.Fatalf("upload %+v", up)
+		}
+		s := mutating(f)[0].Script
+		if !strings.Contains(s, "systemd-analyze verify '"+up.Path+"' && mv -f -- '"+up.Path+"' '/etc/u.service'") {
+			t.Fatalf("validate script %q", s)
+		}
+	})
+	t.Run("failed validation fails the task", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/etc/u.service"))}).
+			On("systemd-analyze", connection.Result{RC: 1, Stderr: []byte("bad unit")})
+		env := newEnv(f)
+		env.Files = files
+		res := mustRunModule(t, copyModule{template: true}, env, map[string]any{"src": "unit.service.j2", "dest": "/etc/u.service", "validate": "systemd-analyze verify %s"})
+		if !res.Failed || !strings.Contains(res.Msg, "bad unit") {
+			t.Fatalf("%+v", res)
+		}
+	})
+	t.Run("render error names the file", func(t *testing.T) {
+		env := newEnv(connection.NewFake("h1"))
+		env.Files = files
+		env.Render = func(name, text string) (string, error) { return "", fmt.Errorf("%s:1: no such key", name) }
+		_, err := copyModule{template: true}.Run(context.Background(), env, map[string]any{"src": "unit.service.j2", "dest": "/etc/u"})
+		if err == nil || !strings.Contains(err.Error(), "unit.service.j2:1") {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("missing src is an argument error", func(t *testing.T) {
+		env := newEnv(connection.NewFake("h1"))
+		env.Files = files
+		_, err := copyModule{template: true}.Run(context.Background(), env, map[string]any{"src": "nope.j2", "dest": "/etc/u"})
+		var ae *ArgError
+		if !errors.As(err, &ae) || ae.Key != "src" {
+			t.Fatalf("err %v", err)
+		}
+	})
+}
+
+func TestFileRoundTrips(t *testing.T) {
+	dirProbe := "path=/var/lib/etcd\ntype=directory\nmode=700\nuid=0\ngid=0\nowner=root\ngroup=root\nsize=4096\nmtime=1\nino=1:2\n"
+	args := map[string]any{"path": "/var/lib/etcd", "state": "directory", "mode": "0700", "owner": "root"}
+	f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(dirProbe)})
+	if res := mustRunModule(t, fileModule{}, newEnv(f), args); res.Changed || f.RoundTrips() != 1 {
+		t.Fatalf("unchanged dir: changed %v rt %d", res.Changed, f.RoundTrips())
+	}
+	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/var/lib/etcd"))})
+	res := mustRunModule(t, fileModule{}, newEnv(f), args)
+	m := mutating(f)
+	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "mkdir -p -- '/var/lib/etcd' && chown -h -- 'root' '/var/lib/etcd' && chmod -- 0700 '/var/lib/etcd'" {
+		t.Fatalf("create dir: %v rt %d %+v", res.Changed, f.RoundTrips(), m)
+	}
+	// Check mode: same prediction, nothing mutating reaches the host.
+	f.Reset()
+	env := newEnv(connection.NewDry(f))
+	env.Check = true
+	if res := mustRunModule(t, fileModule{}, env, args); !res.Changed || len(mutating(f)) != 0 {
+		t.Fatalf("check: %v %v", res.Changed, mutating(f))
+	}
+	// A file where a directory is wanted fails, without touching it.
+	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/var/lib/etcd", "x", 0o644, "root"))})
+	if res := mustRunModule(t, fileModule{}, newEnv(f), args); !res.Failed || len(mutating(f)) != 0 {
+		t.Fatalf("file as dir: %+v", res)
+	}
+}
+
+func TestFileStates(t *testing.T) {
+	cases := []struct {
+		name  string
+		probe string
+		args  map[string]any
+		want  string // mutating script, "" for unchanged
+		fail  bool
+	}{
+		{"absent removes", probeFile("/x", "a", 0o644, "root"), map[string]any{"path": "/x", "state": "absent"}, "rm -rf -- '/x'", false},
+		{"absent already", probeAbsent("/x"), map[string]any{"path": "/x", "state": "absent"}, "", false},
+		{"link created", probeAbsent("/x"), map[string]any{"path": "/x", "state": "link", "src": "/y"}, "ln -s -- '/y' '/.gokube-", false},
+		{"link same", "path=/x\ntype=link\nmode=777\nuid=0\ngid=0\nowner=root\ngroup=root\nsize=2\nmtime=1\ntarget=/y\n", map[string]any{"path": "/x", "state": "link", "src": "/y"}, "", false},
+		{"link over file refused", probeFile("/x", "a", 0o644, "root"), map[string]any{"path": "/x", "state": "link", "src": "/y"}, "", true},
+		{"hard same inode", probeFile("/x", "a", 0o644, "root") + "srcino=2049:77\n", map[string]any{"path": "/x", "state": "hard", "src": "/y"}, "", false},
+		{"hard new", probeAbsent("/x") + "srcino=2049:5\n", map[string]any{"path": "/x", "state": "hard", "src": "/y"}, "ln -- '/y' '/.gokube-", false},
+		{"file absent fails", probeAbsent("/x"), map[string]any{"path": "/x", "state": "file"}, "", true},
+		{"touch always changes", probeFile("/x", "a", 0o644, "root"), map[string]any{"path": "/x", "state": "touch"}, "touch -- '/x'", false},
+		{"recurse mismatch", "path=/d\ntype=directory\nmode=755\nuid=0\ngid=0\nowner=root\ngroup=root\nsize=1\nmtime=1\nrecurse=1\n", map[string]any{"dest": "/d", "state": "directory", "recurse": true, "owner": "etcd", "mode": 0o750}, "chown -R -- 'etcd' '/d' && chmod -R -- 0750 '/d'", false},
+		{"group only", probeFile("/x", "a", 0o644, "root"), map[string]any{"name": "/x", "group": "etcd"}, "chgrp -h -- 'etcd' '/x'", false},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(c.probe)})
+			res := mustRunModule(t, fileModule{}, newEnv(f), c.args)
+			if res.Failed != c.fail {
+				t.Fatalf("failed=%v msg %q", res.Failed, res.Msg)
+			}
+			m := mutating(f)
+			if c.want == "" {
+				if len(m) != 0 || res.Changed {
+					t.Fatalf("want unchanged, got %+v", m)
+				}
+				return
+			}
+			if len(m) != 1 || !strings.HasPrefix(m[0].Script, c.want) || !res.Changed {
+				t.Fatalf("want %q, got %+v", c.want, m)
+			}
+		})
+	}
+}
+
+func TestSystemd(t *testing.T) {
+	show := func(active, ufs string) connection.Result {
+		return connection.Result{Stdout: []byte("Id=etcd.service\nLoadState=loaded\nActiveState=" + active + "\nSubState=running\nUnitFileState=" + ufs + "\n")}
+	}
+	args := map[string]any{"name": "etcd", "state": "started", "enabled": "yes", "no_block": true}
+	f := connection.NewFake("h1").On("systemctl show", show("active", "enabled"))
+	res := mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), args)
+	if res.Changed || f.RoundTrips() != 1 {
+		t.Fatalf("unchanged: %v rt %d", res.Changed, f.RoundTrips())
+	}
+	if st := res.Data["status"].(map[string]any); st["ActiveState"] != "active" || st["UnitFileState"] != "enabled" {
+		t.Fatalf("status %v", st)
+	}
+	// A unit that is still activating (Type=notify waiting for quorum)
+	// counts as started.
+	f = connection.NewFake("h1").On("systemctl show", show("activating", "enabled"))
+	if res := mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), args); res.Changed {
+		t.Fatal("activating unit restarted")
+	}
+	f = connection.NewFake("h1").On("systemctl show", show("inactive", "disabled"))
+	res = mustRunModule(t, systemdModule{alias: "service"}, newEnv(f), args)
+	m := mutating(f)
+	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "systemctl enable -- 'etcd' && systemctl start --no-block -- 'etcd'" || !m[0].Become {
+		t.Fatalf("start: rt %d %+v", f.RoundTrips(), m)
+	}
+	// Check mode: prediction without the start.
+	f.Reset()
+	env := newEnv(connection.NewDry(f))
+	env.Check = true
+	if res := mustRunModule(t, systemdModule{alias: "systemd"}, env, args); !res.Changed || len(mutating(f)) != 0 {
+		t.Fatal("check mode")
+	}
+	// daemon_reload: reload and show in one request, not probeable.
+	if _, ok := (systemdModule{}).Probe(map[string]any{"name": "etcd", "daemon_reload": true}); ok {
+		t.Fatal("daemon_reload must not be probed ahead")
+	}
+	f = connection.NewFake("h1").On("daemon-reload", show("active", "enabled"))
+	res = mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "etcd", "state": "restarted", "daemon_reload": true})
+	if m := mutating(f); len(m) != 2 || !strings.HasPrefix(m[0].Script, "systemctl daemon-reload && systemctl show") || m[1].Script != "systemctl restart -- 'etcd'" {
+		t.Fatalf("reload+restart %+v", m)
+	}
+	// daemon_reload in check mode still reads the state (read-only).
+	f = connection.NewFake("h1").On("systemctl show", show("inactive", "disabled"))
+	env = newEnv(connection.NewDry(f))
+	env.Check = true
+	res = mustRunModule(t, systemdModule{alias: "systemd"}, env, map[string]any{"name": "etcd", "state": "started", "daemon_reload": true})
+	if !res.Changed || len(mutating(f)) != 0 || f.RoundTrips() != 1 {
+		t.Fatalf("check daemon_reload: %+v rt %d", res, f.RoundTrips())
+	}
+	// Missing unit fails outside check mode.
+	f = connection.NewFake("h1").On("systemctl show", connection.Result{Stdout: []byte("Id=nope.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\n")})
+	if res := mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), args); !res.Failed {
+		t.Fatal("missing unit did not fail")
+	}
+	// Stop and mask.
+	f = connection.NewFake("h1").On("systemctl show", show("active", "enabled"))
+	mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "x", "state": "stopped", "masked": true})
+	if m := mutating(f); len(m) != 1 || m[0].Script != "systemctl mask -- 'x' && systemctl stop -- 'x'" {
+		t.Fatalf("%+v", m)
+	}
+}
+
+func TestCommand(t *testing.T) {
+	f := connection.NewFake("h1").On("exec 'ls'", connection.Result{RC: 2, Stdout: []byte("a\nb\n"), Stderr: []byte("boom\n")})
+	res := mustRunModule(t, commandModule{kind: "command"}, newEnv(f), map[string]any{"cmd": `ls -l "a b" 'c$d'`})
+	if !res.Failed || res.Msg != "non-zero return code" || res.Data["rc"] != 2 || res.Data["stdout"] != "a\nb" || res.Data["stderr"] != "boom" {
+		t.Fatalf("%+v", res)
+	}
+	if l := res.Data["stdout_lines"].([]string); len(l) != 2 {
+		t.Fatalf("lines %v", l)
+	}
+	if s := f.Requests()[0].Script; !strings.Contains(s, `exec 'ls' '-l' 'a b' 'c$d'`) {
+		t.Fatalf("no-shell quoting: %q", s)
+	}
+	// creates: guard and command in one request; the marker means skipped.
+	f = connection.NewFake("h1").On("[ -e '/etc/done' ]", connection.Result{Stdout: []byte(skipMarker + "\n")})
+	res = mustRunModule(t, commandModule{kind: "shell"}, newEnv(f), map[string]any{"cmd": "make install", "creates": "/etc/done", "chdir": "/src", "stdin": "y"})
+	if res.Changed || f.RoundTrips() != 1 {
+		t.Fatalf("creates: %+v", res)
+	}
+	if r := f.Requests()[0]; r.Dir != "/src" || string(r.Stdin) != "y\n" || !r.Become {
+		t.Fatalf("request %+v", r)
+	}
+	// Check mode: skipped without creates, nothing sent.
+	f = connection.NewFake("h1")
+	env := newEnv(connection.NewDry(f))
+	env.Check = true
+	if res := mustRunModule(t, commandModule{kind: "command"}, env, map[string]any{"cmd": "rm -rf /"}); !res.Skipped || res.Msg != "cannot predict in check mode" || f.RoundTrips() != 0 {
+		t.Fatalf("check: %+v", res)
+	}
+	// Check mode with removes decides read-only.
+	f = connection.NewFake("h1").On("[ ! -e", connection.Result{RC: 1})
+	env = newEnv(connection.NewDry(f))
+	env.Check = true
+	res = mustRunModule(t, commandModule{kind: "shell"}, env, map[string]any{"cmd": "rm /tmp/x", "removes": "/tmp/x"})
+	if !res.Changed || res.Skipped || len(mutating(f)) != 0 || f.RoundTrips() != 1 {
+		t.Fatalf("check removes: %+v", res)
+	}
+	// argv
+	f = connection.NewFake("h1")
+	mustRunModule(t, commandModule{kind: "command"}, newEnv(f), map[string]any{"argv": []any{"echo", "it's"}})
+	if s := f.Requests()[0].Script; !strings.Contains(s, `exec 'echo' 'it'\''s'`) {
+		t.Fatalf("argv: %q", s)
+	}
+}
+
+func TestLineInFile(t *testing.T) {
+	text := "a=1\n# port=1\nb=2\n"
+	cases := []struct {
+		name string
+		args map[string]any
+		want string // new content, "" when unchanged
+	}{
+		{"replace last match", map[string]any{"regexp": "^#? ?port=", "line": "port=2379"}, "a=1\nport=2379\nb=2\n"},
+		{"present already", map[string]any{"line": "b=2"}, ""},
+		{"regexp matches same", map[string]any{"regexp": "^b=", "line": "b=2"}, ""},
+		{"append", map[string]any{"line": "c=3"}, "a=1\n# port=1\nb=2\nc=3\n"},
+		{"insertafter", map[string]any{"line": "z", "insertafter": "^a="}, "a=1\nz\n# port=1\nb=2\n"},
+		{"insertbefore BOF", map[string]any{"line": "z", "insertbefore": "BOF"}, "z\na=1\n# port=1\nb=2\n"},
+		{"insertbefore no match appends", map[string]any{"line": "z", "insertbefore": "^nomatch"}, "a=1\n# port=1\nb=2\nz\n"},
+		{"absent regexp", map[string]any{"regexp": "^a=", "state": "absent"}, "# port=1\nb=2\n"},
+		{"absent line", map[string]any{"line": "b=2", "state": "absent"}, "a=1\n# port=1\n"},
+		{"absent nothing", map[string]any{"regexp": "^zz", "state": "absent"}, ""},
+		{"backrefs", map[string]any{"regexp": `^a=(\d+)$`, "line": `a=\1\1$`, "backrefs": true}, "a=11$\n# port=1\nb=2\n"},
+		{"backrefs no match", map[string]any{"regexp": `^q=(\d)`, "line": `x`, "backrefs": true}, ""},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/etc/f", text, 0o640, "root"))})
+			c.args["path"] = "/etc/f"
+			res := mustRunModule(t, lineInFile{}, newEnv(f), c.args)
+			if c.want == "" {
+				if res.Changed || f.RoundTrips() != 1 {
+					t.Fatalf("want unchanged: %+v rt %d", res, f.RoundTrips())
+				}
+				return
+			}
+			ups := f.Uploads()
+			if !res.Changed || len(ups) != 1 || f.RoundTrips() != 2 {
+				t.Fatalf("want one upload: %+v", res)
+			}
+			if string(ups[0].Data) != c.want || ups[0].Mode != 0o640 {
+				t.Fatalf("got %q mode %o, want %q", ups[0].Data, ups[0].Mode, c.want)
+			}
+		})
+	}
+	// No trailing newline: the added line starts on its own line.
+	f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/etc/f", "a", 0o644, "root"))})
+	mustRunModule(t, lineInFile{}, newEnv(f), map[string]any{"path": "/etc/f", "line": "b"})
+	if got := string(f.Uploads()[0].Data); got != "a\nb\n" {
+		t.Fatalf("got %q", got)
+	}
+	// Missing file: fail unless create.
+	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/etc/f"))})
+	if res := mustRunModule(t, lineInFile{}, newEnv(f), map[string]any{"path": "/etc/f", "line": "b"}); !res.Failed {
+		t.Fatal("missing file did not fail")
+	}
+	mustRunModule(t, lineInFile{}, newEnv(f), map[string]any{"path": "/etc/f", "line": "b", "create": true})
+	if got := string(f.Uploads()[0].Data); got != "b\n" {
+		t.Fatalf("create: %q", got)
+	}
+}
+
+func TestBlockInFile(t *testing.T) {
+	text := "head\n# BEGIN ANSIBLE MANAGED BLOCK\nold\n# END ANSIBLE MANAGED BLOCK\ntail\n"
+	run := func(args map[string]any) (*Result, *connection.Fake) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/etc/f", text, 0o644, "root"))})
+		args["path"] = "/etc/f"
+		return mustRunModule(t, blockInFile{}, newEnv(f), args), f
+	}
+	res, f := run(map[string]any{"block": "new1\nnew2"})
+	if got := string(f.Uploads()[0].Data); !res.Changed || got != "head\n# BEGIN ANSIBLE MANAGED BLOCK\nnew1\nnew2\n# END ANSIBLE MANAGED BLOCK\ntail\n" {
+		t.Fatalf("replace: %q", got)
+	}
+	if res, f := run(map[string]any{"block": "old\n"}); res.Changed || len(f.Uploads()) != 0 {
+		t.Fatal("same block changed")
+	}
+	if _, f := run(map[string]any{"state": "absent"}); string(f.Uploads()[0].Data) != "head\ntail\n" {
+		t.Fatalf("absent: %q", f.Uploads()[0].Data)
+	}
+	_, f = run(map[string]any{"block": "x", "marker": "## {mark} k8s", "insertbefore": "^tail"})
+	if got := string(f.Uploads()[0].Data); got != "head\n# BEGIN ANSIBLE MANAGED BLOCK\nold\n# END ANSIBLE MANAGED BLOCK\n## BEGIN k8s\nx\n## END k8s\ntail\n" {
+		t.Fatalf("insert: %q", got)
+	}
+}
+
+func TestStat(t *testing.T) {
+	f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(
+		"path=/etc/x\ntype=file\nmode=640\nuid=0\ngid=5\nowner=root\ngroup=tty\nsize=3\nmtime=1700000000\nino=1:2\nsha1=a9993e364706816aba3e25717850c26c9cd0d89d\n")})
+	res := mustRunModule(t, statModule{}, newEnv(f), map[string]any{"path": "/etc/x"})
+	st := res.Data["stat"].(map[string]any)
+	if st["exists"] != true || st["mode"] != "0640" || st["isreg"] != true || st["isdir"] != false || st["gr_name"] != "tty" || st["gid"] != 5 ||
+		st["checksum"] != "a9993e364706816aba3e25717850c26c9cd0d89d" || st["size"] != int64(3) || res.Changed || !f.Requests()[0].ReadOnly {
+		t.Fatalf("stat %v", st)
+	}
+	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/nope"))})
+	if st := mustRunModule(t, statModule{}, newEnv(f), map[string]any{"path": "/nope"}).Data["stat"].(map[string]any); st["exists"] != false {
+		t.Fatalf("absent: %v", st)
+	}
+	if s, _ := (statModule{}).Probe(map[string]any{"path": "/x", "get_checksum": false}); strings.Contains(s, "sha1sum") {
+		t.Fatal("checksum computed though get_checksum=false")
+	}
+}
+
+func TestSlurp(t *testing.T) {
+	f := connection.NewFake("h1").On("base64 -w0", connection.Result{Stdout: []byte("aGk=\n")})
+	res := mustRunModule(t, slurpModule{}, newEnv(f), map[string]any{"src": "/etc/hostname"})
+	if res.Data["content"] != "aGk=" || res.Data["encoding"] != "base64" || !f.Requests()[0].ReadOnly {
+		t.Fatalf("%+v", res)
+	}
+}
+
+func TestUserGroup(t *testing.T) {
+	probe := func(passwd, groups, primary string) connection.Result {
+		return connection.Result{Stdout: []byte("passwd=" + passwd + "\ngroups=" + groups + "\nprimary=" + primary + "\n")}
+	}
+	args := map[string]any{"name": "etcd", "system": true, "shell": "/usr/sbin/nologin", "home": "/var/lib/etcd", "create_home": false}
+	f := connection.NewFake("h1").On("getent passwd", probe("", "", ""))
+	res := mustRunModule(t, userModule{}, newEnv(f), args)
+	if m := mutating(f); !res.Changed || len(m) != 1 || m[0].Script != "useradd -r -M -s '/usr/sbin/nologin' -d '/var/lib/etcd' -- 'etcd'" {
+		t.Fatalf("create %+v", m)
+	}
+	f = connection.NewFake("h1").On("getent passwd", probe("etcd:x:998:998::/var/lib/etcd:/usr/sbin/nologin", "etcd", "etcd"))
+	if res := mustRunModule(t, userModule{}, newEnv(f), args); res.Changed || f.RoundTrips() != 1 {
+		t.Fatalf("existing user changed: %+v", res)
+	}
+	args["groups"] = "ssl-cert"
+	f = connection.NewFake("h1").On("getent passwd", probe("etcd:x:998:998::/var/lib/etcd:/bin/sh", "etcd", "etcd"))
+	mustRunModule(t, userModule{}, newEnv(f), args)
+	if m := mutating(f); len(m) != 1 || m[0].Script != "usermod -s '/usr/sbin/nologin' -G 'ssl-cert' -- 'etcd'" {
+		t.Fatalf("modify %+v", m)
+	}
+	f = connection.NewFake("h1").On("getent group", connection.Result{Stdout: []byte("group=\n")})
+	mustRunModule(t, groupModule{}, newEnv(f), map[string]any{"name": "etcd", "system": true})
+	if m := mutating(f); len(m) != 1 || m[0].Script != "groupadd -r -- 'etcd'" {
+		t.Fatalf("group %+v", m)
+	}
+	f = connection.NewFake("h1").On("getent group", connection.Result{Stdout: []byte("group=etcd:x:998:\n")})
+	if res := mustRunModule(t, groupModule{}, newEnv(f), map[string]any{"name": "etcd", "system": true}); res.Changed {
+		t.Fatal("group changed")
+	}
+}
+
+func TestWaitForScripts(t *testing.T) {
+	cond := func(args map[string]any) string {
+		a, err := parseArgs("wait_for", waitFor{}.Spec(), args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, _, err := waitFor{}.condition(a)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	if c := cond(map[string]any{"port": 2379}); c != `timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/2379' 2>/dev/null` {
+		t.Fatalf("port: %q", c)
+	}
+	if c := cond(map[string]any{"port": "2380", "host": "10.0.0.1", "state": "stopped"}); !strings.HasPrefix(c, "! timeout") {
+		t.Fatalf("stopped: %q", c)
+	}
+	if c := cond(map[string]any{"path": "/var/log/x", "search_regex": "ready"}); c != `grep -Eq -- 'ready' '/var/log/x' 2>/dev/null` {
+		t.Fatalf("regex: %q", c)
+	}
+	if _, err := (waitFor{}).Run(context.Background(), newEnv(connection.NewFake("h1")), map[string]any{"port": 1, "host": "a;rm -rf /"}); err == nil {
+		t.Fatal("host with shell characters accepted")
+	}
+	// The whole wait is one read-only request; a timeout is a failure.
+	f := connection.NewFake("h1").On("dev/tcp", connection.Result{RC: 1, Stdout: []byte("elapsed=3\n")})
+	res := mustRunModule(t, waitFor{}, newEnv(f), map[string]any{"port": 2379, "timeout": 3})
+	if !res.Failed || res.Msg != "Timeout when waiting for 127.0.0.1:2379" || f.RoundTrips() != 1 || !f.Requests()[0].ReadOnly || res.Data["elapsed"] != 3 {
+		t.Fatalf("%+v", res)
+	}
+	// Check mode looks once and does not wait.
+	f = connection.NewFake("h1").On("dev/tcp", connection.Result{RC: 1})
+	env := newEnv(connection.NewDry(f))
+	env.Check = true
+	res = mustRunModule(t, waitFor{}, env, map[string]any{"port": 2379, "timeout": 300})
+	if !res.Skipped || !strings.Contains(f.Requests()[0].Script, "end=$((s + 0))") {
+		t.Fatalf("check: %+v %q", res, f.Requests()[0].Script)
+	}
+}
+
+func TestGetURLFake(t *testing.T) {
+	sum := sha256.Sum256([]byte("hello\n"))
+	hexsum := hex.EncodeToString(sum[:])
+	f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/usr/local/bin/etcd", "hello\n", 0o755, "root"))})
+	res := mustRunModule(t, getURL{}, newEnv(f), map[string]any{"url": "https://example.invalid/etcd", "dest": "/usr/local/bin/etcd", "checksum": "sha256:" + hexsum, "mode": "0755"})
+	if res.Changed || f.RoundTrips() != 1 {
+		t.Fatalf("checksum match: %+v", res)
+	}
+	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/usr/local/bin/etcd"))})
+	res = mustRunModule(t, getURL{}, newEnv(f), map[string]any{"url": "https://example.invalid/etcd", "dest": "/usr/local/bin/etcd", "checksum": "sha256:" + hexsum, "mode": "0755"})
+	m := mutating(f)
+	if !res.Changed || len(m) != 1 || !strings.Contains(m[0].Script, "curl -fsSL --retry 3 -o \"$tmp\" -- 'https://example.invalid/etcd'") ||
+		!strings.Contains(m[0].Script, "[ \"$h\" != "+hexsum+" ]") || !strings.Contains(m[0].Script, "chmod -- 0755 \"$tmp\"") {
+		t.Fatalf("download %+v", m)
+	}
+	if _, err := (getURL{}).Run(context.Background(), newEnv(f), map[string]any{"url": "ftp://x", "dest": "/x"}); err == nil {
+		t.Fatal("ftp accepted")
+	}
+	if _, err := (getURL{}).Run(context.Background(), newEnv(f), map[string]any{"url": "http://x", "dest": "/x", "checksum": "md5:00"}); err == nil {
+		t.Fatal("md5 accepted")
+	}
+}
+
+func TestArgValidation(t *testing.T) {
+	r := NewRegistry()
+	cases := []struct {
+		module string
+		args   map[string]any
+		key    string
+	}{
+		{"copy", map[string]any{"dest": "/x", "content": "a", "bogus": 1}, "bogus"},
+		{"copy", map[string]any{"content": "a"}, "dest"},
+		{"copy", map[string]any{"dest": "/x"}, ""},
+		{"copy", map[string]any{"dest": "/x", "content": "a", "mode": "rwx"}, "mode"},
+		{"copy", map[string]any{"dest": "/x", "content": "a", "backup": "maybe"}, "backup"},
+		{"file", map[string]any{"path": "/x", "state": "gone"}, "state"},
+		{"file", map[string]any{"path": "/x", "dest": "/y"}, "dest"},
+		{"systemd", map[string]any{"name": "x", "state": "running"}, "state"},
+		{"wait_for", map[string]any{"port": "http"}, "port"},
+		{"command", map[string]any{"chdir": "/"}, ""},
+		{"user", map[string]any{"name": "u", "groups": map[string]any{"a": 1}}, "groups"},
+	}
+	for _, c := range cases {
+		m, ok := r.Lookup(c.module)
+		if !ok {
+			t.Fatalf("%s not registered", c.module)
+		}
+		_, err := m.Run(context.Background(), newEnv(connection.NewFake("h1")), c.args)
+		var ae *ArgError
+		if !errors.As(err, &ae) || ae.Key != c.key || ae.Module != c.module {
+			t.Errorf("%s %v: want ArgError on %q, got %v", c.module, c.args, c.key, err)
+		}
+	}
+	// Aliases reach the canonical name.
+	a, err := parseArgs("file", fileModule{}.Spec(), map[string]any{"dest": "/x", "mode": 0o644})
+	if err != nil || a.str("path") != "/x" {
+		t.Fatalf("alias: %v %v", a.m, err)
+	}
+	if m, ok, _ := parseMode(cargs{m: map[string]any{"mode": "0750"}}, "mode"); !ok || m != 0o750 {
+		t.Fatalf("mode string %o", m)
+	}
+	if m, ok, _ := parseMode(cargs{m: map[string]any{"mode": 0o750}}, "mode"); !ok || m != 0o750 {
+		t.Fatalf("mode int %o", m)
+	}
+}
+
+// Every registered module has a coherent Spec: aliases do not shadow other
+// arguments, RequireOneOf and FreeForm name declared arguments.
+func TestSpecsCoherent(t *testing.T) {
+	r := NewRegistry()
+	for _, n := range []string{"command", "shell", "raw", "copy", "template", "file", "lineinfile", "blockinfile", "stat", "slurp", "fetch", "systemd", "service", "wait_for", "get_url", "unarchive", "user", "group"} {
+		m, ok := r.Lookup(n)
+		if !ok {
+			t.Fatalf("%s not registered", n)
+		}
+		s := m.Spec()
+		seen := map[string]bool{}
+		for k, a := range s.Args {
+			for _, al := range append([]string{k}, a.Aliases...) {
+				if seen[al] {
+					t.Errorf("%s: %s declared twice", n, al)
+				}
+				seen[al] = true
+			}
+			if len(a.Choices) > 0 && a.Type != String {
+				t.Errorf("%s: %s has choices but is not a string", n, k)
+			}
+		}
+		for _, g := range s.RequireOneOf {
+			for _, k := range g {
+				if _, ok := s.Args[k]; !ok {
+					t.Errorf("%s: RequireOneOf names unknown %s", n, k)
+				}
+			}
+		}
+		if s.FreeForm != "" {
+			if _, ok := s.Args[s.FreeForm]; !ok {
+				t.Errorf("%s: FreeForm %s undeclared", n, s.FreeForm)
+			}
+		}
+	}
+	probers := []string{"copy", "template", "file", "stat", "systemd", "user", "group", "lineinfile", "blockinfile", "get_url"}
+	for _, n := range probers {
+		m, _ := r.Lookup(n)
+		if _, ok := m.(Prober); !ok {
+			t.Errorf("%s is not a Prober", n)
+		}
+	}
+}
+
+func TestSplitWords(t *testing.T) {
+	cases := map[string][]string{
+		`a b  c`:                {"a", "b", "c"},
+		`echo "a b" 'c d'`:      {"echo", "a b", "c d"},
+		`x\ y "q\"t" 'it'\''s'`: {"x y", `q"t`, "it's"},
+		`a"b"c`:                 {"abc"},
+		`""`:                    {""},
+	}
+	for in, want := range cases {
+		got, err := splitWords(in)
+		if err != nil || strings.Join(got, "|") != strings.Join(want, "|") || len(got) != len(want) {
+			t.Errorf("%q: got %q %v, want %q", in, got, err, want)
+		}
+	}
+	if _, err := splitWords(`echo "open`); err == nil {
+		t.Error("unterminated quote accepted")
+	}
+}
+
+// Quoting each word with shq and splitting again gives the words back.
+func FuzzSplitWords(f *testing.F) {
+	for _, s := range []string{"a b", `'x y'`, `"a\"b"`, `a\ b`, "", `'`, "\t\n"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		words, err := splitWords(s)
+		if err != nil {
+			return
+		}
+		q := make([]string, len(words))
+		for i, w := range words {
+			q[i] = shq(w)
+		}
+		again, err := splitWords(strings.Join(q, " "))
+		if err != nil || len(again) != len(words) {
+			t.Fatalf("%q -> %q -> %q %v", s, words, again, err)
+		}
+		for i := range words {
+			if again[i] != words[i] {
+				t.Fatalf("%q: word %d %q != %q", s, i, again[i], words[i])
+			}
+		}
+	})
+}
+
+// Probe output parsing never panics and rejects output without a type.
+func FuzzParseFileState(f *testing.F) {
+	f.Add(probeFile("/x", "abc", 0o644, "root"))
+	f.Add(probeAbsent("/x"))
+	f.Add("type=file\nmode=zz\n")
+	f.Add("type=link\nmode=777\ncontent=%%%\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		st, err := parseFileState([]byte(s))
+		if err == nil && st.Type == "" {
+			t.Fatal("state without type accepted")
+		}
+	})
+}
