@@ -24,30 +24,40 @@ import (
 // or exit the driving shell. Output comes back base64 between marker lines.
 
 // shellPreamble is written once when a session opens; it defines the
-// helpers the frames call, which keeps every frame small.
+// helpers the frames call, which keeps every frame small, and one temp
+// directory reused by every request (requests on a shell are sequential).
+// Forks are what a request costs on the host, so the helpers avoid them:
+// empty outputs are not encoded, and without Env/Dir the script is exec'd
+// directly.
 const shellPreamble = `gk_ss=$(command -v setsid 2>/dev/null)
 gk_p=
+gk_D=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) || gk_D=
 gk_k() { if [ -n "$gk_p" ]; then kill -KILL -"$gk_p" 2>/dev/null || kill -KILL "$gk_p" 2>/dev/null; fi; }
 trap 'gk_k; exit 143' TERM HUP INT
-gk_n() { gk_d=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) || gk_d=; }
-gk_w() { if [ -n "$gk_d" ]; then base64 -d >"$gk_d/$1"; else cat >/dev/null; fi; }
+trap 'if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi' EXIT
+gk_n() { if [ -n "$gk_D" ]; then : >"$gk_D/i"; rm -f "$gk_D/e"; fi; }
+gk_w() { if [ -n "$gk_D" ]; then base64 -d >"$gk_D/$1"; else while read -r gk_l; do :; done; fi; }
+gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
 gk_go() {
 gk_rc=255
-if [ -n "$gk_d" ] && [ -f "$gk_d/s" ]; then
-[ -f "$gk_d/i" ] || : >"$gk_d/i"
-[ -f "$gk_d/e" ] || : >"$gk_d/e"
-$gk_ss /bin/sh -c '. "$1/e" && exec /bin/sh "$1/s"' gokube "$gk_d" <"$gk_d/i" >"$gk_d/o" 2>"$gk_d/r" &
+if [ -n "$gk_D" ]; then
+if [ -f "$gk_D/e" ]; then
+$gk_ss /bin/sh -c '. "$1/e" && exec /bin/sh "$1/s"' gokube "$gk_D" <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
+else
+$gk_ss /bin/sh "$gk_D/s" <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
+fi
 gk_p=$!
 wait "$gk_p"
 gk_rc=$?
 gk_p=
-fi
 printf '\n%s %s\n' "$1" "$gk_rc"
-if [ -n "$gk_d" ]; then base64 <"$gk_d/o"; fi
+gk_b "$gk_D/o"
 printf '%s\n' "$1.o"
-if [ -n "$gk_d" ]; then base64 <"$gk_d/r"; else printf 'gokube: cannot create a temporary directory on the host' | base64; fi
+gk_b "$gk_D/r"
 printf '%s\n' "$1.e"
-if [ -n "$gk_d" ]; then rm -rf "$gk_d"; fi
+else
+printf '\n%s %s\n%s\n%s\n%s\n' "$1" "$gk_rc" "$1.o" Z29rdWJlOiBjYW5ub3QgY3JlYXRlIGEgdGVtcG9yYXJ5IGRpcmVjdG9yeSBvbiB0aGUgaG9zdAo= "$1.e"
+fi
 }
 `
 

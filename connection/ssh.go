@@ -103,7 +103,7 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 	if strings.ContainsAny(cfg.BecomePassword, "\r\n") {
 		return nil, fmt.Errorf("%s: become password must not contain a newline", cfg.Host)
 	}
-	auth, closeAgent, err := authMethods(cfg)
+	creds, closeAgent, err := loadCredentials(cfg)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +135,6 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 	hostport := net.JoinHostPort(cfg.Addr, strconv.Itoa(cfg.Port))
 	ccfg := &ssh.ClientConfig{
 		User:              cfg.User,
-		Auth:              auth,
 		HostKeyCallback:   hk.callback,
 		HostKeyAlgorithms: hk.algorithms(hostport),
 		Timeout:           cfg.Timeout,
@@ -154,7 +153,7 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 			case <-t.C:
 			}
 		}
-		c, err := dialOnce(ctx, cfg, hostport, ccfg, jump)
+		c, err := dialOnce(ctx, cfg, hostport, ccfg, creds, jump)
 		if err == nil {
 			return c, nil
 		}
@@ -180,7 +179,7 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 	return nil, &UnreachableError{Host: cfg.Host, Err: lastErr}
 }
 
-func dialOnce(ctx context.Context, cfg SSHConfig, hostport string, ccfg *ssh.ClientConfig, jump *sshConn) (*sshConn, error) {
+func dialOnce(ctx context.Context, cfg SSHConfig, hostport string, base *ssh.ClientConfig, creds *credentials, jump *sshConn) (*sshConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
 	c := &sshConn{cfg: cfg, jump: jump, done: make(chan struct{}), stop: make(chan struct{}), shells: map[string]*shellSession{}}
@@ -195,20 +194,24 @@ func dialOnce(ctx context.Context, cfg SSHConfig, hostport string, ccfg *ssh.Cli
 	if err != nil {
 		return nil, err
 	}
-	c.rt.Add(1) // TCP connect, or the jump host's channel open
-	cc := &countingConn{Conn: raw}
+	// Round trips of the handshake: TCP connect (or the jump host's
+	// channel open), version and KEXINIT, key exchange, service request,
+	// the "none" auth probe the client always starts with, then what the
+	// auth methods count.
+	c.rt.Add(5)
+	ccfg := *base
+	ccfg.Auth = creds.methods(&c.rt)
 	// The handshake does not take a context; a deadline on the socket
 	// bounds it, and cancellation closes the socket.
 	_ = raw.SetDeadline(time.Now().Add(cfg.Timeout))
 	stopWatch := context.AfterFunc(dctx, func() { raw.Close() })
-	sc, chans, reqs, err := ssh.NewClientConn(cc, hostport, ccfg)
+	sc, chans, reqs, err := ssh.NewClientConn(raw, hostport, &ccfg)
 	stopWatch()
 	if err != nil {
 		raw.Close()
 		return nil, err
 	}
 	_ = raw.SetDeadline(time.Time{})
-	c.rt.Add(cc.stopCounting())
 	c.client = ssh.NewClient(sc, chans, reqs)
 	go func() {
 		_ = c.client.Wait()
@@ -218,46 +221,15 @@ func dialOnce(ctx context.Context, cfg SSHConfig, hostport string, ccfg *ssh.Cli
 	return c, nil
 }
 
-// countingConn counts the handshake's round trips: each time data arrives
-// after the client has sent something is one exchange, because the SSH
-// handshake is strictly request and reply.
-type countingConn struct {
-	net.Conn
-	mu    sync.Mutex
-	off   bool
-	wrote bool
-	count int64
+// credentials are loaded once per DialSSH; methods builds the auth
+// methods of one attempt, counting the round trips they make.
+type credentials struct {
+	signers  []ssh.Signer
+	password string
 }
 
-func (c *countingConn) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	if !c.off {
-		c.wrote = true
-	}
-	c.mu.Unlock()
-	return c.Conn.Write(p)
-}
-
-func (c *countingConn) Read(p []byte) (int, error) {
-	n, err := c.Conn.Read(p)
-	c.mu.Lock()
-	if n > 0 && c.wrote && !c.off {
-		c.count++
-		c.wrote = false
-	}
-	c.mu.Unlock()
-	return n, err
-}
-
-func (c *countingConn) stopCounting() int64 {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.off = true
-	return c.count
-}
-
-func authMethods(cfg SSHConfig) ([]ssh.AuthMethod, func(), error) {
-	var signers []ssh.Signer
+func loadCredentials(cfg SSHConfig) (*credentials, func(), error) {
+	cr := &credentials{password: cfg.Password}
 	for _, f := range cfg.KeyFiles {
 		pem, err := os.ReadFile(f)
 		if err != nil {
@@ -274,38 +246,105 @@ func authMethods(cfg SSHConfig) ([]ssh.AuthMethod, func(), error) {
 		if err != nil {
 			return nil, nil, fmt.Errorf("%s: private key %s: %w", cfg.Host, f, err)
 		}
-		signers = append(signers, s)
+		cr.signers = append(cr.signers, s)
 	}
 	closeAgent := func() {}
 	if sock := os.Getenv("SSH_AUTH_SOCK"); sock != "" {
 		if ac, err := net.Dial("unix", sock); err == nil {
-			// Signers sign through the agent connection during the
+			// Agent signers sign through this connection during the
 			// handshake; it is closed once the dial is over.
 			if as, err := agent.NewClient(ac).Signers(); err == nil {
-				signers = append(signers, as...)
+				cr.signers = append(cr.signers, as...)
 			}
 			closeAgent = func() { ac.Close() }
 		}
 	}
-	var auth []ssh.AuthMethod
-	if len(signers) > 0 {
-		auth = append(auth, ssh.PublicKeys(signers...))
-	}
-	if cfg.Password != "" {
-		pw := cfg.Password
-		auth = append(auth, ssh.Password(pw), ssh.KeyboardInteractive(func(_, _ string, qs []string, _ []bool) ([]string, error) {
-			ans := make([]string, len(qs))
-			for i := range ans {
-				ans[i] = pw
-			}
-			return ans, nil
-		}))
-	}
-	if len(auth) == 0 {
+	if len(cr.signers) == 0 && cr.password == "" {
 		closeAgent()
 		return nil, nil, fmt.Errorf("%s: no SSH credentials: give a private key, a password, or run ssh-agent", cfg.Host)
 	}
-	return auth, closeAgent, nil
+	return cr, closeAgent, nil
+}
+
+// methods returns the auth methods for one attempt. The client asks the
+// server about each key (one round trip, on the first PublicKey call)
+// and signs with the accepted one (one more), so counting those
+// calls counts authentication round trips exactly.
+func (cr *credentials) methods(rt *atomic.Int64) []ssh.AuthMethod {
+	var auth []ssh.AuthMethod
+	if len(cr.signers) > 0 {
+		counted := make([]ssh.Signer, len(cr.signers))
+		for i, s := range cr.signers {
+			counted[i] = countSigner(s, rt)
+		}
+		auth = append(auth, ssh.PublicKeys(counted...))
+	}
+	if pw := cr.password; pw != "" {
+		auth = append(auth,
+			ssh.PasswordCallback(func() (string, error) {
+				rt.Add(1)
+				return pw, nil
+			}),
+			ssh.KeyboardInteractive(func(_, _ string, qs []string, _ []bool) ([]string, error) {
+				rt.Add(1)
+				ans := make([]string, len(qs))
+				for i := range ans {
+					ans[i] = pw
+				}
+				return ans, nil
+			}))
+	}
+	return auth
+}
+
+// The wrappers keep the signer's interface level (plain, algorithm,
+// multi-algorithm) because the client picks signature algorithms by it.
+type countedSigner struct {
+	ssh.Signer
+	rt      *atomic.Int64
+	queried *atomic.Bool // the client reads the key more than once per query
+}
+
+func (s countedSigner) PublicKey() ssh.PublicKey {
+	if !s.queried.Swap(true) {
+		s.rt.Add(1)
+	}
+	return s.Signer.PublicKey()
+}
+
+func (s countedSigner) Sign(r io.Reader, data []byte) (*ssh.Signature, error) {
+	s.rt.Add(1)
+	return s.Signer.Sign(r, data)
+}
+
+type countedAlgSigner struct {
+	countedSigner
+	as ssh.AlgorithmSigner
+}
+
+func (s countedAlgSigner) SignWithAlgorithm(r io.Reader, data []byte, algo string) (*ssh.Signature, error) {
+	s.rt.Add(1)
+	return s.as.SignWithAlgorithm(r, data, algo)
+}
+
+type countedMultiSigner struct {
+	countedAlgSigner
+	algos []string
+}
+
+func (s countedMultiSigner) Algorithms() []string { return s.algos }
+
+func countSigner(s ssh.Signer, rt *atomic.Int64) ssh.Signer {
+	cs := countedSigner{Signer: s, rt: rt, queried: new(atomic.Bool)}
+	as, ok := s.(ssh.AlgorithmSigner)
+	if !ok {
+		return cs
+	}
+	cas := countedAlgSigner{countedSigner: cs, as: as}
+	if ms, ok := s.(ssh.MultiAlgorithmSigner); ok {
+		return countedMultiSigner{countedAlgSigner: cas, algos: ms.Algorithms()}
+	}
+	return cas
 }
 
 // keepalive closes a connection whose peer stopped answering, so that
