@@ -1,0 +1,249 @@
+package modules
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"gokube/connection"
+)
+
+// pkiTLSServer starts an httptest TLS server on 127.0.0.1 with a
+// certificate from the x509 module, and the client auth policy given.
+func pkiTLSServer(t *testing.T, h http.Handler, clientAuth tls.ClientAuthType) (srv *httptest.Server, pki string) {
+	t.Helper()
+	pki = filepath.Join(t.TempDir(), "pki")
+	etcdTestPKI(t, pki, "server")
+	pair, err := tls.LoadX509KeyPair(filepath.Join(pki, "server.pem"), filepath.Join(pki, "server-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	caPEM, err := os.ReadFile(filepath.Join(pki, "ca.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(caPEM)
+	srv = httptest.NewUnstartedServer(h)
+	srv.TLS = &tls.Config{Certificates: []tls.Certificate{pair}, ClientAuth: clientAuth, ClientCAs: pool, MinVersion: tls.VersionTLS12}
+	srv.StartTLS()
+	t.Cleanup(srv.Close)
+	return srv, pki
+}
+
+type uriTestServer struct {
+	hits atomic.Int64
+}
+
+func (s *uriTestServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	s.hits.Add(1)
+	switch r.URL.Path {
+	case "/json":
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprint(w, `{"a":1,"list":["x","y"]}`)
+	case "/echo":
+		b, _ := io.ReadAll(r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		json.NewEncoder(w).Encode(map[string]any{"method": r.Method, "body": string(b), "ct": r.Header.Get("Content-Type"), "x": r.Header.Get("X-Test")})
+	case "/missing":
+		http.Error(w, "no such thing", http.StatusNotFound)
+	case "/slow":
+		select {
+		case <-time.After(3 * time.Second):
+		case <-r.Context().Done():
+		}
+	case "/redirect":
+		http.Redirect(w, r, "/json", http.StatusFound)
+	default:
+		fmt.Fprint(w, "plain text")
+	}
+}
+
+func uriRun(t *testing.T, conn connection.Conn, check bool, args map[string]any) *Result {
+	t.Helper()
+	res, err := URI{}.Run(context.Background(), &Env{Conn: conn, Host: conn.Host(), Check: check}, args)
+	if err != nil {
+		t.Fatalf("uri %v: %v", args, err)
+	}
+	return res
+}
+
+func TestURIClientCertTLS(t *testing.T) {
+	h := &uriTestServer{}
+	srv, pki := pkiTLSServer(t, h, tls.RequireAndVerifyClientCert)
+	local := connection.NewLocal("h1")
+	auth := func(path string, extra map[string]any) map[string]any {
+		a := map[string]any{"url": srv.URL + path, "ca_path": filepath.Join(pki, "ca.pem"),
+			"client_cert": filepath.Join(pki, "client.pem"), "client_key": filepath.Join(pki, "client-key.pem")}
+		for k, v := range extra {
+			a[k] = v
+		}
+		return a
+	}
+
+	res := uriRun(t, local, false, auth("/json", nil))
+	if res.Failed || res.Data["status"] != 200 || res.Data["json"].(map[string]any)["a"] != float64(1) {
+		t.Fatalf("GET json: %+v", res)
+	}
+	if _, ok := res.Data["content"]; ok {
+		t.Error("content registered without return_content")
+	}
+	res = uriRun(t, local, false, auth("/", map[string]any{"return_content": true}))
+	if res.Data["content"] != "plain text" || res.Data["json"] != nil {
+		t.Fatalf("return_content: %+v", res.Data)
+	}
+
+	// No client certificate: the TLS handshake is refused.
+	res = uriRun(t, local, false, map[string]any{"url": srv.URL + "/json", "ca_path": filepath.Join(pki, "ca.pem")})
+	if !res.Failed || res.Data["status"] != -1 || !strings.Contains(res.Msg, "certificate") {
+		t.Fatalf("without client cert: %+v", res)
+	}
+	// Unknown CA is refused unless validate_certs is false.
+	noCA := auth("/json", nil)
+	delete(noCA, "ca_path")
+	if res := uriRun(t, local, false, noCA); !res.Failed || !strings.Contains(res.Msg, "certificate") {
+		t.Fatalf("unknown CA accepted: %+v", res)
+	}
+	noCA["validate_certs"] = false
+	if res := uriRun(t, local, false, noCA); res.Failed {
+		t.Fatalf("validate_certs false: %+v", res)
+	}
+
+	// A map body goes as JSON; headers are sent.
+	res = uriRun(t, local, false, auth("/echo", map[string]any{"method": "post", "body": map[string]any{"k": "v"}, "headers": map[string]any{"X-Test": 7}}))
+	echo := res.Data["json"].(map[string]any)
+	if res.Failed || echo["method"] != "POST" || echo["body"] != `{"k":"v"}` || echo["ct"] != "application/json" || echo["x"] != "7" {
+		t.Fatalf("POST json: %+v", res.Data)
+	}
+	res = uriRun(t, local, false, auth("/echo", map[string]any{"method": "PUT", "body": "raw text"}))
+	if echo := res.Data["json"].(map[string]any); echo["body"] != "raw text" || echo["ct"] != "" {
+		t.Fatalf("raw body: %+v", echo)
+	}
+
+	// Expected status codes.
+	res = uriRun(t, local, false, auth("/missing", nil))
+	if !res.Failed || res.Data["status"] != 404 || !strings.Contains(res.Msg, "Status code was 404 and not [200]: no such thing") {
+		t.Fatalf("404: %+v", res)
+	}
+	if res := uriRun(t, local, false, auth("/missing", map[string]any{"status_code": []any{200, "404"}})); res.Failed {
+		t.Fatalf("404 in list: %+v", res)
+	}
+	if res := uriRun(t, local, false, auth("/redirect", nil)); res.Failed || !strings.HasSuffix(res.Data["url"].(string), "/json") {
+		t.Fatalf("redirect: %+v", res)
+	}
+
+	// Check mode: GET runs, POST is skipped and never reaches the server.
+	dry := connection.NewDry(local)
+	if res := uriRun(t, dry, true, auth("/json", nil)); res.Failed || res.Skipped || res.Data["status"] != 200 {
+		t.Fatalf("check GET: %+v", res)
+	}
+	before := h.hits.Load()
+	if res := uriRun(t, dry, true, auth("/echo", map[string]any{"method": "POST", "body": "x"})); !res.Skipped {
+		t.Fatalf("check POST: %+v", res)
+	}
+	if h.hits.Load() != before {
+		t.Fatal("check mode sent a POST")
+	}
+
+	// Timeout is honoured.
+	start := time.Now()
+	res = uriRun(t, local, false, auth("/slow", map[string]any{"timeout": 1}))
+	if !res.Failed || time.Since(start) > 2500*time.Millisecond {
+		t.Fatalf("timeout: %v after %v", res.Msg, time.Since(start))
+	}
+
+	// One forwarded connection serves the request (keep-alive inside a task).
+	fake := connection.NewFake("h1")
+	if res := uriRun(t, fake, false, auth("/json", nil)); res.Failed || fake.RoundTrips() != 1 {
+		t.Fatalf("via fake: %+v, %d forwards", res, fake.RoundTrips())
+	}
+}
+
+func TestURIViaHostCurl(t *testing.T) {
+	if _, err := os.Stat("/usr/bin/curl"); err != nil {
+		t.Skip("curl not installed")
+	}
+	h := &uriTestServer{}
+	srv, pki := pkiTLSServer(t, h, tls.RequireAndVerifyClientCert)
+	local := connection.NewLocal("h1")
+	args := map[string]any{"url": srv.URL + "/echo", "via": "host", "method": "POST", "body": map[string]any{"it's": "quoted"},
+		"ca_path": filepath.Join(pki, "ca.pem"), "client_cert": filepath.Join(pki, "client.pem"), "client_key": filepath.Join(pki, "client-key.pem"),
+		"headers": map[string]any{"X-Test": "a b"}}
+	res := uriRun(t, local, false, args)
+	echo, _ := res.Data["json"].(map[string]any)
+	if res.Failed || res.Data["status"] != 200 || echo["body"] != `{"it's":"quoted"}` || echo["x"] != "a b" || echo["ct"] != "application/json" {
+		t.Fatalf("via host: %+v", res)
+	}
+	delete(args, "client_cert")
+	delete(args, "client_key")
+	args["method"] = "GET"
+	delete(args, "body")
+	if res := uriRun(t, local, false, args); !res.Failed || res.Data["status"] != -1 || !strings.Contains(res.Msg, "curl exited") {
+		t.Fatalf("via host without cert: %+v", res)
+	}
+}
+
+func TestURIViaHostScript(t *testing.T) {
+	fake := connection.NewFake("h1").On("curl", connection.Result{Stdout: []byte("{\"ok\":true}\n__gokube_uri_status__200 application/json\nhttps://10.0.0.1:6443/x")})
+	res := uriRun(t, fake, true, map[string]any{"url": "https://10.0.0.1:6443/x", "via": "host", "ca_path": "/etc/k8s/my ca.pem", "validate_certs": "no"})
+	if res.Failed || res.Data["status"] != 200 || res.Data["json"].(map[string]any)["ok"] != true {
+		t.Fatalf("parsed: %+v", res)
+	}
+	reqs := fake.Requests()
+	if len(reqs) != 1 || !reqs[0].ReadOnly || !strings.Contains(reqs[0].Script, "--cacert '/etc/k8s/my ca.pem'") || !strings.Contains(reqs[0].Script, " -k ") {
+		t.Fatalf("request: %+v", reqs)
+	}
+	fake.SetUnreachable(errors.New("gone"))
+	if _, err := (URI{}).Run(context.Background(), &Env{Conn: fake, Host: "h1"}, map[string]any{"url": "https://10.0.0.1/", "via": "host"}); !connection.IsUnreachable(err) {
+		t.Fatalf("unreachable via host: %v", err)
+	}
+	if _, err := (URI{}).Run(context.Background(), &Env{Conn: fake, Host: "h1"}, map[string]any{"url": "https://10.0.0.1/"}); !connection.IsUnreachable(err) {
+		t.Fatalf("unreachable via connection: %v", err)
+	}
+	if _, err := (URI{}).Run(context.Background(), &Env{Conn: pkiNoDialer{fake}, Host: "h1"}, map[string]any{"url": "https://10.0.0.1/"}); err == nil || !strings.Contains(err.Error(), "cannot forward ports") {
+		t.Fatalf("no dialer: %v", err)
+	}
+}
+
+func TestURIArgErrors(t *testing.T) {
+	fake := connection.NewFake("h1")
+	cases := []struct {
+		args map[string]any
+		key  string
+	}{
+		{map[string]any{}, "url"},
+		{map[string]any{"url": "ftp://x/"}, "url"},
+		{map[string]any{"url": "https://x/", "status_code": "abc"}, "status_code"},
+		{map[string]any{"url": "https://x/", "status_code": []any{200, 999}}, "status_code"},
+		{map[string]any{"url": "https://x/", "client_cert": "/a"}, "client_key"},
+		{map[string]any{"url": "https://x/", "via": "ssh"}, "via"},
+		{map[string]any{"url": "https://x/", "headers": "X: y"}, "headers"},
+		{map[string]any{"url": "https://x/", "method": "GET /"}, "method"},
+		{map[string]any{"url": "https://x/", "typo": 1}, "typo"},
+	}
+	for _, c := range cases {
+		_, err := URI{}.Run(context.Background(), &Env{Conn: fake, Host: "h1"}, c.args)
+		var ae *ArgError
+		if !errors.As(err, &ae) || ae.Key != c.key {
+			t.Errorf("%v: got %v, want ArgError on %q", c.args, err, c.key)
+		}
+	}
+	if fake.RoundTrips() != 0 {
+		t.Error("bad args contacted the host")
+	}
+	if got := pkiShellQuote("it's"); got != `'it'\''s'` {
+		t.Errorf("quote: %s", got)
+	}
+}
