@@ -1,0 +1,222 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+
+	"gokube/connection"
+	"gokube/inventory"
+	"gokube/modules"
+)
+
+const fakeFacts = `##os-release
+ID=debian
+NAME="Debian GNU/Linux"
+VERSION_ID="12"
+VERSION_CODENAME=bookworm
+##hostname
+HOST
+##fqdn
+HOST.example.internal
+##addr
+1: lo    inet 127.0.0.1/8 scope host lo\       valid_lft forever preferred_lft forever
+2: eth0    inet 10.0.0.IDX/24 brd 10.0.0.255 scope global eth0\       valid_lft forever preferred_lft forever
+##route
+default via 10.0.0.1 dev eth0 onlink
+##nproc
+2
+##meminfo
+MemTotal:        2048000 kB
+##arch
+x86_64
+##kernel
+6.1.0
+##init
+systemd
+##end
+`
+
+// tfile is a test module that keeps a file's content, with a probe.
+type tfile struct{}
+
+func (tfile) Spec() modules.Spec {
+	return modules.Spec{Args: map[string]modules.Arg{
+		"path":    {Type: modules.String, Required: true, Aliases: []string{"dest"}},
+		"content": {Type: modules.String},
+		"mode":    {Type: modules.String, Choices: []string{"0644", "0600"}},
+		"force":   {Type: modules.Bool},
+		"count":   {Type: modules.Int},
+		"tags":    {Type: modules.List},
+	}}
+}
+
+func (tfile) Probe(args map[string]any) (string, bool) {
+	return fmt.Sprintf("cat %q 2>/dev/null || echo __MISSING__", args["path"]), true
+}
+
+func (m tfile) Run(ctx context.Context, env *modules.Env, args map[string]any) (*modules.Result, error) {
+	out := env.Probe
+	if out == nil {
+		s, _ := m.Probe(args)
+		res, err := env.Conn.Run(ctx, connection.Request{Script: s, ReadOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		out = res.Stdout
+	}
+	want := fmt.Sprint(args["content"])
+	if string(out) == want {
+		return &modules.Result{Data: map[string]any{"path": args["path"]}}, nil
+	}
+	_, err := env.Conn.Run(ctx, connection.Request{Script: fmt.Sprintf("printf %%s %q > %q", want, args["path"])})
+	if err != nil {
+		return nil, err
+	}
+	return &modules.Result{Changed: true, Data: map[string]any{"path": args["path"]}, Diff: "-old\n+new\n"}, nil
+}
+
+// tcmd is a command-like module without probe: it records and says changed.
+type tcmd struct{}
+
+func (tcmd) Spec() modules.Spec {
+	return modules.Spec{FreeForm: "cmd", Args: map[string]modules.Arg{"cmd": {Type: modules.String, Required: true},
+		"creates": {Type: modules.String}}}
+}
+
+func (tcmd) Run(ctx context.Context, env *modules.Env, args map[string]any) (*modules.Result, error) {
+	res, err := env.Conn.Run(ctx, connection.Request{Script: fmt.Sprint(args["cmd"]), Become: env.Become, BecomeUser: env.BecomeUser})
+	if err != nil {
+		return nil, err
+	}
+	out := strings.TrimRight(string(res.Stdout), "\n")
+	return &modules.Result{Changed: true, Failed: res.RC != 0, Msg: map[bool]string{true: "non-zero return code"}[res.RC != 0],
+		Data: map[string]any{"rc": res.RC, "stdout": out, "stdout_lines": strings.Split(out, "\n")}}, nil
+}
+
+func testRegistry() *modules.Registry {
+	r := &modules.Registry{}
+	r.Register(tfile{}, "tfile")
+	r.Register(tcmd{}, "command", "shell")
+	return r
+}
+
+// env is a test world: a temp dir with playbook files and fake hosts whose
+// scripts run in a local sh (so probes and files are real), counting requests.
+type env struct {
+	t     *testing.T
+	dir   string
+	mu    sync.Mutex
+	fakes map[string]*connection.Fake
+	inv   *inventory.Inventory
+	out   bytes.Buffer
+	// dial counts factory calls per host.
+	dials map[string]int
+}
+
+func newEnv(t *testing.T, invText string, files map[string]string) *env {
+	t.Helper()
+	dir := t.TempDir()
+	for name, body := range files {
+		p := filepath.Join(dir, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	invPath := filepath.Join(dir, "inventory.ini")
+	if err := os.WriteFile(invPath, []byte(invText), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return &env{t: t, dir: dir, fakes: map[string]*connection.Fake{}, dials: map[string]int{}}
+}
+
+func (e *env) fake(host string) *connection.Fake {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if f, ok := e.fakes[host]; ok {
+		return f
+	}
+	f := connection.NewFake(host)
+	idx := fmt.Sprint(len(e.fakes) + 1)
+	f.On("##os-release", connection.Result{Stdout: []byte(strings.ReplaceAll(strings.ReplaceAll(fakeFacts, "HOST", host), "IDX", idx))})
+	f.OnFunc("", func(req connection.Request) (connection.Result, error) {
+		cmd := exec.Command("/bin/sh", "-c", req.Script)
+		cmd.Dir = e.dir
+		cmd.Env = append(os.Environ(), "HOST="+host)
+		for k, v := range req.Env {
+			cmd.Env = append(cmd.Env, k+"="+v)
+		}
+		var so, se bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &so, &se
+		err := cmd.Run()
+		rc := 0
+		if ee, ok := err.(*exec.ExitError); ok {
+			rc = ee.ExitCode()
+		} else if err != nil {
+			return connection.Result{}, err
+		}
+		return connection.Result{Stdout: so.Bytes(), Stderr: se.Bytes(), RC: rc}, nil
+	})
+	e.fakes[host] = f
+	return f
+}
+
+func (e *env) opts(playbook string) Options {
+	return Options{
+		Inventory:   []string{filepath.Join(e.dir, "inventory.ini")},
+		Playbook:    filepath.Join(e.dir, playbook),
+		Out:         &e.out,
+		Registry:    testRegistry(),
+		HideTimings: true,
+		ConnFactory: func(host string, vars map[string]any) (connection.Conn, error) {
+			e.mu.Lock()
+			e.dials[host]++
+			e.mu.Unlock()
+			return e.fake(host), nil
+		},
+	}
+}
+
+func (e *env) run(o Options) (*Recap, error) {
+	e.out.Reset()
+	return Run(context.Background(), o)
+}
+
+// requests counts the requests each host's fake saw.
+func (e *env) requests() map[string]int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	m := map[string]int{}
+	for h, f := range e.fakes {
+		m[h] = len(f.Requests())
+	}
+	return m
+}
+
+func (e *env) resetFakes() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	for _, f := range e.fakes {
+		f.Reset()
+	}
+}
+
+// eventsOf lists "task=status" for one host in order.
+func eventsOf(r *Recap, host string) []string {
+	var out []string
+	for _, ev := range r.Events {
+		if ev.Host == host {
+			out = append(out, ev.Task+"="+ev.Status)
+		}
+	}
+	return out
+}

@@ -1,0 +1,388 @@
+package engine
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// HostStats are one host's counts for the recap.
+type HostStats struct {
+	Ok          int   `json:"ok"`
+	Changed     int   `json:"changed"`
+	Unreachable int   `json:"unreachable"`
+	Failed      int   `json:"failed"`
+	Skipped     int   `json:"skipped"`
+	Rescued     int   `json:"rescued"`
+	Ignored     int   `json:"ignored"`
+	RoundTrips  int64 `json:"round_trips"`
+}
+
+// TaskTime is how long a task took across all hosts (first start to last end).
+type TaskTime struct {
+	Name     string        `json:"name"`
+	Pos      Pos           `json:"-"`
+	Duration time.Duration `json:"duration_ns"`
+	start    time.Time
+}
+
+// Event is one task result on one host, in completion order.
+type Event struct {
+	Host   string `json:"host"`
+	Task   string `json:"task"`
+	Status string `json:"status"`
+}
+
+// Recap is the result of a run.
+type Recap struct {
+	Hosts     map[string]*HostStats `json:"stats"`
+	HostOrder []string              `json:"-"`
+	// Vars holds each host's registered and set_fact variables at the end.
+	Vars        map[string]map[string]any `json:"-"`
+	Events      []Event                   `json:"-"`
+	Slowest     []TaskTime                `json:"slowest"`
+	Duration    time.Duration             `json:"duration_ns"`
+	Interrupted bool                      `json:"interrupted,omitempty"`
+}
+
+// ExitCode follows Ansible: 2 when a host failed, 4 when one was
+// unreachable (and none failed), 0 otherwise.
+func (r *Recap) ExitCode() int {
+	code := 0
+	for _, s := range r.Hosts {
+		if s.Failed > 0 {
+			return 2
+		}
+		if s.Unreachable > 0 {
+			code = 4
+		}
+	}
+	return code
+}
+
+func (r *Recap) err(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return &RunError{Code: 1, Msg: "interrupted: " + ctx.Err().Error()}
+	}
+	switch r.ExitCode() {
+	case 2:
+		return &RunError{Code: 2, Msg: "one or more hosts failed"}
+	case 4:
+		return &RunError{Code: 4, Msg: "one or more hosts were unreachable"}
+	}
+	return nil
+}
+
+type reporter interface {
+	playStart(pl *Play)
+	hostResult(t *Task, host string, o *outcome, handler bool)
+	retry(t *Task, host string, attempt, retries int)
+	warn(msg string)
+	recap(r *Recap)
+}
+
+const (
+	cReset  = "\x1b[0m"
+	cGreen  = "\x1b[32m"
+	cYellow = "\x1b[33m"
+	cRed    = "\x1b[31m"
+	cCyan   = "\x1b[36m"
+	cPurple = "\x1b[35m"
+)
+
+type textReporter struct {
+	mu      sync.Mutex
+	w       io.Writer
+	color   bool
+	verbose int
+	noTime  bool
+	diff    bool
+	last    *Task
+}
+
+func newTextReporter(w io.Writer, color bool, verbose int, noTime, diff bool) *textReporter {
+	return &textReporter{w: w, color: color, verbose: verbose, noTime: noTime, diff: diff}
+}
+
+func (t *textReporter) c(code, s string) string {
+	if !t.color {
+		return s
+	}
+	return code + s + cReset
+}
+
+func banner(s string) string {
+	if n := 79 - len(s); n > 3 {
+		return s + " " + strings.Repeat("*", n-1)
+	}
+	return s + " ***"
+}
+
+func (t *textReporter) playStart(pl *Play) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.last = nil
+	fmt.Fprintf(t.w, "\n%s\n", banner("PLAY ["+pl.Name+"]"))
+}
+
+func (t *textReporter) warn(msg string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.w, "%s\n", t.c(cPurple, "[WARNING]: "+msg))
+}
+
+func (t *textReporter) retry(task *Task, host string, attempt, retries int) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.header(task, false)
+	fmt.Fprintf(t.w, "%s\n", t.c(cYellow, fmt.Sprintf("FAILED - RETRYING: [%s]: %s (%d retries left).", host, task.Display(), retries-attempt+1)))
+}
+
+func (t *textReporter) header(task *Task, handler bool) {
+	if t.last == task {
+		return
+	}
+	t.last = task
+	kind := "TASK"
+	if handler {
+		kind = "RUNNING HANDLER"
+	}
+	fmt.Fprintf(t.w, "\n%s\n", banner(kind+" ["+task.Display()+"]"))
+}
+
+func (t *textReporter) hostResult(task *Task, host string, o *outcome, handler bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.header(task, handler)
+	hostTag := "[" + host + "]"
+	if o.delegate != "" {
+		hostTag = "[" + host + " -> " + o.delegate + "]"
+	}
+	if len(o.items) > 0 {
+		for _, it := range o.items {
+			t.line(task, hostTag+" => (item="+it.label+")", it.status, false, it.msg, it.diff, it.output)
+		}
+		if o.status == stFailed || o.status == stUnreachable {
+			t.line(task, hostTag, o.status, o.ignored, o.msg, "", nil)
+		}
+		return
+	}
+	t.line(task, hostTag, o.status, o.ignored, o.msg, o.diff, o.output)
+}
+
+func (t *textReporter) line(task *Task, hostTag string, st status, ignored bool, msg, diff string, output any) {
+	switch st {
+	case stOK:
+		s := "ok: " + hostTag
+		if output != nil {
+			b, _ := json.MarshalIndent(output, "", "    ")
+			if task.Action == "debug" {
+				if _, isMap := output.(map[string]any); !isMap || task.Args["var"] == nil {
+					b, _ = json.MarshalIndent(map[string]any{"msg": output}, "", "    ")
+				}
+			}
+			s += " => " + string(b)
+		} else if msg != "" && t.verbose > 0 {
+			s += " => " + msg
+		}
+		fmt.Fprintln(t.w, t.c(cGreen, s))
+	case stChanged:
+		s := "changed: " + hostTag
+		if msg != "" && t.verbose > 0 {
+			s += " => " + msg
+		}
+		fmt.Fprintln(t.w, t.c(cYellow, s))
+	case stSkipped:
+		s := "skipping: " + hostTag
+		if msg != "" && t.verbose > 0 {
+			s += " => " + msg
+		}
+		fmt.Fprintln(t.w, t.c(cCyan, s))
+	case stFailed:
+		s := "failed: " + hostTag + " => " + msg
+		if !strings.Contains(hostTag, "item=") && !ignored {
+			s = "fatal: " + hostTag + ": FAILED! => " + msg
+		}
+		fmt.Fprintln(t.w, t.c(cRed, s))
+		if ignored {
+			fmt.Fprintln(t.w, t.c(cCyan, "...ignoring"))
+		}
+	case stUnreachable:
+		fmt.Fprintln(t.w, t.c(cRed, "fatal: "+hostTag+": UNREACHABLE! => "+msg))
+	}
+	if diff != "" && t.diff {
+		fmt.Fprint(t.w, diff)
+		if !strings.HasSuffix(diff, "\n") {
+			fmt.Fprintln(t.w)
+		}
+	}
+}
+
+func (t *textReporter) recap(r *Recap) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	fmt.Fprintf(t.w, "\n%s\n", banner("PLAY RECAP"))
+	width := 0
+	hosts := recapHosts(r)
+	for _, h := range hosts {
+		if len(h) > width {
+			width = len(h)
+		}
+	}
+	for _, h := range hosts {
+		s := r.Hosts[h]
+		col := cGreen
+		switch {
+		case s.Failed > 0 || s.Unreachable > 0:
+			col = cRed
+		case s.Changed > 0:
+			col = cYellow
+		}
+		line := fmt.Sprintf("%s : ok=%-4d changed=%-4d unreachable=%-4d failed=%-4d skipped=%-4d rescued=%-4d ignored=%-4d",
+			t.c(col, fmt.Sprintf("%-*s", width, h)), s.Ok, s.Changed, s.Unreachable, s.Failed, s.Skipped, s.Rescued, s.Ignored)
+		if t.verbose > 0 {
+			line += fmt.Sprintf(" round_trips=%d", s.RoundTrips)
+		}
+		fmt.Fprintln(t.w, strings.TrimRight(line, " "))
+	}
+	if r.Interrupted {
+		fmt.Fprintln(t.w, t.c(cRed, "\ninterrupted"))
+	}
+	if t.noTime || len(r.Slowest) == 0 {
+		return
+	}
+	fmt.Fprintf(t.w, "\nslowest tasks (total %s):\n", r.Duration.Round(time.Millisecond))
+	for _, tt := range r.Slowest {
+		fmt.Fprintf(t.w, "  %-60s %8s\n", tt.Name, tt.Duration.Round(time.Millisecond))
+	}
+}
+
+// recapHosts lists the hosts that did anything, in inventory order.
+func recapHosts(r *Recap) []string {
+	var out []string
+	for _, h := range r.HostOrder {
+		s := r.Hosts[h]
+		if s == nil {
+			continue
+		}
+		if *s != (HostStats{}) {
+			out = append(out, h)
+		}
+	}
+	return out
+}
+
+// jsonReporter collects everything and prints one JSON document at the end.
+type jsonReporter struct {
+	mu    sync.Mutex
+	w     io.Writer
+	plays []*jsonPlay
+	tasks map[*Task]*jsonTask
+	warns []string
+}
+
+type jsonPlay struct {
+	Name  string      `json:"name"`
+	Hosts string      `json:"hosts"`
+	Tasks []*jsonTask `json:"tasks"`
+}
+
+type jsonTask struct {
+	Name    string                    `json:"name"`
+	File    string                    `json:"file"`
+	Handler bool                      `json:"handler,omitempty"`
+	Hosts   map[string]map[string]any `json:"hosts"`
+}
+
+func newJSONReporter(w io.Writer) *jsonReporter {
+	return &jsonReporter{w: w, tasks: map[*Task]*jsonTask{}}
+}
+
+func (j *jsonReporter) playStart(pl *Play) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.plays = append(j.plays, &jsonPlay{Name: pl.Name, Hosts: pl.Hosts, Tasks: []*jsonTask{}})
+}
+
+func (j *jsonReporter) hostResult(t *Task, host string, o *outcome, handler bool) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	jt, ok := j.tasks[t]
+	if !ok {
+		jt = &jsonTask{Name: t.Display(), File: t.Pos.String(), Handler: handler, Hosts: map[string]map[string]any{}}
+		j.tasks[t] = jt
+		if len(j.plays) > 0 {
+			p := j.plays[len(j.plays)-1]
+			p.Tasks = append(p.Tasks, jt)
+		}
+	}
+	m := map[string]any{"status": o.status.String()}
+	if o.msg != "" {
+		m["msg"] = o.msg
+	}
+	if o.ignored {
+		m["ignored"] = true
+	}
+	if o.diff != "" {
+		m["diff"] = o.diff
+	}
+	if o.delegate != "" {
+		m["delegate_to"] = o.delegate
+	}
+	if o.output != nil {
+		m["output"] = o.output
+	}
+	if len(o.items) > 0 {
+		var items []map[string]any
+		for _, it := range o.items {
+			im := map[string]any{"item": it.label, "status": it.status.String()}
+			if it.msg != "" {
+				im["msg"] = it.msg
+			}
+			items = append(items, im)
+		}
+		m["items"] = items
+	}
+	if t.NoLog {
+		delete(m, "output")
+	}
+	jt.Hosts[host] = m
+}
+
+func (j *jsonReporter) retry(*Task, string, int, int) {}
+
+func (j *jsonReporter) warn(msg string) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	j.warns = append(j.warns, msg)
+}
+
+func (j *jsonReporter) recap(r *Recap) {
+	j.mu.Lock()
+	defer j.mu.Unlock()
+	stats := map[string]*HostStats{}
+	for _, h := range recapHosts(r) {
+		stats[h] = r.Hosts[h]
+	}
+	hosts := make([]string, 0, len(stats))
+	for h := range stats {
+		hosts = append(hosts, h)
+	}
+	sort.Strings(hosts)
+	doc := map[string]any{"plays": j.plays, "stats": stats, "slowest": r.Slowest,
+		"duration_ms": r.Duration.Milliseconds(), "exit_code": r.ExitCode()}
+	if len(j.warns) > 0 {
+		doc["warnings"] = j.warns
+	}
+	if r.Interrupted {
+		doc["interrupted"] = true
+	}
+	enc := json.NewEncoder(j.w)
+	enc.SetIndent("", "  ")
+	enc.Encode(doc)
+}

@@ -1,0 +1,241 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gokube/connection"
+	"gokube/modules"
+)
+
+// Probe batching: before a probeable task runs on a host, the executor
+// looks ahead over that host's next tasks, renders their arguments with
+// what is known now, and runs every probe script in ONE read-only request.
+// Each task later finds its output in the cache, keyed by task and loop
+// item and checked against the script it would run now, so a stale entry
+// (variables changed in between) is a miss, never a wrong answer.
+
+const maxProbeBatch = 64
+
+type probeKey struct {
+	t    *Task
+	item int
+}
+
+type probeEntry struct {
+	script string
+	out    []byte
+}
+
+type probeReq struct {
+	key    probeKey
+	script string
+}
+
+func (hr *hostRun) dropProbes() {
+	hr.hs.mu.Lock()
+	hr.hs.probes = nil
+	hr.hs.mu.Unlock()
+}
+
+// probeFor returns the probe output for task t (item idx), running a batch
+// when the cache has none. nil means the module must probe itself.
+func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, args map[string]any, conn connection.Conn, become bool, buser string) ([]byte, error) {
+	p, ok := t.Module.(modules.Prober)
+	if !ok {
+		return nil, nil
+	}
+	script, ok := p.Probe(args)
+	if !ok {
+		return nil, nil
+	}
+	key := probeKey{t, idx}
+	hr.hs.mu.Lock()
+	e, hit := hr.hs.probes[key]
+	if hit {
+		delete(hr.hs.probes, key)
+	}
+	hr.hs.mu.Unlock()
+	if hit && e.script == script {
+		return e.out, nil
+	}
+	reqs := []probeReq{{key, script}}
+	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser)...)
+	outs, err := runProbes(ctx, conn, reqs, become, buser)
+	if err != nil {
+		return nil, err
+	}
+	hr.hs.mu.Lock()
+	if hr.hs.probes == nil {
+		hr.hs.probes = map[probeKey]probeEntry{}
+	}
+	for i, rq := range reqs[1:] {
+		hr.hs.probes[rq.key] = probeEntry{script: rq.script, out: outs[i+1]}
+	}
+	hr.hs.mu.Unlock()
+	return outs[0], nil
+}
+
+// lookahead collects the probes of the rest of t's loop and of the tasks
+// that follow t on this host, stopping where the future is not knowable.
+func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser string) []probeReq {
+	var out []probeReq
+	p := t.Module.(modules.Prober)
+	// The rest of this task's loop.
+	if t.HasLoop && idx >= 0 {
+		base := hr.r.taskScope(hr.hs, t)
+		items, err := hr.loopItems(base, t)
+		if err != nil {
+			return out
+		}
+		loopVar := t.LoopVar
+		if loopVar == "" {
+			loopVar = "item"
+		}
+		for i := idx + 1; i < len(items) && len(out) < maxProbeBatch; i++ {
+			isc := base.with(loopVars(t, loopVar, items[i], i, len(items)))
+			rq, stop := hr.probeOf(t, p, isc, i)
+			if stop {
+				return out
+			}
+			if rq != nil {
+				out = append(out, *rq)
+			}
+		}
+	}
+	seq := hr.play.seq
+	if t.seq < 0 {
+		return out
+	}
+	for j := t.seq + 1; j < len(seq) && len(out) < maxProbeBatch; j++ {
+		u := seq[j]
+		if !hr.r.selected(u) {
+			continue
+		}
+		if u.Module == nil {
+			switch u.Action {
+			case "debug", "set_fact", "assert", "pause":
+				continue // no host state changes
+			}
+			return out // meta, include_vars, fail, setup: stop
+		}
+		if u.Delegate != "" || u.RunOnce {
+			continue
+		}
+		up, ok := u.Module.(modules.Prober)
+		if !ok {
+			return out // a module that may change anything
+		}
+		if hr.r.checkFor(u) != hr.r.checkFor(t) {
+			return out
+		}
+		usc := hr.r.taskScope(hr.hs, u)
+		if b, bu := hr.r.becomeFor(usc, u); b != become || b && bu != buser {
+			return out
+		}
+		if !u.HasLoop {
+			ok, err := usc.conds(u.When)
+			if err != nil {
+				return out
+			}
+			if !ok {
+				continue
+			}
+			rq, stop := hr.probeOf(u, up, usc, -1)
+			if stop {
+				return out
+			}
+			if rq != nil {
+				out = append(out, *rq)
+			}
+			continue
+		}
+		items, err := hr.loopItems(usc, u)
+		if err != nil {
+			return out
+		}
+		loopVar := u.LoopVar
+		if loopVar == "" {
+			loopVar = "item"
+		}
+		for i, it := range items {
+			isc := usc.with(loopVars(u, loopVar, it, i, len(items)))
+			ok, err := isc.conds(u.When)
+			if err != nil {
+				return out
+			}
+			if !ok {
+				continue
+			}
+			rq, stop := hr.probeOf(u, up, isc, i)
+			if stop {
+				return out
+			}
+			if rq != nil {
+				out = append(out, *rq)
+			}
+		}
+	}
+	return out
+}
+
+// probeOf renders u's args; stop=true when they cannot be rendered yet.
+func (hr *hostRun) probeOf(u *Task, p modules.Prober, sc *scope, idx int) (*probeReq, bool) {
+	args, err := renderArgs(sc, u)
+	if err != nil {
+		return nil, true
+	}
+	script, ok := p.Probe(args)
+	if !ok {
+		return nil, false
+	}
+	return &probeReq{key: probeKey{u, idx}, script: script}, false
+}
+
+// runProbes runs every script in one read-only request and splits the
+// output at per-run markers.
+func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, become bool, buser string) ([][]byte, error) {
+	var nb [8]byte
+	if _, err := rand.Read(nb[:]); err != nil {
+		return nil, err
+	}
+	marker := "__GKPROBE_" + hex.EncodeToString(nb[:]) + "__"
+	var b strings.Builder
+	for i, rq := range reqs {
+		fmt.Fprintf(&b, "printf '\\n%s %d\\n'\n(\n%s\n) </dev/null\n", marker, i, rq.script)
+	}
+	fmt.Fprintf(&b, "printf '\\n%s end\\n'\n", marker)
+	res, err := conn.Run(ctx, connection.Request{Script: b.String(), ReadOnly: true, Become: become, BecomeUser: buser})
+	if err != nil {
+		return nil, err
+	}
+	return splitProbes(res.Stdout, marker, len(reqs))
+}
+
+func splitProbes(out []byte, marker string, n int) ([][]byte, error) {
+	parts := bytes.Split(out, []byte("\n"+marker+" "))
+	res := make([][]byte, n)
+	seen := 0
+	for _, part := range parts[1:] {
+		head, body, _ := bytes.Cut(part, []byte("\n"))
+		if string(head) == "end" {
+			seen = -seen - 1
+			break
+		}
+		i, err := strconv.Atoi(string(head))
+		if err != nil || i < 0 || i >= n {
+			return nil, fmt.Errorf("probe batch: garbled output near marker %q", head)
+		}
+		res[i] = body
+		seen++
+	}
+	if seen >= 0 {
+		return nil, fmt.Errorf("probe batch: output ended early (%d of %d probes)", seen, n)
+	}
+	return res, nil
+}

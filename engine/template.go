@@ -1,0 +1,387 @@
+package engine
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"net"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/template"
+	"text/template/parse"
+
+	"github.com/Masterminds/sprig/v3"
+	"gopkg.in/yaml.v3"
+)
+
+// TemplateError is a template that failed to parse or render. It names the
+// file and line, the expression and, for undefined variables, the host.
+type TemplateError struct {
+	Pos     Pos
+	Expr    string // the expression, e.g. ".etcd_peer_port"
+	Missing bool   // an undefined variable
+	Host    string
+	Msg     string
+	Via     []string // variables being resolved when it failed, outermost first
+}
+
+func (e *TemplateError) Error() string {
+	var b strings.Builder
+	b.WriteString(e.Pos.String())
+	b.WriteString(": ")
+	switch {
+	case e.Missing:
+		fmt.Fprintf(&b, "%s is not defined", e.Expr)
+	case e.Expr != "":
+		fmt.Fprintf(&b, "%s: %s", e.Expr, e.Msg)
+	default:
+		b.WriteString(e.Msg)
+	}
+	if e.Host != "" {
+		fmt.Fprintf(&b, " (host %s)", e.Host)
+	}
+	if len(e.Via) > 0 {
+		fmt.Fprintf(&b, " (while rendering variable %s)", strings.Join(e.Via, " -> "))
+	}
+	return b.String()
+}
+
+// ExitCode: a template error in a task fails the host (2); the CLI only
+// sees it directly when it is a load-time syntax error.
+func (e *TemplateError) ExitCode() int { return 2 }
+
+// baseFuncs is sprig's text function map without the functions that read
+// the control machine's environment, plus gokube's host-independent helpers.
+func baseFuncs() template.FuncMap {
+	fm := sprig.TxtFuncMap()
+	delete(fm, "env")
+	delete(fm, "expandenv")
+	fm["bool"] = truthy
+	fm["toYaml"] = func(v any) (string, error) {
+		b, err := yaml.Marshal(v)
+		return strings.TrimSuffix(string(b), "\n"), err
+	}
+	fm["fromYaml"] = func(s string) (any, error) {
+		var v any
+		err := yaml.Unmarshal([]byte(s), &v)
+		return normalize(v), err
+	}
+	fm["b64decode"] = func(s string) (string, error) {
+		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+		return string(b), err
+	}
+	fm["joinHostPort"] = func(h string, port any) string { return net.JoinHostPort(h, fmt.Sprint(port)) }
+	// Placeholders so templates parse at load time; each render binds the
+	// host's own versions.
+	for _, n := range []string{"hostsOf", "hostvar", "inGroup", "groupIndex", "ipOf", "defined", "__gkcapture"} {
+		fm[n] = func(...any) any { return nil }
+	}
+	return fm
+}
+
+// softFuncs are the functions whose arguments may be undefined: `default "x"
+// .maybe` must not fail with missingkey=error before default sees it.
+var softFuncs = map[string]bool{"default": true, "coalesce": true, "empty": true, "required": true, "hasKey": false}
+
+func parseTemplate(text string, fm template.FuncMap) (*template.Template, error) {
+	return template.New("t").Option("missingkey=error").Funcs(fm).Parse(text)
+}
+
+// refs lists the top-level variables a template reads.
+type refs struct {
+	hard    map[string]bool // must exist
+	soft    map[string]bool // may be missing (default/coalesce/...)
+	inner   map[string]bool // found under range/with: may refer to dot, errors ignored
+	hostvar map[string][]string
+	allHV   bool
+}
+
+func scanRefs(t *template.Template) *refs {
+	r := &refs{hard: map[string]bool{}, soft: map[string]bool{}, inner: map[string]bool{}, hostvar: map[string][]string{}}
+	for _, tt := range t.Templates() {
+		if tt.Tree != nil {
+			r.walk(tt.Tree.Root, false)
+		}
+	}
+	return r
+}
+
+func (r *refs) add(ident []string, soft, inDot bool) {
+	if len(ident) == 0 {
+		return
+	}
+	name := ident[0]
+	if name == "hostvars" {
+		if len(ident) >= 3 {
+			r.hostvar[ident[1]] = append(r.hostvar[ident[1]], ident[2])
+		} else {
+			r.allHV = true
+		}
+		return
+	}
+	switch {
+	case inDot:
+		r.inner[name] = true
+	case soft:
+		r.soft[name] = true
+	default:
+		r.hard[name] = true
+	}
+}
+
+func (r *refs) walk(n parse.Node, inDot bool) {
+	switch x := n.(type) {
+	case nil:
+	case *parse.ListNode:
+		if x == nil {
+			return
+		}
+		for _, c := range x.Nodes {
+			r.walk(c, inDot)
+		}
+	case *parse.ActionNode:
+		r.pipe(x.Pipe, inDot)
+	case *parse.IfNode:
+		r.pipe(x.Pipe, inDot)
+		r.walk(x.List, inDot)
+		r.walk(x.ElseList, inDot)
+	case *parse.RangeNode:
+		r.pipe(x.Pipe, inDot)
+		r.walk(x.List, true)
+		r.walk(x.ElseList, inDot)
+	case *parse.WithNode:
+		r.pipe(x.Pipe, inDot)
+		r.walk(x.List, true)
+		r.walk(x.ElseList, inDot)
+	case *parse.TemplateNode:
+		r.pipe(x.Pipe, inDot)
+	}
+}
+
+func (r *refs) pipe(p *parse.PipeNode, inDot bool) {
+	if p == nil {
+		return
+	}
+	for i, c := range p.Cmds {
+		soft := false
+		if len(c.Args) > 0 {
+			if id, ok := c.Args[0].(*parse.IdentifierNode); ok && softFuncs[id.Ident] {
+				soft = true
+			}
+		}
+		// `.x | default "y"`: the piped value is soft too.
+		nextSoft := false
+		if i+1 < len(p.Cmds) && len(p.Cmds[i+1].Args) > 0 {
+			if id, ok := p.Cmds[i+1].Args[0].(*parse.IdentifierNode); ok && softFuncs[id.Ident] {
+				nextSoft = true
+			}
+		}
+		for j, a := range c.Args {
+			isSoft := soft && j > 0 || nextSoft && len(c.Args) == 1
+			r.arg(a, isSoft, inDot)
+		}
+	}
+}
+
+func (r *refs) arg(a parse.Node, soft, inDot bool) {
+	switch x := a.(type) {
+	case *parse.FieldNode:
+		r.add(x.Ident, soft, inDot)
+	case *parse.VariableNode:
+		if len(x.Ident) > 1 && x.Ident[0] == "$" {
+			r.add(x.Ident[1:], soft, false)
+		}
+	case *parse.ChainNode:
+		if _, ok := x.Node.(*parse.DotNode); ok && len(x.Field) > 0 {
+			r.add(x.Field, soft, inDot)
+		}
+		r.arg(x.Node, soft, inDot)
+	case *parse.PipeNode:
+		r.pipe(x, inDot)
+	}
+}
+
+var tmplErrRe = regexp.MustCompile(`^template: t:(\d+)(?::\d+)?: (?:executing "t" at <(.*?)>: )?(.*)$`)
+var missingRe = regexp.MustCompile(`^map has no entry for key "(.*)"$`)
+
+// tmplError turns a text/template error into a TemplateError at pos.
+func tmplError(pos Pos, host string, err error) error {
+	var te *TemplateError
+	if errors.As(err, &te) {
+		return err
+	}
+	msg := err.Error()
+	out := &TemplateError{Pos: pos, Host: host, Msg: msg}
+	if m := tmplErrRe.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		if pos.Line > 0 {
+			out.Pos.Line = pos.Line + line - 1
+		} else {
+			out.Pos.Line = line
+		}
+		out.Expr, out.Msg = m[2], m[3]
+		if missingRe.MatchString(m[3]) {
+			out.Missing = true
+		}
+		// An error raised by a nested render keeps its own position.
+		if i := strings.Index(out.Msg, "error calling "); i >= 0 {
+			var inner *TemplateError
+			if errors.As(err, &inner) {
+				return inner
+			}
+		}
+	}
+	return out
+}
+
+// singleExpr returns the pipeline text when text is exactly one {{ action }}
+// so its value keeps its type (list, map, bool, int), like Ansible's native
+// types.
+func singleExpr(t *template.Template) (string, bool) {
+	if t.Tree == nil || t.Tree.Root == nil {
+		return "", false
+	}
+	var act *parse.ActionNode
+	for _, n := range t.Tree.Root.Nodes {
+		switch x := n.(type) {
+		case *parse.TextNode:
+			if strings.TrimSpace(string(x.Text)) != "" {
+				return "", false
+			}
+		case *parse.ActionNode:
+			if act != nil {
+				return "", false
+			}
+			act = x
+		default:
+			return "", false
+		}
+	}
+	if act == nil || len(act.Pipe.Decl) > 0 {
+		return "", false
+	}
+	return act.Pipe.String(), true
+}
+
+// truthy is Ansible-like truthiness: false, nil, 0, empty strings, lists and
+// maps are false, and so are the strings "false", "no", "off", "0", "n".
+func truthy(v any) bool {
+	switch t := v.(type) {
+	case nil:
+		return false
+	case bool:
+		return t
+	case string:
+		switch strings.ToLower(strings.TrimSpace(t)) {
+		case "", "false", "no", "off", "0", "n", "none", "<no value>":
+			return false
+		}
+		return true
+	case int:
+		return t != 0
+	case int64:
+		return t != 0
+	case uint64:
+		return t != 0
+	case float64:
+		return t != 0
+	case []any:
+		return len(t) > 0
+	case []string:
+		return len(t) > 0
+	case map[string]any:
+		return len(t) > 0
+	}
+	return true
+}
+
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// condText turns a condition into template text: a bare pipeline is
+// wrapped in {{ }}; a bare variable name (Ansible style) becomes .name.
+func condText(expr string) string {
+	e := strings.TrimSpace(expr)
+	if strings.Contains(e, "{{") {
+		return e
+	}
+	if identRe.MatchString(e) && e != "true" && e != "false" && e != "nil" {
+		e = "." + e
+	}
+	return "{{ " + e + " }}"
+}
+
+// checkTemplates parses every template in a task at load time so syntax
+// errors surface before any host is contacted.
+func checkTemplates(t *Task) error {
+	fm := baseFuncs()
+	var walk func(v any, p Pos) error
+	walk = func(v any, p Pos) error {
+		switch x := v.(type) {
+		case string:
+			if strings.Contains(x, "{{") {
+				if _, err := parseTemplate(x, fm); err != nil {
+					return tmplError(p, "", err)
+				}
+			}
+		case []any:
+			for _, e := range x {
+				if err := walk(e, p); err != nil {
+					return err
+				}
+			}
+		case map[string]any:
+			for _, k := range sortedKeys(x) {
+				if err := walk(x[k], p); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	}
+	for _, k := range sortedKeys(t.Args) {
+		p := t.Pos
+		if ap, ok := t.ArgPos[k]; ok {
+			p = ap
+		}
+		if err := walk(t.Args[k], p); err != nil {
+			return err
+		}
+	}
+	for _, cs := range [][]Cond{t.When, t.Until, t.Changed, t.Failed} {
+		for _, c := range cs {
+			if _, err := parseTemplate(condText(c.Expr), fm); err != nil {
+				return tmplError(c.Pos, "", err)
+			}
+		}
+	}
+	if t.Action == "assert" {
+		for _, c := range assertConds(t.Args["that"], t.Pos) {
+			if _, err := parseTemplate(condText(c.Expr), fm); err != nil {
+				return tmplError(c.Pos, "", err)
+			}
+		}
+	}
+	if t.HasLoop {
+		if err := walk(t.Loop, t.LoopPos); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func assertConds(v any, p Pos) []Cond {
+	switch x := v.(type) {
+	case string:
+		return []Cond{{Expr: x, Pos: p}}
+	case []any:
+		var out []Cond
+		for _, e := range x {
+			out = append(out, Cond{Expr: fmt.Sprint(e), Pos: p})
+		}
+		return out
+	case bool:
+		return []Cond{{Expr: strconv.FormatBool(x), Pos: p}}
+	}
+	return nil
+}
