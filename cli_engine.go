@@ -1,14 +1,210 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"gokube/engine"
+	"gokube/inventory"
+	"gokube/roles"
 )
 
-// addEngineCommands is owned by the engine work (see docs/DESIGN.md).
-func addEngineCommands(root *cobra.Command) {}
+// addEngineCommands adds play, inventory and graph.
+func addEngineCommands(root *cobra.Command) {
+	root.AddCommand(newPlayCmd(), newInventoryCmd(), newGraphCmd())
+}
 
 func asExit(err error, target *interface{ ExitCode() int }) bool {
 	return errors.As(err, target)
+}
+
+type playFlags struct {
+	inv         []string
+	extra       []string
+	limit       string
+	tags        []string
+	skipTags    []string
+	check, diff bool
+	become      bool
+	becomeUser  string
+	askPass     bool
+	user        string
+	key         string
+	knownHosts  string
+	acceptNew   bool
+	forks       int
+	verbose     int
+	startAt     string
+	output      string
+	timeout     time.Duration
+	listTasks   bool
+	listHosts   bool
+	syntax      bool
+	artifacts   string
+	allowPasswd bool
+}
+
+func newPlayCmd() *cobra.Command {
+	f := &playFlags{}
+	cmd := &cobra.Command{
+		Use:   "play PLAYBOOK",
+		Short: "run a playbook on the inventory's hosts",
+		Long: `Run an Ansible-style playbook over SSH: one connection per host, hosts in
+parallel (--forks), probes of many tasks batched in one round trip.
+
+Exit codes: 0 all ok, 2 a host failed, 4 a host was unreachable, 1 usage or
+parse error (bad flag, inventory, playbook, template syntax).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runPlay(cmd, f, args[0]) },
+	}
+	fl := cmd.Flags()
+	fl.StringArrayVarP(&f.inv, "inventory", "i", nil, "inventory file (INI or YAML); group_vars/ and host_vars/ beside it are read")
+	fl.StringArrayVarP(&f.extra, "extra-vars", "e", nil, "extra variables, highest precedence: k=v, @file.yml, @file.json or '{json}' (repeatable)")
+	fl.StringVarP(&f.limit, "limit", "l", "", "further limit hosts with a pattern (a:b, a:&b, a:!b, wildcards, @file)")
+	fl.StringSliceVarP(&f.tags, "tags", "t", nil, "run only tasks with these tags (comma-separated; all, tagged, untagged)")
+	fl.StringSliceVar(&f.skipTags, "skip-tags", nil, "skip tasks with these tags")
+	fl.BoolVarP(&f.check, "check", "C", false, "check mode: predict changes, change nothing on the hosts")
+	fl.BoolVarP(&f.diff, "diff", "D", false, "show the diffs of changed files and templates")
+	fl.BoolVarP(&f.become, "become", "b", false, "run tasks with sudo (become) unless a play or task says otherwise")
+	fl.StringVar(&f.becomeUser, "become-user", "", "user to become (default root)")
+	fl.BoolVarP(&f.askPass, "ask-become-pass", "K", false, "ask for the sudo password on the terminal")
+	fl.StringVarP(&f.user, "user", "u", "", "SSH user when the inventory sets none (ansible_user wins)")
+	fl.StringVar(&f.key, "private-key", "", "SSH private key file when the inventory sets none")
+	fl.StringVar(&f.knownHosts, "known-hosts", "", "known_hosts file (default ~/.ssh/known_hosts)")
+	fl.BoolVar(&f.acceptNew, "accept-new-host-keys", false, "add unknown host keys to known_hosts (changed keys are always refused)")
+	fl.IntVarP(&f.forks, "forks", "f", 50, "hosts that run a task at the same time")
+	fl.CountVarP(&f.verbose, "verbose", "v", "more output (-v shows messages and round trips per host, -vv, -vvv)")
+	fl.StringVar(&f.startAt, "start-at-task", "", "start the playbook at the first task of this name")
+	fl.StringVar(&f.output, "output", "text", "output format: text or json")
+	fl.DurationVar(&f.timeout, "timeout", 10*time.Second, "SSH connect timeout")
+	fl.BoolVar(&f.listTasks, "list-tasks", false, "list the tasks that would run, without connecting")
+	fl.BoolVar(&f.listHosts, "list-hosts", false, "list the hosts each play would run on, without connecting")
+	fl.BoolVar(&f.syntax, "syntax-check", false, "parse the playbook and validate every task's arguments, without connecting")
+	fl.StringVar(&f.artifacts, "artifact-dir", "", "control machine's artifact cache for modules that upload binaries")
+	return cmd
+}
+
+func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
+	if f.output != "text" && f.output != "json" {
+		return &engine.UsageError{Err: fmt.Errorf("--output: %q is not text or json", f.output)}
+	}
+	opts := engine.Options{
+		Inventory: f.inv, Playbook: playbook, ExtraVars: f.extra, Check: f.check, Diff: f.diff,
+		Limit: f.limit, Tags: f.tags, SkipTags: f.skipTags, Forks: f.forks, Verbosity: f.verbose,
+		StartAtTask: f.startAt, Become: f.become, BecomeUser: f.becomeUser, User: f.user,
+		PrivateKey: f.key, KnownHosts: f.knownHosts, AcceptNewHostKeys: f.acceptNew,
+		ConnectTimeout: f.timeout, Output: f.output, Out: cmd.OutOrStdout(), BundledRoles: roles.FS,
+		ArtifactDir: f.artifacts,
+	}
+	if f.listTasks || f.listHosts || f.syntax {
+		pb, inv, err := engine.Load(opts)
+		if err != nil {
+			return err
+		}
+		w := cmd.OutOrStdout()
+		if f.syntax {
+			fmt.Fprintf(w, "playbook: %s\n", playbook)
+		}
+		if f.listHosts {
+			if err := engine.ListHosts(w, pb, inv, f.limit); err != nil {
+				return err
+			}
+		}
+		if f.listTasks {
+			engine.ListTasks(w, pb, f.tags, f.skipTags)
+		}
+		return nil
+	}
+	if fd := int(os.Stdout.Fd()); f.output == "text" && term.IsTerminal(fd) && os.Getenv("NO_COLOR") == "" {
+		opts.Color = true
+	}
+	if f.askPass {
+		fmt.Fprint(os.Stderr, "BECOME password: ")
+		pw, err := term.ReadPassword(int(os.Stdin.Fd()))
+		fmt.Fprintln(os.Stderr)
+		if err != nil {
+			return &engine.UsageError{Err: fmt.Errorf("reading the become password: %w", err)}
+		}
+		opts.BecomePassword = string(pw)
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	_, err := engine.Run(ctx, opts)
+	return err
+}
+
+func newInventoryCmd() *cobra.Command {
+	var inv string
+	var list, graph bool
+	var host string
+	cmd := &cobra.Command{
+		Use:   "inventory",
+		Short: "show the inventory as the engine sees it (--list, --graph, --host)",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if inv == "" {
+				return &engine.UsageError{Err: errors.New("no inventory given (-i)")}
+			}
+			i, err := inventory.Load(inv)
+			if err != nil {
+				return &engine.UsageError{Err: err}
+			}
+			w := cmd.OutOrStdout()
+			switch {
+			case host != "":
+				h, ok := i.Host(host)
+				if !ok {
+					return &engine.UsageError{Err: fmt.Errorf("host %q is not in the inventory", host)}
+				}
+				return printJSON(w, h.Vars)
+			case graph:
+				fmt.Fprint(w, i.Graph())
+				return nil
+			default:
+				_ = list
+				b, err := i.ListJSON()
+				if err != nil {
+					return err
+				}
+				_, err = w.Write(append(b, '\n'))
+				return err
+			}
+		},
+	}
+	cmd.Flags().StringVarP(&inv, "inventory", "i", "", "inventory file")
+	cmd.Flags().BoolVar(&list, "list", false, "all groups and hosts with their merged vars (ansible-inventory --list shape; the default)")
+	cmd.Flags().BoolVar(&graph, "graph", false, "the group tree")
+	cmd.Flags().StringVar(&host, "host", "", "one host's merged vars")
+	return cmd
+}
+
+func newGraphCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "graph PLAYBOOK",
+		Short: "print the playbook's plan as a Graphviz DOT graph, without connecting",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			pb, err := engine.LoadPlaybook(args[0], nil, roles.FS)
+			if err != nil {
+				return err
+			}
+			engine.Graph(cmd.OutOrStdout(), pb)
+			return nil
+		},
+	}
+}
+
+func printJSON(w interface{ Write([]byte) (int, error) }, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
 }
