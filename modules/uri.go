@@ -242,8 +242,14 @@ func (URI) Run(ctx context.Context, env *Env, args map[string]any) (*Result, err
 const uriMarker = "\n__gokube_uri_status__"
 
 func uriCurlScript(p *uriParams) string {
-	args := []string{"curl", "-sS", "-X", p.method, "--max-time", strconv.Itoa(int(p.timeout.Seconds())),
+	args := []string{"curl", "-sS", "--max-time", strconv.Itoa(int(p.timeout.Seconds())),
 		"-w", uriMarker + "%{http_code} %{content_type}\n%{url_effective}", "-L", "--max-redirs", "10"}
+	// -I is curl's HEAD; -X HEAD would wait for a body that never comes.
+	if p.method == "HEAD" {
+		args = append(args, "-I")
+	} else {
+		args = append(args, "-X", p.method)
+	}
 	if p.tls.insecure {
 		args = append(args, "-k")
 	}
@@ -263,9 +269,6 @@ func uriCurlScript(p *uriParams) string {
 	}
 	if p.hasBody {
 		args = append(args, "--data-binary", "@-")
-	}
-	if p.method == "HEAD" {
-		args = append(args, "-I")
 	}
 	args = append(args, "--", p.url)
 	q := make([]string, len(args))

@@ -24,6 +24,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/pmezard/go-difflib/difflib"
 )
 
 // X509 is the `x509` module: a CA, or a key and certificate signed by a CA,
@@ -238,7 +240,11 @@ func (m X509) Run(ctx context.Context, env *Env, args map[string]any) (*Result, 
 		}
 		defer unlock()
 	}
-	return x509Apply(p, time.Now(), check)
+	res, prev, err := x509Apply(p, time.Now(), check)
+	if err == nil && env != nil && env.Diff && res.Changed && !strings.HasPrefix(res.Data["changed_reason"].(string), "key mode") {
+		res.Diff = x509Diff(p, prev, res, check)
+	}
+	return res, err
 }
 
 type x509CA struct {
@@ -246,7 +252,9 @@ type x509CA struct {
 	key  crypto.Signer
 }
 
-func x509Apply(p *x509Params, now time.Time, check bool) (*Result, error) {
+// x509Apply decides and (outside check mode) regenerates; it also returns
+// the certificate found before, for --diff.
+func x509Apply(p *x509Params, now time.Time, check bool) (*Result, *x509.Certificate, error) {
 	var ca *x509CA
 	if p.caName != "" {
 		var err error
@@ -254,9 +262,9 @@ func x509Apply(p *x509Params, now time.Time, check bool) (*Result, error) {
 		if err != nil {
 			if check && errors.Is(err, fs.ErrNotExist) {
 				// The CA task earlier in the play would create it.
-				return x509Result(p, nil, true, "CA "+p.caName+" missing (created earlier in this run)", true), nil
+				return x509Result(p, nil, true, "CA "+p.caName+" missing (created earlier in this run)", true), nil, nil
 			}
-			return nil, fmt.Errorf("x509 %s: %w", p.name, err)
+			return nil, nil, fmt.Errorf("x509 %s: %w", p.name, err)
 		}
 	}
 	cur, reason := x509Inspect(p, ca, now)
@@ -264,27 +272,78 @@ func x509Apply(p *x509Params, now time.Time, check bool) (*Result, error) {
 		// Keys stay 0600 even if someone loosened them by hand.
 		fi, err := os.Stat(p.keyPath())
 		if err != nil {
-			return nil, fmt.Errorf("x509: %w", err)
+			return nil, nil, fmt.Errorf("x509: %w", err)
 		}
 		if fi.Mode().Perm() != 0o600 {
 			reason := fmt.Sprintf("key mode %04o -> 0600", fi.Mode().Perm())
 			if !check {
 				if err := os.Chmod(p.keyPath(), 0o600); err != nil {
-					return nil, fmt.Errorf("x509: %w", err)
+					return nil, nil, fmt.Errorf("x509: %w", err)
 				}
 			}
-			return x509Result(p, cur, true, reason, check), nil
+			return x509Result(p, cur, true, reason, check), cur, nil
 		}
-		return x509Result(p, cur, false, "", check), nil
+		return x509Result(p, cur, false, "", check), cur, nil
 	}
 	if check {
-		return x509Result(p, cur, true, reason, check), nil
+		return x509Result(p, cur, true, reason, check), cur, nil
 	}
 	cert, err := x509Generate(p, ca, now)
 	if err != nil {
-		return nil, fmt.Errorf("x509 %s: %w", p.name, err)
+		return nil, nil, fmt.Errorf("x509 %s: %w", p.name, err)
 	}
-	return x509Result(p, cert, true, reason, check), nil
+	return x509Result(p, cert, true, reason, check), cur, nil
+}
+
+// x509Diff shows what a regeneration changes, as a diff of two short
+// descriptions (the certificate itself is noise to a reader).
+func x509Diff(p *x509Params, prev *x509.Certificate, res *Result, check bool) string {
+	before := ""
+	if prev != nil {
+		before = x509DescribeCert(prev, p.caName)
+	}
+	after := x509Describe(p.cn, p.org, p.dns, x509IPStrings(p.ips), p.usageNames, p.isCA, p.caName, p.keyType)
+	if check {
+		after += fmt.Sprintf("not_after: (%d days after generation)\n", int(p.validity.Hours()/24))
+	} else {
+		after += fmt.Sprintf("not_after: %s\n", res.Data["not_after"])
+	}
+	text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
+		A: difflib.SplitLines(before), B: difflib.SplitLines(after),
+		FromFile: p.certPath() + " (before)", ToFile: p.certPath() + " (after)", Context: 10,
+	})
+	if err != nil {
+		return ""
+	}
+	return text
+}
+
+func x509Describe(cn string, org, dns, ips, usages []string, isCA bool, issuer, keyType string) string {
+	sorted := func(v []string) string { return strings.Join(slices.Sorted(slices.Values(v)), ", ") }
+	var b strings.Builder
+	fmt.Fprintf(&b, "common_name: %s\n", cn)
+	fmt.Fprintf(&b, "organization: %s\n", sorted(org))
+	fmt.Fprintf(&b, "dns_names: %s\n", sorted(dns))
+	fmt.Fprintf(&b, "ip_addresses: %s\n", sorted(ips))
+	fmt.Fprintf(&b, "usages: %s\n", sorted(usages))
+	fmt.Fprintf(&b, "ca: %v\n", isCA)
+	fmt.Fprintf(&b, "issuer: %s\n", issuer)
+	fmt.Fprintf(&b, "key_type: %s\n", keyType)
+	return b.String()
+}
+
+func x509DescribeCert(cert *x509.Certificate, caName string) string {
+	keyType := "rsa"
+	if _, ok := cert.PublicKey.(*ecdsa.PublicKey); ok {
+		keyType = "ecdsa"
+	}
+	issuer := caName
+	if cert.IsCA {
+		issuer = ""
+	}
+	return x509Describe(cert.Subject.CommonName, cert.Subject.Organization, cert.DNSNames, x509IPStrings(cert.IPAddresses),
+		x509EKUNames(cert.ExtKeyUsage), cert.IsCA, issuer, keyType) +
+		fmt.Sprintf("not_after: %s\n", cert.NotAfter.UTC().Format(time.RFC3339))
 }
 
 func x509Result(p *x509Params, cert *x509.Certificate, changed bool, reason string, check bool) *Result {

@@ -381,3 +381,25 @@ func TestX509ArgErrors(t *testing.T) {
 		t.Errorf("failed runs left files: %v", entries)
 	}
 }
+
+func TestX509Diff(t *testing.T) {
+	dir := t.TempDir()
+	x509Run(t, false, x509CAArgs(dir))
+	x509Run(t, false, x509LeafArgs(dir))
+	args := x509LeafArgs(dir)
+	args["dns_names"] = []any{"etcd-1", "localhost", "etcd-1.lab"}
+	for _, check := range []bool{true, false} {
+		res, err := X509{}.Run(context.Background(), &Env{Check: check, Diff: true}, args)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(res.Diff, "\n-dns_names: etcd-1, localhost\n") || !strings.Contains(res.Diff, "\n+dns_names: etcd-1, etcd-1.lab, localhost\n") ||
+			strings.Contains(res.Diff, "common_name") == false || strings.Contains(res.Diff, "-ca: false") {
+			t.Fatalf("check=%v diff:\n%s", check, res.Diff)
+		}
+	}
+	res, err := X509{}.Run(context.Background(), &Env{Diff: true}, args)
+	if err != nil || res.Changed || res.Diff != "" {
+		t.Fatalf("unchanged run has a diff: %+v %v", res, err)
+	}
+}
