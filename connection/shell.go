@@ -93,6 +93,9 @@ func envPrelude(req Request) (string, error) {
 	}
 	sort.Strings(keys)
 	for _, k := range keys {
+		if strings.ContainsRune(req.Env[k], 0) {
+			return "", fmt.Errorf("environment variable %s contains a NUL byte", k)
+		}
 		fmt.Fprintf(&b, "export %s=%s\n", k, shQuote(req.Env[k]))
 	}
 	if req.Dir != "" {

@@ -1,0 +1,195 @@
+package connection
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// labHost is one host line of the lab's inventory.cfg.
+type labHost struct {
+	name string
+	vars map[string]string
+}
+
+// labHosts reads the lab named by GOKUBE_LAB_DIR. It skips when unset and
+// fails when GOKUBE_INTEGRATION=1 demands a lab.
+func labHosts(t *testing.T) []labHost {
+	t.Helper()
+	dir := os.Getenv("GOKUBE_LAB_DIR")
+	if dir == "" {
+		if os.Getenv("GOKUBE_INTEGRATION") == "1" {
+			t.Fatal("GOKUBE_INTEGRATION=1 but GOKUBE_LAB_DIR is not set")
+		}
+		t.Skip("GOKUBE_LAB_DIR not set")
+	}
+	f, err := os.Open(filepath.Join(dir, "inventory.cfg"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var hosts []labHost
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "[") {
+			continue
+		}
+		fields := strings.Fields(line)
+		h := labHost{name: fields[0], vars: map[string]string{}}
+		for _, kv := range fields[1:] {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				h.vars[k] = v
+			}
+		}
+		hosts = append(hosts, h)
+	}
+	if len(hosts) == 0 {
+		t.Fatal("lab inventory has no hosts")
+	}
+	return hosts
+}
+
+func (h labHost) config() SSHConfig {
+	port, _ := strconv.Atoi(h.vars["ansible_port"])
+	return SSHConfig{
+		Host:       h.name,
+		Addr:       h.vars["ansible_host"],
+		Port:       port,
+		User:       h.vars["ansible_user"],
+		KeyFiles:   []string{h.vars["ansible_ssh_private_key_file"]},
+		KnownHosts: []string{h.vars["ansible_ssh_known_hosts_file"]},
+	}
+}
+
+func TestLabSSH(t *testing.T) {
+	h := labHosts(t)[0]
+	ctx := context.Background()
+	start := time.Now()
+	c, err := DialSSH(ctx, h.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	t.Logf("%s: dial %v, %d round trips", h.name, time.Since(start), c.RoundTrips())
+
+	res := run(t, c, Request{Script: "id -un"})
+	if got := strings.TrimSpace(string(res.Stdout)); got != h.vars["ansible_user"] {
+		t.Errorf("login user %q", got)
+	}
+	res = run(t, c, Request{Script: "id -un; printf '%s' \"$X\"", Become: true, Env: map[string]string{"X": "y z"}})
+	if string(res.Stdout) != "root\ny z" {
+		t.Errorf("become: %q %q", res.Stdout, res.Stderr)
+	}
+
+	path := "/etc/gokube-conntest-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	defer c.Run(ctx, Request{Script: "rm -f " + path + " " + path + ".big", Become: true})
+	if err := c.Put(ctx, Upload{Path: path, Content: strings.NewReader("secret\n"), Mode: 0o640, Owner: "root", Group: h.vars["ansible_user"], Become: true}); err != nil {
+		t.Fatal(err)
+	}
+	res = run(t, c, Request{Script: "stat -c '%a %U %G %s' " + path, Become: true})
+	if want := "640 root " + h.vars["ansible_user"] + " 7\n"; string(res.Stdout) != want {
+		t.Errorf("stat: %q, want %q", res.Stdout, want)
+	}
+	got, err := c.Get(ctx, path, true)
+	if err != nil || string(got) != "secret\n" {
+		t.Errorf("get: %q %v", got, err)
+	}
+	// Without become the login user cannot write /etc.
+	if err := c.Put(ctx, Upload{Path: path, Content: strings.NewReader("x")}); err == nil {
+		t.Error("put into /etc without become succeeded")
+	}
+
+	big := strings.Repeat("0123456789abcdef", 80<<10) // 1.25 MiB, over SFTP
+	before := c.RoundTrips()
+	start = time.Now()
+	if err := c.Put(ctx, Upload{Path: path + ".big", Content: strings.NewReader(big), Mode: 0o600, Become: true}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("large put: %v, %d round trips", time.Since(start), c.RoundTrips()-before)
+	res = run(t, c, Request{Script: "stat -c '%a %U %s' " + path + ".big; sha256sum < " + path + ".big; ls -a ~" + h.vars["ansible_user"] + " | grep -c gokube-upload || true", Become: true})
+	if !strings.HasPrefix(string(res.Stdout), fmt.Sprintf("600 root %d\n", len(big))) || !strings.HasSuffix(string(res.Stdout), "\n0\n") {
+		t.Errorf("large put result: %q", res.Stdout)
+	}
+
+	before = c.RoundTrips()
+	start = time.Now()
+	for i := 0; i < 10; i++ {
+		run(t, c, Request{Script: "true", Become: i%2 == 0})
+	}
+	if n := c.RoundTrips() - before; n != 10 {
+		t.Errorf("10 runs: %d round trips", n)
+	}
+	t.Logf("10 runs: %v", time.Since(start))
+}
+
+// TestLabSSHDKilled kills the sshd process serving this connection in the
+// middle of a request: the host must be reported unreachable, promptly.
+func TestLabSSHDKilled(t *testing.T) {
+	h := labHosts(t)[0]
+	ctx := context.Background()
+	c, err := DialSSH(ctx, h.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Walk up from the shell to the first sshd ancestor (the connection's
+	// monitor process) and kill it after a moment, while sleep runs.
+	script := `p=$$
+while [ "$p" -gt 1 ]; do
+  p=$(awk '{print $4}' /proc/$p/stat)
+  if [ "$(cat /proc/$p/comm)" = sshd ]; then break; fi
+done
+(sleep 1; kill -9 $p) >/dev/null 2>&1 </dev/null &
+sleep 30`
+	start := time.Now()
+	_, err = c.Run(ctx, Request{Script: script, Become: true})
+	if !IsUnreachable(err) {
+		t.Fatalf("want unreachable, got %v", err)
+	}
+	if d := time.Since(start); d > 10*time.Second {
+		t.Errorf("took %v", d)
+	}
+	t.Logf("%v after %v", err, time.Since(start))
+}
+
+// TestLabCancelBecome cancels a become request: the script's processes on
+// the host are killed and the next request works.
+func TestLabCancelBecome(t *testing.T) {
+	h := labHosts(t)[0]
+	ctx := context.Background()
+	c, err := DialSSH(ctx, h.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	pidFile := "/tmp/gokube-cancel-" + strconv.FormatInt(time.Now().UnixNano(), 36)
+	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	_, err = c.Run(cctx, Request{Script: "sh -c 'echo $$ > " + pidFile + "; exec sleep 60'", Become: true})
+	if err != context.DeadlineExceeded {
+		t.Fatalf("err %v", err)
+	}
+	if d := time.Since(start); d > 4*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	var res Result
+	for i := 0; i < 30; i++ {
+		res = run(t, c, Request{Script: "p=$(cat " + pidFile + "); if [ -d /proc/$p ]; then echo alive $p; else echo dead; fi", Become: true})
+		if string(res.Stdout) == "dead\n" {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if string(res.Stdout) != "dead\n" {
+		t.Errorf("after cancel: %q %q", res.Stdout, res.Stderr)
+	}
+	run(t, c, Request{Script: "rm -f " + pidFile, Become: true})
+}

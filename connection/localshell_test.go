@@ -1,0 +1,54 @@
+package connection
+
+import (
+	"bufio"
+	"bytes"
+	"io"
+	"os/exec"
+	"testing"
+)
+
+func bufioReader(b []byte) *bufio.Reader { return bufio.NewReader(bytes.NewReader(b)) }
+
+// localShell drives the shell protocol over pipes to a local /bin/sh.
+type localShell struct {
+	w       io.WriteCloser
+	r       *bufio.Reader
+	pending []byte
+}
+
+func startLocalShell(t *testing.T) *localShell {
+	t.Helper()
+	cmd := exec.Command("/bin/sh")
+	w, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close(); _ = cmd.Wait() })
+	return &localShell{w: w, r: bufio.NewReader(r), pending: []byte(shellPreamble)}
+}
+
+func (s *localShell) run(t *testing.T, req Request) Result {
+	t.Helper()
+	m := newMarker()
+	f, err := buildFrame(m, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.w.Write(append(s.pending, f...)); err != nil {
+		t.Fatal(err)
+	}
+	s.pending = nil
+	res, err := readFrame(s.r, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
