@@ -42,7 +42,7 @@ func (m fileModule) probeScript(a cargs) string {
 			conds = append(conds, "! -perm "+modeString(md))
 		}
 		if len(conds) > 0 {
-			s += fmt.Sprintf("if [ -d %s ]; then n=$(find %s -mindepth 1 \\( %s \\) -print -quit 2>&1); [ -n \"$n\" ] && echo recurse=1; fi\n",
+			s += fmt.Sprintf("if [ -d %s ]; then n=$(find %s -mindepth 1 \\( %s \\) -print -quit 2>&1); if [ -n \"$n\" ]; then echo recurse=1; fi; fi\n",
 				shq(p), shq(p), strings.Join(conds, " -o "))
 		}
 	}

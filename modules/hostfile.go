@@ -89,7 +89,7 @@ stat --printf='mode=%a\nuid=%u\ngid=%g\nowner=%U\ngroup=%G\nsize=%s\nmtime=%Y\ni
 if [ "$t" = link ]; then printf 'target=%s\n' "$(readlink -- "$p")"; fi
 fi
 if [ "$t" = file ]; then
-if [ ! -r "$p" ]; then echo readable=0; else
+if [ ! -r "$p" ]; then echo readable=0; else :
 `)
 	if o.sha256 {
 		b.WriteString("h=$(sha256sum < \"$p\") && echo \"sha256=${h%% *}\"\n")
