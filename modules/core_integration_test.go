@@ -564,7 +564,9 @@ func realSystemd(t *testing.T, tg *target, fig *figures) {
 
 func realUser(t *testing.T, tg *target, fig *figures) {
 	name := "gkmt" + randHex()[:6]
-	t.Cleanup(func() { hostSh(t, tg, "userdel "+name+" 2>/dev/null; groupdel "+name+" 2>/dev/null; groupdel "+name+"g 2>/dev/null; true") })
+	t.Cleanup(func() {
+		hostSh(t, tg, "userdel "+name+" 2>/dev/null; groupdel "+name+" 2>/dev/null; groupdel "+name+"g 2>/dev/null; true")
+	})
 	gres, _ := runRT(t, groupModule{}, tg.env(), map[string]any{"name": name + "g", "system": true})
 	if !gres.Changed || !strings.HasPrefix(hostSh(t, tg, "getent group "+name+"g"), name+"g:") {
 		t.Fatal("group")
