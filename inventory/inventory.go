@@ -258,19 +258,28 @@ func (inv *Inventory) addChild(parent, child, file string, line int) error {
 
 // groupPath returns the chain of children from "from" down to "to", or nil.
 func (inv *Inventory) groupPath(from, to string) []string {
-	if from == to {
-		return []string{from}
-	}
-	g := inv.groups[from]
-	if g == nil {
+	seen := map[string]bool{}
+	var walk func(string) []string
+	walk = func(n string) []string {
+		if n == to {
+			return []string{n}
+		}
+		if seen[n] {
+			return nil
+		}
+		seen[n] = true
+		g := inv.groups[n]
+		if g == nil {
+			return nil
+		}
+		for _, c := range g.children {
+			if p := walk(c); p != nil {
+				return append([]string{n}, p...)
+			}
+		}
 		return nil
 	}
-	for _, c := range g.children {
-		if p := inv.groupPath(c, to); p != nil {
-			return append([]string{from}, p...)
-		}
-	}
-	return nil
+	return walk(from)
 }
 
 // finishStructure applies Ansible's reconcile rules: every parentless group
@@ -392,8 +401,12 @@ func (inv *Inventory) mergeHost(h *hostRec) (*Host, map[string]string) {
 		}
 		return gs[i].name < gs[j].name
 	})
-	vars := map[string]any{}
-	src := map[string]string{}
+	n := len(h.vars[layerInventory].vals)
+	for _, g := range gs {
+		n += len(g.vars[layerInventory].vals) + len(g.vars[layerInvFiles].vals)
+	}
+	vars := make(map[string]any, n)
+	src := make(map[string]string, n)
 	apply := func(vs *varSet) {
 		for k, v := range vs.vals {
 			vars[k] = deepCopy(v)
