@@ -452,6 +452,13 @@ func strAny(l []string) []any {
 	return out
 }
 
+// debugf prints under -vvvv (protocol-level detail for debugging).
+func (r *run) debugf(format string, args ...any) {
+	if r.opts.Verbosity >= 4 {
+		r.out.warn(fmt.Sprintf(format, args...))
+	}
+}
+
 // runPlay runs one play on its hosts, batch by batch.
 func (r *run) runPlay(ctx context.Context, pl *Play) error {
 	r.play = pl
@@ -1471,7 +1478,8 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 	if err == nil && res == nil {
 		res = &modules.Result{}
 	}
-	if err == nil && !res.Skipped && (res.Changed || isCommand(t.Action)) {
+	// In check mode nothing changed on the host, so cached probes stay true.
+	if err == nil && !check && !res.Skipped && (res.Changed || isCommand(t.Action)) {
 		hr.dropProbes()
 		if delegate != "" {
 			if d, ok := hr.r.hosts[delegate]; ok {

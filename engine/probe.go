@@ -66,7 +66,7 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	}
 	reqs := []probeReq{{key, script}}
 	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser)...)
-	outs, err := runProbes(ctx, conn, reqs, become, buser)
+	outs, err := runProbes(ctx, conn, reqs, become, buser, hr.r.debugf)
 	if err != nil {
 		return nil, err
 	}
@@ -199,7 +199,7 @@ func (hr *hostRun) probeOf(u *Task, p modules.Prober, sc *scope, idx int) (*prob
 
 // runProbes runs every script in one read-only request and splits the
 // output at per-run markers.
-func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, become bool, buser string) ([][]byte, error) {
+func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, become bool, buser string, debugf func(string, ...any)) ([][]byte, error) {
 	var nb [8]byte
 	if _, err := rand.Read(nb[:]); err != nil {
 		return nil, err
@@ -214,6 +214,7 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, becom
 	if err != nil {
 		return nil, err
 	}
+	debugf("probe batch on %s: %d probes, rc %d\n--- script\n%s\n--- stdout\n%s\n--- stderr\n%s", conn.Host(), len(reqs), res.RC, b.String(), res.Stdout, res.Stderr)
 	return splitProbes(res.Stdout, marker, len(reqs))
 }
 
