@@ -206,7 +206,7 @@ func (l *Lab) bootHost(h *hostState) error {
 		_ = cmd.Wait()
 		return fmt.Errorf("%s: systemd-nspawn exited at once (see %s): %w", h.Name, logf.Name(), err)
 	}
-	h.Proc = p
+	h.Proc, h.Init = p, Proc{}
 	h.Cut = false
 	// Reap it when it ends while this process lives (tests); after we
 	// exit, it is reparented and tracked by PID + start time only.
@@ -225,6 +225,7 @@ func (l *Lab) stopHost(ctx context.Context, h *hostState, timeout time.Duration)
 			return fmt.Errorf("%s: %w", h.Name, err)
 		}
 		if !p.Wait(ctx, timeout) {
+			l.logf("%s: not powered off after %s; killing its init", h.Name, timeout)
 			for _, c := range p.children() {
 				_ = c.Signal(syscall.SIGKILL)
 			}
@@ -236,7 +237,15 @@ func (l *Lab) stopHost(ctx context.Context, h *hostState, timeout time.Duration)
 			}
 		}
 	}
-	h.Proc = Proc{}
+	// An init that outlived its nspawn (nspawn killed from outside) would
+	// keep the host running unseen.
+	if h.Init.Alive() {
+		_ = h.Init.Signal(syscall.SIGKILL)
+		if !h.Init.Wait(ctx, 5*time.Second) {
+			return fmt.Errorf("%s: container init (pid %d) does not end", h.Name, h.Init.PID)
+		}
+	}
+	h.Proc, h.Init = Proc{}, Proc{}
 	h.Cut = false
 	return l.unmountHost(h)
 }

@@ -80,12 +80,23 @@ func newTestLab(t *testing.T, name, subnet string) *Lab {
 	l.Log = testLog{t}
 	l.StopTimeout = 20 * time.Second
 	t.Cleanup(func() {
+		if t.Failed() {
+			logs, _ := filepath.Glob(filepath.Join(dir, "hosts", "*", "console.log"))
+			for _, f := range logs {
+				b, _ := os.ReadFile(f)
+				if len(b) > 6000 {
+					b = b[len(b)-6000:]
+				}
+				t.Logf("=== %s (tail)\n%s", f, b)
+			}
+		}
 		if _, err := os.Stat(l.statePath()); err == nil {
+			snap := snapshot(t, l)
 			if err := l.Down(context.Background()); err != nil {
 				t.Errorf("cleanup down: %v", err)
 			}
+			assertNothingLeft(t, l, snap)
 		}
-		assertNothingLeft(t, l)
 	})
 	return l
 }
@@ -99,7 +110,7 @@ func (w testLog) Write(p []byte) (int, error) {
 
 // run logs in as deploy (host key checked) and runs script with sudo.
 func run(ctx context.Context, l *Lab, h Host, script string) (string, error) {
-	c, err := l.dialHost(ctx, h, "deploy", 2*time.Second)
+	c, err := l.dialHost(ctx, h, "deploy", 10*time.Second)
 	if err != nil {
 		return "", err
 	}
@@ -127,7 +138,7 @@ func hostByName(t *testing.T, l *Lab, name string) Host {
 
 func mustRun(t *testing.T, l *Lab, name, script string) string {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Second)
 	defer cancel()
 	out, err := run(ctx, l, hostByName(t, l, name), script)
 	if err != nil {
@@ -147,12 +158,56 @@ func mustFail(t *testing.T, l *Lab, name string) {
 	}
 }
 
-// assertNothingLeft checks /proc, /proc/mounts and the interfaces: no
-// process runs in or for the lab, nothing is mounted under its dir, and no
-// bridge or veth of it exists.
-func assertNothingLeft(t *testing.T, l *Lab) {
+// labProcs is every process of a lab at one moment: systemd-nspawn of each
+// running host with all its descendants (the whole container), the delay
+// forwarder, and the PID namespaces of the hosts.
+type labProcs struct {
+	procs  []Proc
+	pidNS  map[string]bool
+	nspawn int
+}
+
+func snapshot(t *testing.T, l *Lab) labProcs {
+	t.Helper()
+	s := labProcs{pidNS: map[string]bool{}}
+	l.Hosts()
+	var walk func(p Proc)
+	walk = func(p Proc) {
+		s.procs = append(s.procs, p)
+		for _, c := range p.children() {
+			walk(c)
+		}
+	}
+	for _, h := range l.st.Hosts {
+		if !h.Proc.Alive() {
+			continue
+		}
+		s.nspawn++
+		walk(h.Proc)
+		for _, c := range h.Proc.children() {
+			if ns, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", c.PID)); err == nil {
+				s.pidNS[ns] = true
+			}
+		}
+	}
+	if l.st.Delay != nil && l.st.Delay.Proc.Alive() {
+		s.procs = append(s.procs, l.st.Delay.Proc)
+	}
+	return s
+}
+
+// assertNothingLeft checks /proc, /proc/mounts and the interfaces: none of
+// the processes seen in snap runs, no process is in a host's PID namespace
+// or names the lab dir, nothing is mounted under the dir, and no bridge or
+// veth of the lab exists.
+func assertNothingLeft(t *testing.T, l *Lab, snap labProcs) {
 	t.Helper()
 	dir := l.cfg.Dir
+	for _, p := range snap.procs {
+		if p.Alive() {
+			t.Errorf("process %d left", p.PID)
+		}
+	}
 	ents, _ := os.ReadDir("/proc")
 	for _, e := range ents {
 		pid, err := strconv.Atoi(e.Name())
@@ -162,10 +217,10 @@ func assertNothingLeft(t *testing.T, l *Lab) {
 		if st, _, _, err := procStat(pid); err != nil || st == 'Z' {
 			continue
 		}
-		root, _ := os.Readlink(fmt.Sprintf("/proc/%d/root", pid))
+		ns, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/pid", pid))
 		cmdline, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-		if strings.HasPrefix(root, dir) || strings.Contains(string(cmdline), dir) {
-			t.Errorf("process %d left (root %s, cmd %q)", pid, root, strings.ReplaceAll(string(cmdline), "\x00", " "))
+		if snap.pidNS[ns] || strings.Contains(string(cmdline), dir) {
+			t.Errorf("process %d left (%s, cmd %q)", pid, ns, strings.ReplaceAll(string(cmdline), "\x00", " "))
 		}
 	}
 	if m := mountsUnder(dir); len(m) > 0 {
@@ -307,10 +362,14 @@ func TestLabLifecycle(t *testing.T) {
 		t.Fatalf("Open: %+v", o.Hosts())
 	}
 
+	snap := snapshot(t, l)
+	if snap.nspawn != 4 || len(snap.procs) < 4*4 || len(snap.pidNS) != 4 {
+		t.Fatalf("snapshot of 4 hosts: %d nspawn, %d processes, %d PID namespaces", snap.nspawn, len(snap.procs), len(snap.pidNS))
+	}
 	if err := l.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
-	assertNothingLeft(t, l)
+	assertNothingLeft(t, l, snap)
 	for _, h := range l.Hosts() {
 		if h.Running {
 			t.Fatalf("%s running after down", h.Name)
@@ -323,10 +382,14 @@ func TestLabLifecycle(t *testing.T) {
 	if got := mustRun(t, l, "t1-2", "cat /root/marker"); got != "kept" {
 		t.Fatalf("disk lost across down/up: %q", got)
 	}
+	// Reset with no grace period: the stop path that kills each
+	// container's init must leave nothing either.
+	l.StopTimeout = time.Millisecond
+	snap = snapshot(t, l)
 	if err := l.Wipe(ctx); err != nil {
 		t.Fatal(err)
 	}
-	assertNothingLeft(t, l)
+	assertNothingLeft(t, l, snap)
 	if _, err := os.Stat(filepath.Join(l.cfg.Dir, "hosts")); err == nil {
 		t.Fatal("reset kept the disks")
 	}
@@ -467,10 +530,14 @@ func TestLabBig(t *testing.T) {
 			t.Fatalf("%s answers as %s", h.Name, got)
 		}
 	}
+	snap := snapshot(t, l)
+	if snap.nspawn != 30 {
+		t.Fatalf("%d nspawn running, want 30", snap.nspawn)
+	}
 	t0 = time.Now()
 	if err := l.Down(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Logf("down 30 took %s", time.Since(t0).Round(100*time.Millisecond))
-	assertNothingLeft(t, l)
+	assertNothingLeft(t, l, snap)
 }

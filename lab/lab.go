@@ -284,6 +284,10 @@ func (l *Lab) waitAll(ctx context.Context, hosts []*hostState) error {
 			defer wg.Done()
 			if err := l.waitSSH(ctx, h, net.JoinHostPort(h.Addr, "22")); err != nil {
 				errs[i] = fmt.Errorf("%w (console: %s)", err, filepath.Join(l.hostDir(h), "console.log"))
+				return
+			}
+			if ch := h.Proc.children(); len(ch) == 1 {
+				h.Init = ch[0]
 			}
 		}()
 	}

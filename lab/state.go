@@ -34,6 +34,10 @@ type hostState struct {
 	HostKey string `json:"host_key"`
 	// Proc is the systemd-nspawn process while the host runs.
 	Proc Proc `json:"proc"`
+	// Init is the container's init (nspawn's child, PID 1 of the host's
+	// PID namespace), recorded once the host answers: should nspawn die
+	// without taking it along, it is still found and stopped by PID.
+	Init Proc `json:"init"`
 	// Cut is set while the host's veth is off the bridge.
 	Cut bool `json:"cut,omitempty"`
 }
