@@ -19,6 +19,18 @@ type Host struct {
 	Groups []string       // every group it belongs to, incl. "all" and ancestors, sorted
 }
 
+// GroupNames returns the host's groups without "all" and "ungrouped":
+// Ansible's group_names magic variable.
+func (h *Host) GroupNames() []string {
+	out := make([]string, 0, len(h.Groups))
+	for _, g := range h.Groups {
+		if g != "all" && g != "ungrouped" {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 // LoadOptions change how LoadWith reads an inventory.
 type LoadOptions struct {
 	// AllowPasswords accepts literal passwords (ansible_password,
@@ -117,18 +129,34 @@ type Inventory struct {
 var localNames = []string{"localhost", "127.0.0.1", "::1"}
 
 // Load reads an INI or YAML inventory (detected by extension, then content)
-// and the group_vars/ host_vars/ beside it.
+// and the group_vars/ host_vars/ beside it. path may be a directory of
+// inventory files, whose group_vars/ host_vars/ are inside it.
 func Load(path string) (*Inventory, error) { return LoadWith(path, LoadOptions{}) }
 
 // LoadWith is Load with options.
 func LoadWith(path string, opts LoadOptions) (*Inventory, error) {
-	data, err := os.ReadFile(path)
+	st, err := os.Stat(path)
 	if err != nil {
 		return nil, fmt.Errorf("inventory: %w", err)
 	}
 	inv := newInventory(path, opts)
-	if err := inv.parse(path, data); err != nil {
-		return nil, err
+	files := []string{path}
+	if st.IsDir() {
+		// A directory is read as Ansible reads one: every inventory file
+		// in it, in lexical order, with group_vars/ host_vars/ inside it.
+		inv.dir = path
+		if files, err = dirInventoryFiles(path); err != nil {
+			return nil, err
+		}
+	}
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("inventory: %w", err)
+		}
+		if err := inv.parse(f, data); err != nil {
+			return nil, err
+		}
 	}
 	if err := inv.finishStructure(); err != nil {
 		return nil, err
@@ -140,6 +168,31 @@ func LoadWith(path string, opts LoadOptions) (*Inventory, error) {
 		return nil, err
 	}
 	return inv, nil
+}
+
+// dirInventoryFiles lists the inventory files of a directory, skipping what
+// Ansible's INVENTORY_IGNORE_EXTS and ignore patterns skip.
+func dirInventoryFiles(dir string) ([]string, error) {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, fmt.Errorf("inventory: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if e.IsDir() || strings.HasPrefix(n, ".") || strings.HasSuffix(n, "~") {
+			continue
+		}
+		switch strings.ToLower(filepath.Ext(n)) {
+		case ".orig", ".cfg", ".retry", ".pyc", ".pyo", ".swp", ".bak", ".rpm", ".md", ".txt", ".rst":
+			continue
+		}
+		out = append(out, filepath.Join(dir, n))
+	}
+	if len(out) == 0 {
+		return nil, fmt.Errorf("inventory: %s: no inventory file in this directory", dir)
+	}
+	return out, nil
 }
 
 // Parse builds an inventory from bytes; name is used in messages and to pick

@@ -141,3 +141,23 @@ func TestGroupHostsAndNames(t *testing.T) {
 		t.Error("unknown host found")
 	}
 }
+
+func TestFormatDetection(t *testing.T) {
+	for _, tc := range []struct{ name, src, host string }{
+		{"hosts", "all:\n  hosts:\n    y1:\n", "y1"},
+		{"hosts", "---\n# yaml\nweb:\n  hosts: {y2: }\n", "y2"},
+		{"hosts", "# ini\nn1:2222 ansible_host=a\n", "n1"},
+		{"hosts", "[web]\nn2\n", "n2"},
+		{"inv.json", `{"all": {"hosts": {"j1": {"ansible_port": 22}}}}`, "j1"},
+		{"inv.ini", "n3 ansible_host=x\n", "n3"},
+	} {
+		inv, err := Parse(tc.name, []byte(tc.src), LoadOptions{})
+		if err != nil {
+			t.Errorf("%q: %v", tc.src, err)
+			continue
+		}
+		if _, ok := inv.Host(tc.host); !ok || len(inv.HostNames()) != 1 {
+			t.Errorf("%q: hosts %q, want %s", tc.src, inv.HostNames(), tc.host)
+		}
+	}
+}

@@ -181,3 +181,36 @@ func TestAddVarsDirErrorLeavesInventory(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestLoadDirectory(t *testing.T) {
+	dir := writeTree(t, map[string]string{
+		"inv/10-hosts.ini":        "[web]\nw1\n",
+		"inv/20-more.yml":         "all:\n  children:\n    web:\n      hosts:\n        w2:\n",
+		"inv/ansible.cfg":         "[defaults]\nnot = an inventory\n",
+		"inv/README.md":           "# notes\n",
+		"inv/group_vars/web.yml":  "x: from-dir\n",
+		"inv/host_vars/w2/a.yml":  "y: 1\n",
+		"inv/host_vars/w2/b.json": `{"y": 2}`,
+	})
+	inv, err := Load(filepath.Join(dir, "inv"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(inv.HostNames(), ","); got != "w1,w2" {
+		t.Errorf("hosts = %s", got)
+	}
+	h, _ := inv.Host("w2")
+	if h.Vars["x"] != "from-dir" || h.Vars["y"] != 2 {
+		t.Errorf("w2 vars = %v", h.Vars)
+	}
+	if g := h.GroupNames(); len(g) != 1 || g[0] != "web" {
+		t.Errorf("GroupNames = %v", g)
+	}
+	if _, err := Load(filepath.Join(dir, "inv/group_vars/nothing")); err == nil {
+		t.Error("missing path loaded")
+	}
+	empty := writeTree(t, map[string]string{"e/notes.txt": "x"})
+	if _, err := Load(filepath.Join(empty, "e")); err == nil || !strings.Contains(err.Error(), "no inventory file") {
+		t.Errorf("empty dir: %v", err)
+	}
+}
