@@ -48,11 +48,16 @@ func (a pkiArgs) boolean(key string, def bool) (bool, error) {
 	switch t := v.(type) {
 	case bool:
 		return t, nil
+	case int:
+		if t == 0 || t == 1 {
+			return t == 1, nil
+		}
 	case string:
+		// The same spellings the engine accepts for a Bool argument.
 		switch strings.ToLower(strings.TrimSpace(t)) {
-		case "true", "yes", "on", "1":
+		case "true", "yes", "on", "1", "y":
 			return true, nil
-		case "false", "no", "off", "0", "":
+		case "false", "no", "off", "0", "n", "":
 			return false, nil
 		}
 	}

@@ -293,21 +293,27 @@ func uriViaHost(ctx context.Context, env *Env, p *uriParams) (*pkiResponse, erro
 	if res.RC != 0 {
 		return nil, fmt.Errorf("curl exited %d: %s", res.RC, strings.TrimSpace(string(res.Stderr)))
 	}
-	i := bytes.LastIndex(res.Stdout, []byte(uriMarker))
+	return uriParseCurl(res.Stdout, p.url)
+}
+
+// uriParseCurl splits curl's output: the body, then the marker, the status
+// code, the content type and, on the next line, the effective URL.
+func uriParseCurl(out []byte, reqURL string) (*pkiResponse, error) {
+	i := bytes.LastIndex(out, []byte(uriMarker))
 	if i < 0 {
-		return nil, fmt.Errorf("curl: unexpected output %q", pkiTruncate(res.Stdout, 200))
+		return nil, fmt.Errorf("curl: unexpected output %q", pkiTruncate(out, 200))
 	}
-	tail := string(res.Stdout[i+len(uriMarker):])
+	tail := string(out[i+len(uriMarker):])
 	first, effURL, _ := strings.Cut(tail, "\n")
 	code, ctype, _ := strings.Cut(first, " ")
 	status, err := strconv.Atoi(code)
-	if err != nil {
+	if err != nil || status < 0 || status > 999 {
 		return nil, fmt.Errorf("curl: bad status %q", code)
 	}
 	if effURL == "" {
-		effURL = p.url
+		effURL = reqURL
 	}
-	return &pkiResponse{status: status, body: res.Stdout[:i], contentType: ctype, url: effURL}, nil
+	return &pkiResponse{status: status, body: out[:i], contentType: ctype, url: effURL}, nil
 }
 
 func pkiTruncate(b []byte, n int) []byte {

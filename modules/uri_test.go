@@ -247,3 +247,31 @@ func TestURIArgErrors(t *testing.T) {
 		t.Errorf("quote: %s", got)
 	}
 }
+
+// FuzzURIParseCurl: whatever curl (or a hostile body) prints, parsing
+// never panics, and a parsed body never includes the marker's line.
+func FuzzURIParseCurl(f *testing.F) {
+	f.Add([]byte("{\"a\":1}\n__gokube_uri_status__200 application/json\nhttps://x/"), "https://x/")
+	f.Add([]byte("body\n__gokube_uri_status__ \n"), "u")
+	f.Add([]byte("x\n__gokube_uri_status__404\n"), "u")
+	f.Add([]byte("\n__gokube_uri_status__\n__gokube_uri_status__000 \n"), "u")
+	f.Fuzz(func(t *testing.T, out []byte, u string) {
+		r, err := uriParseCurl(out, u)
+		if err != nil {
+			return
+		}
+		if len(r.body) >= len(out) || r.url == "" && u != "" {
+			t.Fatalf("parsed %q into %+v", out, r)
+		}
+	})
+}
+
+func TestURIParseCurl(t *testing.T) {
+	r, err := uriParseCurl([]byte("a\n__gokube_uri_status__x\nb\n__gokube_uri_status__201 text/plain; charset=utf-8\nhttps://h/p"), "https://h/")
+	if err != nil || r.status != 201 || string(r.body) != "a\n__gokube_uri_status__x\nb" || r.contentType != "text/plain; charset=utf-8" || r.url != "https://h/p" {
+		t.Fatalf("%+v %v", r, err)
+	}
+	if _, err := uriParseCurl([]byte("no marker"), "u"); err == nil {
+		t.Fatal("accepted output without a status")
+	}
+}
