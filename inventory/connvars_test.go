@@ -113,7 +113,7 @@ func TestConnVarsFromKubespray(t *testing.T) {
 
 // TestINIValues pins the INI value typing documented in doc.go.
 func TestINIValues(t *testing.T) {
-	inv := mustParse(t, "inventory.cfg", `h1 i=42 neg=-7 pad=007 f=1.5 ver=1.30 t=true T=True F=FALSE y=yes n=None s=word q="42" sq='true' sp="a b" esc=a\ b l=[1,"x"] m="{a: 1}" ql='[1, 2]' hash=#comment
+	inv := mustParse(t, "inventory.cfg", `h1 i=42 neg=-7 pad=007 f=1.5 ver=1.30 t=true T=True F=FALSE y=yes n=None s=word q="42" sq='true' sp="a b" esc=a\ b l=[1,"x"] m="{a: 1}" ql='[1, 2]' tpl={{.x}} qtpl="{{ .y }}" hash=#comment
 [all:vars]
 vi=42
 vq="42"
@@ -128,7 +128,7 @@ ve="tab\there"
 	want := map[string]any{
 		"i": 42, "neg": -7, "pad": "007", "f": "1.5", "ver": "1.30", "t": true, "T": true, "F": false,
 		"y": "yes", "n": nil, "s": "word", "q": "42", "sq": "true", "sp": "a b", "esc": "a b",
-		"l": []any{1, "x"}, "m": map[string]any{"a": 1}, "ql": []any{1, 2}, "hash": "",
+		"l": []any{1, "x"}, "m": map[string]any{"a": 1}, "ql": []any{1, 2}, "tpl": "{{.x}}", "qtpl": "{{ .y }}", "hash": "",
 		"vi": 42, "vq": "42", "vs": "hello world", "vc": "value", "vh": "with # hash", "vt": true,
 		"vl": []any{1, 2}, "ve": "tab\there",
 	}

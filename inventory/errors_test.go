@@ -49,6 +49,8 @@ func TestLoadErrors(t *testing.T) {
 			`inventory.cfg:1: ansible_ssh_common_args: ProxyCommand "nc -x proxy %h %p": only`},
 		{"password inline", map[string]string{"inventory.cfg": "[web]\nh1\nh2 ansible_password=hunter2\n"},
 			"inventory.cfg:3: ansible_password: a literal password in an inventory or vars file is refused (host h2)"},
+		{"numeric password", map[string]string{"inventory.cfg": "h1 ansible_ssh_pass=1234\n"},
+			"inventory.cfg:1: ansible_ssh_pass: a literal password"},
 		{"become password in group vars", map[string]string{"inventory.cfg": "[web]\nh1\n[web:vars]\nx=1\nansible_become_pass=hunter2\n"},
 			"inventory.cfg:5: ansible_become_pass: a literal password"},
 		{"password in group_vars file", map[string]string{"inventory.cfg": "[web]\nh1\n", "group_vars/web.yml": "---\nx: 1\nansible_ssh_pass: hunter2\n"},

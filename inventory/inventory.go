@@ -509,8 +509,12 @@ func (inv *Inventory) validateHost(h *Host, src map[string]string) []error {
 	var errs []error
 	if !inv.opts.AllowPasswords && !truthy(h.Vars["gokube_allow_inventory_passwords"]) {
 		for _, k := range passwordKeys {
-			s, ok := h.Vars[k].(string)
-			if !ok || s == "" || isTemplate(s) {
+			v, ok := h.Vars[k]
+			if !ok || v == nil {
+				continue
+			}
+			// A numeric password is still a password (1234 parses as int).
+			if s := toString(v); s == "" || isTemplate(s) {
 				continue
 			}
 			errs = append(errs, locErr(src[k], fmt.Sprintf(

@@ -104,7 +104,7 @@ func iniValue(s string) any {
 			return n
 		}
 	}
-	if isCollection(s) {
+	if isCollection(s) && !isTemplate(s) {
 		var n yaml.Node
 		if err := yaml.Unmarshal([]byte(s), &n); err == nil && len(n.Content) == 1 {
 			if v, err := nodeValue(n.Content[0], 0); err == nil {
