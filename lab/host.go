@@ -181,7 +181,11 @@ func passwdEntry(path, user string) (uid, gid int, home string, err error) {
 
 // bootHost starts systemd-nspawn for the host as a process of its own
 // session, so it outlives the `gokube lab up` that started it.
-func (l *Lab) bootHost(h *hostState) error {
+func (l *Lab) bootHost(ctx context.Context, h *hostState) error {
+	// nspawn would fail with a terse message; say who holds the name.
+	if v := vethName(h.Machine); linkExists(ctx, v) {
+		return fmt.Errorf("%s: interface %s already exists (another lab or a stray machine named %s?)", h.Name, v, h.Machine)
+	}
 	logf, err := os.OpenFile(filepath.Join(l.hostDir(h), "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("%s: console log: %w", h.Name, err)

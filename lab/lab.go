@@ -19,6 +19,9 @@ import (
 // method takes the lab's lock and rereads state.json, so several processes
 // (the CLI, tests of other packages) can drive the same lab.
 type Lab struct {
+	// mu guards st between goroutines of one process; the file lock
+	// guards it between processes.
+	mu     sync.Mutex
 	cfg    Config
 	recipe Recipe
 	st     *state
@@ -119,6 +122,8 @@ func (l *Lab) bootTimeout() time.Duration {
 // afterwards (also when fn fails half-way: state must name every process
 // and mount that exists).
 func (l *Lab) locked(ctx context.Context, create bool, fn func() error) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
 	if create {
 		if err := os.MkdirAll(l.cfg.Dir, 0o755); err != nil {
 			return fmt.Errorf("lab dir: %w", err)
@@ -215,7 +220,7 @@ func (l *Lab) Up(ctx context.Context, n int) error {
 			if err := l.writeHostFiles(h, labPub); err != nil {
 				return err
 			}
-			if err := l.bootHost(h); err != nil {
+			if err := l.bootHost(ctx, h); err != nil {
 				return err
 			}
 			booted = append(booted, h)
@@ -385,7 +390,7 @@ func (l *Lab) startHost(ctx context.Context, h *hostState) error {
 	if err := l.writeHostFiles(h, string(trimNL(pub))); err != nil {
 		return err
 	}
-	if err := l.bootHost(h); err != nil {
+	if err := l.bootHost(ctx, h); err != nil {
 		return err
 	}
 	return l.waitAll(ctx, []*hostState{h})
@@ -450,6 +455,12 @@ func (l *Lab) Heal(ctx context.Context, name string) error {
 
 // Hosts lists the lab's hosts as state.json has them, in index order.
 func (l *Lab) Hosts() []Host {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.hostsLocked()
+}
+
+func (l *Lab) hostsLocked() []Host {
 	if b, err := os.ReadFile(l.statePath()); err == nil {
 		st := &state{}
 		if jsonUnmarshal(b, st, l.statePath()) == nil {
@@ -482,7 +493,9 @@ func (l *Lab) hostsOf(st *state) []Host {
 
 // DelayMS is the active SSH delay (0 when none).
 func (l *Lab) DelayMS() int {
-	l.Hosts()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.hostsLocked()
 	if l.st == nil || l.st.Delay == nil || !l.st.Delay.Proc.Alive() {
 		return 0
 	}
