@@ -9,8 +9,10 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/user"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -66,6 +68,13 @@ func Artifacts(ctx context.Context, dir string, log io.Writer) error {
 			return fmt.Errorf("artifacts: %w", err)
 		}
 		defer os.RemoveAll(tmp)
+		// apt downloads as _apt when it can write there; root otherwise,
+		// with a warning.
+		if u, err := user.Lookup("_apt"); err == nil {
+			if uid, err := strconv.Atoi(u.Uid); err == nil {
+				_ = os.Chown(tmp, uid, -1)
+			}
+		}
 		debs := map[string]bool{}
 		for _, a := range missing {
 			debs[a.Deb] = true
@@ -74,7 +83,14 @@ func Artifacts(ctx context.Context, dir string, log io.Writer) error {
 			fmt.Fprintf(log, "fetching Debian package %s\n", d)
 			cmd := []string{"download", d + "=" + debianEtcdVersion}
 			if err := runIn(ctx, tmp, log, "apt-get", cmd...); err != nil {
-				return fmt.Errorf("artifacts: apt-get download %s (try `apt-get update` first): %w", d, err)
+				// A fresh machine may have no package lists yet.
+				fmt.Fprintf(log, "apt-get download failed (%v); running apt-get update once\n", err)
+				if err := runIn(ctx, tmp, log, "apt-get", "update"); err != nil {
+					return fmt.Errorf("artifacts: apt-get update: %w", err)
+				}
+				if err := runIn(ctx, tmp, log, "apt-get", cmd...); err != nil {
+					return fmt.Errorf("artifacts: apt-get download %s: %w", d, err)
+				}
 			}
 			matches, _ := filepath.Glob(filepath.Join(tmp, d+"_*.deb"))
 			if len(matches) != 1 {

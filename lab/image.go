@@ -117,6 +117,9 @@ func EnsureImage(ctx context.Context, imageDir string, r Recipe, log io.Writer) 
 	if _, err := os.Stat(root); err == nil {
 		return root, nil
 	}
+	if err := needTools("debootstrap", "chroot"); err != nil {
+		return "", err
+	}
 	if err := removeStaleBuilds(imageDir); err != nil {
 		return "", err
 	}
@@ -156,6 +159,18 @@ func EnsureImage(ctx context.Context, imageDir string, r Recipe, log io.Writer) 
 	ok = true
 	fmt.Fprintf(log, "base image %s built in %s\n", r.Hash(), time.Since(t0).Round(time.Second))
 	return root, nil
+}
+
+// needTools checks the programs the lab runs, naming the Debian package to
+// install, before anything is changed.
+func needTools(names ...string) error {
+	pkg := map[string]string{"debootstrap": "debootstrap", "systemd-nspawn": "systemd-container", "ip": "iproute2", "chroot": "coreutils"}
+	for _, n := range names {
+		if _, err := exec.LookPath(n); err != nil {
+			return fmt.Errorf("%s not found: apt-get install %s", n, pkg[n])
+		}
+	}
+	return nil
 }
 
 func removeStaleBuilds(imageDir string) error {

@@ -177,6 +177,12 @@ func (l *Lab) Up(ctx context.Context, n int) error {
 			return err
 		}
 	}
+	if os.Geteuid() != 0 {
+		return errors.New("lab up: needs root (mounts, bridges, systemd-nspawn)")
+	}
+	if err := needTools("systemd-nspawn", "ip"); err != nil {
+		return err
+	}
 	return l.locked(ctx, true, func() error {
 		if len(l.st.Hosts) > 0 && l.st.Subnet != l.cfg.Subnet {
 			return fmt.Errorf("lab %s uses subnet %s, not %s: `gokube lab reset` it first to change", l.cfg.Name, l.st.Subnet, l.cfg.Subnet)
