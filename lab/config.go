@@ -6,6 +6,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
+	"strings"
 )
 
 // Defaults of a lab. The address range is the only network the lab ever
@@ -65,6 +66,14 @@ func (c Config) withDefaults() Config {
 	if c.ImageDir == "" {
 		c.ImageDir = DefaultImageDir
 	}
+	// Paths go into mount options, nspawn arguments and the inventory:
+	// they must not depend on the working directory.
+	if a, err := filepath.Abs(c.Dir); err == nil {
+		c.Dir = a
+	}
+	if a, err := filepath.Abs(c.ImageDir); err == nil {
+		c.ImageDir = a
+	}
 	return c
 }
 
@@ -74,6 +83,13 @@ func (c Config) validate() error {
 	}
 	if _, err := parseSubnet(c.Subnet); err != nil {
 		return err
+	}
+	// Both end up in overlayfs mount options (comma and colon separated)
+	// and in inventory lines (space separated).
+	for _, p := range []string{c.Dir, c.ImageDir} {
+		if strings.ContainsAny(p, ",: \t\n'\"\\") {
+			return fmt.Errorf("path %q: must not contain commas, colons, spaces or quotes", p)
+		}
 	}
 	return nil
 }

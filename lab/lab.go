@@ -62,6 +62,9 @@ func New(cfg Config) (*Lab, error) {
 
 // Open returns the lab whose state is in dir (as written by Up).
 func Open(dir string) (*Lab, error) {
+	if a, err := filepath.Abs(dir); err == nil {
+		dir = a
+	}
 	b, err := os.ReadFile(filepath.Join(dir, "state.json"))
 	if err != nil {
 		return nil, fmt.Errorf("open lab %s: %w (run `gokube lab up` first)", dir, err)

@@ -71,6 +71,14 @@ func TestConfigValidate(t *testing.T) {
 			t.Errorf("name %q accepted", bad)
 		}
 	}
+	for _, bad := range []string{"/a,b", "/a:b", "/a b"} {
+		if err := (Config{Dir: bad}).withDefaults().validate(); err == nil {
+			t.Errorf("dir %q accepted", bad)
+		}
+	}
+	if c := (Config{Dir: "rel"}).withDefaults(); !filepath.IsAbs(c.Dir) {
+		t.Errorf("relative dir kept: %s", c.Dir)
+	}
 	c := Config{}.withDefaults()
 	if c.Name != "gk" || c.Dir != "/var/lib/gokube/lab/gk" || c.Subnet != DefaultSubnet {
 		t.Fatalf("defaults: %+v", c)
