@@ -120,7 +120,6 @@ type Inventory struct {
 	groupOrder []string
 
 	merged   map[string]*Host
-	srcs     map[string]map[string]string // host -> var -> file:line of the winning definition
 	warnings []string
 }
 
@@ -434,11 +433,9 @@ func (g *group) priority() int {
 	return 1
 }
 
-// mergeHost computes a host's vars: groups ordered by (depth, priority,
-// name) as Ansible's sort_groups, each group's layers low to high, then the
-// host's layers. Top-level keys replace (Ansible's hash_behaviour=replace);
-// values are deep-copied so hosts never share maps or slices.
-func (inv *Inventory) mergeHost(h *hostRec) (*Host, map[string]string) {
+// mergeOrder lists a host's groups lowest precedence first: by depth,
+// then ansible_group_priority, then name, as Ansible's sort_groups.
+func (inv *Inventory) mergeOrder(h *hostRec) ([]string, []*group) {
 	names := inv.hostGroups(h)
 	gs := make([]*group, len(names))
 	for i, n := range names {
@@ -454,16 +451,23 @@ func (inv *Inventory) mergeHost(h *hostRec) (*Host, map[string]string) {
 		}
 		return gs[i].name < gs[j].name
 	})
+	return names, gs
+}
+
+// mergeHost computes a host's vars: its groups in merge order, each
+// group's layers low to high, then the host's layers. Top-level keys
+// replace (Ansible's hash_behaviour=replace); values are deep-copied so
+// hosts never share maps or slices.
+func (inv *Inventory) mergeHost(h *hostRec) *Host {
+	names, gs := inv.mergeOrder(h)
 	n := len(h.vars[layerInventory].vals)
 	for _, g := range gs {
 		n += len(g.vars[layerInventory].vals) + len(g.vars[layerInvFiles].vals)
 	}
 	vars := make(map[string]any, n)
-	src := make(map[string]string, n)
 	apply := func(vs *varSet) {
 		for k, v := range vs.vals {
 			vars[k] = deepCopy(v)
-			src[k] = vs.src[k]
 		}
 	}
 	for _, g := range gs {
@@ -474,21 +478,40 @@ func (inv *Inventory) mergeHost(h *hostRec) (*Host, map[string]string) {
 	for l := range numLayers {
 		apply(&h.vars[l])
 	}
-	return &Host{Name: h.name, Vars: vars, Groups: names}, src
+	return &Host{Name: h.name, Vars: vars, Groups: names}
+}
+
+// varSource finds where the winning value of key was defined, walking the
+// merge order backwards. Only errors and VarSource need it, so it is not
+// kept per host.
+func (inv *Inventory) varSource(h *hostRec, key string) string {
+	for l := numLayers - 1; l >= 0; l-- {
+		if src, ok := h.vars[l].src[key]; ok {
+			return src
+		}
+	}
+	_, gs := inv.mergeOrder(h)
+	for i := len(gs) - 1; i >= 0; i-- {
+		for l := numLayers - 1; l >= 0; l-- {
+			if src, ok := gs[i].vars[l].src[key]; ok {
+				return src
+			}
+		}
+	}
+	return ""
 }
 
 // recompute merges every host and validates what the engine will rely on:
 // no literal passwords in files unless allowed, parseable connection vars.
 func (inv *Inventory) recompute() error {
 	merged := make(map[string]*Host, len(inv.hosts))
-	srcs := make(map[string]map[string]string, len(inv.hosts))
 	var errs []error
 	seen := map[string]bool{}
 	for _, hn := range inv.hostOrder {
-		h, src := inv.mergeHost(inv.hosts[hn])
+		rec := inv.hosts[hn]
+		h := inv.mergeHost(rec)
 		merged[hn] = h
-		srcs[hn] = src
-		for _, err := range inv.validateHost(h, src) {
+		for _, err := range inv.validateHost(rec, h) {
 			if !seen[err.Error()] {
 				seen[err.Error()] = true
 				errs = append(errs, err)
@@ -499,13 +522,12 @@ func (inv *Inventory) recompute() error {
 		return errors.Join(errs...)
 	}
 	inv.merged = merged
-	inv.srcs = srcs
 	return nil
 }
 
 var passwordKeys = []string{"ansible_password", "ansible_ssh_pass", "ansible_become_password", "ansible_become_pass"}
 
-func (inv *Inventory) validateHost(h *Host, src map[string]string) []error {
+func (inv *Inventory) validateHost(rec *hostRec, h *Host) []error {
 	var errs []error
 	if !inv.opts.AllowPasswords && !truthy(h.Vars["gokube_allow_inventory_passwords"]) {
 		for _, k := range passwordKeys {
@@ -517,14 +539,14 @@ func (inv *Inventory) validateHost(h *Host, src map[string]string) []error {
 			if s := toString(v); s == "" || isTemplate(s) {
 				continue
 			}
-			errs = append(errs, locErr(src[k], fmt.Sprintf(
+			errs = append(errs, locErr(inv.varSource(rec, k), fmt.Sprintf(
 				"%s: a literal password in an inventory or vars file is refused (host %s); use SSH keys, or set gokube_allow_inventory_passwords=true to accept it",
 				k, h.Name)))
 		}
 	}
 	_, kerrs := parseConnVars(h.Name, h.Vars, true)
 	for _, ke := range kerrs {
-		errs = append(errs, locErr(src[ke.key], fmt.Sprintf("%s (host %s)", ke.msg, h.Name)))
+		errs = append(errs, locErr(inv.varSource(rec, ke.key), fmt.Sprintf("%s (host %s)", ke.msg, h.Name)))
 	}
 	return errs
 }
@@ -651,7 +673,11 @@ func (inv *Inventory) implicitLocal(name string) *Host {
 func (inv *Inventory) VarSource(host, key string) string {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	return inv.srcs[host][key]
+	h, ok := inv.hosts[host]
+	if !ok {
+		return ""
+	}
+	return inv.varSource(h, key)
 }
 
 // HostNames returns every host in inventory order (order of first appearance).
