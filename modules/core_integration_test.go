@@ -11,10 +11,13 @@ import (
 	"fmt"
 	"io/fs"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -212,6 +215,19 @@ func realCopy(t *testing.T, tg *target, fig *figures) {
 	if b, _ := res.Data["backup_file"].(string); b == "" || hostSh(t, tg, "cat "+shq(b)) != "a=3\n" {
 		t.Fatalf("backup %v", res.Data)
 	}
+	// A file above the connection's small-put limit (SFTP on SSH).
+	big := bytes.Repeat([]byte("0123456789abcdef"), (connection.SmallPutLimit/16)+4096)
+	bsum := sha256.Sum256(big)
+	bargs := map[string]any{"content": string(big), "dest": tg.dir + "/big.bin"}
+	res, rt = runRT(t, copyModule{}, tg.env(), bargs)
+	if !res.Changed || hostSh(t, tg, "sha256sum < "+shq(tg.dir+"/big.bin")) != hex.EncodeToString(bsum[:])+"  -\n" {
+		t.Fatal("big copy")
+	}
+	fig.add("copy %d KiB new: %d", len(big)>>10, rt)
+	if res, rt = runRT(t, copyModule{}, tg.env(), bargs); res.Changed || rt != 1 {
+		t.Fatalf("big copy second: %v rt %d", res.Changed, rt)
+	}
+	fig.add("copy %d KiB unchanged: %d", len(big)>>10, rt)
 	// No temporary files are left behind.
 	if got := hostSh(t, tg, "ls -A "+shq(tg.dir)+" | grep gokube || true"); got != "" {
 		t.Fatalf("leftovers: %q", got)
@@ -477,6 +493,8 @@ func realGetURL(t *testing.T, tg *target, fig *figures) {
 		t.Fatalf("bad checksum accepted: %+v %v", r, err)
 	}
 
+	realCurl(t, tg, fig)
+
 	archive := tarGz(t, map[string]string{"etcd-v3/etcd": "E", "etcd-v3/etcdctl": "C"})
 	ap := filepath.Join(t.TempDir(), "etcd.tar.gz")
 	os.WriteFile(ap, archive, 0o644)
@@ -508,6 +526,68 @@ func realGetURL(t *testing.T, tg *target, fig *figures) {
 	}
 	if res, _ = runRT(t, unarchive{}, tg.env(), rargs); res.Changed {
 		t.Fatal("remote unarchive not idempotent")
+	}
+}
+
+// realCurl serves a file from the control machine over HTTP and lets the
+// host download it with curl.
+func realCurl(t *testing.T, tg *target, fig *figures) {
+	body := []byte("downloaded\n")
+	var hits atomic.Int32
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hits.Add(1)
+		if r.URL.Path != "/kubectl" {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write(body)
+	}))
+	ln, err := net.Listen("tcp", "0.0.0.0:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv.Listener = ln
+	srv.Start()
+	defer srv.Close()
+	addr := "127.0.0.1"
+	if tg.lab {
+		// The control machine as the host sees it: the SSH client address.
+		// (without become: sudo drops SSH_CONNECTION).
+		r, err := tg.conn.Run(context.Background(), connection.Request{Script: "echo $SSH_CONNECTION", ReadOnly: true})
+		if err != nil || len(strings.Fields(string(r.Stdout))) == 0 {
+			t.Fatalf("SSH_CONNECTION: %q %v", r.Stdout, err)
+		}
+		addr = strings.Fields(string(r.Stdout))[0]
+	}
+	url := fmt.Sprintf("http://%s:%d/kubectl", addr, ln.Addr().(*net.TCPAddr).Port)
+	sum := sha256.Sum256(body)
+	dest := tg.dir + "/kubectl"
+	args := map[string]any{"url": url, "dest": dest, "checksum": "sha256:" + hex.EncodeToString(sum[:]), "mode": "0755", "owner": "root"}
+	res, rt := runRT(t, getURL{}, tg.env(), args)
+	if !res.Changed || hostSh(t, tg, "cat "+shq(dest)+"; stat -c %a "+shq(dest)) != "downloaded\n755\n" || hits.Load() != 1 {
+		t.Fatalf("curl download: %+v hits %d", res, hits.Load())
+	}
+	fig.add("get_url over http by the host, new: %d", rt)
+	if res, rt = runRT(t, getURL{}, tg.env(), args); res.Changed || rt != 1 || hits.Load() != 1 {
+		t.Fatalf("second download: %v rt %d hits %d", res.Changed, rt, hits.Load())
+	}
+	// force without checksum downloads again but reports unchanged.
+	delete(args, "checksum")
+	args["force"] = true
+	if res, _ = runRT(t, getURL{}, tg.env(), args); res.Changed || hits.Load() != 2 {
+		t.Fatalf("forced same download: %v hits %d", res.Changed, hits.Load())
+	}
+	// A wrong checksum fails and leaves nothing behind.
+	bad := map[string]any{"url": url, "dest": tg.dir + "/bad", "checksum": "sha256:" + strings.Repeat("1", 64)}
+	if r, err := (getURL{}).Run(context.Background(), tg.env(), bad); err != nil || !r.Failed || !strings.Contains(r.Msg, "checksum mismatch") {
+		t.Fatalf("bad checksum: %+v %v", r, err)
+	}
+	if got := hostSh(t, tg, "ls -A "+shq(tg.dir)+" | grep -c -e gokube -e '^bad$' || true"); got != "0\n" {
+		t.Fatalf("leftovers after failed download: %q", got)
+	}
+	// 404 fails.
+	if r, err := (getURL{}).Run(context.Background(), tg.env(), map[string]any{"url": url + "x", "dest": tg.dir + "/nf"}); err != nil || !r.Failed {
+		t.Fatalf("404: %+v %v", r, err)
 	}
 }
 

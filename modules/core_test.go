@@ -107,6 +107,15 @@ func TestCopyRoundTrips(t *testing.T) {
 			t.Fatalf("script %q", s)
 		}
 	})
+	t.Run("become user reaches probe and upload", func(t *testing.T) {
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/home/app/x"))})
+		env := newEnv(f)
+		env.BecomeUser = "app"
+		mustRunModule(t, copyModule{}, env, map[string]any{"content": "a", "dest": "/home/app/x"})
+		if r, u := f.Requests()[0], f.Uploads()[0]; r.BecomeUser != "app" || !r.Become || u.BecomeUser != "app" || !u.Become {
+			t.Fatalf("request %+v upload %+v", r, u.Upload)
+		}
+	})
 	t.Run("absent dest gets 0644", func(t *testing.T) {
 		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/etc/x.conf"))})
 		mustRunModule(t, copyModule{}, newEnv(f), map[string]any{"content": "a", "dest": "/etc/x.conf", "owner": "etcd"})
