@@ -634,7 +634,15 @@ func sameDir(a, b string) bool {
 func (inv *Inventory) Warnings() []string {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	return slices.Clone(inv.warnings)
+	seen := map[string]bool{}
+	var out []string
+	for _, w := range inv.warnings {
+		if !seen[w] { // a range of hosts repeats the same note
+			seen[w] = true
+			out = append(out, w)
+		}
+	}
+	return out
 }
 
 // Path is the inventory file this was loaded from.

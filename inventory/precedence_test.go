@@ -102,7 +102,7 @@ func TestPrecedence(t *testing.T) {
 func TestVarSourceAndWarnings(t *testing.T) {
 	dir := writeTree(t, map[string]string{
 		"hosts":                  "[web]\nh1\n",
-		"group_vars/web.yml":     "a: 1\n\nb: 2\n",
+		"group_vars/web.yml":     "a: 1\n\nb: 2\na: 3\n",
 		"group_vars/web.yaml":    "a: shadowed\n",
 		"group_vars/webb.yml":    "typo: 1\n",
 		"host_vars/ghost.yml":    "x: 1\n",
@@ -116,7 +116,7 @@ func TestVarSourceAndWarnings(t *testing.T) {
 		t.Errorf("VarSource = %q, want %q", got, want)
 	}
 	w := strings.Join(inv.Warnings(), "\n")
-	for _, s := range []string{"web.yaml ignored", "webb.yml: no group", "ghost.yml: no host"} {
+	for _, s := range []string{"web.yml:4: duplicate key \"a\" (first at line 1)", "web.yaml ignored", "webb.yml: no group", "ghost.yml: no host"} {
 		if !strings.Contains(w, s) {
 			t.Errorf("warnings lack %q:\n%s", s, w)
 		}

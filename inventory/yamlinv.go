@@ -100,7 +100,7 @@ func (inv *Inventory) yamlGroup(file string, key, n *yaml.Node, depth int) error
 					if port > 0 {
 						h.vars[layerInventory].set("ansible_port", port, fmt.Sprintf("%s:%d", file, hk.Line))
 					}
-					if err := setMapping(file, hv, &h.vars[layerInventory]); err != nil {
+					if err := inv.setMapping(file, hv, &h.vars[layerInventory]); err != nil {
 						return err
 					}
 				}
@@ -112,7 +112,7 @@ func (inv *Inventory) yamlGroup(file string, key, n *yaml.Node, depth int) error
 			if v.Kind != yaml.MappingNode {
 				return errAt(file, v.Line, "group %q: vars must be a mapping", name)
 			}
-			if err := setMapping(file, v, &inv.groups[name].vars[layerInventory]); err != nil {
+			if err := inv.setMapping(file, v, &inv.groups[name].vars[layerInventory]); err != nil {
 				return err
 			}
 		case "children":
@@ -139,12 +139,17 @@ func (inv *Inventory) yamlGroup(file string, key, n *yaml.Node, depth int) error
 }
 
 // setMapping stores each key of a YAML mapping with its file:line.
-func setMapping(file string, n *yaml.Node, vs *varSet) error {
+func (inv *Inventory) setMapping(file string, n *yaml.Node, vs *varSet) error {
 	if n == nil || isNull(n) {
 		return nil
 	}
+	seen := make(map[string]int, len(n.Content)/2)
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
+		if first, dup := seen[k.Value]; dup {
+			inv.warnings = append(inv.warnings, fmt.Sprintf("%s:%d: duplicate key %q (first at line %d); the last one is used", file, k.Line, k.Value, first))
+		}
+		seen[k.Value] = k.Line
 		if k.Kind == yaml.ScalarNode && k.Value == "<<" && k.Tag != "!!str" {
 			m := map[string]any{}
 			if err := mergeInto(m, v, 0); err != nil {
@@ -222,7 +227,7 @@ func (inv *Inventory) loadVarsDir(dir string, layer int) error {
 				vs = &inv.hosts[ent].vars[layer]
 			}
 			for _, f := range files {
-				if err := loadVarsFile(f, vs); err != nil {
+				if err := inv.loadVarsFile(f, vs); err != nil {
 					return err
 				}
 			}
@@ -285,7 +290,7 @@ func varsFiles(path string) ([]string, error) {
 	return out, nil
 }
 
-func loadVarsFile(path string, vs *varSet) error {
+func (inv *Inventory) loadVarsFile(path string, vs *varSet) error {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
@@ -300,5 +305,5 @@ func loadVarsFile(path string, vs *varSet) error {
 	if root.Kind != yaml.MappingNode {
 		return errAt(path, root.Line, "a vars file must be a mapping of variable names to values")
 	}
-	return setMapping(path, root, vs)
+	return inv.setMapping(path, root, vs)
 }
