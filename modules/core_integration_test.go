@@ -228,6 +228,14 @@ func realCopy(t *testing.T, tg *target, fig *figures) {
 		t.Fatalf("big copy second: %v rt %d", res.Changed, rt)
 	}
 	fig.add("copy %d KiB unchanged: %d", len(big)>>10, rt)
+	// remote_src copies on the host, atomically, once.
+	rargs := map[string]any{"src": tg.dir + "/big.bin", "dest": tg.dir + "/big2.bin", "remote_src": true, "mode": "0600"}
+	if res, _ = runRT(t, copyModule{}, tg.env(), rargs); !res.Changed || hostSh(t, tg, "cmp "+shq(tg.dir+"/big.bin")+" "+shq(tg.dir+"/big2.bin")+" && stat -c %a "+shq(tg.dir+"/big2.bin")) != "600\n" {
+		t.Fatal("remote_src copy")
+	}
+	if res, rt = runRT(t, copyModule{}, tg.env(), rargs); res.Changed || rt != 1 {
+		t.Fatalf("remote_src second: %v rt %d", res.Changed, rt)
+	}
 	// No temporary files are left behind.
 	if got := hostSh(t, tg, "ls -A "+shq(tg.dir)+" | grep gokube || true"); got != "" {
 		t.Fatalf("leftovers: %q", got)
@@ -508,6 +516,14 @@ func realGetURL(t *testing.T, tg *target, fig *figures) {
 	fig.add("unarchive new: %d", rt)
 	if res, rt = runRT(t, unarchive{}, tg.env(), uargs); res.Changed || rt != 1 {
 		t.Fatalf("unarchive second: %v rt %d", res.Changed, rt)
+	}
+	hostSh(t, tg, "echo changed > "+shq(out+"/etcd"))
+	cenv, dry := tg.checkEnv()
+	if res, _ = runRT(t, unarchive{}, cenv, uargs); !res.Changed || len(dry.Recorded()) != 2 || hostSh(t, tg, "cat "+shq(out+"/etcd")) != "changed\n" {
+		t.Fatalf("unarchive check mode: %v %v", res.Changed, dry.Recorded())
+	}
+	if res, _ = runRT(t, unarchive{}, tg.env(), uargs); !res.Changed || hostSh(t, tg, "cat "+shq(out+"/etcd")) != "E" {
+		t.Fatal("unarchive did not repair a changed member")
 	}
 	fig.add("unarchive unchanged: %d", rt)
 	if got := hostSh(t, tg, "ls -A "+shq(out)); got != "etcd\netcdctl\n" {

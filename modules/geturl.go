@@ -441,6 +441,10 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 		return &Result{Msg: "skipped, since " + a.str("creates") + " exists", Data: data}, nil
 	}
 	if kv["dest"] != "dir" {
+		if env.Check {
+			// An earlier task of this check run may "create" dest.
+			return &Result{Changed: true, Msg: "dest " + dest + " does not exist (yet)", Data: data}, nil
+		}
 		return &Result{Failed: true, Msg: "dest " + dest + " must be an existing directory", Data: data}, nil
 	}
 	if remote && sum.hex != "" && kv["sum"] != sum.hex {
