@@ -39,7 +39,7 @@ type target struct {
 	lab  bool   // systemd and account tests only run on lab hosts
 }
 
-func targets(t *testing.T) []*target {
+func targets(t testing.TB) []*target {
 	t.Helper()
 	ctx := context.Background()
 	local := &target{name: "local", conn: connection.NewLocal("local"), dir: t.TempDir()}
@@ -75,7 +75,7 @@ func targets(t *testing.T) []*target {
 }
 
 // hostSh runs a script as root on the target, for checking its state.
-func hostSh(t *testing.T, tg *target, script string) string {
+func hostSh(t testing.TB, tg *target, script string) string {
 	t.Helper()
 	r, err := tg.conn.Run(context.Background(), connection.Request{Script: script, Become: true})
 	if err != nil || r.RC != 0 {
