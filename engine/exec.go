@@ -1469,11 +1469,17 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 			return nil, delegate, err
 		}
 	}
-	files := hr.filesFor(t)
+	dirs := hr.filesFor(t)
+	files := make([]fs.FS, len(dirs))
+	for i, d := range dirs {
+		files[i] = d.asFS()
+	}
 	e := &modules.Env{Conn: conn, Host: hr.hs.name, Check: check, Diff: hr.r.opts.Diff, Become: become,
 		BecomeUser: buser, Environment: env, Files: files, Vars: sc.vars, Probe: probe,
 		ArtifactDir: hr.r.opts.ArtifactDir, Local: local,
-		Render: func(name, text string) (string, error) { return sc.render(Pos{File: name, Line: 1}, text) }}
+		Render: func(name, text string) (string, error) {
+			return sc.render(Pos{File: displayName(dirs, name), Line: 1}, text)
+		}}
 	res, err := t.Module.Run(ctx, e, args)
 	if err == nil && res == nil {
 		res = &modules.Result{}
@@ -1518,21 +1524,33 @@ func (hr *hostRun) environment(sc *scope, t *Task) (map[string]string, error) {
 
 // filesFor is the search path for src= (role templates/ or files/, then
 // the playbook directory).
-func (hr *hostRun) filesFor(t *Task) []fs.FS {
+func (hr *hostRun) filesFor(t *Task) []src {
 	sub := "files"
 	if t.Action == "template" {
 		sub = "templates"
 	}
-	var out []fs.FS
+	var out []src
 	if t.Role != nil {
-		out = append(out, t.Role.Dir.join(sub).asFS())
+		out = append(out, t.Role.Dir.join(sub))
 		if sub == "templates" {
-			out = append(out, t.Role.Dir.join("files").asFS())
+			out = append(out, t.Role.Dir.join("files"))
 		}
 	}
 	pd := hr.play.Dir
-	out = append(out, pd.join(sub).asFS(), pd.asFS())
-	return out
+	return append(out, pd.join(sub), pd)
+}
+
+// displayName turns a module's src name into the path messages show.
+func displayName(dirs []src, name string) string {
+	if filepath.IsAbs(name) {
+		return displayPath(name)
+	}
+	for _, d := range dirs {
+		if f := d.join(name); f.exists() {
+			return f.display
+		}
+	}
+	return name
 }
 
 func (r *run) taskTime(t *Task, start time.Time) {

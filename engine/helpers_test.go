@@ -7,9 +7,11 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"gokube/connection"
 	"gokube/inventory"
@@ -116,9 +118,16 @@ type env struct {
 	fakes map[string]*connection.Fake
 	inv   *inventory.Inventory
 	out   bytes.Buffer
-	// dial counts factory calls per host.
+	// dials counts factory calls per host.
 	dials map[string]int
+	// ctx bounds the fakes' shell commands (Ctrl-C tests cancel it).
+	ctx context.Context
 }
+
+// keepOpen lets a fake outlive one run's Close so tests can run twice.
+type keepOpen struct{ *connection.Fake }
+
+func (keepOpen) Close() error { return nil }
 
 func newEnv(t *testing.T, invText string, files map[string]string) *env {
 	t.Helper()
@@ -149,8 +158,16 @@ func (e *env) fake(host string) *connection.Fake {
 	idx := fmt.Sprint(len(e.fakes) + 1)
 	f.On("##os-release", connection.Result{Stdout: []byte(strings.ReplaceAll(strings.ReplaceAll(fakeFacts, "HOST", host), "IDX", idx))})
 	f.OnFunc("", func(req connection.Request) (connection.Result, error) {
-		cmd := exec.Command("/bin/sh", "-c", req.Script)
+		if out, ok := e.interpret(req.Script); ok {
+			return connection.Result{Stdout: out}, nil
+		}
+		ctx := e.ctx
+		if ctx == nil {
+			ctx = context.Background()
+		}
+		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", req.Script)
 		cmd.Dir = e.dir
+		cmd.WaitDelay = 100 * time.Millisecond
 		cmd.Env = append(os.Environ(), "HOST="+host)
 		for k, v := range req.Env {
 			cmd.Env = append(cmd.Env, k+"="+v)
@@ -181,7 +198,7 @@ func (e *env) opts(playbook string) Options {
 			e.mu.Lock()
 			e.dials[host]++
 			e.mu.Unlock()
-			return e.fake(host), nil
+			return keepOpen{e.fake(host)}, nil
 		},
 	}
 }
@@ -219,4 +236,39 @@ func eventsOf(r *Recap, host string) []string {
 		}
 	}
 	return out
+}
+
+var (
+	reMarker = regexp.MustCompile(`^printf '\\n(\S+) (\S+)\\n'$`)
+	reCat    = regexp.MustCompile(`^cat "([^"]+)" 2>/dev/null \|\| echo __MISSING__$`)
+	reWrite  = regexp.MustCompile(`^printf %s "([^"]*)" > "([^"]+)"$`)
+)
+
+// interpret answers the scripts of tfile and probe batches in Go, so
+// tests with many requests do not spawn a shell for each (a busy CI box
+// makes that slow); anything else runs in sh.
+func (e *env) interpret(script string) ([]byte, bool) {
+	var out bytes.Buffer
+	for _, l := range strings.Split(strings.TrimRight(script, "\n"), "\n") {
+		switch {
+		case l == "(" || l == ") </dev/null":
+		case reMarker.MatchString(l):
+			m := reMarker.FindStringSubmatch(l)
+			fmt.Fprintf(&out, "\n%s %s\n", m[1], m[2])
+		case reCat.MatchString(l):
+			b, err := os.ReadFile(filepath.Join(e.dir, reCat.FindStringSubmatch(l)[1]))
+			if err != nil {
+				b = []byte("__MISSING__\n")
+			}
+			out.Write(b)
+		case reWrite.MatchString(l):
+			m := reWrite.FindStringSubmatch(l)
+			if err := os.WriteFile(filepath.Join(e.dir, m[2]), []byte(m[1]), 0o644); err != nil {
+				return nil, false
+			}
+		default:
+			return nil, false
+		}
+	}
+	return out.Bytes(), true
 }

@@ -659,7 +659,45 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 	}
 	pl.Handlers = append(pl.Handlers, h...)
 	numberPlay(pl)
+	if err := checkNotify(pl); err != nil {
+		return nil, err
+	}
 	return pl, nil
+}
+
+// checkNotify reports a notify that names no handler (name or listen).
+func checkNotify(pl *Play) error {
+	known := map[string]bool{}
+	for _, h := range pl.Handlers {
+		known[h.Name] = true
+		for _, l := range h.Listen {
+			known[l] = true
+		}
+	}
+	var walk func(ts []*Task) error
+	walk = func(ts []*Task) error {
+		for _, t := range ts {
+			for _, n := range t.Notify {
+				if !known[n] && !strings.Contains(n, "{{") {
+					return errAt(t.Pos, "notify: no handler named or listening to %q", n)
+				}
+			}
+			if err := walk(t.Block); err != nil {
+				return err
+			}
+			if err := walk(t.Rescue); err != nil {
+				return err
+			}
+			if err := walk(t.Always); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(pl.Tasks); err != nil {
+		return err
+	}
+	return walk(pl.Handlers)
 }
 
 func flushTask(p Pos) *Task {

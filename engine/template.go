@@ -71,6 +71,15 @@ func baseFuncs() template.FuncMap {
 		b, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
 		return string(b), err
 	}
+	fm["required"] = func(msg string, v any) (any, error) {
+		if v == nil {
+			return nil, errors.New(msg)
+		}
+		if s, ok := v.(string); ok && s == "" {
+			return nil, errors.New(msg)
+		}
+		return v, nil
+	}
 	fm["joinHostPort"] = func(h string, port any) string { return net.JoinHostPort(h, fmt.Sprint(port)) }
 	// Placeholders so templates parse at load time; each render binds the
 	// host's own versions.
@@ -314,6 +323,19 @@ func condText(expr string) string {
 // checkTemplates parses every template in a task at load time so syntax
 // errors surface before any host is contacted.
 func checkTemplates(t *Task) error {
+	if err := checkTemplates1(t); err != nil {
+		var te *TemplateError
+		if errors.As(err, &te) {
+			te.Host = ""
+			msg := strings.TrimPrefix(te.Error(), te.Pos.String()+": ")
+			return &LoadError{Pos: te.Pos, Msg: msg}
+		}
+		return err
+	}
+	return nil
+}
+
+func checkTemplates1(t *Task) error {
 	fm := baseFuncs()
 	var walk func(v any, p Pos) error
 	walk = func(v any, p Pos) error {
