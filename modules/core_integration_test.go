@@ -447,6 +447,13 @@ func realWaitFor(t *testing.T, tg *target) {
 	if !tg.lab {
 		runRT(t, waitFor{}, tg.env(), map[string]any{"port": freePort, "state": "stopped", "timeout": 5})
 	}
+	// Locally no connection is established on the listener: drained at
+	// once. On a lab host our own SSH session holds port 22: never drained.
+	if !tg.lab {
+		runRT(t, waitFor{}, tg.env(), map[string]any{"port": port, "state": "drained", "timeout": 5})
+	} else if r, err := (waitFor{}).Run(context.Background(), tg.env(), map[string]any{"port": 22, "state": "drained", "timeout": 1}); err != nil || !r.Failed {
+		t.Fatalf("port 22 with our session drained: %+v %v", r, err)
+	}
 	res, err := waitFor{}.Run(context.Background(), tg.env(), map[string]any{"port": 1, "timeout": 2, "sleep": 1})
 	if err != nil || !res.Failed || !strings.Contains(res.Msg, "Timeout") {
 		t.Fatalf("closed port: %+v %v", res, err)

@@ -88,10 +88,15 @@ func (waitFor) condition(a cargs) (string, string, error) {
 	case "stopped", "absent":
 		return "! " + dial, what + " closed", nil
 	case "drained":
-		return fmt.Sprintf("[ \"$(ss -Htn state established '( sport = :%d )' | wc -l)\" -eq 0 ]", port), what + " drained", nil
+		// ss is checked first: without it the test would fail until the
+		// timeout and blame the port.
+		return fmt.Sprintf("{ command -v ss >/dev/null || { echo 'wait_for: state=drained needs ss (iproute2) on the host' >&2; exit %d; }; } && [ \"$(ss -Htn state established '( sport = :%d )' | wc -l)\" -eq 0 ]", waitNoTool, port), what + " drained", nil
 	}
 	return "", "", a.err("state", "unknown state %q", state)
 }
+
+// waitNoTool is the exit code of a wait that cannot be evaluated.
+const waitNoTool = 3
 
 func waitScript(cond string, timeout, delay, sleep int) string {
 	if cond == "" {
@@ -142,6 +147,9 @@ func (m waitFor) Run(ctx context.Context, env *Env, args map[string]any) (*Resul
 	}
 	if r.RC == 0 {
 		return &Result{Msg: "ok after " + time.Since(start).Round(time.Millisecond).String(), Data: data}, nil
+	}
+	if r.RC == waitNoTool {
+		return &Result{Failed: true, Msg: strings.TrimSpace(string(r.Stderr)), Data: data}, nil
 	}
 	if env.Check {
 		return &Result{Skipped: true, Msg: "not yet: " + what + " (check mode does not wait)", Data: data}, nil
