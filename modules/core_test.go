@@ -149,6 +149,9 @@ func TestCopyRoundTrips(t *testing.T) {
 		if f.RoundTrips() != 3 {
 			t.Fatalf("round trips %d, want 3 (probe, get, put)", f.RoundTrips())
 		}
+		if !strings.HasSuffix(res.Diff, "@@ -1 +1 @@\n-old\n+hello\n") {
+			t.Fatalf("diff:\n%s", res.Diff)
+		}
 		for _, want := range []string{"--- before: /etc/x.conf", "+++ after: /etc/x.conf", "-old", "+hello"} {
 			if !strings.Contains(res.Diff, want) {
 				t.Fatalf("diff lacks %q:\n%s", want, res.Diff)

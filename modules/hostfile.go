@@ -262,13 +262,27 @@ func unifiedDiff(p string, before, after []byte) string {
 		return fmt.Sprintf("Binary files before: %s and after: %s differ\n", p, p)
 	}
 	text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(string(before)), B: difflib.SplitLines(string(after)),
+		A: diffLines(string(before)), B: diffLines(string(after)),
 		FromFile: "before: " + p, ToFile: "after: " + p, Context: 3,
 	})
 	if err != nil {
 		return ""
 	}
 	return text
+}
+
+// diffLines splits text for difflib without the phantom empty last line
+// difflib.SplitLines adds after a final newline.
+func diffLines(s string) []string {
+	if s == "" {
+		return nil
+	}
+	lines := strings.SplitAfter(s, "\n")
+	if lines[len(lines)-1] == "" {
+		return lines[:len(lines)-1]
+	}
+	lines[len(lines)-1] += "\n\\ No newline at end of file\n"
+	return lines
 }
 
 // maxDiffSize keeps --diff from fetching huge files.
