@@ -60,10 +60,17 @@ type sshConn struct {
 	stop   chan struct{} // closed by Close
 	once   sync.Once
 
-	mu       sync.Mutex
-	shells   map[string]*shellSession
+	mu     sync.Mutex
+	shells map[string]*shellSession
+
+	// sftpMu guards starting the SFTP client (transfers share it without
+	// the lock); abortMu guards sftpCh so a cancellation can close the
+	// channel under a running transfer.
+	sftpMu   sync.Mutex
 	sftp     *sftp.Client
 	sftpHome string
+	abortMu  sync.Mutex
+	sftpCh   ssh.Channel
 }
 
 // DialSSH connects to cfg.Addr and authenticates. It retries a few times
@@ -404,11 +411,8 @@ func (c *sshConn) Close() error {
 		s.close()
 		delete(c.shells, k)
 	}
-	if c.sftp != nil {
-		c.sftp.Close()
-		c.sftp = nil
-	}
 	c.mu.Unlock()
+	c.abortSFTP()
 	err := c.client.Close()
 	if c.jump != nil {
 		c.jump.Close()
@@ -453,7 +457,20 @@ type shellSession struct {
 	r       *bufio.Reader
 	pending []byte // preamble (and sudo password) sent with the first frame
 	stderr  *tailBuffer
+	errDone chan struct{} // closed when stderr reached EOF
 	dead    atomic.Bool
+}
+
+// stderrTail is the end of the shell's own stderr (sudo's complaints),
+// waiting briefly for it to be complete.
+func (s *shellSession) stderrTail() string {
+	t := time.NewTimer(500 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-s.errDone:
+	case <-t.C:
+	}
+	return strings.TrimSpace(s.stderr.String())
 }
 
 func (s *shellSession) close() {
@@ -542,8 +559,12 @@ func (c *sshConn) openShell(ctx context.Context, key string) (*shellSession, err
 		r:       bufio.NewReaderSize(o.ch, 64<<10),
 		pending: append(prefix, shellPreamble...),
 		stderr:  &tailBuffer{max: 4 << 10},
+		errDone: make(chan struct{}),
 	}
-	go func() { _, _ = io.Copy(s.stderr, o.ch.Stderr()) }()
+	go func() {
+		_, _ = io.Copy(s.stderr, o.ch.Stderr())
+		close(s.errDone)
+	}()
 	return s, nil
 }
 
@@ -611,7 +632,7 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 		if c.lost() {
 			return Result{}, c.unreachable(a.err)
 		}
-		if tail := strings.TrimSpace(s.stderr.String()); tail != "" {
+		if tail := s.stderrTail(); tail != "" {
 			return Result{}, fmt.Errorf("%s: shell%s ended: %s", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), tail)
 		}
 		return Result{}, fmt.Errorf("%s: shell%s: %w", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), a.err)
@@ -669,11 +690,9 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 	}
 	if err != nil {
 		// The script removes the upload itself; this is for the failures.
-		c.mu.Lock()
-		if c.sftp != nil {
-			_ = c.sftp.Remove(tmp)
+		if cl, _, err := c.sftpClient(); err == nil {
+			_ = cl.Remove(tmp)
 		}
-		c.mu.Unlock()
 		return fmt.Errorf("put %s: %w", up.Path, err)
 	}
 	return nil
@@ -701,58 +720,104 @@ func (c *sshConn) upload(ctx context.Context, r io.Reader) (string, error) {
 		}
 		return a.path, nil
 	case <-ctx.Done():
-		// Closing the SFTP client aborts the transfer at once.
-		c.mu.Lock()
+		// Closing the SFTP channel aborts the transfer at once. The
+		// goroutine is not waited for: it may be blocked reading the
+		// caller's content; it cleans up under sftpMu when it returns.
+		c.abortSFTP()
+		c.sftpMu.Lock()
 		if c.sftp != nil {
 			c.sftp.Close()
 			c.sftp = nil
 		}
-		c.mu.Unlock()
-		<-got
+		c.sftpMu.Unlock()
 		return "", ctx.Err()
 	}
 }
 
-func (c *sshConn) sftpUpload(r io.Reader) (string, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sftp == nil {
-		ch, reqs, err := c.client.OpenChannel("session", nil)
-		if err != nil {
-			return "", err
-		}
-		c.rt.Add(1)
-		go ssh.DiscardRequests(reqs)
-		// Pipelined like the shell: the subsystem request does not wait
-		// for its reply; the SFTP version exchange follows at once.
-		if _, err := ch.SendRequest("subsystem", false, ssh.Marshal(struct{ Name string }{"sftp"})); err != nil {
-			ch.Close()
-			return "", err
-		}
-		cl, err := sftp.NewClientPipe(ch, ch, sftp.UseConcurrentWrites(true))
-		if err != nil {
-			ch.Close()
-			return "", err
-		}
-		c.rt.Add(1)
-		home, err := cl.RealPath(".")
-		if err != nil {
-			cl.Close()
-			return "", err
-		}
-		c.rt.Add(1)
-		c.sftp, c.sftpHome = cl, home
+func (c *sshConn) abortSFTP() {
+	c.abortMu.Lock()
+	defer c.abortMu.Unlock()
+	if c.sftpCh != nil {
+		c.sftpCh.Close()
+		c.sftpCh = nil
 	}
-	tmp := strings.TrimSuffix(c.sftpHome, "/") + "/.gokube-upload-" + newMarker()[3:]
-	f, err := c.sftp.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+}
+
+// sftpClient returns the host's SFTP client, starting it on first use.
+func (c *sshConn) sftpClient() (*sftp.Client, string, error) {
+	c.sftpMu.Lock()
+	defer c.sftpMu.Unlock()
+	if c.sftp != nil {
+		return c.sftp, c.sftpHome, nil
+	}
+	ch, reqs, err := c.client.OpenChannel("session", nil)
+	if err != nil {
+		return nil, "", err
+	}
+	c.rt.Add(1)
+	go ssh.DiscardRequests(reqs)
+	c.abortMu.Lock()
+	c.sftpCh = ch
+	c.abortMu.Unlock()
+	// Pipelined like the shell: the subsystem request does not wait for
+	// its reply; the SFTP version exchange follows at once.
+	if _, err := ch.SendRequest("subsystem", false, ssh.Marshal(struct{ Name string }{"sftp"})); err != nil {
+		c.abortSFTP()
+		return nil, "", err
+	}
+	cl, err := sftp.NewClientPipe(ch, ch, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		c.abortSFTP()
+		return nil, "", err
+	}
+	c.rt.Add(1)
+	home, err := cl.RealPath(".")
+	if err != nil {
+		cl.Close()
+		c.abortSFTP()
+		return nil, "", err
+	}
+	c.rt.Add(1)
+	c.sftp, c.sftpHome = cl, home
+	return cl, home, nil
+}
+
+// dropSFTP forgets cl after a failure (it may be an aborted client), so
+// the next upload starts a fresh one.
+func (c *sshConn) dropSFTP(cl *sftp.Client) {
+	c.sftpMu.Lock()
+	defer c.sftpMu.Unlock()
+	if c.sftp == cl {
+		c.sftp = nil
+		cl.Close()
+		c.abortSFTP()
+	}
+}
+
+func (c *sshConn) sftpUpload(r io.Reader) (string, error) {
+	cl, home, err := c.sftpClient()
 	if err != nil {
 		return "", err
+	}
+	tmp := strings.TrimSuffix(home, "/") + "/.gokube-upload-" + newMarker()[3:]
+	if err := c.sftpWrite(cl, tmp, r); err != nil {
+		_ = cl.Remove(tmp)
+		c.dropSFTP(cl)
+		return "", err
+	}
+	return tmp, nil
+}
+
+func (c *sshConn) sftpWrite(cl *sftp.Client, tmp string, r io.Reader) error {
+	f, err := cl.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return err
 	}
 	c.rt.Add(1)
 	// Private before any content arrives: uploads may be secrets.
 	if err := f.Chmod(0o600); err != nil {
 		f.Close()
-		return "", err
+		return err
 	}
 	c.rt.Add(1)
 	n, err := f.ReadFrom(r)
@@ -761,11 +826,7 @@ func (c *sshConn) sftpUpload(r io.Reader) (string, error) {
 		err = cerr
 	}
 	c.rt.Add(1)
-	if err != nil {
-		_ = c.sftp.Remove(tmp)
-		return "", err
-	}
-	return tmp, nil
+	return err
 }
 
 // DialContext implements Dialer: a direct-tcpip channel to addr as seen

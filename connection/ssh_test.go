@@ -576,3 +576,47 @@ func BenchmarkRun(b *testing.B) {
 	}
 	b.ReportMetric(float64(c.RoundTrips())/float64(b.N), "roundtrips/op")
 }
+
+// blockingReader yields n bytes, then blocks until release is closed.
+type blockingReader struct {
+	n       int
+	release chan struct{}
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		<-r.release
+		return 0, io.EOF
+	}
+	k := min(len(p), r.n)
+	for i := range p[:k] {
+		p[i] = 'x'
+	}
+	r.n -= k
+	return k, nil
+}
+
+func TestSSHPutCancel(t *testing.T) {
+	c := newTestEnv(t).dial(t)
+	p := filepath.Join(t.TempDir(), "big")
+	release := make(chan struct{})
+	defer close(release)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := c.Put(ctx, Upload{Path: p, Content: &blockingReader{n: SmallPutLimit + 100<<10, release: release}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("target exists after a cancelled put: %v", err)
+	}
+	big := bytes.Repeat([]byte("y"), SmallPutLimit+1)
+	if err := c.Put(context.Background(), Upload{Path: p, Content: bytes.NewReader(big), Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, big, 0o644)
+}
