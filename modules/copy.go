@@ -6,7 +6,9 @@ import (
 	"crypto/sha1"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"path"
 	"strings"
 	"time"
@@ -83,6 +85,12 @@ func (m copyModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	default:
 		data, name, err := readSrc(env, a.str("src"))
 		if err != nil {
+			if env.Check && errors.Is(err, fs.ErrNotExist) {
+				// Files made on the control machine by an earlier task (the
+				// x509 module's certificates) do not exist in a check run
+				// on a fresh cluster; predict instead of failing.
+				return &Result{Changed: true, Msg: "src " + a.str("src") + " does not exist yet; it would be copied", Data: map[string]any{"dest": a.str("dest")}}, nil
+			}
 			return nil, &ArgError{Module: m.name(), Key: "src", Msg: err.Error()}
 		}
 		content = data

@@ -8,6 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"testing/fstest"
@@ -168,6 +170,30 @@ func TestCopyRoundTrips(t *testing.T) {
 		}
 		if u := f.Uploads()[0]; u.Path != "/opt/bin/tool" || string(u.Data) != "bin" {
 			t.Fatalf("upload %+v", u)
+		}
+	})
+	t.Run("missing src fails, but is predicted in check mode", func(t *testing.T) {
+		f := connection.NewFake("h1")
+		args := map[string]any{"src": "/nonexistent/pki/ca.pem", "dest": "/etc/ca.pem"}
+		var ae *ArgError
+		if _, err := (copyModule{}).Run(context.Background(), newEnv(f), args); !errors.As(err, &ae) || ae.Key != "src" {
+			t.Fatalf("err %v", err)
+		}
+		env := newEnv(connection.NewDry(f))
+		env.Check = true
+		if res := mustRunModule(t, copyModule{}, env, args); !res.Changed || f.RoundTrips() != 0 {
+			t.Fatalf("check: %+v", res)
+		}
+	})
+	t.Run("src from the artifact cache", func(t *testing.T) {
+		dir := t.TempDir()
+		os.WriteFile(filepath.Join(dir, "tool"), []byte("T"), 0o644)
+		f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/x"))})
+		env := newEnv(f)
+		env.ArtifactDir = dir
+		mustRunModule(t, copyModule{}, env, map[string]any{"src": "tool", "dest": "/x"})
+		if string(f.Uploads()[0].Data) != "T" {
+			t.Fatal("artifact not used")
 		}
 	})
 	t.Run("backup copies before upload", func(t *testing.T) {

@@ -311,7 +311,13 @@ func readSrc(env *Env, src string) ([]byte, string, error) {
 			return nil, "", fmt.Errorf("src %q: %w", src, err)
 		}
 	}
-	return nil, "", fmt.Errorf("src %q: not found in %d search directories (role files/ or templates/, playbook dir)", src, len(env.Files))
+	if env.ArtifactDir != "" {
+		data, err := os.ReadFile(filepath.Join(env.ArtifactDir, filepath.FromSlash(name)))
+		if err == nil {
+			return data, name, nil
+		}
+	}
+	return nil, "", fmt.Errorf("src %q: not found in %d search directories (role files/ or templates/, playbook dir, artifact cache): %w", src, len(env.Files), fs.ErrNotExist)
 }
 
 // resultFail turns an error of the host's side (a command that failed) into
