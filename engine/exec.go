@@ -1484,8 +1484,10 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 	if err == nil && res == nil {
 		res = &modules.Result{}
 	}
-	// In check mode nothing changed on the host, so cached probes stay true.
-	if err == nil && !check && !res.Skipped && (res.Changed || isCommand(t.Action)) {
+	// The module's own changed (before changed_when) says whether it acted
+	// on the host: a command reports changed whenever it ran. In check mode
+	// nothing changed on the host, so cached probes stay true.
+	if err == nil && !check && !res.Skipped && res.Changed {
 		hr.dropProbes()
 		if delegate != "" {
 			if d, ok := hr.r.hosts[delegate]; ok {
@@ -1496,14 +1498,6 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 		}
 	}
 	return res, delegate, err
-}
-
-func isCommand(a string) bool {
-	switch a {
-	case "command", "shell", "raw", "script":
-		return true
-	}
-	return false
 }
 
 func (hr *hostRun) environment(sc *scope, t *Task) (map[string]string, error) {

@@ -205,7 +205,7 @@ func (t *textReporter) line(task *Task, hostTag string, st status, ignored bool,
 		fmt.Fprintln(t.w, t.c(cCyan, s))
 	case stFailed:
 		s := "failed: " + hostTag + " => " + msg
-		if !strings.Contains(hostTag, "item=") && !ignored {
+		if !strings.Contains(hostTag, "item=") {
 			s = "fatal: " + hostTag + ": FAILED! => " + msg
 		}
 		fmt.Fprintln(t.w, t.c(cRed, s))
