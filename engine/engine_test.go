@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -818,10 +819,24 @@ func TestJSONOutput(t *testing.T) {
 	o := e.opts("site.yml")
 	o.Output = "json"
 	mustRun(t, e, o)
-	for _, w := range []string{`"round_trips": 2`, `"status": "changed"`, `"exit_code": 0`} {
-		if !strings.Contains(e.out.String(), w) {
-			t.Fatalf("json lacks %s:\n%s", w, e.out.String())
+	var doc struct {
+		Hosts map[string]HostStats `json:"hosts"`
+		Plays []struct {
+			Tasks []struct {
+				Name  string
+				Hosts map[string]map[string]any
+			}
 		}
+		ExitCode int `json:"exit_code"`
+	}
+	if err := json.Unmarshal(e.out.Bytes(), &doc); err != nil {
+		t.Fatalf("%v\n%s", err, e.out.String())
+	}
+	if s := doc.Hosts["node-1"]; s.RoundTrips != 2 || s.Changed != 1 || s.Ok != 2 || doc.ExitCode != 0 {
+		t.Fatalf("json stats %+v exit %d", s, doc.ExitCode)
+	}
+	if st := doc.Plays[0].Tasks[1].Hosts["node-1"]["status"]; doc.Plays[0].Tasks[1].Name != "t" || st != "changed" {
+		t.Fatalf("json task %+v", doc.Plays[0].Tasks[1])
 	}
 }
 

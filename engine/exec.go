@@ -676,6 +676,8 @@ type hostRun struct {
 	play *Play
 }
 
+const progressEvery = 5 * time.Second
+
 var (
 	errHostFailed = errors.New("host failed")
 	errEndHost    = errors.New("end_host")
@@ -1070,6 +1072,23 @@ func (hr *hostRun) execute(ctx context.Context, t *Task, handler bool) *outcome 
 	defer hr.r.taskTime(t, start)
 	hr.b.sem <- struct{}{}
 	defer func() { <-hr.b.sem }()
+	// A progress line for tasks that take long (waits, restarts, health).
+	stopProgress := make(chan struct{})
+	defer close(stopProgress)
+	go func() {
+		tick := time.NewTicker(progressEvery)
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				hr.r.out.progress(t, hr.hs.name, time.Since(start))
+			case <-stopProgress:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
 	sc := hr.r.taskScope(hr.hs, t)
 	if !t.HasLoop {
 		ok, err := sc.conds(t.When)

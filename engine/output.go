@@ -82,6 +82,7 @@ type reporter interface {
 	playStart(pl *Play)
 	hostResult(t *Task, host string, o *outcome, handler bool)
 	retry(t *Task, host string, attempt, retries int)
+	progress(t *Task, host string, elapsed time.Duration)
 	warn(msg string)
 	recap(r *Recap)
 }
@@ -103,6 +104,10 @@ type textReporter struct {
 	noTime  bool
 	diff    bool
 	last    *Task
+
+	prog     map[*Task]map[string]time.Duration
+	progAt   time.Time
+	progTask *Task
 }
 
 func newTextReporter(w io.Writer, color bool, verbose int, noTime, diff bool) *textReporter {
@@ -141,6 +146,34 @@ func (t *textReporter) retry(task *Task, host string, attempt, retries int) {
 	defer t.mu.Unlock()
 	t.header(task, false)
 	fmt.Fprintf(t.w, "%s\n", t.c(cYellow, fmt.Sprintf("FAILED - RETRYING: [%s]: %s (%d retries left).", host, task.Display(), retries-attempt+1)))
+}
+
+// progress prints one line per task and interval listing the hosts still
+// running it, so a long wait does not look like a hang.
+func (t *textReporter) progress(task *Task, host string, elapsed time.Duration) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.prog == nil {
+		t.prog = map[*Task]map[string]time.Duration{}
+	}
+	m := t.prog[task]
+	if m == nil {
+		m = map[string]time.Duration{}
+		t.prog[task] = m
+	}
+	m[host] = elapsed
+	if time.Since(t.progAt) < progressEvery/2 && t.progTask == task {
+		return
+	}
+	t.progAt, t.progTask = time.Now(), task
+	var hs []string
+	for h, d := range m {
+		if d >= elapsed-progressEvery {
+			hs = append(hs, h)
+		}
+	}
+	sort.Strings(hs)
+	fmt.Fprintln(t.w, t.c(cCyan, fmt.Sprintf("  ... %s still running on %s (%s)", task.Display(), strings.Join(hs, ", "), elapsed.Round(time.Second))))
 }
 
 func (t *textReporter) header(task *Task, handler bool) {
@@ -356,6 +389,8 @@ func (j *jsonReporter) hostResult(t *Task, host string, o *outcome, handler bool
 
 func (j *jsonReporter) retry(*Task, string, int, int) {}
 
+func (j *jsonReporter) progress(*Task, string, time.Duration) {}
+
 func (j *jsonReporter) warn(msg string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
@@ -374,7 +409,7 @@ func (j *jsonReporter) recap(r *Recap) {
 		hosts = append(hosts, h)
 	}
 	sort.Strings(hosts)
-	doc := map[string]any{"plays": j.plays, "stats": stats, "slowest": r.Slowest,
+	doc := map[string]any{"plays": j.plays, "hosts": stats, "stats": stats, "slowest": r.Slowest,
 		"duration_ms": r.Duration.Milliseconds(), "exit_code": r.ExitCode()}
 	if len(j.warns) > 0 {
 		doc["warnings"] = j.warns
