@@ -193,3 +193,25 @@ func TestLabCancelBecome(t *testing.T) {
 	}
 	run(t, c, Request{Script: "rm -f " + pidFile, Become: true})
 }
+
+// TestLabJump reaches the second lab host through the first one.
+func TestLabJump(t *testing.T) {
+	hosts := labHosts(t)
+	if len(hosts) < 2 {
+		t.Skip("needs two lab hosts")
+	}
+	jump := hosts[0].config()
+	cfg := hosts[1].config()
+	cfg.Addr, cfg.Port = hosts[1].vars["ip"], 22
+	cfg.Jump = &jump
+	c, err := DialSSH(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	res := run(t, c, Request{Script: "hostname", Become: true})
+	if got := strings.TrimSpace(string(res.Stdout)); !strings.HasSuffix(got, hosts[1].name) {
+		t.Errorf("hostname via jump: %q", got)
+	}
+	t.Logf("jump dial + 1 run: %d round trips", c.RoundTrips())
+}

@@ -40,6 +40,10 @@ type SSHConfig struct {
 	KeepAlive time.Duration
 }
 
+// ErrPassphraseNeeded is wrapped by DialSSH's error when a key file is
+// encrypted and SSHConfig.KeyPassphrase is empty, so a CLI can prompt.
+var ErrPassphraseNeeded = errors.New("key is encrypted: a passphrase is needed")
+
 // SmallPutLimit is the largest content Put sends through the shell; larger
 // files go over SFTP.
 const SmallPutLimit = 256 << 10
@@ -179,6 +183,13 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 			lastErr = fmt.Errorf("authentication failed as %q: %w", cfg.User, err)
 			break
 		}
+		// A timeout already waited the whole dial timeout: a host that is
+		// off or cut off would only multiply it. Refused or reset
+		// connections (sshd restarting) are worth another try.
+		var ne net.Error
+		if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, context.DeadlineExceeded) {
+			break
+		}
 	}
 	if jump != nil {
 		jump.Close()
@@ -216,6 +227,9 @@ func dialOnce(ctx context.Context, cfg SSHConfig, hostport string, base *ssh.Cli
 	stopWatch()
 	if err != nil {
 		raw.Close()
+		if dctx.Err() != nil && ctx.Err() == nil {
+			return nil, fmt.Errorf("SSH handshake with %s timed out after %v: %w", hostport, cfg.Timeout, context.DeadlineExceeded)
+		}
 		return nil, err
 	}
 	_ = raw.SetDeadline(time.Time{})
@@ -246,7 +260,7 @@ func loadCredentials(cfg SSHConfig) (*credentials, func(), error) {
 		var pm *ssh.PassphraseMissingError
 		if errors.As(err, &pm) {
 			if cfg.KeyPassphrase == "" {
-				return nil, nil, fmt.Errorf("%s: private key %s is encrypted: a passphrase is needed (or load it into ssh-agent)", cfg.Host, f)
+				return nil, nil, fmt.Errorf("%s: private key %s: %w (or load the key into ssh-agent)", cfg.Host, f, ErrPassphraseNeeded)
 			}
 			s, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(cfg.KeyPassphrase))
 		}

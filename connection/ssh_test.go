@@ -435,7 +435,7 @@ func TestSSHAuth(t *testing.T) {
 	cfg := env.config()
 	_, enc := newKeyFile(t, env.dir, "pass")
 	cfg.KeyFiles = []string{enc}
-	if _, err := DialSSH(ctx, cfg); err == nil || !strings.Contains(err.Error(), "passphrase") {
+	if _, err := DialSSH(ctx, cfg); !errors.Is(err, ErrPassphraseNeeded) || !strings.Contains(err.Error(), enc) {
 		t.Errorf("encrypted key: %v", err)
 	}
 	// The right passphrase decrypts, but the server does not know that key:
@@ -619,4 +619,29 @@ func TestSSHPutCancel(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFile(t, p, big, 0o644)
+}
+
+// TestSSHDialTimeout: a server that accepts TCP but never answers fails
+// after the dial timeout, once (a timeout is not retried).
+func TestSSHDialTimeout(t *testing.T) {
+	env := newTestEnv(t)
+	fwd := startForwarder(t, env.srv.addr, 0)
+	fwd.freeze()
+	cfg := env.config()
+	cfg.Addr, cfg.Port = fwd.addr()
+	cfg.Timeout = 300 * time.Millisecond
+	start := time.Now()
+	_, err := DialSSH(context.Background(), cfg)
+	if !IsUnreachable(err) {
+		t.Fatalf("err %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("took %v", d)
+	}
+	fwd.mu.Lock()
+	n := len(fwd.conns) / 2
+	fwd.mu.Unlock()
+	if n != 1 {
+		t.Errorf("%d connection attempts, want 1", n)
+	}
 }
