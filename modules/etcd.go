@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -111,7 +112,12 @@ func etcdParseArgs(args map[string]any) (*etcdParams, error) {
 	if p.isLearner, err = a.boolean("is_learner", false); err != nil {
 		return nil, err
 	}
-	if p.timeout, err = a.seconds("timeout", 10*time.Second); err != nil {
+	defTimeout := 10 * time.Second
+	if p.action == "member_add" || p.action == "member_remove" {
+		// Room for a retry after etcd's own request timeout (about 7s).
+		defTimeout = 30 * time.Second
+	}
+	if p.timeout, err = a.seconds("timeout", defTimeout); err != nil {
 		return nil, err
 	}
 	switch p.action {
@@ -212,22 +218,55 @@ type etcdClient struct {
 	endpoint string
 }
 
-// etcdUnhealthyCluster is etcd's answer to a membership change while a
-// member it counts on has been connected for less than its health interval
-// (5s): common right after the cluster starts, and gone moments later.
-const etcdUnhealthyCluster = "etcdserver: unhealthy cluster"
+// etcdTransient reports etcd's answers to a membership change that mean
+// "not now": a member connected for less than the health interval (common
+// just after a start), an election under way (common after removing the
+// leader, when the new leader drops conf changes until its first entry
+// commits).
+func etcdTransient(msg string) bool {
+	for _, t := range []string{
+		"etcdserver: unhealthy cluster",
+		"etcdserver: request timed out",
+		"etcdserver: leader changed",
+		"etcdserver: no leader",
+		"etcdserver: too many requests",
+		// An abandoned attempt that landed after all: the next attempt's
+		// member list shows it.
+		"etcdserver: Peer URLs already exists",
+		"etcdserver: member not found",
+	} {
+		if strings.Contains(msg, t) {
+			return true
+		}
+	}
+	return false
+}
 
-// reconfigure posts a membership change, retrying while etcd refuses it as
-// transiently unsafe, until ctx (the task's timeout) ends.
-func (e *etcdClient) reconfigure(ctx context.Context, path string, body any, out any) error {
+// etcdAttemptTimeout bounds one membership attempt. A conf change that a
+// new leader dropped is never answered (etcd 3.4 through the gateway waits
+// until the client gives up), while one that commits takes milliseconds; an
+// abandoned attempt is safe because the next one lists the members first.
+const etcdAttemptTimeout = 4 * time.Second
+
+// etcdRetry runs one membership attempt after another while etcd says "not
+// now", until ctx (the task's timeout) ends. Each attempt lists the members
+// first, so a change that did land despite a timed-out answer is seen, not
+// repeated.
+func etcdRetry(ctx context.Context, attempt func(ctx context.Context) (*Result, error)) (*Result, error) {
 	for {
-		err := e.post(ctx, path, body, out)
-		if err == nil || !strings.Contains(err.Error(), etcdUnhealthyCluster) {
-			return err
+		actx, cancel := context.WithTimeout(ctx, etcdAttemptTimeout)
+		res, err := attempt(actx)
+		attemptExpired := actx.Err() != nil
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return res, err
+		}
+		if !etcdTransient(err.Error()) && !(attemptExpired && errors.Is(err, context.DeadlineExceeded)) {
+			return nil, err
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("%w (gave up after the task timeout)", err)
+			return nil, fmt.Errorf("%w (retried until the task timeout)", err)
 		case <-time.After(500 * time.Millisecond):
 		}
 	}
@@ -257,6 +296,23 @@ func (e *etcdClient) post(ctx context.Context, path string, body any, out any) e
 		return fmt.Errorf("POST %s: %w", path, err)
 	}
 	return nil
+}
+
+// requireLeader fails with etcd's own "no leader" text while the endpoint
+// knows no leader among the current members (just after the leader was
+// removed, followers still name it until they time out): a conf change
+// proposed then is dropped without an answer.
+func (e *etcdClient) requireLeader(ctx context.Context, members []etcdMember) error {
+	var st etcdStatus
+	if err := e.post(ctx, "/v3/maintenance/status", struct{}{}, &st); err != nil {
+		return err
+	}
+	for _, m := range members {
+		if st.Leader != 0 && m.ID == st.Leader {
+			return nil
+		}
+	}
+	return fmt.Errorf("etcdserver: no leader (leader %s is not a member; election under way)", st.Leader.hex())
 }
 
 // health reads GET /health: {"health":"true"} (HTTP 503 and "false" when
@@ -301,9 +357,11 @@ func (Etcd) Run(ctx context.Context, env *Env, args map[string]any) (*Result, er
 			res = &Result{Msg: fmt.Sprintf("%d members", len(ms.Members)), Data: map[string]any{"members": etcdMemberList(ms.Members)}}
 		}
 	case "member_add":
-		res, err = etcdMemberAdd(ctx, ec, p, check)
+		sent := false
+		res, err = etcdRetry(ctx, func(ctx context.Context) (*Result, error) { return etcdMemberAdd(ctx, ec, p, check, &sent) })
 	case "member_remove":
-		res, err = etcdMemberRemove(ctx, ec, p, check)
+		sent := false
+		res, err = etcdRetry(ctx, func(ctx context.Context) (*Result, error) { return etcdMemberRemove(ctx, ec, p, check, &sent) })
 	}
 	if err != nil {
 		if hostErr := pkiHostErr(err); hostErr != nil {
@@ -409,7 +467,10 @@ func etcdSameURLs(a, b []string) bool {
 	return x509SameSet(a, b)
 }
 
-func etcdMemberAdd(ctx context.Context, ec *etcdClient, p *etcdParams, check bool) (*Result, error) {
+// etcdMemberAdd adds the member unless present; sent records that an add
+// was posted by an earlier attempt of this task, so finding the member then
+// still reports a change.
+func etcdMemberAdd(ctx context.Context, ec *etcdClient, p *etcdParams, check bool, sent *bool) (*Result, error) {
 	var ms etcdMembers
 	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
 		return nil, err
@@ -419,7 +480,7 @@ func etcdMemberAdd(ctx context.Context, ec *etcdClient, p *etcdParams, check boo
 			if m.Name != "" && m.Name != p.name {
 				return nil, fmt.Errorf("peer URLs %v belong to member %s (%s), not %s", p.peerURLs, m.Name, m.ID.hex(), p.name)
 			}
-			return etcdAddResult(false, check, m.ID, ms.Members, p), nil
+			return etcdAddResult(*sent, false, m.ID, ms.Members, p), nil
 		}
 		for _, u := range m.PeerURLs {
 			if slices.Contains(p.peerURLs, u) {
@@ -432,7 +493,11 @@ func etcdMemberAdd(ctx context.Context, ec *etcdClient, p *etcdParams, check boo
 	}
 	var added etcdMembers
 	req := map[string]any{"peerURLs": p.peerURLs, "isLearner": p.isLearner}
-	if err := ec.reconfigure(ctx, "/v3/cluster/member/add", req, &added); err != nil {
+	if err := ec.requireLeader(ctx, ms.Members); err != nil {
+		return nil, err
+	}
+	*sent = true
+	if err := ec.post(ctx, "/v3/cluster/member/add", req, &added); err != nil {
 		return nil, err
 	}
 	if added.Member == nil || added.Member.ID == 0 {
@@ -461,7 +526,7 @@ func etcdAddResult(changed, check bool, id etcdUint, ms []etcdMember, p *etcdPar
 	return &Result{Changed: changed, Msg: msg, Data: data}
 }
 
-func etcdMemberRemove(ctx context.Context, ec *etcdClient, p *etcdParams, check bool) (*Result, error) {
+func etcdMemberRemove(ctx context.Context, ec *etcdClient, p *etcdParams, check bool, sent *bool) (*Result, error) {
 	var ms etcdMembers
 	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
 		return nil, err
@@ -484,6 +549,9 @@ func etcdMemberRemove(ctx context.Context, ec *etcdClient, p *etcdParams, check 
 		who = p.id
 	}
 	if target == nil {
+		if *sent {
+			return &Result{Changed: true, Msg: "member " + who + " removed", Data: map[string]any{"id": "", "members": etcdMemberList(ms.Members)}}, nil
+		}
 		return &Result{Msg: "member " + who + " absent", Data: map[string]any{"id": "", "members": etcdMemberList(ms.Members)}}, nil
 	}
 	if check {
@@ -492,7 +560,11 @@ func etcdMemberRemove(ctx context.Context, ec *etcdClient, p *etcdParams, check 
 	}
 	var after etcdMembers
 	// The gateway takes the uint64 id as a decimal string.
-	if err := ec.reconfigure(ctx, "/v3/cluster/member/remove", map[string]any{"ID": strconv.FormatUint(uint64(target.ID), 10)}, &after); err != nil {
+	if err := ec.requireLeader(ctx, ms.Members); err != nil {
+		return nil, err
+	}
+	*sent = true
+	if err := ec.post(ctx, "/v3/cluster/member/remove", map[string]any{"ID": strconv.FormatUint(uint64(target.ID), 10)}, &after); err != nil {
 		return nil, err
 	}
 	return &Result{Changed: true, Msg: fmt.Sprintf("member %s (%s) removed", who, target.ID.hex()),
