@@ -36,7 +36,9 @@ func DefaultRecipe() Recipe {
 		Suite:   "bookworm",
 		Variant: "minbase",
 		Packages: []string{
-			"systemd", "systemd-sysv", "dbus", "libpam-systemd",
+			// No libpam-systemd: a per-user systemd under cgroup v1 in a
+			// container can hang a host's poweroff for good.
+			"systemd", "systemd-sysv", "dbus",
 			"openssh-server", "sudo", "python3",
 			"haproxy", "curl", "ca-certificates", "iproute2", "iputils-ping",
 			"procps", "dnsmasq", "less", "netbase",
@@ -73,6 +75,8 @@ EOF
 # The login uid cannot always be set inside a container; make it optional
 # so it never refuses a session.
 sed -i 's/^session\s\+required\s\+pam_loginuid.so/session optional pam_loginuid.so/' /etc/pam.d/sshd
+# No logind sessions or user managers for SSH logins (see the package list).
+sed -i '/pam_systemd\.so/d' /etc/pam.d/common-session /etc/pam.d/common-session-noninteractive 2>/dev/null || true
 # The hosts have no internet: no package sources, no lists.
 rm -f /etc/apt/sources.list /etc/apt/sources.list.d/*
 apt-get clean

@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/json"
 	"fmt"
 	"net/netip"
@@ -71,6 +72,16 @@ func ensureBridge(ctx context.Context, br string, subnet netip.Prefix) error {
 			return err
 		}
 	}
+	// A bridge without an address of its own takes the lowest MAC of its
+	// ports, so cutting a host (taking its veth off) could change the
+	// gateway's MAC under every other host and break them too. A fixed
+	// address keeps faults confined to the host they are meant for.
+	mac := bridgeMAC(br)
+	if cur, err := os.ReadFile("/sys/class/net/" + br + "/address"); err != nil || strings.TrimSpace(string(cur)) != mac {
+		if _, err := ipCmd(ctx, "link", "set", "dev", br, "address", mac); err != nil {
+			return err
+		}
+	}
 	want := fmt.Sprintf("%s/%d", gw, subnet.Bits())
 	has := false
 	for _, i := range ifs {
@@ -90,6 +101,13 @@ func ensureBridge(ctx context.Context, br string, subnet netip.Prefix) error {
 	}
 	_, err = ipCmd(ctx, "link", "set", br, "up")
 	return err
+}
+
+// bridgeMAC is a locally administered unicast address derived from the
+// bridge name: stable across ups, distinct between labs.
+func bridgeMAC(br string) string {
+	h := sha256.Sum256([]byte(br))
+	return fmt.Sprintf("02:%02x:%02x:%02x:%02x:%02x", h[0], h[1], h[2], h[3], h[4])
 }
 
 func deleteBridge(ctx context.Context, br string) error {

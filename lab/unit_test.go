@@ -124,6 +124,17 @@ func TestMachineAndVethNamesUnique(t *testing.T) {
 	}
 }
 
+func TestBridgeMAC(t *testing.T) {
+	a, b := bridgeMAC("gkbr-gk"), bridgeMAC("gkbr-t1")
+	if a == b || a != bridgeMAC("gkbr-gk") {
+		t.Fatalf("bridge MACs %s %s", a, b)
+	}
+	hw, err := net.ParseMAC(a)
+	if err != nil || hw[0]&1 != 0 || hw[0]&2 == 0 {
+		t.Fatalf("%s: want a locally administered unicast MAC (%v)", a, err)
+	}
+}
+
 func TestRecipeHash(t *testing.T) {
 	r := DefaultRecipe()
 	h := r.Hash()
