@@ -10,9 +10,11 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"testing/fstest"
+	"unicode/utf8"
 
 	"gokube/connection"
 )
@@ -783,6 +785,52 @@ func FuzzParseFileState(f *testing.F) {
 		st, err := parseFileState([]byte(s))
 		if err == nil && st.Type == "" {
 			t.Fatal("state without type accepted")
+		}
+	})
+}
+
+// lineinfile and blockinfile are idempotent: applying the same task to
+// their own result changes nothing (when the regexp matches the line, as
+// Ansible requires too).
+func FuzzLineInFileIdempotent(f *testing.F) {
+	f.Add("a=1\nb=2\n", "b=3", 2, false)
+	f.Add("", "x", 1, true)
+	f.Add("no newline", "no newline at all", 3, false)
+	f.Add("k=v\nk=w\n", "k=z", 2, true)
+	f.Fuzz(func(t *testing.T, text, line string, prefix int, block bool) {
+		if strings.ContainsAny(line, "\r\n") || line == "" || strings.Contains(text, "\r") {
+			return
+		}
+		if prefix < 1 || prefix > len(line) {
+			prefix = len(line)
+		}
+		if !utf8.ValidString(line[:prefix]) {
+			return
+		}
+		var m Module = lineInFile{}
+		args := map[string]any{"path": "/f", "line": line, "regexp": "^" + regexp.QuoteMeta(line[:prefix])}
+		if block {
+			m = blockInFile{}
+			args = map[string]any{"path": "/f", "block": line}
+		}
+		apply := func(content string) (string, bool) {
+			fk := connection.NewFake("h").On(probeMark, connection.Result{Stdout: []byte(probeFile("/f", content, 0o644, "root"))})
+			res, err := m.Run(context.Background(), newEnv(fk), args)
+			if err != nil || res.Failed {
+				t.Fatalf("%q: %+v %v", content, res, err)
+			}
+			if ups := fk.Uploads(); len(ups) == 1 {
+				return string(ups[0].Data), res.Changed
+			}
+			return content, res.Changed
+		}
+		once, _ := apply(text)
+		twice, changed := apply(once)
+		if changed || twice != once {
+			t.Fatalf("not idempotent: %q -> %q -> %q", text, once, twice)
+		}
+		if !strings.Contains(once, line) {
+			t.Fatalf("line %q missing from %q", line, once)
 		}
 	})
 }
