@@ -33,7 +33,8 @@ import (
 //	               with those peer URLs exists; registers id and
 //	               initial_cluster (for the new member's --initial-cluster,
 //	               with --initial-cluster-state existing).
-//	member_remove  name or id (hex): removes the member if present.
+//	member_remove  name or id (hex): removes the member if present, through
+//	               another member's endpoint.
 //
 // Member ids are hex strings, as etcdctl prints them. Under check mode the
 // read-only actions run, member_add and member_remove predict only.
@@ -302,17 +303,18 @@ func (e *etcdClient) post(ctx context.Context, path string, body any, out any) e
 // knows no leader among the current members (just after the leader was
 // removed, followers still name it until they time out): a conf change
 // proposed then is dropped without an answer.
-func (e *etcdClient) requireLeader(ctx context.Context, members []etcdMember) error {
+// It returns the endpoint's status.
+func (e *etcdClient) requireLeader(ctx context.Context, members []etcdMember) (*etcdStatus, error) {
 	var st etcdStatus
 	if err := e.post(ctx, "/v3/maintenance/status", struct{}{}, &st); err != nil {
-		return err
+		return nil, err
 	}
 	for _, m := range members {
 		if st.Leader != 0 && m.ID == st.Leader {
-			return nil
+			return &st, nil
 		}
 	}
-	return fmt.Errorf("etcdserver: no leader (leader %s is not a member; election under way)", st.Leader.hex())
+	return nil, fmt.Errorf("etcdserver: no leader (leader %s is not a member; election under way)", st.Leader.hex())
 }
 
 // health reads GET /health: {"health":"true"} (HTTP 503 and "false" when
@@ -493,7 +495,7 @@ func etcdMemberAdd(ctx context.Context, ec *etcdClient, p *etcdParams, check boo
 	}
 	var added etcdMembers
 	req := map[string]any{"peerURLs": p.peerURLs, "isLearner": p.isLearner}
-	if err := ec.requireLeader(ctx, ms.Members); err != nil {
+	if _, err := ec.requireLeader(ctx, ms.Members); err != nil {
 		return nil, err
 	}
 	*sent = true
@@ -560,8 +562,14 @@ func etcdMemberRemove(ctx context.Context, ec *etcdClient, p *etcdParams, check 
 	}
 	var after etcdMembers
 	// The gateway takes the uint64 id as a decimal string.
-	if err := ec.requireLeader(ctx, ms.Members); err != nil {
+	st, err := ec.requireLeader(ctx, ms.Members)
+	if err != nil {
 		return nil, err
+	}
+	if st.Header.MemberID == target.ID {
+		// The member would stop while answering, and this task could not
+		// confirm the removal.
+		return nil, fmt.Errorf("member %s (%s) serves this endpoint; remove it through another member's endpoint", who, target.ID.hex())
 	}
 	*sent = true
 	if err := ec.post(ctx, "/v3/cluster/member/remove", map[string]any{"ID": strconv.FormatUint(uint64(target.ID), 10)}, &after); err != nil {

@@ -397,6 +397,11 @@ func TestEtcdRealCluster(t *testing.T) {
 	if len(got) != 3 || got["m4"] == nil || got["m4"]["id"] != newID || fmt.Sprint(got["m4"]["client_urls"]) != "["+m4.clientURL+"]" {
 		t.Fatalf("after m4 joined: %v", got)
 	}
+	// A member is not removed through its own endpoint.
+	res = etcdRun(t, local, false, m4.clientArgs, map[string]any{"action": "member_remove", "name": "m4"})
+	if !res.Failed || !strings.Contains(res.Msg, "serves this endpoint") {
+		t.Fatalf("self removal: %+v", res)
+	}
 	// A conflicting add (m4's peer URL under another name) is refused.
 	res = etcdRun(t, local, false, m1.clientArgs, map[string]any{"action": "member_add", "name": "m5", "peer_urls": []any{m4.peerURL}})
 	if !res.Failed || !strings.Contains(res.Msg, "belong to member m4") {
