@@ -122,11 +122,13 @@
 //
 // Probes: before a probeable task runs on a host, the executor looks ahead
 // over the host's next tasks (up to 64 probes, the same become settings,
-// stopping at a task whose arguments or condition cannot be rendered yet,
-// at a non-probeable module, meta or include) and runs all their probes as
-// ONE read-only request. A task that reports changed, or a command that ran,
-// drops the host's cache. A warm run of N probeable tasks costs one request
-// for facts and one for probes per host.
+// stopping at a task whose arguments or condition cannot be rendered yet
+// or at meta; passing over tasks that cannot probe, delegated and run_once
+// tasks) and runs all their probes as ONE read-only request. A task whose
+// module reports changed (a command that ran does) drops the host's cache;
+// each cached entry is also checked against the script the task would run
+// now, so a stale one is a miss, never a wrong answer. A warm run of N
+// probeable tasks costs one request for facts and one for probes per host.
 //
 // Tags: --tags selects tasks with any of the tags (plus those tagged
 // always; all, tagged, untagged work as in Ansible); --skip-tags removes

@@ -927,3 +927,32 @@ func TestParseFacts(t *testing.T) {
 }
 
 var _ = connection.Request{}
+
+func TestProbeLookaheadPassesCommands(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  tasks:
+    - tfile: {path: a, content: "1"}
+    - command: {cmd: "touch made", creates: made}
+    - tfile: {path: b, content: "2"}
+    - command: "true"
+    - tfile: {path: c, content: "3"}
+`})
+	mustRun(t, e, e.opts("site.yml"))
+	e.resetFakes()
+	r := mustRun(t, e, e.opts("site.yml"))
+	var batches []int
+	for _, rq := range e.fake("node-1").Requests() {
+		if n := strings.Count(rq.Script, "__GKPROBE_"); n > 0 {
+			batches = append(batches, n-1)
+		}
+	}
+	// One batch for a, b, c (the command that did not run keeps it valid);
+	// the command that ran drops it, so c is probed again.
+	if !reflect.DeepEqual(batches, []int{3, 1}) || len(e.fake("node-1").Requests()) != 5 {
+		t.Fatalf("probe batches %v, %d requests", batches, len(e.fake("node-1").Requests()))
+	}
+	if r.Hosts["node-1"].Changed != 1 {
+		t.Fatalf("%+v", *r.Hosts["node-1"])
+	}
+}

@@ -93,6 +93,15 @@ func (tcmd) Spec() modules.Spec {
 }
 
 func (tcmd) Run(ctx context.Context, env *modules.Env, args map[string]any) (*modules.Result, error) {
+	if c, ok := args["creates"].(string); ok {
+		res, err := env.Conn.Run(ctx, connection.Request{Script: fmt.Sprintf("test -e %q", c), ReadOnly: true})
+		if err != nil {
+			return nil, err
+		}
+		if res.RC == 0 {
+			return &modules.Result{Msg: "did not run", Data: map[string]any{"rc": 0}}, nil
+		}
+	}
 	res, err := env.Conn.Run(ctx, connection.Request{Script: fmt.Sprint(args["cmd"]), Become: env.Become, BecomeUser: env.BecomeUser})
 	if err != nil {
 		return nil, err

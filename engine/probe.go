@@ -118,21 +118,20 @@ func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser str
 			continue
 		}
 		if u.Module == nil {
-			switch u.Action {
-			case "debug", "set_fact", "assert", "pause":
-				continue // no host state changes
+			if u.Action == "meta" {
+				return out // handlers may run, the play may end
 			}
-			return out // meta, include_vars, fail, setup: stop
+			continue // engine actions do not touch the host
 		}
 		if u.Delegate != "" || u.RunOnce {
 			continue
 		}
+		// A module that cannot probe is passed over: if it acts on the host
+		// it reports changed, and that drops the cache; if it does not (a
+		// command whose creates= holds), the probes stay true.
 		up, ok := u.Module.(modules.Prober)
 		if !ok {
-			return out // a module that may change anything
-		}
-		if hr.r.checkFor(u) != hr.r.checkFor(t) {
-			return out
+			continue
 		}
 		usc := hr.r.taskScope(hr.hs, u)
 		if b, bu := hr.r.becomeFor(usc, u); b != become || b && bu != buser {
