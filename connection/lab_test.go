@@ -215,3 +215,75 @@ func TestLabJump(t *testing.T) {
 	}
 	t.Logf("jump dial + 1 run: %d round trips", c.RoundTrips())
 }
+
+// TestLabBecomePassword creates a user on the first lab host whose sudo
+// needs a password, then becomes root through sudo -S with the right and
+// with a wrong password.
+func TestLabBecomePassword(t *testing.T) {
+	h := labHosts(t)[0]
+	ctx := context.Background()
+	admin, err := DialSSH(ctx, h.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	const user, pw = "gkpwtest", "pw with 'quotes' and spaces"
+	setup := `set -e
+id ` + user + ` >/dev/null 2>&1 || useradd -m -s /bin/sh ` + user + `
+printf '%s:%s\n' ` + user + ` "$PW" | chpasswd
+echo '` + user + ` ALL=(ALL:ALL) ALL' > /etc/sudoers.d/` + user + `
+chmod 0440 /etc/sudoers.d/` + user + `
+install -d -m 0700 -o ` + user + ` -g ` + user + ` ~` + user + `/.ssh
+install -m 0600 -o ` + user + ` -g ` + user + ` ~deploy/.ssh/authorized_keys ~` + user + `/.ssh/authorized_keys`
+	res := run(t, admin, Request{Script: setup, Become: true, Env: map[string]string{"PW": pw}})
+	if res.RC != 0 {
+		t.Fatalf("setup: %s", res.Stderr)
+	}
+	defer admin.Run(ctx, Request{Script: "rm -f /etc/sudoers.d/" + user + "; pkill -u " + user + "; userdel -r " + user + " 2>/dev/null", Become: true})
+
+	cfg := h.config()
+	cfg.User = user
+	cfg.BecomePassword = pw
+	c, err := DialSSH(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 2; i++ {
+		res = run(t, c, Request{Script: "id -un; cat", Stdin: []byte("x"), Become: true})
+		if string(res.Stdout) != "root\nx" {
+			t.Errorf("become with password: %q %q", res.Stdout, res.Stderr)
+		}
+	}
+	// A second become user on the same connection: sudo may now have the
+	// credentials cached and not read the password at all.
+	res = run(t, c, Request{Script: "id -un", Become: true, BecomeUser: "nobody"})
+	if string(res.Stdout) != "nobody\n" {
+		t.Errorf("become nobody: %q %q", res.Stdout, res.Stderr)
+	}
+
+	cfg.BecomePassword = "wrong"
+	c2, err := DialSSH(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c2.Close()
+	cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	_, err = c2.Run(cctx, Request{Script: "id -un", Become: true})
+	if err == nil || IsUnreachable(err) || !strings.Contains(err.Error(), "sudo") {
+		t.Errorf("wrong password: %v", err)
+	}
+	t.Log(err)
+	// Without any password sudo -n fails at once with sudo's message.
+	cfg.BecomePassword = ""
+	c3, err := DialSSH(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c3.Close()
+	_, err = c3.Run(ctx, Request{Script: "id -un", Become: true})
+	if err == nil || !strings.Contains(err.Error(), "password is required") {
+		t.Errorf("no password: %v", err)
+	}
+}

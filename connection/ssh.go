@@ -66,6 +66,9 @@ type sshConn struct {
 
 	mu     sync.Mutex
 	shells map[string]*shellSession
+	// runSem serializes Runs: a shell carries one frame at a time. The
+	// executor never overlaps a host's tasks, but a delegated task might.
+	runSem chan struct{}
 
 	// sftpMu guards starting the SFTP client (transfers share it without
 	// the lock); abortMu guards sftpCh so a cancellation can close the
@@ -200,7 +203,7 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 func dialOnce(ctx context.Context, cfg SSHConfig, hostport string, base *ssh.ClientConfig, creds *credentials, jump *sshConn) (*sshConn, error) {
 	dctx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
-	c := &sshConn{cfg: cfg, jump: jump, done: make(chan struct{}), stop: make(chan struct{}), shells: map[string]*shellSession{}}
+	c := &sshConn{cfg: cfg, jump: jump, done: make(chan struct{}), stop: make(chan struct{}), shells: map[string]*shellSession{}, runSem: make(chan struct{}, 1)}
 	var raw net.Conn
 	var err error
 	if jump != nil {
@@ -611,6 +614,12 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 	frame, err := buildFrame(marker, req)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: %w", c.cfg.Host, err)
+	}
+	select {
+	case c.runSem <- struct{}{}:
+		defer func() { <-c.runSem }()
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
 	}
 	s, err := c.shell(ctx, req.Become, req.BecomeUser)
 	if err != nil {

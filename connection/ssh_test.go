@@ -645,3 +645,21 @@ func TestSSHDialTimeout(t *testing.T) {
 		t.Errorf("%d connection attempts, want 1", n)
 	}
 }
+
+// TestSSHConcurrentRuns: overlapping Runs on one connection each get their
+// own answer.
+func TestSSHConcurrentRuns(t *testing.T) {
+	c := newTestEnv(t).dial(t)
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			res, err := c.Run(context.Background(), Request{Script: fmt.Sprintf("echo %d", i), Become: i%2 == 0})
+			if err != nil || string(res.Stdout) != fmt.Sprintf("%d\n", i) {
+				t.Errorf("%d: %q %v", i, res.Stdout, err)
+			}
+		}()
+	}
+	wg.Wait()
+}
