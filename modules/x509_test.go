@@ -4,12 +4,15 @@ import (
 	"context"
 	"crypto/x509"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"gokube/connection"
 )
 
 func x509Run(t *testing.T, check bool, args map[string]any) *Result {
@@ -403,3 +406,42 @@ func TestX509Diff(t *testing.T) {
 		t.Fatalf("unchanged run has a diff: %+v %v", res, err)
 	}
 }
+
+// TestX509NeverContactsHost: the module works on the control machine only,
+// whatever connection the engine hands it (the CA key never travels).
+func TestX509NeverContactsHost(t *testing.T) {
+	fake := connection.NewFake("h1")
+	dir := t.TempDir()
+	for _, args := range []map[string]any{x509CAArgs(dir), x509LeafArgs(dir), x509LeafArgs(dir)} {
+		if _, err := (X509{}).Run(context.Background(), &Env{Conn: fake, Host: "h1", Diff: true}, args); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if fake.RoundTrips() != 0 || len(fake.Requests()) != 0 || len(fake.Uploads()) != 0 {
+		t.Fatalf("x509 contacted the host: %d round trips", fake.RoundTrips())
+	}
+}
+
+func benchX509(b *testing.B, keyType string, regenerate bool) {
+	dir := b.TempDir()
+	ca := x509CAArgs(dir)
+	ca["key_type"] = keyType
+	if _, err := (X509{}).Run(context.Background(), &Env{}, ca); err != nil {
+		b.Fatal(err)
+	}
+	leaf := x509LeafArgs(dir)
+	leaf["key_type"] = keyType
+	for i := 0; b.Loop(); i++ {
+		if regenerate {
+			leaf["common_name"] = fmt.Sprintf("etcd-%d", i)
+		}
+		res, err := X509{}.Run(context.Background(), &Env{}, leaf)
+		if err != nil || (regenerate && !res.Changed) {
+			b.Fatalf("%v %v", res, err)
+		}
+	}
+}
+
+func BenchmarkX509UnchangedECDSA(b *testing.B) { benchX509(b, "ecdsa", false) }
+func BenchmarkX509GenerateECDSA(b *testing.B)  { benchX509(b, "ecdsa", true) }
+func BenchmarkX509GenerateRSA(b *testing.B)    { benchX509(b, "rsa", true) }
