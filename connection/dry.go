@@ -85,7 +85,15 @@ func (d *Dry) Get(ctx context.Context, path string, become bool) ([]byte, error)
 	return d.inner.Get(ctx, path, become)
 }
 
-func (d *Dry) RoundTrips() int64 { return d.inner.RoundTrips() }
+// RoundTrips is what the run would have cost: the inner connection's real
+// round trips plus one per recorded mutation (the request or small Put it
+// would have sent).
+func (d *Dry) RoundTrips() int64 {
+	d.mu.Lock()
+	n := int64(len(d.recorded))
+	d.mu.Unlock()
+	return d.inner.RoundTrips() + n
+}
 
 func (d *Dry) Close() error { return d.inner.Close() }
 

@@ -139,7 +139,7 @@ func TestDry(t *testing.T) {
 	if strings.Join(rec, "|") != strings.Join(want, "|") {
 		t.Errorf("recorded %q, want %q", rec, want)
 	}
-	if d.RoundTrips() != f.RoundTrips() || d.Host() != "h" {
+	if d.RoundTrips() != f.RoundTrips()+2 || d.Host() != "h" {
 		t.Error("round trips / host not passed through")
 	}
 }

@@ -522,14 +522,19 @@ func (c *sshConn) shellCommand(key string) (string, []byte) {
 	if c.cfg.BecomePassword == "" {
 		return "exec sudo -H -n -u " + shQuote(key) + " -- /bin/sh", nil
 	}
-	// sudo -S reads the password from stdin one byte at a time, up to the
-	// newline. When sudo does not ask (cached or NOPASSWD) the password
-	// line reaches the shell instead, so a reader loop swallows input up to
-	// a sync line either way before the real shell starts.
-	sync := newMarker()
-	inner := `while IFS= read -r l; do [ "$l" = ` + sync + ` ] && break; done; exec /bin/sh`
-	return "exec sudo -H -S -p '' -u " + shQuote(key) + " -- /bin/sh -c " + shQuote(inner),
-		[]byte(c.cfg.BecomePassword + "\n" + sync + "\n")
+	// The password is the first line of the session's stdin, read by an
+	// outer shell into its environment; sudo gets it from an askpass
+	// program that is printenv: sudo runs the askpass with the prompt as
+	// its argument, so the prompt "GK_PW" makes it print the password.
+	// Unlike sudo -S this never lets sudo read the frames that follow as
+	// password attempts, whether or not it asks (NOPASSWD, cached
+	// credentials), and no secret touches the disk or a command line.
+	inner := "unset GK_PW SUDO_ASKPASS; exec /bin/sh"
+	outer := `IFS= read -r GK_PW || exit 1; export GK_PW
+SUDO_ASKPASS=$(command -v printenv) || { echo "gokube: printenv not found for sudo askpass" >&2; exit 1; }
+export SUDO_ASKPASS
+exec sudo -A -H -p GK_PW -u ` + shQuote(key) + " -- /bin/sh -c " + shQuote(inner)
+	return "exec /bin/sh -c " + shQuote(outer), []byte(c.cfg.BecomePassword + "\n")
 }
 
 // openShell opens a session channel and starts the shell without waiting
