@@ -123,17 +123,19 @@ func pkiDo(ctx context.Context, c *http.Client, method, url string, body []byte,
 	return &pkiResponse{status: resp.StatusCode, body: b, contentType: resp.Header.Get("Content-Type"), header: resp.Header, url: resp.Request.URL.String()}, nil
 }
 
-// pkiHostErr separates a lost host connection (the engine reports the host
-// UNREACHABLE) from a service that does not answer (the task fails).
+// pkiHostErr picks the errors that end the task as errors rather than as a
+// failed check: a lost host connection (the engine reports the host
+// UNREACHABLE) and a cancelled run. A service that does not answer, or
+// answers badly, is a failed task instead, with its data registered.
 func pkiHostErr(err error) error {
-	if connection.IsUnreachable(err) {
+	if connection.IsUnreachable(err) || errors.Is(err, context.Canceled) {
 		return err
 	}
 	return nil
 }
 
-// pkiErrText shortens transport errors for a task message: the URL is
-// already in the message, and the chain of wrapping repeats it.
+// pkiErrText says "timed out" first when that is what happened: Go's
+// wording of a timeout is buried at the end of a long chain.
 func pkiErrText(err error) string {
 	s := err.Error()
 	var ne net.Error

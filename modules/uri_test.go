@@ -167,6 +167,14 @@ func TestURIClientCertTLS(t *testing.T) {
 		t.Fatalf("timeout: %v after %v", res.Msg, time.Since(start))
 	}
 
+	// A cancelled run ends the task with the cancellation, at once.
+	cctx, cancel := context.WithCancel(context.Background())
+	time.AfterFunc(200*time.Millisecond, cancel)
+	start = time.Now()
+	if _, err := (URI{}).Run(cctx, &Env{Conn: local, Host: "h1"}, auth("/slow", nil)); !errors.Is(err, context.Canceled) || time.Since(start) > 2*time.Second {
+		t.Fatalf("cancelled: %v after %v", err, time.Since(start))
+	}
+
 	// One forwarded connection serves the request (keep-alive inside a task).
 	fake := connection.NewFake("h1")
 	if res := uriRun(t, fake, false, auth("/json", nil)); res.Failed || fake.RoundTrips() != 1 {
