@@ -94,10 +94,14 @@ func newLabCmd() *cobra.Command {
 				n = v
 			}
 			cfg := lab.Config{Name: name, Dir: labDir(), Subnet: subnet, ImageDir: images}
-			// An existing lab keeps its subnet unless one is asked for.
-			if !c.Flags().Changed("subnet") {
-				if old, err := lab.Open(cfg.Dir); err == nil {
+			// An existing lab keeps its name and subnet unless others are
+			// asked for (Up refuses a mismatch).
+			if old, err := lab.Open(cfg.Dir); err == nil {
+				if !c.Flags().Changed("subnet") {
 					cfg.Subnet = old.Subnet()
+				}
+				if !c.Flags().Changed("name") {
+					cfg.Name = old.Name()
 				}
 			}
 			l, err := lab.New(cfg)

@@ -187,6 +187,9 @@ func (l *Lab) Up(ctx context.Context, n int) error {
 		return err
 	}
 	return l.locked(ctx, true, func() error {
+		if l.st.Name != "" && l.st.Name != l.cfg.Name {
+			return fmt.Errorf("%s holds lab %s, not %s", l.cfg.Dir, l.st.Name, l.cfg.Name)
+		}
 		if len(l.st.Hosts) > 0 && l.st.Subnet != l.cfg.Subnet {
 			return fmt.Errorf("lab %s uses subnet %s, not %s: `gokube lab reset` it first to change", l.cfg.Name, l.st.Subnet, l.cfg.Subnet)
 		}
