@@ -260,3 +260,30 @@ func TestFrameRoundTrip(t *testing.T) {
 		}
 	}
 }
+
+// TestFrameBrokenScript: when the script cannot be decoded (here: bad
+// base64; on a host: a full disk) nothing runs, not even the previous
+// request's script, and the request reports rc 255.
+func TestFrameBrokenScript(t *testing.T) {
+	sh := startLocalShell(t)
+	counter := filepath.Join(t.TempDir(), "count")
+	res := sh.run(t, Request{Script: "echo x >> " + counter})
+	if res.RC != 0 {
+		t.Fatalf("first: %+v", res)
+	}
+	m := newMarker()
+	frame := "gk_n\ngk_w s <<'" + m + "'\n!!!not base64!!!\n" + m + "\ngk_go " + m + "\n"
+	if _, err := sh.w.Write([]byte(frame)); err != nil {
+		t.Fatal(err)
+	}
+	res, err := readFrame(sh.r, m)
+	if err != nil || res.RC != 255 || !strings.Contains(string(res.Stderr), "cannot write the request") {
+		t.Fatalf("broken frame: %+v %v", res, err)
+	}
+	if b, _ := os.ReadFile(counter); string(b) != "x\n" {
+		t.Errorf("previous script ran again: %q", b)
+	}
+	if res := sh.run(t, Request{Script: "echo ok"}); string(res.Stdout) != "ok\n" {
+		t.Errorf("after: %q", res.Stdout)
+	}
+}

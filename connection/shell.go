@@ -35,13 +35,17 @@ gk_D=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) || gk_D=
 gk_k() { if [ -n "$gk_p" ]; then kill -KILL -"$gk_p" 2>/dev/null || kill -KILL "$gk_p" 2>/dev/null; fi; }
 trap 'gk_k; exit 143' TERM HUP INT
 trap 'if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi' EXIT
-gk_n() { if [ -n "$gk_D" ]; then : >"$gk_D/i"; rm -f "$gk_D/e"; fi; }
-gk_w() { if [ -n "$gk_D" ]; then base64 -d >"$gk_D/$1"; else while read -r gk_l; do :; done; fi; }
+gk_n() { gk_bad=; gk_env=; if [ -n "$gk_D" ]; then : >"$gk_D/i"; fi; }
+gk_w() {
+if [ -z "$gk_D" ]; then while read -r gk_l; do :; done; return; fi
+base64 -d >"$gk_D/$1" || gk_bad=1
+if [ "$1" = e ]; then gk_env=1; fi
+}
 gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
 gk_go() {
 gk_rc=255
-if [ -n "$gk_D" ]; then
-if [ -f "$gk_D/e" ]; then
+if [ -n "$gk_D" ] && [ -z "$gk_bad" ]; then
+if [ -n "$gk_env" ]; then
 $gk_ss /bin/sh -c '. "$1/e" && exec /bin/sh "$1/s"' gokube "$gk_D" <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
 else
 $gk_ss /bin/sh "$gk_D/s" <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
@@ -56,7 +60,9 @@ printf '%s\n' "$1.o"
 gk_b "$gk_D/r"
 printf '%s\n' "$1.e"
 else
-printf '\n%s %s\n%s\n%s\n%s\n' "$1" "$gk_rc" "$1.o" Z29rdWJlOiBjYW5ub3QgY3JlYXRlIGEgdGVtcG9yYXJ5IGRpcmVjdG9yeSBvbiB0aGUgaG9zdAo= "$1.e"
+# Nothing runs unless the whole script arrived: a truncated script could
+# do harm (think "rm -rf /var/lib/x" cut after the first slash).
+printf '\n%s %s\n%s\n%s\n%s\n' "$1" "$gk_rc" "$1.o" Z29rdWJlOiBjYW5ub3Qgd3JpdGUgdGhlIHJlcXVlc3QgdG8gYSB0ZW1wb3JhcnkgZGlyZWN0b3J5IG9uIHRoZSBob3N0IChkaXNrIGZ1bGw/KQo= "$1.e"
 fi
 }
 `

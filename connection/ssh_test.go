@@ -93,7 +93,7 @@ func TestSSHRunFraming(t *testing.T) {
 
 func TestSSHRoundTrips(t *testing.T) {
 	env := newTestEnv(t)
-	const delay = 20 * time.Millisecond
+	const delay = 25 * time.Millisecond // 50 ms round trips, as across a WAN
 	fwd := startForwarder(t, env.srv.addr, delay)
 	cfg := env.config()
 	cfg.Addr, cfg.Port = fwd.addr()
