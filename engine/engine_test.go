@@ -956,3 +956,80 @@ func TestProbeLookaheadPassesCommands(t *testing.T) {
 		t.Fatalf("%+v", *r.Hosts["node-1"])
 	}
 }
+
+func TestTimeoutEnvNoLogMetaIncludeVars(t *testing.T) {
+	e := newEnv(t, "node-1\nnode-2\n", map[string]string{
+		"vars/extra.yml": "from_file: yes-from-file\n",
+		"site.yml": `
+- hosts: all
+  gather_facts: false
+  environment: {PLAY_ENV: p}
+  tasks:
+    - include_vars: vars/extra.yml
+    - name: env
+      shell: "echo $PLAY_ENV-$TASK_ENV-{{ .from_file }}"
+      environment: {TASK_ENV: "{{ .inventory_hostname }}"}
+      register: env
+    - name: secret
+      shell: "echo s3cret; exit 1"
+      no_log: true
+      ignore_errors: true
+    - name: slow
+      command: "sleep 1.5"
+      timeout: 1
+      ignore_errors: true
+      register: slow
+    - name: stop node-2
+      meta: end_host
+      when: eq .inventory_hostname "node-2"
+    - name: after
+      command: "true"
+`})
+	r := mustRun(t, e, e.opts("site.yml"))
+	if got := r.Vars["node-1"]["env"].(map[string]any)["stdout"]; got != "p-node-1-yes-from-file" {
+		t.Fatalf("env: %v", got)
+	}
+	if strings.Contains(e.out.String(), "s3cret") || !strings.Contains(e.out.String(), "hidden due to the 'no_log: true'") {
+		t.Fatalf("no_log leaked:\n%s", e.out.String())
+	}
+	if msg := fmt.Sprint(r.Vars["node-1"]["slow"].(map[string]any)["msg"]); !strings.Contains(msg, "timed out after 1s") {
+		t.Fatalf("timeout msg %q", msg)
+	}
+	want(t, eventsOf(r, "node-2")[4:], []string{"stop node-2=ok"})
+	want(t, eventsOf(r, "node-1")[4:], []string{"stop node-2=skipping", "after=changed"})
+}
+
+func TestMaxFailPercentageAndEndPlay(t *testing.T) {
+	e := newEnv(t, "n1\nn2\nn3\nn4\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  max_fail_percentage: 25
+  tasks:
+    - {name: t1, shell: "[ $HOST = n1 ] && exit 1; true"}
+    - {name: t2, command: "true"}
+    - {name: t3, shell: "[ $HOST = n2 ] && exit 1; true"}
+    - {name: t4, command: "true"}
+- hosts: all
+  gather_facts: false
+  tasks:
+    - {name: e1, meta: end_play}
+    - {name: e2, command: "true"}
+`})
+	r, _ := e.run(e.opts("site.yml"))
+	// 1 of 4 failed (25%) is tolerated; the second failure (50%) stops the play and the run.
+	want(t, eventsOf(r, "n3"), []string{"t1=changed", "t2=changed", "t3=changed"})
+	want(t, eventsOf(r, "n1"), []string{"t1=failed"})
+	e2 := newEnv(t, "n1\nn2\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - {name: e1, meta: end_play}
+    - {name: e2, command: "true"}
+- hosts: all
+  gather_facts: false
+  tasks:
+    - {name: next, command: "true"}
+`})
+	r = mustRun(t, e2, e2.opts("site.yml"))
+	want(t, eventsOf(r, "n2"), []string{"e1=ok", "next=changed"})
+}

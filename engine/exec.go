@@ -1373,6 +1373,11 @@ func (hr *hostRun) runOnce(ctx context.Context, t *Task, sc *scope, idx int, ite
 	} else {
 		res, delegate, err = hr.module(ctx, t, sc, args, idx)
 	}
+	if err == nil && t.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		// The connection finished the request anyway; the task still
+		// overran its timeout.
+		err = ctx.Err()
+	}
 	if err != nil {
 		if ctx.Err() != nil && t.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 			err = fmt.Errorf("%s: task timed out after %s", t.Pos, t.Timeout)

@@ -102,7 +102,7 @@ func (tcmd) Run(ctx context.Context, env *modules.Env, args map[string]any) (*mo
 			return &modules.Result{Msg: "did not run", Data: map[string]any{"rc": 0}}, nil
 		}
 	}
-	res, err := env.Conn.Run(ctx, connection.Request{Script: fmt.Sprint(args["cmd"]), Become: env.Become, BecomeUser: env.BecomeUser})
+	res, err := env.Conn.Run(ctx, connection.Request{Script: fmt.Sprint(args["cmd"]), Become: env.Become, BecomeUser: env.BecomeUser, Env: env.Environment})
 	if err != nil {
 		return nil, err
 	}
