@@ -208,15 +208,17 @@ func (l *Lab) Up(ctx context.Context, n int) error {
 		if err := os.MkdirAll(filepath.Join(l.cfg.Dir, "hostkeys"), 0o700); err != nil {
 			return fmt.Errorf("lab dir: %w", err)
 		}
+		// The bridge first: it checks the subnet is free, and a lab that
+		// cannot have its network should not record hosts.
+		if err := ensureBridge(ctx, bridgeName(l.cfg.Name), sub); err != nil {
+			return err
+		}
 		for i := len(l.st.Hosts) + 1; i <= n; i++ {
 			h, err := l.newHost(sub, i)
 			if err != nil {
 				return err
 			}
 			l.st.Hosts = append(l.st.Hosts, h)
-		}
-		if err := ensureBridge(ctx, bridgeName(l.cfg.Name), sub); err != nil {
-			return err
 		}
 		if err := raiseInotify(); err != nil {
 			return err
