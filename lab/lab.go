@@ -194,6 +194,11 @@ func (l *Lab) Up(ctx context.Context, n int) error {
 			return fmt.Errorf("lab %s uses subnet %s, not %s: `gokube lab reset` it first to change", l.cfg.Name, l.st.Subnet, l.cfg.Subnet)
 		}
 		l.st.Name, l.st.Subnet = l.cfg.Name, l.cfg.Subnet
+		// The bridge first: it checks the subnet is free; a lab that cannot
+		// have its network should neither build an image nor record hosts.
+		if err := ensureBridge(ctx, bridgeName(l.cfg.Name), sub); err != nil {
+			return err
+		}
 		if l.st.Image == "" || !dirExists(l.st.Image) || len(l.st.Hosts) == 0 {
 			img, err := EnsureImage(ctx, l.cfg.ImageDir, l.recipe, l.Log)
 			if err != nil {
@@ -207,11 +212,6 @@ func (l *Lab) Up(ctx context.Context, n int) error {
 		}
 		if err := os.MkdirAll(filepath.Join(l.cfg.Dir, "hostkeys"), 0o700); err != nil {
 			return fmt.Errorf("lab dir: %w", err)
-		}
-		// The bridge first: it checks the subnet is free, and a lab that
-		// cannot have its network should not record hosts.
-		if err := ensureBridge(ctx, bridgeName(l.cfg.Name), sub); err != nil {
-			return err
 		}
 		for i := len(l.st.Hosts) + 1; i <= n; i++ {
 			h, err := l.newHost(sub, i)
