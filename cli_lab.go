@@ -44,7 +44,7 @@ Network: the subnet (default 10.231.0.0/24, --subnet) is the only one the lab
 touches: bridge gkbr-<name> holds .1, host i is .(10+i). Hosts have no
 internet and know each other through /etc/hosts. Machine names are
 gk-<name>-<i> (at most 12 characters, so nspawn's veth vb-<machine> is never
-cut and two labs never clash); lab names are 1-8 letters/digits, no '-'.
+cut and two labs never clash); lab names are 1-6 letters/digits, no '-'.
 Users: root and deploy (passwordless sudo), both with the lab key. Processes
 are tracked and stopped by PID (and start time), never by name.`
 

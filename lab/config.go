@@ -37,7 +37,7 @@ const (
 // nameRE keeps lab names short and free of '-': the machine name
 // gk-<name>-<i> can then be parsed back unambiguously, so two labs never
 // produce the same machine or veth name.
-var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,7}$`)
+var nameRE = regexp.MustCompile(`^[a-z][a-z0-9]{0,5}$`)
 
 // Config describes a lab. Zero fields take the defaults above.
 type Config struct {
@@ -79,7 +79,7 @@ func (c Config) withDefaults() Config {
 
 func (c Config) validate() error {
 	if !nameRE.MatchString(c.Name) {
-		return fmt.Errorf("lab name %q: want 1-8 lower-case letters or digits, starting with a letter (no '-', so machine names stay unambiguous)", c.Name)
+		return fmt.Errorf("lab name %q: want 1-6 lower-case letters or digits, starting with a letter (no '-', so machine names stay unambiguous)", c.Name)
 	}
 	if _, err := parseSubnet(c.Subnet); err != nil {
 		return err

@@ -51,7 +51,7 @@
 // The lab touches only its subnet (default 10.231.0.0/24): the bridge
 // gkbr-<name> holds .1, host i is .(10+i); up refuses a subnet that overlaps
 // an address of another interface. Machine names are gk-<name>-<i>: lab
-// names are 1-8 lower-case letters or digits without '-', and a machine
+// names are 1-6 lower-case letters or digits without '-', and a machine
 // name may have at most 12 characters, so nspawn's host-side veth
 // "vb-<machine>" (15 characters at most) is never cut or hashed and two labs
 // never share a veth name (e.g. lab gk, host 7: gk-gk-7, vb-gk-gk-7).
