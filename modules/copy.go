@@ -74,16 +74,18 @@ func (m copyModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if a.boolean("remote_src", false) {
 		return copyRemote(ctx, env, a)
 	}
-	w, err := parseAttrs(a)
+	w, err := parseAttrs(a, true)
 	if err != nil {
 		return nil, err
 	}
 	var content []byte
 	switch {
+	case a.has("content") && w.Preserve:
+		return nil, a.err("mode", "preserve needs src, not content")
 	case a.has("content"):
 		content = []byte(a.str("content"))
 	default:
-		data, name, err := readSrc(env, a.str("src"))
+		data, name, perm, err := readSrc(env, a.str("src"))
 		if err != nil {
 			if env.Check && errors.Is(err, fs.ErrNotExist) {
 				// Files made on the control machine by an earlier task (the
@@ -94,6 +96,9 @@ func (m copyModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 			return nil, &ArgError{Module: m.name(), Key: "src", Msg: err.Error()}
 		}
 		content = data
+		if w.Preserve {
+			w.Mode, w.HasMode, w.Preserve = uint32(perm.Perm()), true, false
+		}
 		if m.template {
 			if env.Render == nil {
 				return nil, fmt.Errorf("template: no renderer in this environment")
@@ -203,7 +208,7 @@ func writeFile(ctx context.Context, env *Env, a cargs, st *fileState, content []
 
 // copyRemote copies a file that is already on the host (remote_src).
 func copyRemote(ctx context.Context, env *Env, a cargs) (*Result, error) {
-	w, err := parseAttrs(a)
+	w, err := parseAttrs(a, true)
 	if err != nil {
 		return nil, err
 	}
@@ -243,9 +248,9 @@ func copyRemote(ctx context.Context, env *Env, a cargs) (*Result, error) {
 	if w.Group == "" && dst.Type == "file" {
 		w.Group = dst.Group
 	}
-	if !w.HasMode {
-		w.Mode, w.HasMode = sst.Mode, true
-		if dst.Type == "file" {
+	if w.Preserve || !w.modeSet() {
+		w.Mode, w.HasMode, w.Sym = sst.Mode, true, ""
+		if dst.Type == "file" && !w.Preserve {
 			w.Mode = dst.Mode
 		}
 	}
@@ -257,7 +262,7 @@ func copyRemote(ctx context.Context, env *Env, a cargs) (*Result, error) {
 		data["backup_file"] = name
 	}
 	fmt.Fprintf(&b, "cp -- %s %s", shq(src), shq(tmp))
-	if fix := w.fix(&fileState{Path: tmp, Type: "file", UID: -1, GID: -1, Mode: 0o10000}); fix != "" {
+	if fix := w.apply(shq(tmp)); fix != "" {
 		b.WriteString(" && " + fix)
 	}
 	if v := a.str("validate"); v != "" {

@@ -209,6 +209,17 @@ func realCopy(t *testing.T, tg *target, fig *figures) {
 	if res, _ := runRT(t, copyModule{}, cenv, args); res.Changed {
 		t.Fatal("check mode predicted a change for an unchanged file")
 	}
+	// mode: preserve takes the control-side file's mode.
+	srcFile := filepath.Join(t.TempDir(), "script.sh")
+	os.WriteFile(srcFile, []byte("#!/bin/sh\n"), 0o750)
+	os.Chmod(srcFile, 0o750)
+	pargs := map[string]any{"src": srcFile, "dest": tg.dir + "/script.sh", "mode": "preserve"}
+	if res, _ = runRT(t, copyModule{}, tg.env(), pargs); !res.Changed || hostSh(t, tg, "stat -c %a "+shq(tg.dir+"/script.sh")) != "750\n" {
+		t.Fatal("mode preserve")
+	}
+	if res, _ = runRT(t, copyModule{}, tg.env(), pargs); res.Changed {
+		t.Fatal("mode preserve not idempotent")
+	}
 	// backup keeps the old content beside the file.
 	args["content"], args["backup"] = "a=4\n", true
 	res, _ = runRT(t, copyModule{}, tg.env(), args)
@@ -308,6 +319,17 @@ func realFile(t *testing.T, tg *target, fig *figures) {
 	}
 	if res, _ = runRT(t, fileModule{}, tg.env(), rargs); res.Changed {
 		t.Fatal("recurse not idempotent")
+	}
+	// Symbolic modes are compared exactly: applied once, then unchanged.
+	sargs := map[string]any{"path": d, "state": "directory", "mode": "u=rwx,g=rx,o="}
+	if res, _ = runRT(t, fileModule{}, tg.env(), sargs); !res.Changed || hostSh(t, tg, "stat -c %a "+shq(d)) != "750\n" {
+		t.Fatal("symbolic mode")
+	}
+	if res, rt = runRT(t, fileModule{}, tg.env(), sargs); res.Changed || rt != 1 {
+		t.Fatal("symbolic mode not idempotent")
+	}
+	if res, _ = runRT(t, fileModule{}, tg.env(), map[string]any{"path": d, "mode": "g-x"}); !res.Changed || hostSh(t, tg, "stat -c %a "+shq(d)) != "740\n" {
+		t.Fatal("g-x")
 	}
 	// touch, link, hard, absent.
 	f := tg.dir + "/f"

@@ -74,9 +74,12 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if err != nil {
 		return nil, err
 	}
-	w, err := parseAttrs(a)
+	w, err := parseAttrs(a, false)
 	if err != nil {
 		return nil, err
+	}
+	if w.Sym != "" && a.boolean("recurse", false) {
+		return nil, a.err("mode", "recurse needs an octal mode (a symbolic one cannot be checked for the whole tree in one probe)")
 	}
 	p := a.str("path")
 	state := a.str("state")
@@ -105,16 +108,12 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	var script string
 	qp := shq(p)
 	tmp := shq(path.Join(path.Dir(p), ".gokube-"+randHex()+"-"+path.Base(p)))
-	// withAttrs appends the attribute fix for a path that will exist.
+	// withAttrs appends the attributes for a path the script creates.
 	withAttrs := func(s string) string {
-		fix := w.fix(&fileState{Path: p, Type: "file", UID: -1, GID: -1, Mode: 0o10000})
-		if !w.HasMode {
-			fix = attrs{Owner: w.Owner, Group: w.Group}.fix(&fileState{Path: p, UID: -1, GID: -1})
+		if fix := w.apply(qp); fix != "" {
+			return s + " && " + fix
 		}
-		if fix == "" {
-			return s
-		}
-		return s + " && " + fix
+		return s
 	}
 	switch state {
 	case "absent":
@@ -154,7 +153,7 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		case st.Type == "absent" || st.Type == "link" || a.boolean("force", false) && st.Type == "file":
 			script = fmt.Sprintf("ln -s -- %s %s && mv -Tf -- %s %s", shq(src), tmp, tmp, qp)
 			if w.Owner != "" || w.Group != "" {
-				script += " && " + attrs{Owner: w.Owner, Group: w.Group}.fix(&fileState{Path: p, UID: -1, GID: -1})
+				script += " && " + attrs{Owner: w.Owner, Group: w.Group}.apply(qp)
 			}
 		default:
 			return fail("refusing to convert %s from %s to link (force=yes replaces a file)", p, st.Type)
@@ -181,8 +180,8 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if _, err := mustRun(ctx, env, script, false); err != nil {
 		return resultFail(err, data)
 	}
-	if w.HasMode {
-		data["mode"] = modeString(w.Mode)
+	if w.modeSet() {
+		data["mode"] = w.modeArg()
 	}
 	return &Result{Changed: true, Data: data}, nil
 }
@@ -197,8 +196,8 @@ func recurseFix(w attrs, p string) string {
 	case w.Group != "":
 		cmds = append(cmds, "chgrp -R -- "+shq(w.Group)+" "+shq(p))
 	}
-	if w.HasMode {
-		cmds = append(cmds, "chmod -R -- "+modeString(w.Mode)+" "+shq(p))
+	if w.modeSet() {
+		cmds = append(cmds, "chmod -R -- "+w.chmodArg()+" "+shq(p))
 	}
 	return strings.Join(cmds, " && ")
 }

@@ -121,7 +121,7 @@ func (m getURL) Run(ctx context.Context, env *Env, args map[string]any) (*Result
 	if err != nil {
 		return nil, err
 	}
-	w, err := parseAttrs(a)
+	w, err := parseAttrs(a, false)
 	if err != nil {
 		return nil, err
 	}
@@ -203,8 +203,8 @@ func (getURL) upload(ctx context.Context, env *Env, local string, st *fileState,
 			group = st.Group
 		}
 	}
-	if w.HasMode {
-		mode = w.Mode
+	if m, ok := w.want(mode, false); ok {
+		mode = m
 	}
 	err = env.Conn.Put(ctx, connection.Upload{
 		Path: st.Path, Content: f, Size: fi.Size(), Mode: mode, Owner: owner, Group: group,
@@ -243,13 +243,8 @@ func (getURL) curl(ctx context.Context, env *Env, a cargs, u *url.URL, st *fileS
 	} else {
 		b.WriteString("chmod 0644 \"$tmp\" || exit 1\n")
 	}
-	if fix := w.fix(&fileState{Path: "@TMP@", Type: "file", UID: -1, GID: -1, Mode: 0o10000}); fix != "" {
-		if !w.HasMode {
-			fix = attrs{Owner: w.Owner, Group: w.Group}.fix(&fileState{Path: "@TMP@", UID: -1, GID: -1})
-		}
-		if fix != "" {
-			b.WriteString(strings.ReplaceAll(fix, shq("@TMP@"), "\"$tmp\"") + " || exit 1\n")
-		}
+	if fix := w.apply(`"$tmp"`); fix != "" {
+		b.WriteString(fix + " || exit 1\n")
 	}
 	if a.boolean("backup", false) && st.Type == "file" {
 		bs, name := backupScript(st.Path, time.Now())
@@ -374,7 +369,7 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 	if err != nil {
 		return nil, err
 	}
-	w, err := parseAttrs(a)
+	w, err := parseAttrs(a, false)
 	if err != nil {
 		return nil, err
 	}
@@ -410,7 +405,7 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 		fmt.Fprintf(&probe, "if tar -d -f %s -C %s %s >/dev/null 2>&1; then echo same=1; fi\n", shq(src), shq(dest), tarOpts)
 	} else {
 		p := strings.TrimPrefix(src, "file://")
-		if archive, _, err = readSrc(env, p); err != nil {
+		if archive, _, _, err = readSrc(env, p); err != nil {
 			return nil, &ArgError{Module: "unarchive", Key: "src", Msg: err.Error()}
 		}
 		if sum.hex != "" {
@@ -485,15 +480,10 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 		fmt.Fprintf(&script, "trap 'rm -f %s' EXIT\n", shq(archivePath))
 	}
 	fmt.Fprintf(&script, "tar -x -f %s -C %s %s", shq(archivePath), shq(dest), tarOpts)
-	if canList && (w.Owner != "" || w.Group != "" || w.HasMode) {
+	if canList && (w.Owner != "" || w.Group != "" || w.modeSet()) {
 		// Owner, group and mode apply to the extracted files, as in Ansible.
 		for _, mb := range members {
-			if fix := w.fix(&fileState{Path: path.Join(dest, mb.name), Type: "file", UID: -1, GID: -1, Mode: 0o10000}); fix != "" {
-				if !w.HasMode {
-					fix = attrs{Owner: w.Owner, Group: w.Group}.fix(&fileState{Path: path.Join(dest, mb.name), UID: -1, GID: -1})
-				}
-				script.WriteString(" && " + fix)
-			}
+			script.WriteString(" && " + w.apply(shq(path.Join(dest, mb.name))))
 		}
 	}
 	script.WriteString("\n")

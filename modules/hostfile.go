@@ -184,14 +184,87 @@ type attrs struct {
 	Group   string
 	Mode    uint32
 	HasMode bool
+	// Sym is a symbolic mode ("u=rw,g=r,o="), applied to the current mode.
+	Sym string
+	// Preserve (copy, template): the mode of the source file.
+	Preserve bool
 }
 
-func parseAttrs(a cargs) (attrs, error) {
+// parseAttrs reads owner, group and mode (octal, symbolic, or "preserve"
+// where preserveOK).
+func parseAttrs(a cargs, preserveOK bool) (attrs, error) {
+	w := attrs{Owner: a.str("owner"), Group: a.str("group")}
+	if s, ok := a.m["mode"].(string); ok {
+		s = strings.TrimSpace(s)
+		if s == "preserve" {
+			if !preserveOK {
+				return w, a.err("mode", "preserve is only valid for copy and template")
+			}
+			w.Preserve = true
+			return w, nil
+		}
+		if s != "" && strings.Trim(s, "01234567") != "" && !strings.HasPrefix(s, "0o") {
+			if _, err := applySymbolic(0, false, s); err != nil {
+				return w, a.err("mode", "want an octal mode like \"0644\" or a symbolic one like \"u=rw,g=r,o=\": %v", err)
+			}
+			w.Sym = s
+			return w, nil
+		}
+	}
 	m, has, err := parseMode(a, "mode")
 	if err != nil {
-		return attrs{}, err
+		return w, err
 	}
-	return attrs{Owner: a.str("owner"), Group: a.str("group"), Mode: m, HasMode: has}, nil
+	w.Mode, w.HasMode = m, has
+	return w, nil
+}
+
+func (w attrs) modeSet() bool { return w.HasMode || w.Sym != "" }
+
+// want is the mode a path whose mode is cur must get; ok=false when the
+// task does not set a mode.
+func (w attrs) want(cur uint32, isDir bool) (uint32, bool) {
+	if w.HasMode {
+		return w.Mode, true
+	}
+	if w.Sym != "" {
+		m, err := applySymbolic(cur, isDir, w.Sym)
+		return m, err == nil // validated by parseAttrs
+	}
+	return 0, false
+}
+
+// modeArg is the mode as chmod takes it; chmodArg is it quoted.
+func (w attrs) modeArg() string {
+	if w.HasMode {
+		return modeString(w.Mode)
+	}
+	return w.Sym
+}
+
+func (w attrs) chmodArg() string {
+	if w.HasMode {
+		return modeString(w.Mode)
+	}
+	return shq(w.Sym)
+}
+
+// apply returns the commands that set every wanted attribute on a path
+// this task creates (quoted is the path already quoted for the shell).
+func (w attrs) apply(quoted string) string {
+	var cmds []string
+	switch {
+	case w.Owner != "" && w.Group != "":
+		cmds = append(cmds, "chown -h -- "+shq(w.Owner+":"+w.Group)+" "+quoted)
+	case w.Owner != "":
+		cmds = append(cmds, "chown -h -- "+shq(w.Owner)+" "+quoted)
+	case w.Group != "":
+		cmds = append(cmds, "chgrp -h -- "+shq(w.Group)+" "+quoted)
+	}
+	if w.modeSet() {
+		cmds = append(cmds, "chmod -- "+w.chmodArg()+" "+quoted)
+	}
+	return strings.Join(cmds, " && ")
 }
 
 // ownerMatches compares a wanted user or group (name or number) with what
@@ -221,8 +294,8 @@ func (w attrs) fix(st *fileState) string {
 		cmds = append(cmds, "chgrp -h -- "+shq(w.Group)+" "+shq(st.Path))
 	}
 	// chmod on a link would change its target; Linux links have no mode.
-	if w.HasMode && st.Mode != w.Mode && st.Type != "link" {
-		cmds = append(cmds, "chmod -- "+modeString(w.Mode)+" "+shq(st.Path))
+	if m, ok := w.want(st.Mode, st.Type == "directory"); ok && st.Mode != m && st.Type != "link" {
+		cmds = append(cmds, "chmod -- "+modeString(m)+" "+shq(st.Path))
 	}
 	return strings.Join(cmds, " && ")
 }
@@ -240,8 +313,8 @@ func upload(ctx context.Context, env *Env, p string, content []byte, w attrs, ol
 			group = old.Group
 		}
 	}
-	if w.HasMode {
-		mode = w.Mode
+	if m, ok := w.want(mode, false); ok {
+		mode = m
 	}
 	return env.Conn.Put(ctx, connection.Upload{
 		Path: p, Content: bytes.NewReader(content), Size: int64(len(content)),
@@ -289,35 +362,49 @@ func diffLines(s string) []string {
 const maxDiffSize = 1 << 20
 
 // readSrc finds a control-machine file: in env.Files in order (role files/
-// or templates/ first, then the playbook dir), or as an absolute path.
-func readSrc(env *Env, src string) ([]byte, string, error) {
+// or templates/ first, then the playbook dir), or as an absolute path, or
+// in the artifact cache. It returns the content, the name for messages and
+// the file's permissions (for mode: preserve).
+func readSrc(env *Env, src string) ([]byte, string, fs.FileMode, error) {
 	if filepath.IsAbs(src) {
 		data, err := os.ReadFile(src)
 		if err != nil {
-			return nil, "", fmt.Errorf("src: %w", err)
+			return nil, "", 0, fmt.Errorf("src: %w", err)
 		}
-		return data, src, nil
+		fi, err := os.Stat(src)
+		if err != nil {
+			return nil, "", 0, fmt.Errorf("src: %w", err)
+		}
+		return data, src, fi.Mode(), nil
 	}
 	name := path.Clean(filepath.ToSlash(src))
 	if !fs.ValidPath(name) {
-		return nil, "", fmt.Errorf("src %q: must be a relative path inside the files/ directories or an absolute path", src)
+		return nil, "", 0, fmt.Errorf("src %q: must be a relative path inside the files/ directories or an absolute path", src)
 	}
 	for _, fsys := range env.Files {
 		data, err := fs.ReadFile(fsys, name)
 		if err == nil {
-			return data, name, nil
+			perm := fs.FileMode(0o644)
+			if fi, err := fs.Stat(fsys, name); err == nil {
+				perm = fi.Mode()
+			}
+			return data, name, perm, nil
 		}
 		if !errors.Is(err, fs.ErrNotExist) {
-			return nil, "", fmt.Errorf("src %q: %w", src, err)
+			return nil, "", 0, fmt.Errorf("src %q: %w", src, err)
 		}
 	}
 	if env.ArtifactDir != "" {
-		data, err := os.ReadFile(filepath.Join(env.ArtifactDir, filepath.FromSlash(name)))
-		if err == nil {
-			return data, name, nil
+		p := filepath.Join(env.ArtifactDir, filepath.FromSlash(name))
+		if data, err := os.ReadFile(p); err == nil {
+			perm := fs.FileMode(0o644)
+			if fi, err := os.Stat(p); err == nil {
+				perm = fi.Mode()
+			}
+			return data, name, perm, nil
 		}
 	}
-	return nil, "", fmt.Errorf("src %q: not found in %d search directories (role files/ or templates/, playbook dir, artifact cache): %w", src, len(env.Files), fs.ErrNotExist)
+	return nil, "", 0, fmt.Errorf("src %q: not found in %d search directories (role files/ or templates/, playbook dir, artifact cache): %w", src, len(env.Files), fs.ErrNotExist)
 }
 
 // resultFail turns an error of the host's side (a command that failed) into

@@ -49,7 +49,7 @@ func (m lineInFile) Probe(args map[string]any) (string, bool) {
 
 // editFile is the shared body: probe, edit, write.
 func editFile(ctx context.Context, env *Env, a cargs, edit func(old []string, exists bool) ([]string, string, error)) (*Result, error) {
-	w, err := parseAttrs(a)
+	w, err := parseAttrs(a, false)
 	if err != nil {
 		return nil, err
 	}
