@@ -14,7 +14,7 @@ func registerCore(r *Registry) {
 	r.Register(statModule{}, "stat")
 	r.Register(slurpModule{}, "slurp")
 	r.Register(fetchModule{}, "fetch")
-	r.Register(systemdModule{alias: "systemd"}, "systemd")
+	r.Register(systemdModule{alias: "systemd"}, "systemd", "systemd_service")
 	r.Register(systemdModule{alias: "service"}, "service")
 	r.Register(waitFor{}, "wait_for")
 	r.Register(getURL{}, "get_url")

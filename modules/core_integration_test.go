@@ -353,6 +353,13 @@ func realFile(t *testing.T, tg *target, fig *figures) {
 	if res, _ = runRT(t, fileModule{}, tg.env(), hargs); res.Changed {
 		t.Fatal("hard link not idempotent")
 	}
+	// Through the link (follow): the target's mode is managed.
+	if res, _ = runRT(t, fileModule{}, tg.env(), map[string]any{"path": l, "mode": "0640"}); !res.Changed || hostSh(t, tg, "stat -c %a "+shq(f)+"; readlink "+shq(l)) != "640\n"+f+"\n" {
+		t.Fatal("follow")
+	}
+	if res, _ = runRT(t, fileModule{}, tg.env(), map[string]any{"path": l, "mode": "0640"}); res.Changed {
+		t.Fatal("follow not idempotent")
+	}
 	if res, _ = runRT(t, fileModule{}, tg.env(), map[string]any{"path": l, "state": "absent"}); !res.Changed || hostSh(t, tg, "test -e "+shq(l)+" || test -L "+shq(l)+" || echo gone") != "gone\n" {
 		t.Fatal("absent")
 	}

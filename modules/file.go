@@ -27,7 +27,9 @@ func (fileModule) Spec() Spec {
 
 func (m fileModule) probeScript(a cargs) string {
 	p := a.str("path")
-	s := fileProbe{}.script(p)
+	st := a.str("state")
+	follow := a.boolean("follow", true) && st != "link" && st != "hard" && st != "absent"
+	s := fileProbe{follow: follow}.script(p)
 	if a.boolean("recurse", false) {
 		// Anything below the directory that differs from the wanted
 		// owner, group or mode makes the recursive fix necessary.
@@ -42,7 +44,7 @@ func (m fileModule) probeScript(a cargs) string {
 			conds = append(conds, "! -perm "+modeString(md))
 		}
 		if len(conds) > 0 {
-			s += fmt.Sprintf("if [ -d %s ]; then n=$(find %s -mindepth 1 \\( %s \\) -print -quit 2>&1); if [ -n \"$n\" ]; then echo recurse=1; fi; fi\n",
+			s += fmt.Sprintf("if [ -d %s ]; then n=$(find -H %s -mindepth 1 \\( %s \\) -print -quit 2>&1); if [ -n \"$n\" ]; then echo recurse=1; fi; fi\n",
 				shq(p), shq(p), strings.Join(conds, " -o "))
 		}
 	}
@@ -136,7 +138,7 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		case "directory":
 			script = w.fix(st)
 			if a.boolean("recurse", false) && kv["recurse"] == "1" {
-				script = recurseFix(w, p)
+				script = recurseFix(w, st.Path)
 			}
 		default:
 			return fail("%s exists and is a %s, not a directory", p, st.Type)

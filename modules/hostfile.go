@@ -68,6 +68,9 @@ type fileProbe struct {
 	sha256  bool
 	sha1    bool
 	content bool // base64 of the content, for modules that edit in Go
+	// follow: a symlink that points somewhere is described by its target
+	// (file: mode etc. apply to what the link points to, as in Ansible).
+	follow bool
 }
 
 // script returns a read-only POSIX sh script that prints key=value lines
@@ -80,6 +83,9 @@ func (o fileProbe) script(p string) string {
 	b.WriteString("(p=" + shq(p) + "\n")
 	if o.dirBase != "" {
 		fmt.Fprintf(&b, "case \"$p\" in */) p=\"$p\"%s;; *) if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then p=\"$p\"/%s; fi;; esac\n", shq(o.dirBase), shq(o.dirBase))
+	}
+	if o.follow {
+		b.WriteString("if [ -L \"$p\" ] && [ -e \"$p\" ]; then p=$(readlink -f -- \"$p\"); fi\n")
 	}
 	b.WriteString(`printf 'path=%s\n' "$p"
 if [ -L "$p" ]; then t=link; elif [ -d "$p" ]; then t=directory; elif [ -f "$p" ]; then t=file; elif [ -e "$p" ]; then t=other; else t=absent; fi
