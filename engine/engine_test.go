@@ -452,7 +452,7 @@ func TestVariableCycle(t *testing.T) {
     - debug: {msg: "{{ .a }}"}
 `})
 	_, err := e.run(e.opts("site.yml"))
-	if err == nil || !strings.Contains(e.out.String(), "variable cycle: a -> b -> c -> a") {
+	if err == nil || !strings.Contains(e.out.String(), "site.yml:9: variable cycle: a -> b -> c -> a (host node-1)") {
 		t.Fatalf("err %v\n%s", err, e.out.String())
 	}
 }
@@ -1032,4 +1032,23 @@ func TestMaxFailPercentageAndEndPlay(t *testing.T) {
 `})
 	r = mustRun(t, e2, e2.opts("site.yml"))
 	want(t, eventsOf(r, "n2"), []string{"e1=ok", "next=changed"})
+}
+
+func TestErrorInsideVariableNamesUseAndChain(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  vars:
+    a: "x-{{ .b }}"
+    b: "{{ .missing }}"
+  tasks:
+    - name: use
+      debug:
+        msg: "{{ .a }}"
+`})
+	_, err := e.run(e.opts("site.yml"))
+	w := "site.yml:10: .missing is not defined (host node-1) (while rendering variable a -> b)"
+	if err == nil || !strings.Contains(e.out.String(), w) {
+		t.Fatalf("want %q in\n%s", w, e.out.String())
+	}
 }

@@ -24,6 +24,7 @@ type TemplateError struct {
 	Host    string
 	Msg     string
 	Via     []string // variables being resolved when it failed, outermost first
+	cycle   bool
 }
 
 func (e *TemplateError) Error() string {
@@ -41,7 +42,7 @@ func (e *TemplateError) Error() string {
 	if e.Host != "" {
 		fmt.Fprintf(&b, " (host %s)", e.Host)
 	}
-	if len(e.Via) > 0 {
+	if len(e.Via) > 0 && !e.cycle {
 		fmt.Fprintf(&b, " (while rendering variable %s)", strings.Join(e.Via, " -> "))
 	}
 	return b.String()

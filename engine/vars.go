@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 	"text/template"
@@ -41,14 +42,18 @@ func (s *scope) get(name string) (any, error) {
 	for i, n := range s.resolving {
 		if n == name {
 			chain := append(append([]string(nil), s.resolving[i:]...), name)
-			return nil, &TemplateError{Pos: Pos{File: "variable " + s.resolving[0]}, Host: s.host,
-				Msg: "variable cycle: " + strings.Join(chain, " -> ")}
+			return nil, &TemplateError{Pos: Pos{File: varPos + s.resolving[0]}, Host: s.host,
+				Msg: "variable cycle: " + strings.Join(chain, " -> "), cycle: true}
 		}
 	}
 	s.resolving = append(s.resolving, name)
-	v, err := s.resolve(raw, Pos{File: "variable " + name})
+	v, err := s.resolve(raw, Pos{File: varPos + name})
 	s.resolving = s.resolving[:len(s.resolving)-1]
 	if err != nil {
+		var te *TemplateError
+		if errors.As(err, &te) && !te.cycle {
+			te.Via = append([]string{name}, te.Via...)
+		}
 		return nil, err
 	}
 	if s.cache == nil {
@@ -255,10 +260,15 @@ func (s *scope) parse(pos Pos, text string) (*template.Template, error) {
 	return t, nil
 }
 
+// varPos marks positions inside a variable's value; the template that used
+// the variable replaces it with its own file:line.
+const varPos = "variable "
+
 func (s *scope) wrapErr(pos Pos, err error) error {
 	e := tmplError(pos, s.host, err)
-	if te, ok := e.(*TemplateError); ok && len(te.Via) == 0 && len(s.resolving) > 0 {
-		te.Via = append([]string(nil), s.resolving...)
+	var te *TemplateError
+	if errors.As(e, &te) && strings.HasPrefix(te.Pos.File, varPos) && !strings.HasPrefix(pos.File, varPos) {
+		te.Pos = pos
 	}
 	return e
 }
@@ -274,7 +284,7 @@ func (s *scope) render(pos Pos, text string) (string, error) {
 	}
 	d, err := s.data(scanRefs(t))
 	if err != nil {
-		return "", err
+		return "", s.wrapErr(pos, err)
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, d); err != nil {
@@ -309,7 +319,7 @@ func (s *scope) eval(pos Pos, orig *template.Template, expr, text string) (any, 
 	t.Funcs(fm)
 	d, err := s.data(scanRefs(orig))
 	if err != nil {
-		return nil, err
+		return nil, s.wrapErr(pos, err)
 	}
 	var b strings.Builder
 	if err := t.Execute(&b, d); err != nil {
