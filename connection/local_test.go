@@ -261,10 +261,10 @@ func TestFrameRoundTrip(t *testing.T) {
 	}
 }
 
-// TestFrameBrokenScript: when the script cannot be decoded (here: bad
-// base64; on a host: a full disk) nothing runs, not even the previous
-// request's script, and the request reports rc 255.
-func TestFrameBrokenScript(t *testing.T) {
+// TestFrameBrokenStdin: when stdin cannot be decoded (here: bad base64;
+// on a host: a full disk) the script does not run and the request reports
+// rc 255.
+func TestFrameBrokenStdin(t *testing.T) {
 	sh := startLocalShell(t)
 	counter := filepath.Join(t.TempDir(), "count")
 	res := sh.run(t, Request{Script: "echo x >> " + counter})
@@ -272,7 +272,7 @@ func TestFrameBrokenScript(t *testing.T) {
 		t.Fatalf("first: %+v", res)
 	}
 	m := newMarker()
-	frame := "gk_n\ngk_w s <<'" + m + "'\n!!!not base64!!!\n" + m + "\ngk_go " + m + "\n"
+	frame := "gk_n\ngk_w i <<'" + m + "'\n!!!not base64!!!\n" + m + "\n{ gk_go " + m + " 3<<'" + m + "'\necho x >> " + counter + "\n" + m + "\n}\n"
 	if _, err := sh.w.Write([]byte(frame)); err != nil {
 		t.Fatal(err)
 	}
@@ -281,9 +281,31 @@ func TestFrameBrokenScript(t *testing.T) {
 		t.Fatalf("broken frame: %+v %v", res, err)
 	}
 	if b, _ := os.ReadFile(counter); string(b) != "x\n" {
-		t.Errorf("previous script ran again: %q", b)
+		t.Errorf("script ran despite broken stdin: %q", b)
 	}
 	if res := sh.run(t, Request{Script: "echo ok"}); string(res.Stdout) != "ok\n" {
 		t.Errorf("after: %q", res.Stdout)
+	}
+}
+
+// TestFrameTruncated: a frame cut off in the middle of the script (the
+// connection broke) runs nothing.
+func TestFrameTruncated(t *testing.T) {
+	sh := startLocalShell(t)
+	marker := filepath.Join(t.TempDir(), "ran")
+	m, f, err := frameFor(Request{Script: "touch " + marker + "\necho second line\n"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	cut := bytes.Index(f, []byte("echo second"))
+	if _, err := sh.w.Write(append([]byte(shellPreamble), f[:cut]...)); err != nil {
+		t.Fatal(err)
+	}
+	sh.w.Close()
+	if _, err := readFrame(sh.r, m); err == nil {
+		t.Fatal("truncated frame answered")
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("truncated script ran")
 	}
 }

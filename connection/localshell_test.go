@@ -37,8 +37,7 @@ func startLocalShell(t *testing.T) *localShell {
 
 func (s *localShell) run(t *testing.T, req Request) Result {
 	t.Helper()
-	m := newMarker()
-	f, err := buildFrame(m, req)
+	m, f, err := frameFor(req)
 	if err != nil {
 		t.Fatal(err)
 	}

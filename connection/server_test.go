@@ -248,6 +248,8 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 			s.execs++
 			s.mu.Unlock()
 			cmd := exec.Command("/bin/sh", "-c", p.Command)
+			// Like sshd: the session's process is a session leader.
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 			cmd.Stdout = ch
 			cmd.Stderr = ch.Stderr()
 			stdin, err := cmd.StdinPipe()

@@ -17,51 +17,47 @@ import (
 
 // The persistent shell protocol. One /bin/sh reads framed requests from its
 // stdin for the whole run; each request costs one write and one read, so one
-// network round trip. Everything the request carries (script, stdin, env) is
-// base64 inside quoted here-docs whose delimiter contains '_', a character
-// base64 never produces, so no content can end a here-doc early. The script
-// runs as a separate process with its stdin from a file, so it cannot read
-// or exit the driving shell. Output comes back base64 between marker lines.
+// network round trip. The script (and the Env/Dir prelude) travel as quoted
+// here-docs, literal text, read by a subshell through /dev/fd: no process
+// is started to decode them. The request is a brace group, which the shell
+// parses to its closing brace before running anything, so a request cut
+// short by a broken connection never runs. The delimiter is a fresh random marker per
+// request. Stdin is binary, so it travels base64-encoded (base64 never
+// produces the marker's '_'), decoded into a file. The script runs in a
+// forked subshell with stdin, stdout and stderr redirected to files, so it
+// can neither read the following frames nor end the driving shell with
+// exit. Output comes back base64 between marker lines.
 
 // shellPreamble is written once when a session opens; it defines the
 // helpers the frames call, which keeps every frame small, and one temp
 // directory reused by every request (requests on a shell are sequential).
 // Forks are what a request costs on the host, so the helpers avoid them:
-// empty outputs are not encoded, and without Env/Dir the script is exec'd
-// directly.
-const shellPreamble = `gk_ss=$(command -v setsid 2>/dev/null)
-gk_p=
-gk_D=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) || gk_D=
-gk_k() { if [ -n "$gk_p" ]; then kill -KILL -"$gk_p" 2>/dev/null || kill -KILL "$gk_p" 2>/dev/null; fi; }
-trap 'gk_k; exit 143' TERM HUP INT
+// a request without stdin and output forks once.
+//
+// Cancellation sends TERM to the session: the trap kills the shell's whole
+// process group (the shell is a session leader under sshd), which holds
+// the script and everything it started.
+const shellPreamble = `gk_D=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) || gk_D=
+trap 'if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi; kill -KILL 0; exit 143' TERM HUP INT
 trap 'if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi' EXIT
-gk_n() { gk_bad=; gk_env=; if [ -n "$gk_D" ]; then : >"$gk_D/i"; fi; }
+gk_n() { gk_bad=; if [ -n "$gk_D" ]; then : >"$gk_D/i"; fi; }
 gk_w() {
 if [ -z "$gk_D" ]; then while read -r gk_l; do :; done; return; fi
 base64 -d >"$gk_D/$1" || gk_bad=1
-if [ "$1" = e ]; then gk_env=1; fi
 }
 gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
 gk_go() {
 gk_rc=255
 if [ -n "$gk_D" ] && [ -z "$gk_bad" ]; then
-if [ -n "$gk_env" ]; then
-$gk_ss /bin/sh -c '. "$1/e" && exec /bin/sh "$1/s"' gokube "$gk_D" <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
-else
-$gk_ss /bin/sh "$gk_D/s" <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
-fi
-gk_p=$!
-wait "$gk_p"
+(if [ -n "$2" ]; then . /dev/fd/4; fi; . /dev/fd/3) <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
+wait "$!"
 gk_rc=$?
-gk_p=
 printf '\n%s %s\n' "$1" "$gk_rc"
 gk_b "$gk_D/o"
 printf '%s\n' "$1.o"
 gk_b "$gk_D/r"
 printf '%s\n' "$1.e"
 else
-# Nothing runs unless the whole script arrived: a truncated script could
-# do harm (think "rm -rf /var/lib/x" cut after the first slash).
 printf '\n%s %s\n%s\n%s\n%s\n' "$1" "$gk_rc" "$1.o" Z29rdWJlOiBjYW5ub3Qgd3JpdGUgdGhlIHJlcXVlc3QgdG8gYSB0ZW1wb3JhcnkgZGlyZWN0b3J5IG9uIHRoZSBob3N0IChkaXNrIGZ1bGw/KQo= "$1.e"
 fi
 }
@@ -126,24 +122,65 @@ func writeB64HereDoc(b *bytes.Buffer, name, marker string, data []byte) {
 	b.WriteByte('\n')
 }
 
-// buildFrame is the text written to the shell for one request.
+// buildFrame is the text written to the shell for one request. The marker
+// must not occur as a line of the script or env prelude; newFrame picks one.
 func buildFrame(marker string, req Request) ([]byte, error) {
+	if strings.IndexByte(req.Script, 0) >= 0 {
+		return nil, errors.New("script contains a NUL byte")
+	}
 	env, err := envPrelude(req)
 	if err != nil {
 		return nil, err
 	}
 	var b bytes.Buffer
-	b.Grow(len(req.Script)*4/3 + len(req.Stdin)*4/3 + 256)
+	b.Grow(len(req.Script) + len(req.Stdin)*4/3 + len(env) + 256)
 	b.WriteString("gk_n\n")
-	writeB64HereDoc(&b, "s", marker, []byte(req.Script))
 	if len(req.Stdin) > 0 {
 		writeB64HereDoc(&b, "i", marker, req.Stdin)
 	}
+	// The brace group makes the shell read up to the closing brace
+	// before running anything: a here-doc cut short by EOF would
+	// otherwise run what arrived.
 	if env != "" {
-		writeB64HereDoc(&b, "e", marker, []byte(env))
+		fmt.Fprintf(&b, "{ gk_go %s e 3<<'%s' 4<<'%s'\n", marker, marker, marker)
+	} else {
+		fmt.Fprintf(&b, "{ gk_go %s 3<<'%s'\n", marker, marker)
 	}
-	fmt.Fprintf(&b, "gk_go %s\n", marker)
+	writeDoc := func(doc string) {
+		b.WriteString(doc)
+		if doc != "" && !strings.HasSuffix(doc, "\n") {
+			b.WriteByte('\n')
+		}
+		b.WriteString(marker + "\n")
+	}
+	writeDoc(req.Script)
+	if env != "" {
+		writeDoc(env)
+	}
+	b.WriteString("}\n")
 	return b.Bytes(), nil
+}
+
+// frameFor picks a marker that no line of the request's text equals and
+// builds the frame.
+func frameFor(req Request) (string, []byte, error) {
+	for {
+		m := newMarker()
+		if strings.Contains(req.Script, m) || strings.Contains(envKeysValues(req), m) {
+			continue
+		}
+		f, err := buildFrame(m, req)
+		return m, f, err
+	}
+}
+
+func envKeysValues(req Request) string {
+	var b strings.Builder
+	for k, v := range req.Env {
+		b.WriteString(k)
+		b.WriteString(v)
+	}
+	return b.String() + req.Dir
 }
 
 // errShellEnded means the shell's stdout closed before a full response.

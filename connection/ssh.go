@@ -615,8 +615,7 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 	if c.closed() {
 		return Result{}, fmt.Errorf("%s: connection closed", c.cfg.Host)
 	}
-	marker := newMarker()
-	frame, err := buildFrame(marker, req)
+	marker, frame, err := frameFor(req)
 	if err != nil {
 		return Result{}, fmt.Errorf("%s: %w", c.cfg.Host, err)
 	}
