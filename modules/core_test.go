@@ -296,6 +296,27 @@ func TestFileRoundTrips(t *testing.T) {
 	}
 }
 
+func TestStateDiffs(t *testing.T) {
+	f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/d"))})
+	env := newEnv(f)
+	env.Diff = true
+	res := mustRunModule(t, fileModule{}, env, map[string]any{"path": "/d", "state": "directory", "mode": "0750", "owner": "etcd"})
+	for _, want := range []string{"-state: absent\n", "+state: directory\n", "+mode: 0750\n", "+owner: etcd\n"} {
+		if !strings.Contains(res.Diff, want) {
+			t.Fatalf("file diff lacks %q:\n%s", want, res.Diff)
+		}
+	}
+	f = connection.NewFake("h1").On("systemctl show", connection.Result{Stdout: []byte("LoadState=loaded\nActiveState=inactive\nUnitFileState=disabled\n")})
+	env = newEnv(f)
+	env.Diff = true
+	res = mustRunModule(t, systemdModule{alias: "systemd"}, env, map[string]any{"name": "etcd", "state": "started", "enabled": true})
+	for _, want := range []string{"-active: inactive\n", "+active: active\n", "-unit file: disabled\n", "+unit file: enabled\n"} {
+		if !strings.Contains(res.Diff, want) {
+			t.Fatalf("systemd diff lacks %q:\n%s", want, res.Diff)
+		}
+	}
+}
+
 func TestFileStates(t *testing.T) {
 	cases := []struct {
 		name  string

@@ -185,7 +185,51 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if w.modeSet() {
 		data["mode"] = w.modeArg()
 	}
-	return &Result{Changed: true, Data: data}, nil
+	res := &Result{Changed: true, Data: data}
+	if env.Diff {
+		res.Diff = fileDiff(st, state, w, a.str("src"))
+	}
+	return res, nil
+}
+
+// fileDiff describes the change of a path's kind and attributes.
+func fileDiff(st *fileState, state string, w attrs, src string) string {
+	before := map[string]string{"state": st.Type}
+	after := map[string]string{"state": state}
+	if state == "hard" {
+		after["state"] = "file"
+	}
+	if st.Type != "absent" {
+		before["mode"], before["owner"], before["group"] = modeString(st.Mode), st.Owner, st.Group
+		if st.Type == "link" {
+			before["src"] = st.Target
+		}
+	}
+	if state != "absent" {
+		base := st.Mode
+		if st.Type == "absent" {
+			base = 0o644
+			if state == "directory" {
+				base = 0o755
+			}
+		}
+		if m, ok := w.want(base, state == "directory"); ok {
+			after["mode"] = modeString(m)
+		} else if st.Type != "absent" {
+			after["mode"] = before["mode"]
+		}
+		after["owner"], after["group"] = before["owner"], before["group"]
+		if w.Owner != "" {
+			after["owner"] = w.Owner
+		}
+		if w.Group != "" {
+			after["group"] = w.Group
+		}
+		if state == "link" {
+			after["src"] = src
+		}
+	}
+	return stateDiff(st.Path, []string{"state", "src", "mode", "owner", "group"}, before, after)
 }
 
 func recurseFix(w attrs, p string) string {

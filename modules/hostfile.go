@@ -364,6 +364,21 @@ func diffLines(s string) []string {
 	return lines
 }
 
+// stateDiff renders a change of a path's or unit's state (no content) as
+// a unified diff of "key: value" lines, like Ansible's before/after.
+func stateDiff(name string, keys []string, before, after map[string]string) string {
+	var b, a strings.Builder
+	for _, k := range keys {
+		if v, ok := before[k]; ok {
+			fmt.Fprintf(&b, "%s: %s\n", k, v)
+		}
+		if v, ok := after[k]; ok {
+			fmt.Fprintf(&a, "%s: %s\n", k, v)
+		}
+	}
+	return unifiedDiff(name, []byte(b.String()), []byte(a.String()))
+}
+
 // maxDiffSize keeps --diff from fetching huge files.
 const maxDiffSize = 1 << 20
 

@@ -108,6 +108,7 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		noBlock = "--no-block "
 	}
 	var cmds []string
+	var diff string
 	ufs := kv["UnitFileState"]
 	masked := ufs == "masked" || ufs == "masked-runtime" || kv["LoadState"] == "masked"
 	if a.has("masked") {
@@ -158,6 +159,9 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	if len(cmds) == 0 {
 		return &Result{Msg: "unchanged", Data: data}, nil
 	}
+	if env.Diff {
+		diff = systemdDiff(name, kv, a)
+	}
 	if _, err := mustRun(ctx, env, strings.Join(cmds, " && "), false); err != nil {
 		res, err := resultFail(err, data)
 		if res != nil {
@@ -166,5 +170,37 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		}
 		return res, err
 	}
-	return &Result{Changed: true, Data: data}, nil
+	return &Result{Changed: true, Data: data, Diff: diff}, nil
+}
+
+// systemdDiff shows the unit's states before and as predicted after.
+func systemdDiff(name string, kv map[string]string, a cargs) string {
+	before := map[string]string{"active": kv["ActiveState"], "unit file": kv["UnitFileState"]}
+	after := map[string]string{"active": kv["ActiveState"], "unit file": kv["UnitFileState"]}
+	switch a.str("state") {
+	case "started", "restarted", "reloaded":
+		after["active"] = "active"
+		if a.str("state") != "started" {
+			after["active"] = "active (" + a.str("state") + ")"
+		}
+	case "stopped":
+		after["active"] = "inactive"
+	}
+	if a.has("enabled") {
+		if a.boolean("enabled", false) {
+			if after["unit file"] != "static" {
+				after["unit file"] = "enabled"
+			}
+		} else if after["unit file"] == "enabled" {
+			after["unit file"] = "disabled"
+		}
+	}
+	if a.has("masked") {
+		if a.boolean("masked", false) {
+			after["unit file"] = "masked"
+		} else if after["unit file"] == "masked" {
+			after["unit file"] = "disabled"
+		}
+	}
+	return stateDiff(name, []string{"active", "unit file"}, before, after)
 }
