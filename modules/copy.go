@@ -39,6 +39,7 @@ func (m copyModule) Spec() Spec {
 		"validate": {Type: String},
 	}}
 	if !m.template {
+		s.Args["directory_mode"] = Arg{Type: Any}
 		s.Args["content"] = Arg{Type: String}
 		s.Args["remote_src"] = Arg{Type: Bool}
 		s.RequireOneOf = [][]string{{"content", "src"}}
@@ -84,6 +85,11 @@ func (m copyModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		return nil, a.err("mode", "preserve needs src, not content")
 	case a.has("content"):
 		content = []byte(a.str("content"))
+	case !m.template:
+		if fsys, root, ok := srcDir(env, a.str("src")); ok {
+			return copyDir(ctx, env, a, fsys, root, w)
+		}
+		fallthrough
 	default:
 		data, name, perm, err := readSrc(env, a.str("src"))
 		if err != nil {

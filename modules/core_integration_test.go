@@ -209,6 +209,37 @@ func realCopy(t *testing.T, tg *target, fig *figures) {
 	if res, _ := runRT(t, copyModule{}, cenv, args); res.Changed {
 		t.Fatal("check mode predicted a change for an unchanged file")
 	}
+	// A directory tree: one probe for all files, one upload per change.
+	denv := tg.env()
+	denv.Files = []fs.FS{fstest.MapFS{
+		"conf.d/a.conf":     {Data: []byte("a\n")},
+		"conf.d/sub/b.conf": {Data: []byte("b\n")},
+	}}
+	dargs := map[string]any{"src": "conf.d", "dest": tg.dir, "mode": "0640", "directory_mode": "0750"}
+	if res, rt = runRT(t, copyModule{}, denv, dargs); !res.Changed ||
+		hostSh(t, tg, "cd "+shq(tg.dir)+" && cat conf.d/a.conf conf.d/sub/b.conf && stat -c %a conf.d/sub conf.d/sub/b.conf") != "a\nb\n750\n640\n" {
+		t.Fatalf("copy directory: %+v", res)
+	}
+	fig.add("copy directory of 2 files, new: %d", rt)
+	if res, rt = runRT(t, copyModule{}, denv, dargs); res.Changed || rt != 1 {
+		t.Fatalf("copy directory second: %v rt %d", res.Changed, rt)
+	}
+	fig.add("copy directory unchanged: %d", rt)
+	hostSh(t, tg, "echo x > "+shq(tg.dir+"/conf.d/sub/b.conf"))
+	if res, rt = runRT(t, copyModule{}, denv, dargs); !res.Changed || rt != 2 || hostSh(t, tg, "cat "+shq(tg.dir+"/conf.d/sub/b.conf")) != "b\n" {
+		t.Fatalf("copy directory repair: %v rt %d", res.Changed, rt)
+	}
+	fig.add("copy directory, one file changed: %d", rt)
+	cdenv, cdry := tg.checkEnv()
+	cdenv.Files = denv.Files
+	if res, _ = runRT(t, copyModule{}, cdenv, map[string]any{"src": "conf.d", "dest": tg.dir + "/fresh-tree"}); !res.Changed || len(cdry.Recorded()) != 3 ||
+		hostSh(t, tg, "test -e "+shq(tg.dir+"/fresh-tree")+" && echo exists || echo absent") != "absent\n" {
+		t.Fatalf("copy directory check mode: %v %q", res.Changed, cdry.Recorded())
+	}
+	hostSh(t, tg, "mkdir -p "+shq(tg.dir+"/flat"))
+	if res, _ = runRT(t, copyModule{}, denv, map[string]any{"src": "conf.d/", "dest": tg.dir + "/flat"}); !res.Changed || hostSh(t, tg, "cat "+shq(tg.dir+"/flat/a.conf")) != "a\n" {
+		t.Fatal("copy directory contents (src with /)")
+	}
 	// mode: preserve takes the control-side file's mode.
 	srcFile := filepath.Join(t.TempDir(), "script.sh")
 	os.WriteFile(srcFile, []byte("#!/bin/sh\n"), 0o750)
