@@ -255,7 +255,8 @@ func putScript(up Upload, from string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "set -e\ngk_t=\np=%s\n", shQuote(up.Path))
 	b.WriteString(`trap 'if [ -n "$gk_t" ]; then rm -f -- "$gk_t"; fi' EXIT
-gk_t=$(mktemp "$(dirname -- "$p")/.gokube.XXXXXXXX")
+case $p in */*) gk_d=${p%/*};; *) gk_d=.;; esac
+gk_t=$(mktemp "${gk_d:-/}/.gokube.XXXXXXXX")
 `)
 	if from == "" {
 		b.WriteString("cat >\"$gk_t\"\n")
@@ -266,10 +267,12 @@ gk_t=$(mktemp "$(dirname -- "$p")/.gokube.XXXXXXXX")
 	if up.Owner == "" && up.Group == "" {
 		b.WriteString("if [ -e \"$p\" ]; then chown --reference=\"$p\" \"$gk_t\" 2>/dev/null || true; fi\n")
 	}
-	if up.Owner != "" {
+	switch {
+	case up.Owner != "" && up.Group != "":
+		fmt.Fprintf(&b, "chown -- %s \"$gk_t\"\n", shQuote(up.Owner+":"+up.Group))
+	case up.Owner != "":
 		fmt.Fprintf(&b, "chown -- %s \"$gk_t\"\n", shQuote(up.Owner))
-	}
-	if up.Group != "" {
+	case up.Group != "":
 		fmt.Fprintf(&b, "chgrp -- %s \"$gk_t\"\n", shQuote(up.Group))
 	}
 	if up.Mode != 0 {

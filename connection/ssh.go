@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"os/user"
 	"strconv"
 	"strings"
 	"sync"
@@ -105,7 +106,9 @@ func (cfg *SSHConfig) setDefaults() {
 		cfg.Host = cfg.Addr
 	}
 	if cfg.User == "" {
-		cfg.User = os.Getenv("USER")
+		if u, err := user.Current(); err == nil {
+			cfg.User = u.Username
+		}
 	}
 }
 
@@ -663,13 +666,15 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 			return Result{}, fmt.Errorf("%s: shell%s ended: %s", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), tail)
 		}
 		return Result{}, fmt.Errorf("%s: shell%s: %w", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), a.err)
+	// In the two cases below the exchange goroutine is not waited for:
+	// closing a channel does not unblock its reader until the peer
+	// confirms, and a silent peer never does. The session is dead, so the
+	// goroutine's late answer goes nowhere.
 	case <-ctx.Done():
 		s.kill()
-		<-got
 		return Result{}, ctx.Err()
 	case <-c.done:
 		s.close()
-		<-got
 		if ctx.Err() != nil {
 			return Result{}, ctx.Err()
 		}

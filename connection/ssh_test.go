@@ -663,3 +663,29 @@ func TestSSHConcurrentRuns(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestSSHCancelSilentNetwork: cancelling a Run whose peer went silent
+// returns at once, without waiting for the peer to confirm the close.
+func TestSSHCancelSilentNetwork(t *testing.T) {
+	env := newTestEnv(t)
+	fwd := startForwarder(t, env.srv.addr, 0)
+	cfg := env.config()
+	cfg.Addr, cfg.Port = fwd.addr()
+	addKnownHost(t, env.knownHosts, net.JoinHostPort(cfg.Addr, fmt.Sprint(cfg.Port)), env.srv.hostKeys[0].PublicKey())
+	c, err := DialSSH(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	run(t, c, Request{Script: "true"})
+	fwd.freeze()
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if _, err := c.Run(ctx, Request{Script: "true"}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("err %v", err)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+}
