@@ -80,6 +80,8 @@ func (hr *hostRun) action(ctx context.Context, t *Task, sc *scope, args map[stri
 				return &modules.Result{}, nil
 			}
 		}
+		unlock := hr.r.pool.lock(hr.hs.name)
+		defer unlock()
 		conn, err := hr.r.pool.get(ctx, hr.hs.name, hr.r.checkFor(t))
 		if err != nil {
 			return nil, err

@@ -11,6 +11,7 @@ import (
 	"reflect"
 	"regexp"
 	"strings"
+	"sync"
 	"testing"
 	"testing/fstest"
 	"time"
@@ -1050,5 +1051,46 @@ func TestErrorInsideVariableNamesUseAndChain(t *testing.T) {
 	w := "site.yml:10: .missing is not defined (host node-1) (while rendering variable a -> b)"
 	if err == nil || !strings.Contains(e.out.String(), w) {
 		t.Fatalf("want %q in\n%s", w, e.out.String())
+	}
+}
+
+// inflight counts concurrent requests on one connection.
+type inflight struct {
+	connection.Conn
+	mu       sync.Mutex
+	cur, max int
+}
+
+func (c *inflight) Run(ctx context.Context, req connection.Request) (connection.Result, error) {
+	c.mu.Lock()
+	c.cur++
+	if c.cur > c.max {
+		c.max = c.cur
+	}
+	c.mu.Unlock()
+	defer func() { c.mu.Lock(); c.cur--; c.mu.Unlock() }()
+	return c.Conn.Run(ctx, req)
+}
+
+func TestDelegationSerialisesTheTargetConnection(t *testing.T) {
+	e := newEnv(t, "node-1\nnode-2\nnode-3\nnode-4\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - name: on node-4 for everyone
+      shell: "sleep 0.1; echo {{ .inventory_hostname }}"
+      delegate_to: node-4
+`})
+	o := e.opts("site.yml")
+	target := &inflight{Conn: keepOpen{e.fake("node-4")}}
+	o.ConnFactory = func(host string, vars map[string]any) (connection.Conn, error) {
+		if host == "node-4" {
+			return target, nil
+		}
+		return keepOpen{e.fake(host)}, nil
+	}
+	mustRun(t, e, o)
+	if target.max != 1 || len(e.fake("node-4").Requests()) != 4 {
+		t.Fatalf("max concurrent requests on node-4: %d, requests %d", target.max, len(e.fake("node-4").Requests()))
 	}
 }

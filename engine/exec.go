@@ -1476,6 +1476,7 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 		target, delegate = d, d
 	}
 	check := hr.r.checkFor(t)
+	defer hr.r.pool.lock(target)()
 	conn, err := hr.r.pool.get(ctx, target, check)
 	if err != nil {
 		return nil, delegate, err
@@ -1621,6 +1622,9 @@ type connPool struct {
 }
 
 type pooled struct {
+	// use serialises tasks on one connection: a host's own tasks and tasks
+	// delegated to it from other hosts (a Conn serves one goroutine).
+	use  sync.Mutex
 	once sync.Once
 	conn connection.Conn
 	dry  connection.Conn
@@ -1650,6 +1654,19 @@ func (p *connPool) get(ctx context.Context, host string, check bool) (connection
 		return e.dry, nil
 	}
 	return e.conn, nil
+}
+
+// lock reserves host's connection for one task; it returns the unlock.
+func (p *connPool) lock(host string) func() {
+	p.mu.Lock()
+	e, ok := p.m[host]
+	if !ok {
+		e = &pooled{}
+		p.m[host] = e
+	}
+	p.mu.Unlock()
+	e.use.Lock()
+	return e.use.Unlock
 }
 
 func (p *connPool) roundTrips(host string) int64 {
