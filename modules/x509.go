@@ -46,14 +46,19 @@ import (
 //	usages             server_auth, client_auth (default both for a leaf, none for a CA);
 //	                   key usages follow: digitalSignature+keyEncipherment, or certSign+crlSign for a CA
 //	key_type           ecdsa (P-256, default) or rsa (2048 bits)
-//	validity_days      default 3650 for a CA, 825 otherwise (a leaf never outlives its CA)
+//	validity_days      default 3650 for a CA, 825 otherwise (a leaf never outlives its CA);
+//	                   used when a certificate is generated, changing it alone regenerates nothing
 //	renew_before_days  regenerate when the certificate expires within this margin (default 30)
 //
 // It regenerates only when the certificate or key is missing or unreadable,
 // the key does not match, the CN, O, SANs, usages or key type differ from the
 // arguments, the certificate is not signed by the current CA (the CA was
 // regenerated), or it expires within the margin; otherwise changed=false.
-// Under check mode it predicts and writes nothing.
+// Under check mode it predicts and writes nothing; a leaf is judged against
+// the CA on disk, so a CA that this run would regenerate only shows up in the
+// leaf's prediction when the leaf itself needs renewing. Runs sharing a
+// directory are serialised with a lock file (PATH/.x509.lock), so a CA task
+// run for many hosts at once makes one CA.
 //
 // Registers: path (directory), cert, key, ca_cert (leaf only), serial (hex),
 // not_after (RFC 3339), fingerprint_sha256, changed_reason.
