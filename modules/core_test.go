@@ -855,3 +855,33 @@ func FuzzLineInFileIdempotent(f *testing.F) {
 		}
 	})
 }
+
+// A lost connection is an error that says unreachable, never a failed or
+// ok result, so the executor reports the host UNREACHABLE.
+func TestUnreachablePropagates(t *testing.T) {
+	r := NewRegistry()
+	cases := map[string]map[string]any{
+		"copy":       {"content": "a", "dest": "/x"},
+		"template":   {"src": "t.j2", "dest": "/x"},
+		"file":       {"path": "/x", "state": "directory"},
+		"lineinfile": {"path": "/x", "line": "a"},
+		"stat":       {"path": "/x"},
+		"slurp":      {"src": "/x"},
+		"systemd":    {"name": "etcd", "state": "started"},
+		"command":    {"cmd": "true"},
+		"wait_for":   {"port": 22},
+		"user":       {"name": "u"},
+		"group":      {"name": "g"},
+		"get_url":    {"url": "https://x.invalid/a", "dest": "/x"},
+	}
+	for name, args := range cases {
+		f := connection.NewFake("h1").SetUnreachable(errors.New("connection reset"))
+		env := newEnv(f)
+		env.Files = []fs.FS{fstest.MapFS{"t.j2": {Data: []byte("x")}}}
+		m, _ := r.Lookup(name)
+		res, err := m.Run(context.Background(), env, args)
+		if !connection.IsUnreachable(err) || res != nil {
+			t.Errorf("%s: got %+v, %v; want an unreachable error", name, res, err)
+		}
+	}
+}
