@@ -282,7 +282,9 @@ func uriViaHost(ctx context.Context, env *Env, p *uriParams) (*pkiResponse, erro
 	if env == nil || env.Conn == nil {
 		return nil, fmt.Errorf("uri: no connection to the host")
 	}
-	req := connection.Request{Script: uriCurlScript(p), ReadOnly: uriSafeMethod(p.method)}
+	// become matters here: the client key on the host is usually root's.
+	req := connection.Request{Script: uriCurlScript(p), ReadOnly: uriSafeMethod(p.method),
+		Become: env.Become, BecomeUser: env.BecomeUser, Env: env.Environment}
 	if p.hasBody {
 		req.Stdin = p.body
 	}

@@ -208,12 +208,16 @@ func TestURIViaHostCurl(t *testing.T) {
 
 func TestURIViaHostScript(t *testing.T) {
 	fake := connection.NewFake("h1").On("curl", connection.Result{Stdout: []byte("{\"ok\":true}\n__gokube_uri_status__200 application/json\nhttps://10.0.0.1:6443/x")})
-	res := uriRun(t, fake, true, map[string]any{"url": "https://10.0.0.1:6443/x", "via": "host", "ca_path": "/etc/k8s/my ca.pem", "validate_certs": "no"})
+	res, err := URI{}.Run(context.Background(), &Env{Conn: fake, Host: "h1", Check: true, Become: true},
+		map[string]any{"url": "https://10.0.0.1:6443/x", "via": "host", "ca_path": "/etc/k8s/my ca.pem", "validate_certs": "no"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	if res.Failed || res.Data["status"] != 200 || res.Data["json"].(map[string]any)["ok"] != true {
 		t.Fatalf("parsed: %+v", res)
 	}
 	reqs := fake.Requests()
-	if len(reqs) != 1 || !reqs[0].ReadOnly || !strings.Contains(reqs[0].Script, "--cacert '/etc/k8s/my ca.pem'") || !strings.Contains(reqs[0].Script, " -k ") {
+	if len(reqs) != 1 || !reqs[0].ReadOnly || !reqs[0].Become || !strings.Contains(reqs[0].Script, "--cacert '/etc/k8s/my ca.pem'") || !strings.Contains(reqs[0].Script, " -k ") {
 		t.Fatalf("request: %+v", reqs)
 	}
 	fake.SetUnreachable(errors.New("gone"))
