@@ -72,6 +72,9 @@ func (m copyModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if err != nil {
 		return nil, err
 	}
+	if err := checkValidate(a); err != nil {
+		return nil, err
+	}
 	if a.boolean("remote_src", false) {
 		return copyRemote(ctx, env, a)
 	}
@@ -183,8 +186,8 @@ func writeFile(ctx context.Context, env *Env, a cargs, st *fileState, content []
 		data["backup_file"] = name
 	}
 	if v := a.str("validate"); v != "" {
-		if !strings.Contains(v, "%s") {
-			return nil, &ArgError{Module: a.module, Key: "validate", Msg: "must contain %s (the temporary file)"}
+		if err := checkValidate(a); err != nil {
+			return nil, err
 		}
 		// The temporary file keeps dest's name as suffix so validators
 		// that look at the name (systemd-analyze verify x.service) work,
@@ -201,7 +204,8 @@ func writeFile(ctx context.Context, env *Env, a cargs, st *fileState, content []
 		}
 		if r.RC != 0 {
 			data["stdout"], data["stderr"], data["rc"] = string(r.Stdout), string(r.Stderr), r.RC
-			res.Failed, res.Msg = true, "failed to validate: "+strings.TrimSpace(string(r.Stderr)+" "+string(r.Stdout))
+			res.Changed, res.Failed = false, true
+			res.Msg = "failed to validate: " + strings.TrimSpace(string(r.Stderr)+" "+string(r.Stdout))
 			return res, nil
 		}
 		return res, nil
@@ -279,6 +283,15 @@ func copyRemote(ctx context.Context, env *Env, a cargs) (*Result, error) {
 		return resultFail(err, data)
 	}
 	return &Result{Changed: true, Data: data}, nil
+}
+
+// checkValidate rejects a validate command without the %s placeholder
+// before any host is contacted.
+func checkValidate(a cargs) error {
+	if v := a.str("validate"); v != "" && !strings.Contains(v, "%s") {
+		return a.err("validate", "must contain %%s (replaced by the temporary file)")
+	}
+	return nil
 }
 
 // randHex names temporary files; collisions only matter within one

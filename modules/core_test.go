@@ -245,7 +245,7 @@ func TestTemplate(t *testing.T) {
 		env := newEnv(f)
 		env.Files = files
 		res := mustRunModule(t, copyModule{template: true}, env, map[string]any{"src": "unit.service.j2", "dest": "/etc/u.service", "validate": "systemd-analyze verify %s"})
-		if !res.Failed || !strings.Contains(res.Msg, "bad unit") {
+		if !res.Failed || res.Changed || !strings.Contains(res.Msg, "bad unit") {
 			t.Fatalf("%+v", res)
 		}
 	})
@@ -677,6 +677,10 @@ func TestArgValidation(t *testing.T) {
 		{"copy", map[string]any{"dest": "/x", "content": "a", "mode": "rwx"}, "mode"},
 		{"copy", map[string]any{"dest": "/x", "content": "a", "backup": "maybe"}, "backup"},
 		{"file", map[string]any{"path": "/x", "state": "gone"}, "state"},
+		{"template", map[string]any{"src": "a", "dest": "/x", "validate": "nginx -t"}, "validate"},
+		{"lineinfile", map[string]any{"path": "/x", "line": "a", "validate": "visudo -c"}, "validate"},
+		{"file", map[string]any{"path": "/x", "mode": "u+q"}, "mode"},
+		{"file", map[string]any{"path": "/x", "mode": "preserve"}, "mode"},
 		{"file", map[string]any{"path": "/x", "dest": "/y"}, "dest"},
 		{"systemd", map[string]any{"name": "x", "state": "running"}, "state"},
 		{"wait_for", map[string]any{"port": "http"}, "port"},
@@ -688,10 +692,14 @@ func TestArgValidation(t *testing.T) {
 		if !ok {
 			t.Fatalf("%s not registered", c.module)
 		}
-		_, err := m.Run(context.Background(), newEnv(connection.NewFake("h1")), c.args)
+		f := connection.NewFake("h1")
+		_, err := m.Run(context.Background(), newEnv(f), c.args)
 		var ae *ArgError
 		if !errors.As(err, &ae) || ae.Key != c.key || ae.Module != c.module {
 			t.Errorf("%s %v: want ArgError on %q, got %v", c.module, c.args, c.key, err)
+		}
+		if f.RoundTrips() != 0 {
+			t.Errorf("%s %v: bad arguments reached the host", c.module, c.args)
 		}
 	}
 	// Aliases reach the canonical name.

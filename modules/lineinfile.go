@@ -53,6 +53,9 @@ func editFile(ctx context.Context, env *Env, a cargs, edit func(old []string, ex
 	if err != nil {
 		return nil, err
 	}
+	if err := checkValidate(a); err != nil {
+		return nil, err
+	}
 	p := a.str("path")
 	out, err := probeOrRun(ctx, env, contentProbe(a))
 	if err != nil {
