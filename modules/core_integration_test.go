@@ -584,6 +584,13 @@ func realGetURL(t *testing.T, tg *target, fig *figures) {
 	if res, rt = runRT(t, unarchive{}, tg.env(), uargs); res.Changed || rt != 1 {
 		t.Fatalf("unarchive second: %v rt %d", res.Changed, rt)
 	}
+	if got := hostSh(t, tg, "stat -c %a "+shq(out+"/etcd")); got != "755\n" {
+		t.Fatalf("extracted mode %q", got)
+	}
+	hostSh(t, tg, "chmod 0644 "+shq(out+"/etcdctl"))
+	if res, _ = runRT(t, unarchive{}, tg.env(), uargs); !res.Changed || hostSh(t, tg, "stat -c %a "+shq(out+"/etcdctl")) != "755\n" {
+		t.Fatal("unarchive did not repair a member's mode")
+	}
 	hostSh(t, tg, "echo changed > "+shq(out+"/etcd"))
 	cenv, dry := tg.checkEnv()
 	if res, _ = runRT(t, unarchive{}, cenv, uargs); !res.Changed || len(dry.Recorded()) != 2 || hostSh(t, tg, "cat "+shq(out+"/etcd")) != "changed\n" {

@@ -292,7 +292,10 @@ func (unarchive) Spec() Spec {
 }
 
 // member is a regular file of an archive as it lands below dest.
-type member struct{ name, sha256 string }
+type member struct {
+	name, sha256 string
+	mode         uint32
+}
 
 // stripComponents reads --strip-components from extra_opts, as tar does.
 func stripComponents(opts []string) (int, error) {
@@ -354,7 +357,7 @@ func archiveMembers(data []byte, strip int) ([]member, bool, error) {
 		if _, err := io.Copy(hs, tr); err != nil {
 			return nil, false, fmt.Errorf("read archive member %s: %w", h.Name, err)
 		}
-		out = append(out, member{name, hex.EncodeToString(hs.Sum(nil))})
+		out = append(out, member{name, hex.EncodeToString(hs.Sum(nil)), uint32(h.Mode) & 0o7777})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
 	return out, true, nil
@@ -423,7 +426,7 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 			for _, mb := range members {
 				probe.WriteString(" " + shq(mb.name))
 			}
-			probe.WriteString("; do if [ -f \"$f\" ]; then h=$(sha256sum < \"$f\"); printf 'm=%s %s\\n' \"${h%% *}\" \"$f\"; fi; done\n")
+			probe.WriteString("; do if [ -f \"$f\" ]; then h=$(sha256sum < \"$f\"); printf 'm=%s %s %s\\n' \"${h%% *}\" \"$(stat -c %a -- \"$f\")\" \"$f\"; fi; done\n")
 		}
 	}
 	probe.WriteString(")\n")
@@ -451,13 +454,22 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 		have := map[string]string{}
 		for _, line := range strings.Split(string(out), "\n") {
 			if rest, ok := strings.CutPrefix(line, "m="); ok {
-				if sha, name, ok := strings.Cut(rest, " "); ok {
-					have[name] = sha
+				if sha, rest, ok := strings.Cut(rest, " "); ok {
+					if mode, name, ok := strings.Cut(rest, " "); ok {
+						have[name] = sha + " " + mode
+					}
 				}
 			}
 		}
 		for _, mb := range members {
-			if have[mb.name] != mb.sha256 {
+			// Modes count only when extracting as root, where tar keeps
+			// the archive's permissions instead of applying the umask.
+			mode := mb.mode
+			if m, ok := w.want(mode, false); ok {
+				mode = m
+			}
+			sha, gotMode, _ := strings.Cut(have[mb.name], " ")
+			if sha != mb.sha256 || (env.Become && (env.BecomeUser == "" || env.BecomeUser == "root") && gotMode != strconv.FormatUint(uint64(mode), 8)) {
 				same = false
 				break
 			}
