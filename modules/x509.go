@@ -313,8 +313,12 @@ func x509Diff(p *x509Params, prev *x509.Certificate, res *Result, check bool) st
 	} else {
 		after += fmt.Sprintf("not_after: %s\n", res.Data["not_after"])
 	}
+	var a []string
+	if before != "" {
+		a = difflib.SplitLines(strings.TrimSuffix(before, "\n"))
+	}
 	text, err := difflib.GetUnifiedDiffString(difflib.UnifiedDiff{
-		A: difflib.SplitLines(before), B: difflib.SplitLines(after),
+		A: a, B: difflib.SplitLines(strings.TrimSuffix(after, "\n")),
 		FromFile: p.certPath() + " (before)", ToFile: p.certPath() + " (after)", Context: 10,
 	})
 	if err != nil {
@@ -324,7 +328,12 @@ func x509Diff(p *x509Params, prev *x509.Certificate, res *Result, check bool) st
 }
 
 func x509Describe(cn string, org, dns, ips, usages []string, isCA bool, issuer, keyType string) string {
-	sorted := func(v []string) string { return strings.Join(slices.Sorted(slices.Values(v)), ", ") }
+	sorted := func(v []string) string {
+		if len(v) == 0 {
+			return "(none)"
+		}
+		return strings.Join(slices.Sorted(slices.Values(v)), ", ")
+	}
 	var b strings.Builder
 	fmt.Fprintf(&b, "common_name: %s\n", cn)
 	fmt.Fprintf(&b, "organization: %s\n", sorted(org))
@@ -332,6 +341,9 @@ func x509Describe(cn string, org, dns, ips, usages []string, isCA bool, issuer, 
 	fmt.Fprintf(&b, "ip_addresses: %s\n", sorted(ips))
 	fmt.Fprintf(&b, "usages: %s\n", sorted(usages))
 	fmt.Fprintf(&b, "ca: %v\n", isCA)
+	if issuer == "" {
+		issuer = "(self-signed)"
+	}
 	fmt.Fprintf(&b, "issuer: %s\n", issuer)
 	fmt.Fprintf(&b, "key_type: %s\n", keyType)
 	return b.String()
