@@ -107,6 +107,7 @@ type run struct {
 	out    reporter
 	extra  map[string]any
 	funcs  template.FuncMap
+	tmpl   *tmplCache
 	hosts  map[string]*hostState
 	pool   *connPool
 	skip   map[*Task]bool // --start-at-task
@@ -273,7 +274,8 @@ func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[stri
 	if reg == nil {
 		reg = modules.NewRegistry()
 	}
-	r := &run{opts: opts, inv: inv, pb: pb, reg: reg, extra: extra, funcs: baseFuncs(),
+	funcs := baseFuncs()
+	r := &run{opts: opts, inv: inv, pb: pb, reg: reg, extra: extra, funcs: funcs, tmpl: newTmplCache(funcs),
 		hosts: map[string]*hostState{}, times: map[*Task]*TaskTime{},
 		recap: &Recap{Hosts: map[string]*HostStats{}, Vars: map[string]map[string]any{}}}
 	if p := inv.Path(); p != "" {
@@ -798,7 +800,13 @@ func (hr *hostRun) notify(names []string) {
 // taskScope merges the variables host sees for task t (precedence in doc.go).
 func (r *run) taskScope(hs *hostState, t *Task) *scope {
 	pl := r.play
-	vars := make(map[string]any, 256)
+	hs.mu.Lock()
+	n := 32 + len(hs.inv) + len(hs.facts) + len(hs.vars) + len(r.extra)
+	hs.mu.Unlock()
+	if pl != nil {
+		n += len(pl.Vars)
+	}
+	vars := make(map[string]any, n)
 	put := func(m map[string]any) {
 		for k, v := range m {
 			vars[k] = v

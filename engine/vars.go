@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"text/template"
 )
 
@@ -17,7 +18,6 @@ type scope struct {
 	vars      map[string]any // raw, precedence applied
 	cache     map[string]any
 	resolving []string
-	fm        template.FuncMap
 	others    map[string]*scope // other hosts, for hostvar/hostvars
 }
 
@@ -95,49 +95,141 @@ func (s *scope) resolve(v any, pos Pos) (any, error) {
 	return v, nil
 }
 
-func (s *scope) funcs() template.FuncMap {
-	if s.fm != nil {
-		return s.fm
-	}
-	fm := template.FuncMap{}
-	for k, v := range s.r.funcs {
-		fm[k] = v
-	}
-	inv := s.r.inv
-	fm["hostsOf"] = func(group string) []string { return inv.GroupHosts(group) }
-	fm["inGroup"] = func(group string) bool {
-		for _, g := range s.r.hostGroups(s.host) {
-			if g == group {
-				return true
+// hostFuncs binds the host-dependent helpers to inst: each call uses the
+// scope the instance is executing for.
+func hostFuncs(inst *tmplInst) template.FuncMap {
+	return template.FuncMap{
+		"hostsOf": func(group string) []string { return inst.cur.r.inv.GroupHosts(group) },
+		"inGroup": func(group string) bool {
+			for _, g := range inst.cur.r.hostGroups(inst.cur.host) {
+				if g == group {
+					return true
+				}
 			}
-		}
-		return false
-	}
-	fm["groupIndex"] = func(group string) int {
-		for i, h := range inv.GroupHosts(group) {
-			if h == s.host {
-				return i
+			return false
+		},
+		"groupIndex": func(group string) int {
+			for i, h := range inst.cur.r.inv.GroupHosts(group) {
+				if h == inst.cur.host {
+					return i
+				}
 			}
-		}
-		return -1
-	}
-	fm["hostvar"] = func(host, name string) (any, error) {
-		o, err := s.other(host)
-		if err != nil {
-			return nil, err
-		}
-		v, err := o.get(name)
-		if err != nil {
+			return -1
+		},
+		"hostvar": func(host, name string) (any, error) {
+			o, err := inst.cur.other(host)
+			if err != nil {
+				return nil, err
+			}
+			v, err := o.get(name)
 			if _, ok := err.(*notDefined); ok {
 				return nil, fmt.Errorf("variable %q is not defined for host %s", name, host)
 			}
-		}
-		return v, err
+			return v, err
+		},
+		"ipOf":        func(host string) (string, error) { return inst.cur.ipOf(host) },
+		"defined":     func(name string) bool { return inst.cur.has(name) },
+		"__gkcapture": func(v any) string { inst.got = v; return "" },
 	}
-	fm["ipOf"] = func(host string) (string, error) { return s.ipOf(host) }
-	fm["defined"] = func(name string) bool { return s.has(name) }
-	s.fm = fm
-	return fm
+}
+
+// tmplCache parses each distinct template text once per run. Executions
+// borrow an instance (a parsed copy whose helpers point at the borrowing
+// scope); re-entrant renders of the same text get another instance.
+type tmplCache struct {
+	mu    sync.Mutex
+	m     map[string]*tmplEntry
+	funcs template.FuncMap
+}
+
+type tmplEntry struct {
+	text   string
+	err    error
+	refs   *refs
+	single string // the pipeline when the text is one {{ action }}
+	isOne  bool
+	mu     sync.Mutex
+	free   []*tmplInst
+}
+
+type tmplInst struct {
+	t   *template.Template
+	cur *scope
+	got any
+}
+
+func newTmplCache(funcs template.FuncMap) *tmplCache {
+	return &tmplCache{m: map[string]*tmplEntry{}, funcs: funcs}
+}
+
+func (c *tmplCache) entry(text string) *tmplEntry {
+	c.mu.Lock()
+	e, ok := c.m[text]
+	c.mu.Unlock()
+	if ok {
+		return e
+	}
+	e = &tmplEntry{text: text}
+	inst, err := c.newInst(text)
+	if err != nil {
+		e.err = err
+	} else {
+		e.refs = scanRefs(inst.t)
+		e.single, e.isOne = singleExpr(inst.t)
+		e.free = append(e.free, inst)
+	}
+	c.mu.Lock()
+	if prev, ok := c.m[text]; ok {
+		e = prev
+	} else {
+		c.m[text] = e
+	}
+	c.mu.Unlock()
+	return e
+}
+
+func (c *tmplCache) newInst(text string) (*tmplInst, error) {
+	inst := &tmplInst{}
+	fm := make(template.FuncMap, len(c.funcs)+8)
+	for k, v := range c.funcs {
+		fm[k] = v
+	}
+	for k, v := range hostFuncs(inst) {
+		fm[k] = v
+	}
+	t, err := parseTemplate(text, fm)
+	if err != nil {
+		return nil, err
+	}
+	inst.t = t
+	return inst, nil
+}
+
+// exec runs the template for scope s with data d; it returns the output
+// and the value captured by __gkcapture.
+func (c *tmplCache) exec(e *tmplEntry, s *scope, d map[string]any) (string, any, error) {
+	e.mu.Lock()
+	var inst *tmplInst
+	if n := len(e.free); n > 0 {
+		inst = e.free[n-1]
+		e.free = e.free[:n-1]
+	}
+	e.mu.Unlock()
+	if inst == nil {
+		var err error
+		if inst, err = c.newInst(e.text); err != nil {
+			return "", nil, err
+		}
+	}
+	inst.cur, inst.got = s, nil
+	var b strings.Builder
+	err := inst.t.Execute(&b, d)
+	got := inst.got
+	inst.cur, inst.got = nil, nil
+	e.mu.Lock()
+	e.free = append(e.free, inst)
+	e.mu.Unlock()
+	return b.String(), got, err
 }
 
 func (s *scope) other(host string) (*scope, error) {
@@ -252,12 +344,12 @@ func (s *scope) data(rf *refs) (map[string]any, error) {
 	return d, nil
 }
 
-func (s *scope) parse(pos Pos, text string) (*template.Template, error) {
-	t, err := parseTemplate(text, s.funcs())
-	if err != nil {
-		return nil, s.wrapErr(pos, err)
+func (s *scope) parse(pos Pos, text string) (*tmplEntry, error) {
+	e := s.r.tmpl.entry(text)
+	if e.err != nil {
+		return nil, s.wrapErr(pos, e.err)
 	}
-	return t, nil
+	return e, nil
 }
 
 // varPos marks positions inside a variable's value; the template that used
@@ -278,51 +370,41 @@ func (s *scope) render(pos Pos, text string) (string, error) {
 	if !strings.Contains(text, "{{") {
 		return text, nil
 	}
-	t, err := s.parse(pos, text)
+	e, err := s.parse(pos, text)
 	if err != nil {
 		return "", err
 	}
-	d, err := s.data(scanRefs(t))
+	d, err := s.data(e.refs)
 	if err != nil {
 		return "", s.wrapErr(pos, err)
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, d); err != nil {
+	out, _, err := s.r.tmpl.exec(e, s, d)
+	if err != nil {
 		return "", s.wrapErr(pos, err)
 	}
-	return b.String(), nil
+	return out, nil
 }
 
 // renderNative renders text; a lone {{ expr }} keeps the value's type.
 func (s *scope) renderNative(pos Pos, text string) (any, error) {
-	t, err := s.parse(pos, text)
+	e, err := s.parse(pos, text)
 	if err != nil {
 		return nil, err
 	}
-	expr, ok := singleExpr(t)
-	if !ok {
+	if !e.isOne {
 		return s.render(pos, text)
 	}
-	return s.eval(pos, t, expr, text)
-}
-
-// eval evaluates one pipeline and returns its value with its type.
-func (s *scope) eval(pos Pos, orig *template.Template, expr, text string) (any, error) {
-	var got any
-	fm := template.FuncMap{"__gkcapture": func(v any) string { got = v; return "" }}
-	t, err := parseTemplate("{{ "+expr+" | __gkcapture }}", s.funcs())
-	if err != nil {
-		// Pipelines ending in a parenthesised form may not accept the
-		// extra stage; fall back to string rendering.
+	ne := s.r.tmpl.entry("{{ " + e.single + " | __gkcapture }}")
+	if ne.err != nil {
+		// A pipeline that does not accept another stage renders as text.
 		return s.render(pos, text)
 	}
-	t.Funcs(fm)
-	d, err := s.data(scanRefs(orig))
+	d, err := s.data(e.refs)
 	if err != nil {
 		return nil, s.wrapErr(pos, err)
 	}
-	var b strings.Builder
-	if err := t.Execute(&b, d); err != nil {
+	_, got, err := s.r.tmpl.exec(ne, s, d)
+	if err != nil {
 		return nil, s.wrapErr(pos, err)
 	}
 	return got, nil
