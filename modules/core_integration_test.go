@@ -240,6 +240,21 @@ func realCopy(t *testing.T, tg *target, fig *figures) {
 	if res, _ = runRT(t, copyModule{}, denv, map[string]any{"src": "conf.d/", "dest": tg.dir + "/flat"}); !res.Changed || hostSh(t, tg, "cat "+shq(tg.dir+"/flat/a.conf")) != "a\n" {
 		t.Fatal("copy directory contents (src with /)")
 	}
+	// Quoting: spaces, quotes and $ in paths.
+	odd := tg.dir + "/it's a \"$HOME\" dir"
+	if res, _ = runRT(t, fileModule{}, tg.env(), map[string]any{"path": odd, "state": "directory"}); !res.Changed {
+		t.Fatal("odd directory")
+	}
+	oargs := map[string]any{"content": "q\n", "dest": odd + "/f 1.conf"}
+	if res, _ = runRT(t, copyModule{}, tg.env(), oargs); !res.Changed || hostSh(t, tg, "cat "+shq(odd+"/f 1.conf")) != "q\n" {
+		t.Fatal("odd copy")
+	}
+	if res, rt = runRT(t, copyModule{}, tg.env(), oargs); res.Changed || rt != 1 {
+		t.Fatal("odd copy not idempotent")
+	}
+	if res, _ = runRT(t, lineInFile{}, tg.env(), map[string]any{"path": odd + "/f 1.conf", "line": "it's $x"}); !res.Changed || hostSh(t, tg, "cat "+shq(odd+"/f 1.conf")) != "q\nit's $x\n" {
+		t.Fatal("odd lineinfile")
+	}
 	// mode: preserve takes the control-side file's mode.
 	srcFile := filepath.Join(t.TempDir(), "script.sh")
 	os.WriteFile(srcFile, []byte("#!/bin/sh\n"), 0o750)
