@@ -532,6 +532,7 @@ type batch struct {
 	once    map[*Task]*onceCell
 	failed  int
 	abort   bool // any_errors_fatal / max_fail_percentage / end_play
+	abortAt ord  // the task that set abort: its round still completes
 	endPlay bool
 }
 
@@ -571,22 +572,21 @@ func (b *batch) done(h string) {
 	}
 }
 
-func (b *batch) hostFailed() {
+func (b *batch) hostFailed(at ord) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	b.failed++
-	if b.play.AnyErrorsFatal {
-		b.abort = true
-	}
-	if b.play.MaxFailPercentage >= 0 && float64(b.failed)*100/float64(len(b.hosts)) > b.play.MaxFailPercentage {
-		b.abort = true
+	if b.play.AnyErrorsFatal || b.play.MaxFailPercentage >= 0 && float64(b.failed)*100/float64(len(b.hosts)) > b.play.MaxFailPercentage {
+		if !b.abort {
+			b.abort, b.abortAt = true, at
+		}
 	}
 }
 
-func (b *batch) aborted() bool {
+func (b *batch) aborted(o ord) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	return b.abort
+	return b.abort && o != b.abortAt
 }
 
 // lockstep is the linear strategy: every host waits at each task until all
@@ -676,6 +676,7 @@ type hostRun struct {
 	b    *batch
 	hs   *hostState
 	play *Play
+	last ord // the task this host runs or ran last
 }
 
 const progressEvery = 5 * time.Second
@@ -691,7 +692,7 @@ func (hr *hostRun) runTop(ctx context.Context) {
 		hr.hs.mu.Lock()
 		hr.hs.dead = true
 		hr.hs.mu.Unlock()
-		hr.b.hostFailed()
+		hr.b.hostFailed(hr.last)
 	}
 }
 
@@ -707,9 +708,6 @@ func (hr *hostRun) runList(ctx context.Context, ts []*Task) error {
 func (hr *hostRun) runTask(ctx context.Context, t *Task) error {
 	if ctx.Err() != nil {
 		return ctx.Err()
-	}
-	if hr.b.aborted() {
-		return errEndHost
 	}
 	if t.IsBlock {
 		return hr.runBlock(ctx, t)
@@ -935,9 +933,11 @@ func (hr *hostRun) runLeaf(ctx context.Context, t *Task, o ord, handler bool) er
 			return err
 		}
 	}
-	if hr.b.aborted() {
+	// Hosts in the round of the task that ended the play still run it.
+	if hr.b.aborted(o) {
 		return errEndHost
 	}
+	hr.last = o
 	// run_once: the first host of the round (or the first to arrive under
 	// the free strategy) runs it; the others take its result.
 	if t.RunOnce {
@@ -1061,7 +1061,10 @@ func (hr *hostRun) finishTask(t *Task, res *outcome, handler bool, report bool) 
 	}
 	if meta == "end_play" {
 		hr.b.mu.Lock()
-		hr.b.abort, hr.b.endPlay = true, true
+		if !hr.b.abort {
+			hr.b.abort, hr.b.abortAt = true, hr.last
+		}
+		hr.b.endPlay = true
 		hr.b.mu.Unlock()
 		return errEndHost
 	}
