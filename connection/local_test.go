@@ -69,7 +69,7 @@ func TestLocalCancel(t *testing.T) {
 	}
 	b, _ := os.ReadFile(pidFile)
 	pid := strings.TrimSpace(string(b))
-	deadline := time.Now().Add(3 * time.Second)
+	deadline := time.Now().Add(10 * time.Second)
 	for pid != "" {
 		if _, err := os.Stat("/proc/" + pid); errors.Is(err, fs.ErrNotExist) {
 			break

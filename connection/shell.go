@@ -264,7 +264,8 @@ gk_t=$(mktemp "${gk_d:-/}/.gokube.XXXXXXXX")
 		fmt.Fprintf(&b, "cat -- %s >\"$gk_t\"\n", shQuote(from))
 	}
 	// Owner first: chown clears setuid/setgid bits, so the mode comes after.
-	if up.Owner == "" && up.Group == "" {
+	if up.Owner == "" {
+		// The replaced file's owner and group are kept unless given.
 		b.WriteString("if [ -e \"$p\" ]; then chown --reference=\"$p\" \"$gk_t\" 2>/dev/null || true; fi\n")
 	}
 	switch {
