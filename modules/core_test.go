@@ -881,6 +881,7 @@ func TestUnreachablePropagates(t *testing.T) {
 		"user":       {"name": "u"},
 		"group":      {"name": "g"},
 		"get_url":    {"url": "https://x.invalid/a", "dest": "/x"},
+		"fetch":      {"src": "/x", "dest": "/tmp/none", "fail_on_missing": false},
 	}
 	for name, args := range cases {
 		f := connection.NewFake("h1").SetUnreachable(errors.New("connection reset"))
@@ -891,5 +892,35 @@ func TestUnreachablePropagates(t *testing.T) {
 		if !connection.IsUnreachable(err) || res != nil {
 			t.Errorf("%s: got %+v, %v; want an unreachable error", name, res, err)
 		}
+	}
+}
+
+func TestFetch(t *testing.T) {
+	dir := t.TempDir()
+	f := connection.NewFake("h1").SetFile("/etc/etcd/ca.pem", []byte("CA"), 0o644)
+	res := mustRunModule(t, fetchModule{}, newEnv(f), map[string]any{"src": "/etc/etcd/ca.pem", "dest": dir})
+	want := filepath.Join(dir, "h1", "etc", "etcd", "ca.pem")
+	if b, err := os.ReadFile(want); err != nil || string(b) != "CA" || !res.Changed || res.Data["dest"] != want {
+		t.Fatalf("fetch: %q %v %+v", b, err, res)
+	}
+	if res := mustRunModule(t, fetchModule{}, newEnv(f), map[string]any{"src": "/etc/etcd/ca.pem", "dest": dir}); res.Changed {
+		t.Fatal("fetch not idempotent")
+	}
+	// Check mode reads (read-only) but writes nothing on the control machine.
+	env := newEnv(connection.NewDry(f))
+	env.Check = true
+	flat := filepath.Join(dir, "flat.pem")
+	if res := mustRunModule(t, fetchModule{}, env, map[string]any{"src": "/etc/etcd/ca.pem", "dest": flat, "flat": true}); !res.Changed {
+		t.Fatal("check prediction")
+	}
+	if _, err := os.Stat(flat); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("check mode wrote %s", flat)
+	}
+	// Missing file: failure, or ok with fail_on_missing: no.
+	if res := mustRunModule(t, fetchModule{}, newEnv(f), map[string]any{"src": "/nope", "dest": dir}); !res.Failed {
+		t.Fatal("missing src did not fail")
+	}
+	if res := mustRunModule(t, fetchModule{}, newEnv(f), map[string]any{"src": "/nope", "dest": dir, "fail_on_missing": false}); res.Failed || res.Changed {
+		t.Fatal("fail_on_missing: no")
 	}
 }

@@ -5,7 +5,9 @@ import (
 	"crypto/sha1"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
@@ -152,6 +154,9 @@ func (m fetchModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 	data := map[string]any{"dest": local, "file": src}
 	content, err := env.Conn.Get(ctx, src, env.Become)
 	if err != nil {
+		if !errors.Is(err, fs.ErrNotExist) {
+			return nil, err // unreachable, cancelled, unreadable: not "missing"
+		}
 		if !a.boolean("fail_on_missing", true) {
 			return &Result{Msg: "the remote file does not exist, not transferring, ignored", Data: data}, nil
 		}
