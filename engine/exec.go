@@ -115,8 +115,13 @@ type run struct {
 	invDir string
 	play   *Play
 	mu     sync.Mutex
-	times  map[*Task]*TaskTime
+	times  map[timeKey]*TaskTime
 	stop   bool // any_errors_fatal fired
+}
+
+type timeKey struct {
+	t *Task
+	b *batch
 }
 
 // Load parses the playbook and inventory of opts without contacting hosts.
@@ -276,7 +281,7 @@ func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[stri
 	}
 	funcs := baseFuncs()
 	r := &run{opts: opts, inv: inv, pb: pb, reg: reg, extra: extra, funcs: funcs, tmpl: newTmplCache(funcs),
-		hosts: map[string]*hostState{}, times: map[*Task]*TaskTime{},
+		hosts: map[string]*hostState{}, times: map[timeKey]*TaskTime{},
 		recap: &Recap{Hosts: map[string]*HostStats{}, Vars: map[string]map[string]any{}}}
 	if p := inv.Path(); p != "" {
 		if abs, err := filepath.Abs(p); err == nil {
@@ -1080,7 +1085,7 @@ func (r *run) recordEvent(host string, t *Task, st status) {
 // execute runs task t (all loop items) on this host and returns the outcome.
 func (hr *hostRun) execute(ctx context.Context, t *Task, handler bool) *outcome {
 	start := time.Now()
-	defer hr.r.taskTime(t, start)
+	defer hr.r.taskTime(t, hr.b, start)
 	hr.b.sem <- struct{}{}
 	defer func() { <-hr.b.sem }()
 	// A progress line for tasks that take long (waits, restarts, health).
@@ -1583,14 +1588,17 @@ func displayName(dirs []src, name string) string {
 	return name
 }
 
-func (r *run) taskTime(t *Task, start time.Time) {
+// taskTime keeps, per task and serial batch, the span from the first
+// host's start to the last host's end.
+func (r *run) taskTime(t *Task, b *batch, start time.Time) {
 	end := time.Now()
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	tt, ok := r.times[t]
+	k := timeKey{t, b}
+	tt, ok := r.times[k]
 	if !ok {
 		tt = &TaskTime{Name: t.Display(), Pos: t.Pos, start: start}
-		r.times[t] = tt
+		r.times[k] = tt
 	}
 	if start.Before(tt.start) {
 		tt.start = start
