@@ -66,6 +66,8 @@ func (s *uriTestServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		select {
 		case <-time.After(3 * time.Second):
 		case <-r.Context().Done():
+			// No implicit empty 200 racing the client's give-up.
+			panic(http.ErrAbortHandler)
 		}
 	case "/redirect":
 		http.Redirect(w, r, "/json", http.StatusFound)
