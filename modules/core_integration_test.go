@@ -14,6 +14,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -617,6 +618,26 @@ func realGetURL(t *testing.T, tg *target, fig *figures) {
 	fig.add("unarchive unchanged: %d", rt)
 	if got := hostSh(t, tg, "ls -A "+shq(out)); got != "etcd\netcdctl\n" {
 		t.Fatalf("leftovers in dest: %q", got)
+	}
+	// xz, listed with the control machine's xz, extracted by the host's tar.
+	if _, err := exec.LookPath("xz"); err == nil {
+		plain := filepath.Join(t.TempDir(), "a.tar")
+		zr, _ := gzip.NewReader(bytes.NewReader(tarGz(t, map[string]string{"x/bin": "X"})))
+		var tb bytes.Buffer
+		tb.ReadFrom(zr)
+		os.WriteFile(plain, tb.Bytes(), 0o644)
+		if out, err := exec.Command("xz", "-k", plain).CombinedOutput(); err != nil {
+			t.Fatalf("xz: %s", out)
+		}
+		xout := tg.dir + "/xz"
+		hostSh(t, tg, "mkdir -p "+shq(xout))
+		xargs := map[string]any{"src": plain + ".xz", "dest": xout}
+		if res, _ = runRT(t, unarchive{}, tg.env(), xargs); !res.Changed || hostSh(t, tg, "cat "+shq(xout+"/x/bin")) != "X" {
+			t.Fatal("xz unarchive")
+		}
+		if res, _ = runRT(t, unarchive{}, tg.env(), xargs); res.Changed {
+			t.Fatal("xz unarchive not idempotent")
+		}
 	}
 	// remote_src: the archive on the host, compared by tar --diff.
 	remote := tg.dir + "/r.tar.gz"

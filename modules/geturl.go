@@ -16,6 +16,7 @@ import (
 	"io"
 	"net/url"
 	"os"
+	"os/exec"
 	"path"
 	"sort"
 	"strconv"
@@ -269,8 +270,9 @@ func (getURL) curl(ctx context.Context, env *Env, a cargs, u *url.URL, st *fileS
 	return &Result{Changed: true, Data: data}, nil
 }
 
-// unarchive extracts a tar archive (plain, gzip, bzip2; xz with tar on the
-// host) into an existing directory. For an archive on the control machine
+// unarchive extracts a tar archive (plain, gzip, bzip2; xz through the
+// control machine's xz, sent decompressed to hosts without xz) into an
+// existing directory. For an archive on the control machine
 // the members' sha256 are computed locally and compared with the files on
 // the host in one request, so an already extracted archive is neither
 // uploaded nor extracted again; remote_src archives are compared by
@@ -317,20 +319,34 @@ func stripComponents(opts []string) (int, error) {
 
 // archiveMembers lists the regular files of a tar archive with their
 // sha256. ok=false means the format cannot be read here (xz, zip).
-func archiveMembers(data []byte, strip int) ([]member, bool, error) {
+// For xz archives plain is the decompressed tar, for hosts without xz.
+func archiveMembers(ctx context.Context, data []byte, strip int) (members []member, ok bool, plain []byte, err error) {
 	var r io.Reader = bytes.NewReader(data)
 	switch {
+	case bytes.HasPrefix(data, []byte{0xfd, '7', 'z', 'X', 'Z', 0}):
+		// No xz in the standard library: the control machine's xz, when
+		// there is one, decompresses for the comparison.
+		if _, err := exec.LookPath("xz"); err != nil {
+			return nil, false, nil, nil
+		}
+		cmd := exec.CommandContext(ctx, "xz", "-dc")
+		cmd.Stdin = bytes.NewReader(data)
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, false, nil, fmt.Errorf("xz -dc: %w", err)
+		}
+		r, plain = bytes.NewReader(out), out
 	case bytes.HasPrefix(data, []byte{0x1f, 0x8b}):
 		gz, err := gzip.NewReader(r)
 		if err != nil {
-			return nil, false, err
+			return nil, false, nil, err
 		}
 		r = gz
 	case bytes.HasPrefix(data, []byte("BZh")):
 		r = bzip2.NewReader(r)
 	case len(data) > 262 && string(data[257:262]) == "ustar":
 	default:
-		return nil, false, nil
+		return nil, false, nil, nil
 	}
 	tr := tar.NewReader(bufio.NewReader(r))
 	var out []member
@@ -340,7 +356,7 @@ func archiveMembers(data []byte, strip int) ([]member, bool, error) {
 			break
 		}
 		if err != nil {
-			return nil, false, fmt.Errorf("read archive: %w", err)
+			return nil, false, nil, fmt.Errorf("read archive: %w", err)
 		}
 		if h.Typeflag != tar.TypeReg {
 			continue
@@ -351,16 +367,16 @@ func archiveMembers(data []byte, strip int) ([]member, bool, error) {
 		}
 		name := path.Join(parts[strip:]...)
 		if name == ".." || strings.HasPrefix(name, "../") {
-			return nil, false, fmt.Errorf("archive member %q escapes dest", h.Name)
+			return nil, false, nil, fmt.Errorf("archive member %q escapes dest", h.Name)
 		}
 		hs := sha256.New()
 		if _, err := io.Copy(hs, tr); err != nil {
-			return nil, false, fmt.Errorf("read archive member %s: %w", h.Name, err)
+			return nil, false, nil, fmt.Errorf("read archive member %s: %w", h.Name, err)
 		}
 		out = append(out, member{name, hex.EncodeToString(hs.Sum(nil)), uint32(h.Mode) & 0o7777})
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
-	return out, true, nil
+	return out, true, plain, nil
 }
 
 func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
@@ -399,6 +415,7 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 	}
 	var archive []byte
 	var members []member
+	var plainTar []byte
 	canList := false
 	remote := a.boolean("remote_src", false)
 	if remote {
@@ -418,8 +435,11 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 				return &Result{Failed: true, Msg: fmt.Sprintf("%s: %s checksum %s, want %s", src, sum.algo, got, sum.hex), Data: data}, nil
 			}
 		}
-		if members, canList, err = archiveMembers(archive, strip); err != nil {
+		if members, canList, plainTar, err = archiveMembers(ctx, archive, strip); err != nil {
 			return nil, fmt.Errorf("unarchive %s: %w", src, err)
+		}
+		if plainTar != nil {
+			probe.WriteString("if command -v xz >/dev/null; then echo hostxz=1; fi\n")
 		}
 		if canList && len(members) > 0 {
 			fmt.Fprintf(&probe, "cd %s 2>/dev/null && for f in", shq(dest))
@@ -482,6 +502,10 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 	archivePath := src
 	var script strings.Builder
 	if !remote {
+		if plainTar != nil && kv["hostxz"] != "1" {
+			// The host's tar cannot run xz: send the tar decompressed here.
+			archive = plainTar
+		}
 		archivePath = path.Join(dest, ".gokube-"+randHex()+".archive")
 		if err := env.Conn.Put(ctx, connection.Upload{
 			Path: archivePath, Content: bytes.NewReader(archive), Size: int64(len(archive)), Mode: 0o600,
