@@ -34,6 +34,10 @@
 // (the hosts have no internet). systemd-nspawn (--register=no --keep-unit
 // --console=passive -b --network-bridge=gkbr-<name>) runs in its own session
 // so it outlives `gokube lab up`; its PID and start time go to state.json.
+// Each nspawn starts in a cgroup of its own (gokube-lab/<machine> in the
+// unified and name=systemd hierarchies): started side by side in one
+// cgroup, the containers' systemds would share and break each other's unit
+// cgroups (units failing with 219/CGROUP under load).
 // up returns when every booted host accepts a login as deploy with sudo
 // through connection.DialSSH, host key checked.
 //

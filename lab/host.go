@@ -192,12 +192,32 @@ func (l *Lab) bootHost(ctx context.Context, h *hostState) error {
 	}
 	defer logf.Close()
 	fmt.Fprintf(logf, "\n=== gokube lab: booting %s at %s ===\n", h.Name, time.Now().UTC().Format(time.RFC3339))
-	cmd := exec.Command("systemd-nspawn",
+	args := []string{"systemd-nspawn",
 		"--register=no", "--keep-unit", "--console=passive", "-b",
-		"--network-bridge="+bridgeName(l.st.Name),
+		"--network-bridge=" + bridgeName(l.st.Name),
 		"-D", l.hostRoot(h), "-M", h.Machine,
 		"--resolv-conf=off", "--timezone=off", "--link-journal=no",
-	)
+	}
+	var cmd *exec.Cmd
+	if cgs := hostCgroups(h.Machine); len(cgs) > 0 {
+		// A leftover of an earlier boot would mix two boots' units.
+		if err := sweepCgroups(cgs); err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+		// The shell enters the cgroups, then becomes nspawn (same PID), so
+		// nspawn starts inside them and builds the container's tree there.
+		// The paths are made of fixed parts and the machine name only.
+		script := ""
+		for _, cg := range cgs {
+			if err := os.MkdirAll(cg, 0o755); err != nil {
+				return fmt.Errorf("%s: cgroup: %w", h.Name, err)
+			}
+			script += "echo $$ > " + cg + "/cgroup.procs && "
+		}
+		cmd = exec.Command("/bin/sh", append([]string{"-c", script + `exec "$0" "$@"`}, args...)...)
+	} else {
+		cmd = exec.Command(args[0], args[1:]...)
+	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
@@ -248,6 +268,9 @@ func (l *Lab) stopHost(ctx context.Context, h *hostState, timeout time.Duration)
 		if !h.Init.Wait(ctx, 5*time.Second) {
 			return fmt.Errorf("%s: container init (pid %d) does not end", h.Name, h.Init.PID)
 		}
+	}
+	if err := sweepCgroups(hostCgroups(h.Machine)); err != nil {
+		return fmt.Errorf("%s: %w", h.Name, err)
 	}
 	h.Proc, h.Init = Proc{}, Proc{}
 	h.Cut = false

@@ -226,6 +226,12 @@ func assertNothingLeft(t *testing.T, l *Lab, snap labProcs) {
 	if m := mountsUnder(dir); len(m) > 0 {
 		t.Errorf("mounts left: %v", m)
 	}
+	for _, r := range cgroupRoots() {
+		left, _ := filepath.Glob(filepath.Join(r, "gokube-lab", "gk-"+l.cfg.Name+"-*"))
+		if len(left) > 0 {
+			t.Errorf("cgroups left: %v", left)
+		}
+	}
 	out, err := exec.Command("ip", "-o", "link", "show").Output()
 	if err != nil {
 		t.Fatal(err)
