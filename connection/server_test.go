@@ -32,6 +32,7 @@ type testServer struct {
 	addr     string
 	cfg      *ssh.ServerConfig
 	hostKeys []ssh.Signer
+	home     string // the SFTP working directory, like a login user's home
 
 	mu      sync.Mutex
 	conns   []net.Conn
@@ -93,7 +94,7 @@ func startServer(t testing.TB, clientKey ssh.PublicKey, hostKeys ...ssh.Signer) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := &testServer{ln: ln, addr: ln.Addr().String(), cfg: cfg, hostKeys: hostKeys}
+	s := &testServer{ln: ln, addr: ln.Addr().String(), cfg: cfg, hostKeys: hostKeys, home: t.TempDir()}
 	go s.serve()
 	t.Cleanup(func() { ln.Close(); s.killConns() })
 	return s
@@ -286,7 +287,7 @@ func (s *testServer) session(ch ssh.Channel, reqs <-chan *ssh.Request) {
 				continue
 			}
 			req.Reply(true, nil)
-			srv, err := sftp.NewServer(ch)
+			srv, err := sftp.NewServer(ch, sftp.WithServerWorkingDirectory(s.home))
 			if err != nil {
 				ch.Close()
 				continue

@@ -833,7 +833,14 @@ func (c *sshConn) sftpUpload(r io.Reader) (string, error) {
 	}
 	tmp := strings.TrimSuffix(home, "/") + "/.gokube-upload-" + newMarker()[3:]
 	if err := c.sftpWrite(cl, tmp, r); err != nil {
-		_ = cl.Remove(tmp)
+		if cl.Remove(tmp) != nil {
+			// An aborted client cannot remove its partial upload; a fresh
+			// one can (a few round trips, only after a cancellation).
+			c.dropSFTP(cl)
+			if ncl, _, nerr := c.sftpClient(); nerr == nil {
+				_ = ncl.Remove(tmp)
+			}
+		}
 		c.dropSFTP(cl)
 		return "", err
 	}

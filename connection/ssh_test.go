@@ -160,7 +160,8 @@ func addKnownHost(t testing.TB, file, hostport string, key ssh.PublicKey) {
 }
 
 func TestSSHPut(t *testing.T) {
-	c := newTestEnv(t).dial(t)
+	env := newTestEnv(t)
+	c := env.dial(t)
 	dir := t.TempDir()
 	ctx := context.Background()
 
@@ -196,8 +197,7 @@ func TestSSHPut(t *testing.T) {
 	t.Logf("large put of %d bytes: %d round trips", len(big), c.RoundTrips()-before)
 	checkFile(t, large, big, 0o600)
 	// The SFTP temp file is gone and nothing else is left beside the target.
-	home, _ := os.UserHomeDir()
-	if m, _ := filepath.Glob(filepath.Join(home, ".gokube-upload-*")); len(m) != 0 {
+	if m, _ := filepath.Glob(filepath.Join(env.srv.home, ".gokube-upload-*")); len(m) != 0 {
 		t.Errorf("upload temp files left: %v", m)
 	}
 	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
@@ -605,10 +605,10 @@ func (r *blockingReader) Read(p []byte) (int, error) {
 }
 
 func TestSSHPutCancel(t *testing.T) {
-	c := newTestEnv(t).dial(t)
+	env := newTestEnv(t)
+	c := env.dial(t)
 	p := filepath.Join(t.TempDir(), "big")
 	release := make(chan struct{})
-	defer close(release)
 	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 	defer cancel()
 	start := time.Now()
@@ -621,6 +621,20 @@ func TestSSHPutCancel(t *testing.T) {
 	}
 	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("target exists after a cancelled put: %v", err)
+	}
+	// Once the stuck reader returns, the partial upload is removed.
+	close(release)
+	home := env.srv.home
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, _ := filepath.Glob(filepath.Join(home, ".gokube-upload-*"))
+		if len(m) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partial upload left: %v", m)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	big := bytes.Repeat([]byte("y"), SmallPutLimit+1)
 	if err := c.Put(context.Background(), Upload{Path: p, Content: bytes.NewReader(big), Mode: 0o644}); err != nil {
