@@ -17,22 +17,25 @@ import (
 
 // The persistent shell protocol. One /bin/sh reads framed requests from its
 // stdin for the whole run; each request costs one write and one read, so one
-// network round trip. The script (and the Env/Dir prelude) travel as quoted
-// here-docs, literal text, read by a subshell through /dev/fd: no process
-// is started to decode them. The request is a brace group, which the shell
-// parses to its closing brace before running anything, so a request cut
-// short by a broken connection never runs. The delimiter is a fresh random marker per
-// request. Stdin is binary, so it travels base64-encoded (base64 never
-// produces the marker's '_'), decoded into a file. The script runs in a
-// forked subshell with stdin, stdout and stderr redirected to files, so it
-// can neither read the following frames nor end the driving shell with
-// exit. Output comes back base64 between marker lines.
+// network round trip.
+//
+// The script and the Env/Dir prelude travel as quoted here-docs, literal
+// text read through /dev/fd, so no process starts to decode them; the
+// delimiter is a fresh random marker per request. The request is a brace
+// group, which the shell parses to its closing brace before running
+// anything, so a request cut short by a broken connection never runs.
+// Stdin is binary, so it travels base64-encoded (base64 never produces the
+// marker's '_') and is decoded into a file.
+//
+// The script runs as its own /bin/sh, in a forked subshell with stdin,
+// stdout and stderr redirected to files: it cannot read the following
+// frames, end the driving shell with exit, or see it as $$. Output comes
+// back base64 between marker lines. Per request the host forks once (the
+// script's shell) plus once per non-empty output stream (base64).
 
 // shellPreamble is written once when a session opens; it defines the
 // helpers the frames call, which keeps every frame small, and one temp
 // directory reused by every request (requests on a shell are sequential).
-// Forks are what a request costs on the host, so the helpers avoid them:
-// a request without stdin and output forks once.
 //
 // Cancellation sends TERM to the session: the trap kills the shell's whole
 // process group (the shell is a session leader under sshd), which holds
@@ -49,7 +52,7 @@ gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
 gk_go() {
 gk_rc=255
 if [ -n "$gk_D" ] && [ -z "$gk_bad" ]; then
-(if [ -n "$2" ]; then . /dev/fd/4; fi; . /dev/fd/3) <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
+(if [ -n "$2" ]; then . /dev/fd/4; fi; exec /bin/sh /dev/fd/3) <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
 wait "$!"
 gk_rc=$?
 printf '\n%s %s\n' "$1" "$gk_rc"

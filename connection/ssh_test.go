@@ -57,6 +57,11 @@ func TestSSHRunFraming(t *testing.T) {
 	if string(res.Stdout) != "eof\n" {
 		t.Errorf("empty stdin: %q", res.Stdout)
 	}
+	// $$ is the script's own shell: killing it ends the script only.
+	res = run(t, c, Request{Script: "echo before; kill -KILL $$; echo after"})
+	if string(res.Stdout) != "before\n" || res.RC != 137 {
+		t.Errorf("kill $$: %q rc %d", res.Stdout, res.RC)
+	}
 	// exit in the script ends the script, not the shell.
 	res = run(t, c, Request{Script: "echo a; exit 3; echo b"})
 	if string(res.Stdout) != "a\n" || res.RC != 3 {
