@@ -85,8 +85,9 @@
 //
 // Unit tests run everywhere. Integration tests need root, debootstrap and
 // systemd-container, and run only with GOKUBE_LAB_TEST=1 (they build the
-// image when missing, then use their own labs on 10.231.240.0/24 and
-// 10.231.241.0/24); GOKUBE_LAB_BIG=1 adds `up 30`:
+// image when missing, then use their own labs t1, t2, t3 on
+// 10.231.240-242.0/24, never the shared gk lab); GOKUBE_LAB_BIG=1 adds
+// `up 30`:
 //
 //	GOKUBE_LAB_TEST=1 go test -race -count=1 -v ./lab/
 //	GOKUBE_LAB_TEST=1 GOKUBE_LAB_BIG=1 go test -race -count=1 -run Big -v ./lab/
