@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"fmt"
+	"strings"
 	"testing"
 
 	"gokube/inventory"
@@ -24,6 +26,32 @@ func BenchmarkTaskRender(b *testing.B) {
 	for b.Loop() {
 		sc := r.taskScope(r.hosts["node-1"], t)
 		if _, err := sc.render(t.Pos, "{{ .a }}/{{ .inventory_hostname }}/conf"); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkWarmRun50Hosts200Tasks is the executor's own overhead on a warm
+// run: 50 fake hosts, 200 probeable tasks each (answers come from Go, not
+// a shell).
+func BenchmarkWarmRun50Hosts200Tasks(b *testing.B) {
+	var pb strings.Builder
+	pb.WriteString("- hosts: all\n  vars: {base: data}\n  tasks:\n")
+	for i := 0; i < 200; i++ {
+		fmt.Fprintf(&pb, "    - name: file %d\n      tfile: {path: \"{{ .base }}/p-{{ .inventory_hostname }}-%d\", content: \"c%d\"}\n", i, i, i)
+	}
+	var inv strings.Builder
+	for i := 0; i < 50; i++ {
+		fmt.Fprintf(&inv, "h%02d\n", i)
+	}
+	e := newEnv(b, inv.String(), map[string]string{"site.yml": pb.String(), "data/.keep": ""})
+	o := e.opts("site.yml")
+	if _, err := e.run(o); err != nil {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := e.run(o); err != nil {
 			b.Fatal(err)
 		}
 	}

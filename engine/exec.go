@@ -95,8 +95,8 @@ type hostState struct {
 	stats    *HostStats
 	pending  map[int]bool // handler indexes notified in this play
 	probes   map[probeKey]probeEntry
-	batch    []string // hosts of the current serial batch
-	playHost []string
+	batch    []any // hosts of the current serial batch (a template value)
+	playHost []any
 }
 
 type run struct {
@@ -108,6 +108,7 @@ type run struct {
 	extra  map[string]any
 	funcs  template.FuncMap
 	tmpl   *tmplCache
+	groups map[string]any
 	hosts  map[string]*hostState
 	pool   *connPool
 	skip   map[*Task]bool // --start-at-task
@@ -300,6 +301,8 @@ func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[stri
 		r.recap.Hosts[name] = st
 	}
 	r.pool = newConnPool(r)
+	// The inventory does not change during a run; templates share this.
+	r.groups = r.groupsVar()
 	if opts.Output == "json" {
 		r.out = newJSONReporter(opts.Out)
 	} else {
@@ -494,7 +497,7 @@ func (r *run) runPlay(ctx context.Context, pl *Play) error {
 	}
 	for _, h := range hosts {
 		r.hosts[h].pending = map[int]bool{}
-		r.hosts[h].playHost = hosts
+		r.hosts[h].playHost = strAny(hosts)
 	}
 	for _, b := range batches(hosts, pl.Serial) {
 		if ctx.Err() != nil || r.stop {
@@ -552,8 +555,9 @@ func (r *run) runBatch(ctx context.Context, pl *Play, hosts []string) {
 	if pl.Strategy != "free" {
 		b.sched = newLockstep(hosts)
 	}
+	bv := strAny(hosts)
 	for _, h := range hosts {
-		r.hosts[h].batch = hosts
+		r.hosts[h].batch = bv
 	}
 	var wg sync.WaitGroup
 	for _, h := range hosts {
@@ -854,7 +858,7 @@ func (r *run) taskScope(hs *hostState, t *Task) *scope {
 	vars["inventory_hostname"] = hs.name
 	short, _, _ := strings.Cut(hs.name, ".")
 	vars["inventory_hostname_short"] = short
-	vars["groups"] = r.groupsVar()
+	vars["groups"] = r.groups
 	var gn []any
 	for _, g := range hs.groups {
 		if g != "all" && g != "ungrouped" {
@@ -862,10 +866,10 @@ func (r *run) taskScope(hs *hostState, t *Task) *scope {
 		}
 	}
 	vars["group_names"] = gn
-	vars["play_hosts"] = strAny(batch)
-	vars["ansible_play_batch"] = strAny(batch)
-	vars["ansible_play_hosts"] = strAny(playHosts)
-	vars["ansible_play_hosts_all"] = strAny(playHosts)
+	vars["play_hosts"] = batch
+	vars["ansible_play_batch"] = batch
+	vars["ansible_play_hosts"] = playHosts
+	vars["ansible_play_hosts_all"] = playHosts
 	vars["ansible_check_mode"] = r.opts.Check
 	vars["ansible_diff_mode"] = r.opts.Diff
 	vars["ansible_verbosity"] = r.opts.Verbosity

@@ -121,7 +121,7 @@ func testRegistry() *modules.Registry {
 // env is a test world: a temp dir with playbook files and fake hosts whose
 // scripts run in a local sh (so probes and files are real), counting requests.
 type env struct {
-	t     *testing.T
+	t     testing.TB
 	dir   string
 	mu    sync.Mutex
 	fakes map[string]*connection.Fake
@@ -138,7 +138,7 @@ type keepOpen struct{ *connection.Fake }
 
 func (keepOpen) Close() error { return nil }
 
-func newEnv(t *testing.T, invText string, files map[string]string) *env {
+func newEnv(t testing.TB, invText string, files map[string]string) *env {
 	t.Helper()
 	dir := t.TempDir()
 	for name, body := range files {
