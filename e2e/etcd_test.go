@@ -129,8 +129,9 @@ func TestEtcdCluster(t *testing.T) {
 			t.Fatal(err)
 		}
 		r := e.play(t, ctx, "-i", inv, playbook, "--tags", "verify")
-		if r.code != 4 {
-			t.Errorf("exit %d, want 4 (a host unreachable)", r.code)
+		// 4: a host unreachable; 2: verify's health assertion failed too.
+		if r.code != 4 && r.code != 2 {
+			t.Errorf("exit %d, want 4 or 2", r.code)
 		}
 		if r.recap["etcd-3"].unreachable == 0 {
 			t.Errorf("etcd-3 not reported unreachable:\n%s", r.out)
