@@ -104,6 +104,7 @@
 //	toYaml .x / toJson .x          serialise; fromYaml / fromJson parse
 //	b64decode .slurped.content     base64 to text (sprig's b64enc encodes)
 //	default "x" .y                 sprig's default
+//	dict2items .m                  [{key, value}] sorted by key, for loop:
 //
 // # Execution
 //

@@ -205,7 +205,33 @@ func (t *textReporter) hostResult(task *Task, host string, o *outcome, handler b
 		}
 		return
 	}
-	t.line(task, hostTag, o.status, o.ignored, o.msg, o.diff, o.output)
+	msg := o.msg
+	if o.status == stFailed && !task.NoLog {
+		msg += failDetail(o.data)
+	}
+	t.line(task, hostTag, o.status, o.ignored, msg, o.diff, o.output)
+}
+
+// failDetail adds a failed command's output to its message: the reason a
+// task failed is usually there.
+func failDetail(d map[string]any) string {
+	var b strings.Builder
+	if rc, ok := d["rc"]; ok {
+		fmt.Fprintf(&b, " (rc %v)", rc)
+	}
+	for _, k := range []string{"stderr", "stdout"} {
+		v, _ := d[k].(string)
+		v = strings.TrimSpace(v)
+		if v == "" {
+			continue
+		}
+		lines := strings.Split(v, "\n")
+		if len(lines) > 20 {
+			lines = append(lines[:10], append([]string{"..."}, lines[len(lines)-9:]...)...)
+		}
+		fmt.Fprintf(&b, "\n  %s:\n    %s", k, strings.Join(lines, "\n    "))
+	}
+	return b.String()
 }
 
 func (t *textReporter) line(task *Task, hostTag string, st status, ignored bool, msg, diff string, output any) {

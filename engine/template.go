@@ -81,6 +81,13 @@ func baseFuncs() template.FuncMap {
 		}
 		return v, nil
 	}
+	fm["dict2items"] = func(m map[string]any) []any {
+		out := make([]any, 0, len(m))
+		for _, k := range sortedKeys(m) {
+			out = append(out, map[string]any{"key": k, "value": m[k]})
+		}
+		return out
+	}
 	fm["joinHostPort"] = func(h string, port any) string { return net.JoinHostPort(h, fmt.Sprint(port)) }
 	// Placeholders so templates parse at load time; each render binds the
 	// host's own versions.
