@@ -274,6 +274,13 @@ func TestLabLifecycle(t *testing.T) {
 	}
 	// Hosts reach each other by name.
 	mustRun(t, l, "t1-1", "ping -c1 -W2 t1-3 >/dev/null")
+	// RunSSH (lab ssh without a system client): root login, output and
+	// exit status come back.
+	var out, errb strings.Builder
+	rc, err := l.RunSSH(ctx, "t1-2", "root", "hostname; id -un; echo oops >&2; exit 3", &out, &errb)
+	if err != nil || rc != 3 || out.String() != "t1-2\nroot\n" || errb.String() != "oops\n" {
+		t.Fatalf("RunSSH: rc %d, err %v, stdout %q, stderr %q", rc, err, out.String(), errb.String())
+	}
 
 	// up is idempotent, and adds hosts without touching running ones.
 	pids := map[string]int{}
