@@ -1094,3 +1094,13 @@ func TestDelegationSerialisesTheTargetConnection(t *testing.T) {
 		t.Fatalf("max concurrent requests on node-4: %d, requests %d", target.max, len(e.fake("node-4").Requests()))
 	}
 }
+
+func TestTemplatedHostsPattern(t *testing.T) {
+	e := newEnv(t, "[a]\nnode-1\n[b]\nnode-2\n", map[string]string{"site.yml": "- hosts: \"{{ .target }}\"\n  gather_facts: false\n  tasks:\n    - {name: t, command: \"true\"}\n"})
+	o := e.opts("site.yml")
+	o.ExtraVars = []string{"target=b"}
+	r := mustRun(t, e, o)
+	if len(eventsOf(r, "node-1")) != 0 || len(eventsOf(r, "node-2")) != 1 {
+		t.Fatalf("events %v", r.Events)
+	}
+}

@@ -472,7 +472,19 @@ func (r *run) debugf(format string, args ...any) {
 // runPlay runs one play on its hosts, batch by batch.
 func (r *run) runPlay(ctx context.Context, pl *Play) error {
 	r.play = pl
-	all, err := r.inv.Match(pl.Hosts)
+	pattern := pl.Hosts
+	if strings.Contains(pattern, "{{") {
+		// hosts: "{{ .target }}" — only extra and play vars exist before a
+		// host is chosen.
+		vars := mergeMaps(pl.Vars, r.extra)
+		sc := &scope{r: r, vars: vars}
+		p, err := sc.render(pl.Pos, pattern)
+		if err != nil {
+			return err
+		}
+		pattern = p
+	}
+	all, err := r.inv.Match(pattern)
 	if err != nil {
 		return fmt.Errorf("%s: hosts: %w", pl.Pos, err)
 	}

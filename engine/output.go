@@ -209,6 +209,11 @@ func (t *textReporter) hostResult(task *Task, host string, o *outcome, handler b
 	if o.status == stFailed && !task.NoLog {
 		msg += failDetail(o.data)
 	}
+	if t.verbose >= 2 && !task.NoLog && o.data != nil && o.output == nil {
+		if b, err := json.MarshalIndent(o.data, "    ", "  "); err == nil {
+			msg += "\n    " + string(b)
+		}
+	}
 	t.line(task, hostTag, o.status, o.ignored, msg, o.diff, o.output)
 }
 
