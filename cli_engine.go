@@ -138,6 +138,9 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// The first Ctrl-C cancels every host and prints the recap; restoring
+	// the default handler lets a second one kill gokube at once.
+	go func() { <-ctx.Done(); stop() }()
 	_, err := engine.Run(ctx, opts)
 	return err
 }
