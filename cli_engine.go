@@ -106,7 +106,15 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 		ArtifactDir: f.artifacts,
 	}
 	if f.listTasks || f.listHosts || f.syntax {
-		pb, inv, err := engine.Load(opts)
+		var pb *engine.Playbook
+		var inv *inventory.Inventory
+		var err error
+		if len(f.inv) == 0 && !f.listHosts {
+			// Parsing needs no inventory.
+			pb, err = engine.LoadPlaybook(playbook, nil, roles.FS)
+		} else {
+			pb, inv, err = engine.Load(opts)
+		}
 		if err != nil {
 			return err
 		}
