@@ -38,22 +38,25 @@ vet:
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt needed"; exit 1; }
 
-# Unit tests: no lab, fake connections and local processes only.
+# Unit tests only: no lab (tests that need one skip), fake connections,
+# an in-process SSH server and local processes.
 unit:
 	$(GO) test -race -count=1 ./...
 
-# Integration and end-to-end tests on a lab of real hosts that this target
-# brings up and tears down (even when a test fails).
+# Everything: unit, integration and end-to-end tests, with a lab of real
+# hosts that this target brings up and tears down (even when a test fails).
+# Packages run one at a time (-p 1) because they share the lab's hosts.
 integration: build artifacts image
 	$(BIN) lab up 6 --name $(TEST_LAB) --subnet 10.232.0.0/24
 	set -o pipefail; status=0; \
 	GOKUBE_LAB_DIR=$(LAB_DIR)/$(TEST_LAB) GOKUBE_INTEGRATION=1 GOKUBE_BIN=$(CURDIR)/$(BIN) \
+	  GOKUBE_LAB_TEST=1 GOKUBE_LAB_BIG=1 \
 	  GOKUBE_ARTIFACTS=$(ARTIFACTS) \
 	  $(GO) test -race -count=1 -p 1 -timeout 40m ./... || status=$$?; \
 	$(BIN) lab down --name $(TEST_LAB) || status=1; \
 	exit $$status
 
-test: deps vet build unit integration
+test: deps vet build integration
 
 demo: deps build artifacts
 	$(BIN) lab up 3 --name $(DEMO_LAB)
