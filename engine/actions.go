@@ -171,7 +171,7 @@ func (hr *hostRun) includeVars(t *Task, args map[string]any) (*modules.Result, e
 	if t.Role != nil {
 		cands = append(cands, t.Role.Dir.join("vars").join(name))
 	}
-	cands = append(cands, t.Pos2Dir().join(name), hr.play.Dir.join(name))
+	cands = append(cands, t.posDir().join(name), hr.play.Dir.join(name))
 	for _, c := range cands {
 		if !c.exists() {
 			continue
@@ -192,8 +192,8 @@ func (hr *hostRun) includeVars(t *Task, args map[string]any) (*modules.Result, e
 	return nil, fmt.Errorf("%s: include_vars: %s not found", t.Pos, name)
 }
 
-// Pos2Dir is the directory of the file the task was written in.
-func (t *Task) Pos2Dir() src {
+// posDir is the directory of the file the task was written in.
+func (t *Task) posDir() src {
 	return src{path: dirOf(t.Pos.File), display: dirOf(t.Pos.File)}
 }
 

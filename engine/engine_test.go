@@ -1104,3 +1104,22 @@ func TestTemplatedHostsPattern(t *testing.T) {
 		t.Fatalf("events %v", r.Events)
 	}
 }
+
+func TestDict2ItemsLoop(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  vars:
+    ports: {peer: 2380, client: 2379}
+  tasks:
+    - command: "echo {{ .item.key }}={{ .item.value }}"
+      loop: "{{ dict2items .ports }}"
+      register: out
+`})
+	r := mustRun(t, e, e.opts("site.yml"))
+	var got []string
+	for _, x := range r.Vars["node-1"]["out"].(map[string]any)["results"].([]any) {
+		got = append(got, x.(map[string]any)["stdout"].(string))
+	}
+	want(t, got, []string{"client=2379", "peer=2380"})
+}
