@@ -892,7 +892,12 @@ func (r *run) taskScope(hs *hostState, t *Task) *scope {
 	}
 	if t != nil && t.Role != nil {
 		vars["role_name"] = t.Role.Name
-		vars["role_path"] = t.Role.Dir.path
+		// Bundled roles have no directory on disk; show where they come from.
+		if t.Role.Dir.fsys == nil {
+			vars["role_path"] = t.Role.Dir.path
+		} else {
+			vars["role_path"] = t.Role.Dir.display
+		}
 	}
 	if pl != nil {
 		vars["ansible_play_name"] = pl.Name
