@@ -1123,3 +1123,14 @@ func TestDict2ItemsLoop(t *testing.T) {
 	}
 	want(t, got, []string{"client=2379", "peer=2380"})
 }
+
+func TestLimitMatchingNothingIsUsageError(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": "- hosts: all\n  tasks: []\n"})
+	o := e.opts("site.yml")
+	o.Limit = "nope*"
+	_, err := e.run(o)
+	var ue *UsageError
+	if !errors.As(err, &ue) || len(e.dials) != 0 {
+		t.Fatalf("got %v", err)
+	}
+}

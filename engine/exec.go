@@ -247,8 +247,12 @@ func Run(ctx context.Context, opts Options) (*Recap, error) {
 	}
 	r := newRun(opts, pb, inv, extra)
 	if opts.Limit != "" {
-		if _, err := r.limitHosts(); err != nil {
+		lim, err := r.limitHosts()
+		if err != nil {
 			return nil, &UsageError{err}
+		}
+		if len(lim) == 0 {
+			return nil, &UsageError{fmt.Errorf("--limit %q matches no host of the inventory", opts.Limit)}
 		}
 	}
 	if opts.StartAtTask != "" {
