@@ -67,7 +67,7 @@ parse error (bad flag, inventory, playbook, template syntax).`,
 		RunE: func(cmd *cobra.Command, args []string) error { return runPlay(cmd, f, args[0]) },
 	}
 	fl := cmd.Flags()
-	fl.StringArrayVarP(&f.inv, "inventory", "i", nil, "inventory file (INI or YAML); group_vars/ and host_vars/ beside it are read")
+	fl.StringArrayVarP(&f.inv, "inventory", "i", nil, "inventory file or directory of them (INI or YAML); group_vars/ and host_vars/ beside it are read")
 	fl.StringArrayVarP(&f.extra, "extra-vars", "e", nil, "extra variables, highest precedence: k=v, @file.yml, @file.json or '{json}' (repeatable)")
 	fl.StringVarP(&f.limit, "limit", "l", "", "further limit hosts with a pattern (a:b, a:&b, a:!b, wildcards, @file)")
 	fl.StringSliceVarP(&f.tags, "tags", "t", nil, "run only tasks with these tags (comma-separated; all, tagged, untagged)")

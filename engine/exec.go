@@ -133,7 +133,7 @@ func Load(opts Options) (*Playbook, *inventory.Inventory, error) {
 			return nil, nil, &UsageError{errors.New("no inventory given (-i)")}
 		}
 		if len(opts.Inventory) > 1 {
-			return nil, nil, &UsageError{errors.New("only one inventory (-i) is supported")}
+			return nil, nil, &UsageError{errors.New("only one -i is supported; put the inventory files in one directory and pass -i DIR")}
 		}
 		var err error
 		inv, err = inventory.Load(opts.Inventory[0])
@@ -259,6 +259,9 @@ func Run(ctx context.Context, opts Options) (*Recap, error) {
 		if err := r.markStartAt(); err != nil {
 			return nil, &UsageError{err}
 		}
+	}
+	for _, w := range inv.Warnings() {
+		r.out.warn(w)
 	}
 	start := time.Now()
 	defer r.pool.closeAll()
