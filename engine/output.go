@@ -243,7 +243,11 @@ func (t *textReporter) line(task *Task, hostTag string, st status, ignored bool,
 	switch st {
 	case stOK:
 		s := "ok: " + hostTag
-		if output != nil {
+		if text, ok := output.(string); ok && task.Action == "debug" && strings.Contains(text, "\n") {
+			// A multi-line message (a report, a table) reads as text, not as
+			// a JSON string full of \n.
+			s += " =>\n    " + strings.ReplaceAll(strings.TrimRight(text, "\n"), "\n", "\n    ")
+		} else if output != nil {
 			b, _ := json.MarshalIndent(output, "", "    ")
 			if task.Action == "debug" {
 				if _, isMap := output.(map[string]any); !isMap || task.Args["var"] == nil {
