@@ -206,7 +206,11 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, becom
 	marker := "__GKPROBE_" + hex.EncodeToString(nb[:]) + "__"
 	var b strings.Builder
 	for i, rq := range reqs {
-		fmt.Fprintf(&b, "printf '\\n%s %d\\n'\n(\n%s\n) </dev/null\n", marker, i, rq.script)
+		// A brace group, not a subshell: forks cost ~10 ms each on a
+		// loaded host, and probes are read-only scripts that neither exit
+		// nor cd (one that did would cut the batch short, which
+		// splitProbes reports).
+		fmt.Fprintf(&b, "printf '\\n%s %d\\n'\n{\n%s\n} </dev/null\n", marker, i, rq.script)
 	}
 	fmt.Fprintf(&b, "printf '\\n%s end\\n'\n", marker)
 	res, err := conn.Run(ctx, connection.Request{Script: b.String(), ReadOnly: true, Become: become, BecomeUser: buser})

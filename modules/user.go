@@ -30,7 +30,7 @@ func (userModule) Spec() Spec {
 
 func userProbe(name string) string {
 	q := shq(name)
-	return "(printf 'passwd=%s\\n' \"$(getent passwd " + q + ")\"; printf 'groups=%s\\n' \"$(id -Gn -- " + q + " 2>/dev/null)\"; printf 'primary=%s\\n' \"$(id -gn -- " + q + " 2>/dev/null)\")\n"
+	return "printf 'passwd=%s\\n' \"$(getent passwd " + q + ")\"; printf 'groups=%s\\n' \"$(id -Gn -- " + q + " 2>/dev/null)\"; printf 'primary=%s\\n' \"$(id -gn -- " + q + " 2>/dev/null)\"\n"
 }
 
 func (m userModule) Probe(args map[string]any) (string, bool) {
