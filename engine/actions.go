@@ -47,10 +47,10 @@ func (hr *hostRun) action(ctx context.Context, t *Task, sc *scope, args map[stri
 		return &modules.Result{Failed: true, Msg: msg}, nil
 	case "pause":
 		d := time.Duration(0)
-		if s, ok := asInt(args["seconds"]); ok {
+		if s, ok := modules.AsInt(args["seconds"]); ok {
 			d += time.Duration(s) * time.Second
 		}
-		if m, ok := asInt(args["minutes"]); ok {
+		if m, ok := modules.AsInt(args["minutes"]); ok {
 			d += time.Duration(m) * time.Minute
 		}
 		if d == 0 && args["prompt"] != nil {
@@ -101,7 +101,7 @@ func (hr *hostRun) action(ctx context.Context, t *Task, sc *scope, args map[stri
 }
 
 func (hr *hostRun) debug(t *Task, sc *scope, args map[string]any) (*modules.Result, error) {
-	if v, ok := asInt(args["verbosity"]); ok && v > hr.r.opts.Verbosity {
+	if v, ok := modules.AsInt(args["verbosity"]); ok && v > hr.r.opts.Verbosity {
 		return &modules.Result{Skipped: true}, nil
 	}
 	if name, ok := args["var"].(string); ok && name != "" {
@@ -159,7 +159,7 @@ func (hr *hostRun) assert(t *Task, sc *scope, args map[string]any) (*modules.Res
 	if m, ok := args["success_msg"]; ok && m != nil {
 		msg = fmt.Sprint(m)
 	}
-	if q, _ := asBool(args["quiet"]); q {
+	if q, _ := modules.AsBool(args["quiet"]); q {
 		msg = ""
 	}
 	return &modules.Result{Msg: msg}, nil

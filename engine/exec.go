@@ -1241,7 +1241,7 @@ func (hr *hostRun) loopItems(sc *scope, t *Task) ([]any, error) {
 		}
 		return nil, &TemplateError{Pos: t.LoopPos, Host: hr.hs.name, Msg: fmt.Sprintf("loop: want a list, got the string %q", x)}
 	}
-	return nil, &TemplateError{Pos: t.LoopPos, Host: hr.hs.name, Msg: fmt.Sprintf("loop: want a list, got %s", kindOf(v))}
+	return nil, &TemplateError{Pos: t.LoopPos, Host: hr.hs.name, Msg: fmt.Sprintf("loop: want a list, got %s", modules.KindOf(v))}
 }
 
 func failOutcome(err error) *outcome {
@@ -1285,7 +1285,7 @@ func renderArgs(sc *scope, t *Task) (map[string]any, error) {
 func (r *run) becomeFor(sc *scope, t *Task) (bool, string) {
 	b := r.opts.Become
 	if v, ok := sc.vars["ansible_become"]; ok {
-		if x, ok := asBool(v); ok {
+		if x, ok := modules.AsBool(v); ok {
 			b = x
 		}
 	}
@@ -1330,7 +1330,7 @@ func (hr *hostRun) runItem(ctx context.Context, t *Task, sc *scope, idx int, ite
 			if err != nil {
 				return failOutcome(err)
 			}
-			n, ok := asInt(v)
+			n, ok := modules.AsInt(v)
 			if !ok {
 				return failOutcome(&TemplateError{Pos: t.Pos, Host: hr.hs.name, Msg: fmt.Sprintf("retries: want a number, got %v", v)})
 			}
@@ -1341,7 +1341,7 @@ func (hr *hostRun) runItem(ctx context.Context, t *Task, sc *scope, idx int, ite
 			if err != nil {
 				return failOutcome(err)
 			}
-			n, ok := asInt(v)
+			n, ok := modules.AsInt(v)
 			if !ok {
 				return failOutcome(&TemplateError{Pos: t.Pos, Host: hr.hs.name, Msg: fmt.Sprintf("delay: want seconds, got %v", v)})
 			}

@@ -1456,64 +1456,33 @@ func shellSplit(s string) ([]string, error) {
 	return out, nil
 }
 
-// validateArgs checks names, types, choices and required arguments, and
-// renames aliases to canonical names. Templated values pass type checks.
+// validateArgs checks the task's arguments against the module's Spec (see
+// modules.CheckArgs, which also renames aliases to canonical names) and
+// names the file and line of the offending key. A module that declares no
+// arguments accepts any.
 func validateArgs(action string, spec modules.Spec, args map[string]any, pos map[string]Pos, tp Pos) error {
 	if spec.Args == nil && spec.FreeForm == "" {
 		return nil
 	}
-	alias := map[string]string{}
+	err := modules.CheckArgs(action, spec, args)
+	var ce *modules.CheckArgsError
+	if errors.As(err, &ce) {
+		at := tp
+		if p, ok := pos[ce.Key]; ok {
+			at = p
+		}
+		return errAt(at, "%s", ce)
+	}
+	if err != nil {
+		return errAt(tp, "%v", err)
+	}
+	// Errors found at run time name the canonical argument; point them at
+	// the line of the alias the user wrote.
 	for name, a := range spec.Args {
 		for _, al := range a.Aliases {
-			alias[al] = name
-		}
-	}
-	keys := make([]string, 0, len(args))
-	for k := range args {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	at := func(k string) Pos {
-		if p, ok := pos[k]; ok {
-			return p
-		}
-		return tp
-	}
-	for _, k := range keys {
-		name := k
-		if c, ok := alias[k]; ok {
-			name = c
-			if _, dup := args[c]; dup {
-				return errAt(at(k), "%s: argument %q given twice (as %q too)", action, c, k)
+			if p, ok := pos[al]; ok {
+				pos[name] = p
 			}
-			args[c] = args[k]
-			delete(args, k)
-			pos[c] = at(k)
-		}
-		a, ok := spec.Args[name]
-		if !ok {
-			return errAt(at(k), "%s: unknown argument %q (known: %s)", action, k, strings.Join(argNames(spec), ", "))
-		}
-		if err := checkType(a, args[name]); err != nil {
-			return errAt(at(k), "%s: argument %q: %v", action, k, err)
-		}
-	}
-	for _, name := range sortedKeys(spec.Args) {
-		if spec.Args[name].Required {
-			if _, ok := args[name]; !ok {
-				return errAt(tp, "%s: missing required argument %q", action, name)
-			}
-		}
-	}
-	for _, grp := range spec.RequireOneOf {
-		found := false
-		for _, g := range grp {
-			if _, ok := args[g]; ok {
-				found = true
-			}
-		}
-		if !found {
-			return errAt(tp, "%s: one of %s is required", action, strings.Join(grp, ", "))
 		}
 	}
 	return nil
@@ -1528,105 +1497,6 @@ func sortedKeys[T any](m map[string]T) []string {
 	return out
 }
 
-func argNames(spec modules.Spec) []string { return sortedKeys(spec.Args) }
-
-func isTemplated(v any) bool {
-	s, ok := v.(string)
-	return ok && strings.Contains(s, "{{")
-}
-
-func checkType(a modules.Arg, v any) error {
-	if v == nil || isTemplated(v) {
-		return nil
-	}
-	switch a.Type {
-	case modules.String:
-		switch v.(type) {
-		case string, int, float64, bool:
-		default:
-			return fmt.Errorf("want a string, got %s", kindOf(v))
-		}
-		if len(a.Choices) > 0 {
-			s := fmt.Sprint(v)
-			for _, c := range a.Choices {
-				if c == s {
-					return nil
-				}
-			}
-			return fmt.Errorf("%q is not one of %s", s, strings.Join(a.Choices, ", "))
-		}
-	case modules.Bool:
-		if _, ok := asBool(v); !ok {
-			return fmt.Errorf("want a boolean, got %v", v)
-		}
-	case modules.Int:
-		if _, ok := asInt(v); !ok {
-			return fmt.Errorf("want an integer, got %v", v)
-		}
-	case modules.List:
-		switch v.(type) {
-		case []any, string:
-		default:
-			return fmt.Errorf("want a list, got %s", kindOf(v))
-		}
-	case modules.Map:
-		if _, ok := v.(map[string]any); !ok {
-			return fmt.Errorf("want a mapping, got %s", kindOf(v))
-		}
-	}
-	return nil
-}
-
-func kindOf(v any) string {
-	switch v.(type) {
-	case map[string]any:
-		return "a mapping"
-	case []any:
-		return "a list"
-	case string:
-		return "a string"
-	case bool:
-		return "a boolean"
-	case int, int64, float64:
-		return "a number"
-	}
-	return fmt.Sprintf("%T", v)
-}
-
-func asBool(v any) (bool, bool) {
-	switch t := v.(type) {
-	case bool:
-		return t, true
-	case int:
-		return t != 0, t == 0 || t == 1
-	case string:
-		switch strings.ToLower(strings.TrimSpace(t)) {
-		case "true", "yes", "on", "1", "y":
-			return true, true
-		case "false", "no", "off", "0", "n", "":
-			return false, true
-		}
-	}
-	return false, false
-}
-
-func asInt(v any) (int, bool) {
-	switch t := v.(type) {
-	case int:
-		return t, true
-	case int64:
-		return int(t), true
-	case uint64:
-		return int(t), true
-	case float64:
-		return int(t), t == float64(int(t))
-	case string:
-		n, err := strconv.Atoi(strings.TrimSpace(t))
-		return n, err == nil
-	}
-	return 0, false
-}
-
 // coerceArgs converts rendered values to the declared types so modules get
 // a bool for `enabled: "{{ .x }}"` rendered as "true".
 func coerceArgs(spec modules.Spec, args map[string]any) {
@@ -1637,11 +1507,11 @@ func coerceArgs(spec modules.Spec, args map[string]any) {
 		}
 		switch a.Type {
 		case modules.Bool:
-			if b, ok := asBool(v); ok {
+			if b, ok := modules.AsBool(v); ok {
 				args[k] = b
 			}
 		case modules.Int:
-			if n, ok := asInt(v); ok {
+			if n, ok := modules.AsInt(v); ok {
 				args[k] = n
 			}
 		case modules.String:

@@ -5,6 +5,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // cargs is the core modules' view of a task's arguments, after aliases are
@@ -43,7 +44,9 @@ func toStr(v any) (string, bool) {
 	return "", false
 }
 
-func toBool(v any) (bool, bool) {
+// AsBool reads a boolean the way Ansible does: YAML booleans, 0/1, and the
+// strings yes/no/true/false/on/off/y/n/1/0 (a rendered template is a string).
+func AsBool(v any) (bool, bool) {
 	switch t := v.(type) {
 	case bool:
 		return t, true
@@ -60,7 +63,9 @@ func toBool(v any) (bool, bool) {
 	return false, false
 }
 
-func toInt(v any) (int, bool) {
+// AsInt reads an integer from a YAML number or a rendered string; a float
+// with a fraction is not an integer.
+func AsInt(v any) (int, bool) {
 	switch t := v.(type) {
 	case int:
 		return t, true
@@ -78,6 +83,24 @@ func toInt(v any) (int, bool) {
 		return n, err == nil
 	}
 	return 0, false
+}
+
+// KindOf names a value's YAML kind for error messages ("a mapping", not
+// "map[string]interface {}").
+func KindOf(v any) string {
+	switch v.(type) {
+	case map[string]any:
+		return "a mapping"
+	case []any:
+		return "a list"
+	case string:
+		return "a string"
+	case bool:
+		return "a boolean"
+	case int, int64, uint64, float64:
+		return "a number"
+	}
+	return fmt.Sprintf("%T", v)
 }
 
 func toList(v any) ([]string, bool) {
@@ -114,7 +137,7 @@ func (a cargs) boolean(key string, def bool) bool {
 	if !a.has(key) {
 		return def
 	}
-	b, _ := toBool(a.m[key])
+	b, _ := AsBool(a.m[key])
 	return b
 }
 
@@ -122,7 +145,7 @@ func (a cargs) integer(key string, def int) int {
 	if !a.has(key) {
 		return def
 	}
-	n, _ := toInt(a.m[key])
+	n, _ := AsInt(a.m[key])
 	return n
 }
 
@@ -131,12 +154,32 @@ func (a cargs) list(key string) []string {
 	return l
 }
 
-// parseArgs checks args against spec (unknown keys, types, choices, required,
-// require-one-of), resolves aliases to the canonical name and returns the
-// normalised arguments. The engine checks the Spec before any host is
-// contacted; Run checks again because modules are also called directly.
-func parseArgs(module string, spec Spec, args map[string]any) (cargs, error) {
-	a := cargs{module: module, m: make(map[string]any, len(args))}
+// argFault is one argument problem. key is the argument as the user wrote
+// it (an alias stays an alias) so the engine can point at its line; "" is
+// the task as a whole. msg says what is wrong with key; text, when set, is
+// the whole phrase after "module: " where the key reads better inside it.
+type argFault struct {
+	key, msg, text string
+}
+
+// phrase is the fault phrased to follow "module: ".
+func (f *argFault) phrase() string {
+	if f.text != "" {
+		return f.text
+	}
+	return fmt.Sprintf("argument %q: %s", f.key, f.msg)
+}
+
+// checkArgs is the one implementation of argument validation, shared by the
+// engine's load-time check (CheckArgs) and the modules' run-time parse
+// (parseArgs). It checks unknown keys, aliases given together with their
+// argument, types, choices, required arguments and require-one-of groups,
+// and returns the arguments under their canonical names. With templated
+// set, a string containing "{{" passes the type and choice checks: it is
+// rendered later and checked again by the module. A nil value counts as
+// absent.
+func checkArgs(spec Spec, args map[string]any, templated bool) (map[string]any, *argFault) {
+	out := make(map[string]any, len(args))
 	alias := map[string]string{}
 	for name, arg := range spec.Args {
 		for _, al := range arg.Aliases {
@@ -154,7 +197,8 @@ func parseArgs(module string, spec Spec, args map[string]any) (cargs, error) {
 		if _, ok := spec.Args[k]; !ok {
 			canon, ok := alias[k]
 			if !ok {
-				return a, a.err(k, "unknown argument (valid: %s)", strings.Join(argNames(spec), ", "))
+				known := strings.Join(argNames(spec), ", ")
+				return nil, &argFault{k, "unknown argument (known: " + known + ")", fmt.Sprintf("unknown argument %q (known: %s)", k, known)}
 			}
 			name = canon
 		}
@@ -163,57 +207,110 @@ func parseArgs(module string, spec Spec, args map[string]any) (cargs, error) {
 			if k == name {
 				bad = other
 			}
-			return a, a.err(bad, "given together with %q (the same argument)", name)
+			return nil, &argFault{bad, fmt.Sprintf("given together with %q (the same argument)", name), fmt.Sprintf("argument %q given twice (as %q too)", name, bad)}
 		}
 		from[name] = k
-		a.m[name] = args[k]
-	}
-	for _, name := range argNames(spec) {
-		arg := spec.Args[name]
-		v, present := a.m[name]
-		if !present || v == nil {
-			if arg.Required {
-				return a, a.err(name, "required")
-			}
+		v := args[k]
+		out[name] = v
+		if v == nil {
 			continue
 		}
-		switch arg.Type {
-		case String:
-			s, ok := toStr(v)
-			if !ok {
-				return a, a.err(name, "want a string, got %T", v)
-			}
-			if len(arg.Choices) > 0 && !contains(arg.Choices, s) {
-				return a, a.err(name, "%q is not one of: %s", s, strings.Join(arg.Choices, ", "))
-			}
-		case Bool:
-			if _, ok := toBool(v); !ok {
-				return a, a.err(name, "want a boolean (yes/no/true/false), got %v", v)
-			}
-		case Int:
-			if _, ok := toInt(v); !ok {
-				return a, a.err(name, "want an integer, got %v", v)
-			}
-		case List:
-			if _, ok := toList(v); !ok {
-				return a, a.err(name, "want a list of scalars, got %T", v)
-			}
-		case Map:
-			if _, ok := v.(map[string]any); !ok {
-				return a, a.err(name, "want a map, got %T", v)
-			}
+		if s, ok := v.(string); ok && templated && strings.Contains(s, "{{") {
+			continue
+		}
+		if msg := checkType(spec.Args[name], v); msg != "" {
+			return nil, &argFault{key: k, msg: msg}
+		}
+	}
+	for _, name := range argNames(spec) {
+		if spec.Args[name].Required && out[name] == nil {
+			return nil, &argFault{name, "required", fmt.Sprintf("missing required argument %q", name)}
 		}
 	}
 	for _, group := range spec.RequireOneOf {
 		found := false
 		for _, k := range group {
-			found = found || a.has(k)
+			found = found || out[k] != nil
 		}
 		if !found {
-			return a, &ArgError{Module: module, Msg: "one of " + strings.Join(group, ", ") + " is required"}
+			msg := "one of " + strings.Join(group, ", ") + " is required"
+			return nil, &argFault{"", msg, msg}
 		}
 	}
-	return a, nil
+	return out, nil
+}
+
+// checkType returns why v is not a valid value of arg, or "".
+func checkType(arg Arg, v any) string {
+	switch arg.Type {
+	case String:
+		s, ok := toStr(v)
+		if !ok {
+			return "want a string, got " + KindOf(v)
+		}
+		if len(arg.Choices) > 0 && !contains(arg.Choices, s) {
+			return fmt.Sprintf("%q is not one of %s", s, strings.Join(arg.Choices, ", "))
+		}
+	case Bool:
+		if _, ok := AsBool(v); !ok {
+			return fmt.Sprintf("want a boolean (yes/no/true/false), got %v", v)
+		}
+	case Int:
+		if _, ok := AsInt(v); !ok {
+			return fmt.Sprintf("want an integer, got %v", v)
+		}
+	case List:
+		if _, ok := toList(v); !ok {
+			return "want a list of scalars, got " + KindOf(v)
+		}
+	case Map:
+		if _, ok := v.(map[string]any); !ok {
+			return "want a mapping, got " + KindOf(v)
+		}
+	}
+	return ""
+}
+
+// CheckArgsError is an argument error found by CheckArgs. Key is the
+// argument as written in the task ("" for the task as a whole), so the
+// engine can name its file and line.
+type CheckArgsError struct {
+	Module string
+	Key    string
+	Msg    string // phrased to follow "module: "
+}
+
+func (e *CheckArgsError) Error() string { return e.Module + ": " + e.Msg }
+
+// CheckArgs is the engine's load-time check of a task's arguments against
+// the module's Spec, before any host is contacted. It renames aliases to
+// their canonical names in args. Values containing "{{" pass the type and
+// choice checks (they are rendered later and checked again at run time).
+// The error is a *CheckArgsError.
+func CheckArgs(module string, spec Spec, args map[string]any) error {
+	out, f := checkArgs(spec, args, true)
+	if f != nil {
+		return &CheckArgsError{Module: module, Key: f.key, Msg: f.phrase()}
+	}
+	for k := range args {
+		delete(args, k)
+	}
+	for k, v := range out {
+		args[k] = v
+	}
+	return nil
+}
+
+// parseArgs checks args against spec like CheckArgs, but for rendered
+// values, and returns the arguments under their canonical names. The engine
+// checks the Spec before any host is contacted; Run checks again because
+// modules are also called directly.
+func parseArgs(module string, spec Spec, args map[string]any) (cargs, error) {
+	out, f := checkArgs(spec, args, false)
+	if f != nil {
+		return cargs{module: module}, &ArgError{Module: module, Key: f.key, Msg: f.msg}
+	}
+	return cargs{module: module, m: out}, nil
 }
 
 func argNames(spec Spec) []string {
@@ -262,3 +359,51 @@ func parseMode(a cargs, key string) (uint32, bool, error) {
 
 // modeString renders a mode the way Ansible registers it: "0644".
 func modeString(m uint32) string { return fmt.Sprintf("%04o", m) }
+
+// strOr is str with a default for an absent argument.
+func (a cargs) strOr(key, def string) string {
+	if !a.has(key) {
+		return def
+	}
+	return a.str(key)
+}
+
+// seconds reads a timeout in whole seconds; it must be positive.
+func (a cargs) seconds(key string, def time.Duration) (time.Duration, error) {
+	if !a.has(key) {
+		return def, nil
+	}
+	n, ok := AsInt(a.m[key])
+	if !ok {
+		return 0, a.err(key, "want seconds, got %v", a.m[key])
+	}
+	if n <= 0 {
+		return 0, a.err(key, "must be positive, got %d", n)
+	}
+	return time.Duration(n) * time.Second, nil
+}
+
+// stringMap reads a map of scalars (HTTP headers).
+func (a cargs) stringMap(key string) (map[string]string, error) {
+	if !a.has(key) {
+		return nil, nil
+	}
+	out := map[string]string{}
+	switch t := a.m[key].(type) {
+	case map[string]string:
+		for k, s := range t {
+			out[k] = s
+		}
+	case map[string]any:
+		for k, e := range t {
+			s, ok := toStr(e)
+			if !ok || e == nil {
+				return nil, a.err(key, "%s: want a scalar, got %s", k, KindOf(e))
+			}
+			out[k] = s
+		}
+	default:
+		return nil, a.err(key, "want a mapping, got %s", KindOf(a.m[key]))
+	}
+	return out, nil
+}

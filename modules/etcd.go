@@ -68,51 +68,30 @@ type etcdParams struct {
 }
 
 func etcdParseArgs(args map[string]any) (*etcdParams, error) {
-	a, err := pkiParse("etcd", Etcd{}.Spec(), args)
+	a, err := parseArgs("etcd", Etcd{}.Spec(), args)
 	if err != nil {
 		return nil, err
 	}
 	p := &etcdParams{}
-	if p.endpoint, err = a.str("endpoint", "https://127.0.0.1:2379"); err != nil {
-		return nil, err
-	}
+	p.endpoint = a.strOr("endpoint", "https://127.0.0.1:2379")
 	u, err := url.Parse(p.endpoint)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, a.err("endpoint", "want an https:// URL, got %q", p.endpoint)
 	}
 	p.endpoint = strings.TrimRight(p.endpoint, "/")
-	if p.tls.caPath, err = a.str("ca_cert", ""); err != nil {
-		return nil, err
-	}
-	if p.tls.certPath, err = a.str("cert", ""); err != nil {
-		return nil, err
-	}
-	if p.tls.keyPath, err = a.str("key", ""); err != nil {
-		return nil, err
-	}
+	p.tls.caPath = a.str("ca_cert")
+	p.tls.certPath = a.str("cert")
+	p.tls.keyPath = a.str("key")
 	if (p.tls.certPath == "") != (p.tls.keyPath == "") {
 		return nil, a.err("key", "cert and key go together")
 	}
-	validate, err := a.boolean("validate_certs", true)
-	if err != nil {
-		return nil, err
-	}
+	validate := a.boolean("validate_certs", true)
 	p.tls.insecure = !validate
-	if p.action, err = a.choice("action", "status", "status", "members", "member_add", "member_remove"); err != nil {
-		return nil, err
-	}
-	if p.peerURLs, err = a.list("peer_urls"); err != nil {
-		return nil, err
-	}
-	if p.name, err = a.str("name", ""); err != nil {
-		return nil, err
-	}
-	if p.id, err = a.str("id", ""); err != nil {
-		return nil, err
-	}
-	if p.isLearner, err = a.boolean("is_learner", false); err != nil {
-		return nil, err
-	}
+	p.action = a.strOr("action", "status")
+	p.peerURLs = a.list("peer_urls")
+	p.name = a.str("name")
+	p.id = a.str("id")
+	p.isLearner = a.boolean("is_learner", false)
 	defTimeout := 10 * time.Second
 	if p.action == "member_add" || p.action == "member_remove" {
 		// Room for a retry after etcd's own request timeout (about 7s).

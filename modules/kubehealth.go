@@ -52,43 +52,27 @@ type khParams struct {
 }
 
 func khParseArgs(args map[string]any) (*khParams, error) {
-	a, err := pkiParse("kube_health", KubeHealth{}.Spec(), args)
+	a, err := parseArgs("kube_health", KubeHealth{}.Spec(), args)
 	if err != nil {
 		return nil, err
 	}
 	p := &khParams{}
-	if p.base, err = a.str("url", ""); err != nil {
-		return nil, err
-	}
+	p.base = a.str("url")
 	u, err := url.Parse(p.base)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" {
 		return nil, a.err("url", "want the apiserver's base URL such as https://127.0.0.1:6443, got %q", p.base)
 	}
 	p.base = strings.TrimRight(p.base, "/")
-	if p.tls.caPath, err = a.str("ca_cert", ""); err != nil {
-		return nil, err
-	}
-	if p.tls.certPath, err = a.str("client_cert", ""); err != nil {
-		return nil, err
-	}
-	if p.tls.keyPath, err = a.str("client_key", ""); err != nil {
-		return nil, err
-	}
+	p.tls.caPath = a.str("ca_cert")
+	p.tls.certPath = a.str("client_cert")
+	p.tls.keyPath = a.str("client_key")
 	if (p.tls.certPath == "") != (p.tls.keyPath == "") {
 		return nil, a.err("client_key", "client_cert and client_key go together")
 	}
-	if p.token, err = a.str("token", ""); err != nil {
-		return nil, err
-	}
-	validate, err := a.boolean("validate_certs", true)
-	if err != nil {
-		return nil, err
-	}
+	p.token = a.str("token")
+	validate := a.boolean("validate_certs", true)
 	p.tls.insecure = !validate
-	lease, err := a.str("lease", "")
-	if err != nil {
-		return nil, err
-	}
+	lease := a.str("lease")
 	if lease != "" {
 		ns, name, ok := strings.Cut(lease, "/")
 		if !ok || ns == "" || name == "" || strings.Contains(name, "/") {

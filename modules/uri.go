@@ -68,21 +68,17 @@ type uriParams struct {
 }
 
 func uriParseArgs(args map[string]any) (*uriParams, error) {
-	a, err := pkiParse("uri", URI{}.Spec(), args)
+	a, err := parseArgs("uri", URI{}.Spec(), args)
 	if err != nil {
 		return nil, err
 	}
 	p := &uriParams{}
-	if p.url, err = a.str("url", ""); err != nil {
-		return nil, err
-	}
+	p.url = a.str("url")
 	u, err := url.Parse(p.url)
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		return nil, a.err("url", "want an http:// or https:// URL, got %q", p.url)
 	}
-	if p.method, err = a.str("method", "GET"); err != nil {
-		return nil, err
-	}
+	p.method = a.strOr("method", "GET")
 	p.method = strings.ToUpper(p.method)
 	if p.method == "" || strings.ContainsAny(p.method, " \t\r\n") {
 		return nil, a.err("method", "invalid method %q", p.method)
@@ -93,10 +89,7 @@ func uriParseArgs(args map[string]any) (*uriParams, error) {
 	if p.headers == nil {
 		p.headers = map[string]string{}
 	}
-	format, err := a.choice("body_format", "raw", "raw", "json")
-	if err != nil {
-		return nil, err
-	}
+	format := a.strOr("body_format", "raw")
 	if a.has("body") {
 		p.hasBody = true
 		b := a.m["body"]
@@ -115,46 +108,30 @@ func uriParseArgs(args map[string]any) (*uriParams, error) {
 				p.headers["Content-Type"] = "application/json"
 			}
 		default:
-			s, err := a.str("body", "")
-			if err != nil {
-				return nil, err
-			}
+			s := a.str("body")
 			p.body = []byte(s)
 		}
 	}
 	if p.status, err = uriStatusCodes(a); err != nil {
 		return nil, err
 	}
-	if p.returnContent, err = a.boolean("return_content", false); err != nil {
-		return nil, err
-	}
-	validate, err := a.boolean("validate_certs", true)
-	if err != nil {
-		return nil, err
-	}
+	p.returnContent = a.boolean("return_content", false)
+	validate := a.boolean("validate_certs", true)
 	p.tls.insecure = !validate
-	if p.tls.caPath, err = a.str("ca_path", ""); err != nil {
-		return nil, err
-	}
-	if p.tls.certPath, err = a.str("client_cert", ""); err != nil {
-		return nil, err
-	}
-	if p.tls.keyPath, err = a.str("client_key", ""); err != nil {
-		return nil, err
-	}
+	p.tls.caPath = a.str("ca_path")
+	p.tls.certPath = a.str("client_cert")
+	p.tls.keyPath = a.str("client_key")
 	if (p.tls.certPath == "") != (p.tls.keyPath == "") {
 		return nil, a.err("client_key", "client_cert and client_key go together")
 	}
 	if p.timeout, err = a.seconds("timeout", 30*time.Second); err != nil {
 		return nil, err
 	}
-	if p.via, err = a.choice("via", "connection", "connection", "host"); err != nil {
-		return nil, err
-	}
+	p.via = a.strOr("via", "connection")
 	return p, nil
 }
 
-func uriStatusCodes(a pkiArgs) ([]int, error) {
+func uriStatusCodes(a cargs) ([]int, error) {
 	v, ok := a.m["status_code"]
 	if !ok || v == nil {
 		return []int{200}, nil
@@ -172,7 +149,7 @@ func uriStatusCodes(a pkiArgs) ([]int, error) {
 	}
 	var out []int
 	for _, it := range items {
-		n, ok := pkiToInt(it)
+		n, ok := AsInt(it)
 		if !ok || n < 100 || n > 599 {
 			return nil, a.err("status_code", "%v is not an HTTP status code", it)
 		}

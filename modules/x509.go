@@ -78,7 +78,7 @@ func (X509) Spec() Spec {
 			"ca":                {Type: Bool},
 			"ca_name":           {Type: String},
 			"common_name":       {Type: String, Aliases: []string{"cn"}},
-			"organization":      {Type: Any},
+			"organization":      {Type: List},
 			"dns_names":         {Type: List},
 			"ip_addresses":      {Type: List},
 			"usages":            {Type: List},
@@ -121,29 +121,21 @@ func x509Usage(name string) (x509.ExtKeyUsage, bool) {
 
 func x509ParseArgs(args map[string]any) (*x509Params, error) {
 	spec := X509{}.Spec()
-	a, err := pkiParse("x509", spec, args)
+	a, err := parseArgs("x509", spec, args)
 	if err != nil {
 		return nil, err
 	}
 	p := &x509Params{}
-	if p.dir, err = a.str("path", ""); err != nil {
-		return nil, err
-	}
-	if p.name, err = a.str("name", ""); err != nil {
-		return nil, err
-	}
+	p.dir = a.str("path")
+	p.name = a.str("name")
 	if p.dir == "" {
 		return nil, a.err("path", "must not be empty")
 	}
 	if p.name == "" || strings.ContainsAny(p.name, "/\\") || p.name == "." || p.name == ".." {
 		return nil, a.err("name", "must be a plain file base name, got %q", p.name)
 	}
-	if p.isCA, err = a.boolean("ca", false); err != nil {
-		return nil, err
-	}
-	if p.caName, err = a.str("ca_name", ""); err != nil {
-		return nil, err
-	}
+	p.isCA = a.boolean("ca", false)
+	p.caName = a.str("ca_name")
 	switch {
 	case p.isCA && p.caName != "":
 		return nil, a.err("ca_name", "a CA is self-signed: give ca or ca_name, not both")
@@ -154,24 +146,17 @@ func x509ParseArgs(args map[string]any) (*x509Params, error) {
 	case strings.ContainsAny(p.caName, "/\\"):
 		return nil, a.err("ca_name", "must be a file base name in path, got %q", p.caName)
 	}
-	if p.cn, err = a.str("common_name", p.name); err != nil {
-		return nil, err
-	}
+	p.cn = a.strOr("common_name", p.name)
 	if s, ok := a.m["organization"].(string); ok {
 		// A plain string is one organization even if it contains a comma.
 		if s != "" {
 			p.org = []string{s}
 		}
-	} else if p.org, err = a.list("organization"); err != nil {
-		return nil, err
+	} else {
+		p.org = a.list("organization")
 	}
-	if p.dns, err = a.list("dns_names"); err != nil {
-		return nil, err
-	}
-	ips, err := a.list("ip_addresses")
-	if err != nil {
-		return nil, err
-	}
+	p.dns = a.list("dns_names")
+	ips := a.list("ip_addresses")
 	for _, s := range ips {
 		ip := net.ParseIP(s)
 		if ip == nil {
@@ -180,9 +165,7 @@ func x509ParseArgs(args map[string]any) (*x509Params, error) {
 		p.ips = append(p.ips, ip)
 	}
 	if a.has("usages") {
-		if p.usageNames, err = a.list("usages"); err != nil {
-			return nil, err
-		}
+		p.usageNames = a.list("usages")
 	} else if !p.isCA {
 		p.usageNames = []string{"server_auth", "client_auth"}
 	}
@@ -195,21 +178,13 @@ func x509ParseArgs(args map[string]any) (*x509Params, error) {
 			p.ext = append(p.ext, eku)
 		}
 	}
-	if p.keyType, err = a.choice("key_type", "ecdsa", "ecdsa", "rsa"); err != nil {
-		return nil, err
-	}
+	p.keyType = a.strOr("key_type", "ecdsa")
 	defDays := 825
 	if p.isCA {
 		defDays = 3650
 	}
-	days, err := a.integer("validity_days", defDays)
-	if err != nil {
-		return nil, err
-	}
-	renew, err := a.integer("renew_before_days", 30)
-	if err != nil {
-		return nil, err
-	}
+	days := a.integer("validity_days", defDays)
+	renew := a.integer("renew_before_days", 30)
 	if days <= 0 {
 		return nil, a.err("validity_days", "must be positive, got %d", days)
 	}
