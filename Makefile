@@ -2,7 +2,7 @@
 # Both work as root on a fresh Debian 12 machine: they install what they need.
 
 SHELL     := /bin/bash
-GO        ?= go
+GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 BIN       := bin/gokube
 LAB_DIR   ?= /var/lib/gokube/lab
 DEMO_LAB  ?= gk
