@@ -86,6 +86,11 @@ func buildKubernetes(ctx context.Context, artifactDir, toolsDir string, bins []s
 
 	goCmd, err := exec.LookPath("go")
 	if err != nil {
+		// Go's own tarball installs there, often without a PATH entry
+		// (the Makefile looks there too).
+		goCmd, err = exec.LookPath("/usr/local/go/bin/go")
+	}
+	if err != nil {
 		return fmt.Errorf("kubernetes artifacts: building Kubernetes needs the go command (Go 1.26 or newer): %w", err)
 	}
 	if err := checkKubernetesTools(ctx, goCmd, toolsDir); err != nil {
