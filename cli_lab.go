@@ -322,18 +322,33 @@ the forwarder (ansible_host/ansible_port); 'ip' stays the host's address.`,
 	}
 	delayProxy.Flags().DurationVar(&proxyDelay, "delay", 0, "delay each way")
 
-	var artDir string
+	var artDir, k8sTools string
+	var k8s bool
 	artifacts := &cobra.Command{
 		Use:   "artifacts",
-		Short: "cache the release binaries the roles install (etcd v3.4.23) with SHA256SUMS",
+		Short: "cache the release binaries the roles install (etcd v3.4.23; Kubernetes with --kubernetes) with SHA256SUMS",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
 			ctx, stop := signalContext()
 			defer stop()
-			return lab.Artifacts(ctx, artDir, os.Stderr)
+			if err := lab.Artifacts(ctx, artDir, os.Stderr); err != nil {
+				return err
+			}
+			if !k8s {
+				return nil
+			}
+			if k8sTools == "" {
+				var err error
+				if k8sTools, err = lab.FindKubernetesTools(); err != nil {
+					return err
+				}
+			}
+			return lab.BuildKubernetes(ctx, artDir, k8sTools, os.Stderr)
 		},
 	}
 	artifacts.Flags().StringVar(&artDir, "dir", lab.DefaultArtifactsDir, "artifact cache")
+	artifacts.Flags().BoolVar(&k8s, "kubernetes", false, "also build Kubernetes "+lab.KubernetesVersion+" binaries from the module proxy (~30 min cold on 2 cores, seconds when cached)")
+	artifacts.Flags().StringVar(&k8sTools, "k8s-tools", "", "the tools/k8s module directory (default: found above the working directory or the gokube binary)")
 
 	cmd.AddCommand(up, image, down, reset, status, inventory, sshCmd,
 		hostOp("stop", "power a host off (its disk stays)", (*lab.Lab).Stop),

@@ -38,7 +38,7 @@ func etcdArtifacts() []artifact {
 }
 
 // KubernetesNote explains what the cache does not hold yet.
-const KubernetesNote = "Kubernetes binaries (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy) are not prepared by `gokube lab artifacts` yet: the roles in this tree do not need them."
+const KubernetesNote = "Kubernetes binaries (kube-apiserver, kube-controller-manager, kube-scheduler, kubectl, kubelet, kube-proxy): `gokube lab artifacts --kubernetes` (make k8s-artifacts) builds them from the module proxy."
 
 // Artifacts fills dir with the etcd binaries (from Debian's packages,
 // fetched with `apt-get download` and unpacked with `dpkg-deb -x`, nothing
