@@ -204,7 +204,13 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, becom
 		return nil, err
 	}
 	marker := "__GKPROBE_" + hex.EncodeToString(nb[:]) + "__"
+	var all strings.Builder
+	for _, rq := range reqs {
+		all.WriteString(rq.script)
+		all.WriteByte('\n')
+	}
 	var b strings.Builder
+	b.WriteString(modules.ProbePrelude(all.String()))
 	for i, rq := range reqs {
 		// A brace group, not a subshell: forks cost ~10 ms each on a
 		// loaded host, and probes are read-only scripts that neither exit

@@ -81,6 +81,14 @@ type fileProbe struct {
 // only p, t and h, each before use, so probes concatenate safely.
 func (o fileProbe) script(p string) string {
 	var b strings.Builder
+	// The declarations let ProbePrelude stat and hash every path of a
+	// batch in one process each; gk_stat/gk_sha256 fall back to their own
+	// process when run alone or when the path turned out different.
+	fmt.Fprintf(&b, "%s%s %s\n", probeDecl, base64.StdEncoding.EncodeToString([]byte(p)), boolFlag(o.sha256))
+	if o.dirBase != "" {
+		fmt.Fprintf(&b, "%s%s %s\n", probeDecl, base64.StdEncoding.EncodeToString([]byte(strings.TrimSuffix(p, "/")+"/"+o.dirBase)), boolFlag(o.sha256))
+	}
+	b.WriteString(probeFallbacks)
 	b.WriteString("{ p=" + shq(p) + "\n")
 	if o.dirBase != "" {
 		fmt.Fprintf(&b, "case \"$p\" in */) p=\"$p\"%s;; *) if [ -d \"$p\" ] && [ ! -L \"$p\" ]; then p=\"$p\"/%s; fi;; esac\n", shq(o.dirBase), shq(o.dirBase))
@@ -92,14 +100,14 @@ func (o fileProbe) script(p string) string {
 if [ -L "$p" ]; then t=link; elif [ -d "$p" ]; then t=directory; elif [ -f "$p" ]; then t=file; elif [ -e "$p" ]; then t=other; else t=absent; fi
 echo "type=$t"
 if [ "$t" != absent ]; then
-stat --printf='mode=%a\nuid=%u\ngid=%g\nowner=%U\ngroup=%G\nsize=%s\nmtime=%Y\nino=%d:%i\n' -- "$p"
+gk_stat "$p"
 if [ "$t" = link ]; then printf 'target=%s\n' "$(readlink -- "$p")"; fi
 fi
 if [ "$t" = file ]; then
 if [ ! -r "$p" ]; then echo readable=0; else :
 `)
 	if o.sha256 {
-		b.WriteString("h=$(sha256sum < \"$p\") && echo \"sha256=${h%% *}\"\n")
+		b.WriteString("gk_sha256 \"$p\"\n")
 	}
 	if o.sha1 {
 		b.WriteString("h=$(sha1sum < \"$p\") && echo \"sha1=${h%% *}\"\n")
@@ -108,6 +116,75 @@ if [ ! -r "$p" ]; then echo readable=0; else :
 		b.WriteString("printf 'content='; base64 -w0 < \"$p\"; echo\n")
 	}
 	b.WriteString("fi\nfi\n}\n")
+	return b.String()
+}
+
+// statFormat is what a file probe prints about a path that exists.
+const statFormat = `mode=%a\nuid=%u\ngid=%g\nowner=%U\ngroup=%G\nsize=%s\nmtime=%Y\nino=%d:%i\n`
+
+// probeDecl starts the comment line by which a file probe declares a path
+// (base64) and whether it wants its sha256 (1/0).
+const probeDecl = "# gokube-probe-path "
+
+// probeFallbacks defines gk_stat and gk_sha256 unless a batch prelude did.
+const probeFallbacks = `command -v gk_stat >/dev/null 2>&1 || gk_stat() { stat --printf='` + statFormat + `' -- "$1"; }
+command -v gk_sha256 >/dev/null 2>&1 || gk_sha256() { h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; }
+`
+
+func boolFlag(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
+}
+
+// ProbePrelude returns the script the executor puts before a batch of
+// probes: one stat over every path the batch's file probes declared and
+// one sha256sum over those that want a checksum, with gk_stat/gk_sha256
+// reading their answers from memory. Starting a process costs 10-30 ms on a
+// busy host, so a batch of 25 file probes drops from ~50 processes to 2.
+// It returns "" when there is nothing to share.
+func ProbePrelude(batch string) string {
+	var stats, sums []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(batch, "\n") {
+		rest, ok := strings.CutPrefix(line, probeDecl)
+		if !ok {
+			continue
+		}
+		enc, flag, _ := strings.Cut(rest, " ")
+		raw, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil || len(raw) == 0 {
+			continue
+		}
+		p := string(raw)
+		// Names with a newline or the separators cannot be looked up by
+		// the prelude; their probes stat them themselves.
+		if strings.ContainsAny(p, "\n\x1e\x1f\\") {
+			continue
+		}
+		if !seen[p] {
+			seen[p] = true
+			stats = append(stats, shq(p))
+		}
+		if flag == "1" && !seen["sha:"+p] {
+			seen["sha:"+p] = true
+			sums = append(sums, shq(p))
+		}
+	}
+	if len(stats) < 2 {
+		return ""
+	}
+	var b strings.Builder
+	b.WriteString("gk_RS='\x1e'; gk_US='\x1f'; gk_NL='\n'\n")
+	fmt.Fprintf(&b, "gk_S=$(stat --printf=\"$gk_RS%%n$gk_US\"'%s' -- %s 2>/dev/null)\n", statFormat, strings.Join(stats, " "))
+	b.WriteString(`gk_stat() { gk_r=${gk_S#*"$gk_RS$1$gk_US"}; if [ "$gk_r" != "$gk_S" ]; then gk_r=${gk_r%%"$gk_RS"*}; printf '%s\n' "${gk_r%"$gk_NL"}"; else stat --printf='` + statFormat + `' -- "$1"; fi; }
+`)
+	if len(sums) > 0 {
+		fmt.Fprintf(&b, "gk_H=\"$gk_NL$(sha256sum -- %s 2>/dev/null)$gk_NL\"\n", strings.Join(sums, " "))
+		b.WriteString(`gk_sha256() { gk_r=${gk_H%%"  $1$gk_NL"*}; if [ "$gk_r" != "$gk_H" ]; then echo "sha256=${gk_r##*"$gk_NL"}"; else h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; fi; }
+`)
+	}
 	return b.String()
 }
 

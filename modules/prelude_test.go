@@ -1,0 +1,97 @@
+package modules
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// TestProbePreludeSameOutput runs a batch of file probes on the control
+// machine with and without ProbePrelude and requires the same output: the
+// prelude only saves processes, it never changes what a module sees.
+func TestProbePreludeSameOutput(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string, mode os.FileMode) string {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, []byte(content), mode); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	a := write("a.conf", "one\n", 0o644)
+	b := write("b conf's $x", "two\n", 0o600)
+	sub := filepath.Join(dir, "sub")
+	if err := os.Mkdir(sub, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	write("sub/base.bin", "three", 0o640)
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(a, link); err != nil {
+		t.Fatal(err)
+	}
+	odd := write("new\nline", "x", 0o644)
+	scripts := []string{
+		fileProbe{sha256: true}.script(a),
+		fileProbe{sha256: true}.script(b),
+		fileProbe{dirBase: "base.bin", sha256: true}.script(sub),
+		fileProbe{}.script(sub),
+		fileProbe{follow: true}.script(link),
+		fileProbe{}.script(link),
+		fileProbe{sha256: true}.script(filepath.Join(dir, "absent")),
+		fileProbe{sha256: true, sha1: true}.script(odd),
+		fileProbe{content: true}.script(a),
+	}
+	batch := "{\n" + strings.Join(scripts, "\n}\n{\n") + "\n}\n"
+	prelude := ProbePrelude(batch)
+	if !strings.Contains(prelude, "gk_S=$(stat") || !strings.Contains(prelude, "sha256sum --") {
+		t.Fatalf("prelude does not batch stat and sha256sum:\n%s", prelude)
+	}
+	if strings.Contains(prelude, "line") {
+		t.Errorf("a path with a newline must be left to its own probe:\n%s", prelude)
+	}
+	// Shims count the stat and sha256sum processes each way.
+	shims, calls := t.TempDir(), filepath.Join(t.TempDir(), "calls")
+	for _, tool := range []string{"stat", "sha256sum"} {
+		real, err := exec.LookPath(tool)
+		if err != nil {
+			t.Skip(tool, "not found")
+		}
+		shim := "#!/bin/sh\necho " + tool + " >>" + shq(calls) + "\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(shims, tool), []byte(shim), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run := func(script string) (string, int) {
+		os.Remove(calls)
+		cmd := exec.CommandContext(context.Background(), "/bin/sh", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		log, _ := os.ReadFile(calls)
+		return string(out), strings.Count(string(log), "\n")
+	}
+	alone, procsAlone := run(batch)
+	batched, procsBatched := run(prelude + batch)
+	if alone != batched {
+		t.Errorf("output differs with the prelude\n--- alone\n%s\n--- batched\n%s", alone, batched)
+	}
+	t.Logf("stat/sha256sum processes: %d alone, %d with the prelude", procsAlone, procsBatched)
+	// Left to their own processes: the followed link's target (a path
+	// nobody declared) and the name with a newline (stat and sha256sum).
+	if procsBatched > 5 || procsBatched >= procsAlone {
+		t.Errorf("the prelude saved too little: %d processes alone, %d batched", procsAlone, procsBatched)
+	}
+	for _, want := range []string{"sha256=", "type=link", "type=absent", "mode=600", "path=" + sub + "/base.bin"} {
+		if !strings.Contains(alone, want) {
+			t.Errorf("probe output lacks %q:\n%s", want, alone)
+		}
+	}
+	if ProbePrelude(scripts[0]) != "" {
+		t.Error("one path: no prelude expected")
+	}
+}
