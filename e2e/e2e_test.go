@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"gokube/internal/labtest"
 	"gokube/lab"
 )
 
@@ -31,20 +32,7 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	dir := os.Getenv("GOKUBE_LAB_DIR")
-	if dir == "" {
-		if os.Getenv("GOKUBE_INTEGRATION") == "1" {
-			t.Fatal("GOKUBE_INTEGRATION=1 but GOKUBE_LAB_DIR is not set")
-		}
-		t.Skip("no lab: set GOKUBE_LAB_DIR (make integration does)")
-	}
-	l, err := lab.Open(dir)
-	if err != nil {
-		t.Fatalf("open lab %s: %v", dir, err)
-	}
-	if n := len(l.Hosts()); n < 6 {
-		t.Fatalf("lab %s has %d hosts, the e2e tests need 6", dir, n)
-	}
+	l := labtest.Require(t, 6)
 	bin := os.Getenv("GOKUBE_BIN")
 	if bin == "" {
 		t.Fatal("GOKUBE_BIN is not set")
@@ -121,12 +109,7 @@ func (e *env) play(t *testing.T, ctx context.Context, args ...string) result {
 // gokube's own connection code.
 func (e *env) ssh(t *testing.T, i int, command string) (string, error) {
 	t.Helper()
-	h := e.lab.Hosts()[i-1]
-	cmd := exec.Command("ssh", "-i", e.lab.KeyPath(),
-		"-o", "UserKnownHostsFile="+e.lab.KnownHostsPath(), "-o", "StrictHostKeyChecking=yes",
-		"-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+h.Addr, command)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	return labtest.SSH(e.lab, e.lab.Hosts()[i-1].Addr, command)
 }
 
 func copyTree(t *testing.T, src, dst string) {

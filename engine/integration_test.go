@@ -7,46 +7,24 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
+	"gokube/internal/labtest"
 	"gokube/lab"
 )
-
-// labOrSkip opens the lab named by GOKUBE_LAB_DIR; see docs/DESIGN.md.
-func labOrSkip(t *testing.T) *lab.Lab {
-	t.Helper()
-	dir := os.Getenv("GOKUBE_LAB_DIR")
-	if dir == "" {
-		if os.Getenv("GOKUBE_INTEGRATION") == "1" {
-			t.Fatal("GOKUBE_INTEGRATION=1 but GOKUBE_LAB_DIR is not set")
-		}
-		t.Skip("no lab: set GOKUBE_LAB_DIR")
-	}
-	l, err := lab.Open(dir)
-	if err != nil {
-		t.Fatalf("open lab %s: %v", dir, err)
-	}
-	if len(l.Hosts()) < 2 {
-		t.Fatalf("lab %s has %d hosts, want 2", dir, len(l.Hosts()))
-	}
-	return l
-}
 
 // sshObserve runs a command on a lab host as root through the system ssh
 // client: an observer that shares no code with gokube.
 func sshObserve(t *testing.T, l *lab.Lab, addr, command string) string {
 	t.Helper()
-	cmd := exec.Command("ssh", "-i", l.KeyPath(), "-o", "UserKnownHostsFile="+l.KnownHostsPath(),
-		"-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=5", "root@"+addr, command)
-	out, err := cmd.CombinedOutput()
+	out, err := labtest.SSH(l, addr, command)
 	if err != nil {
 		t.Fatalf("ssh %s %q: %v\n%s", addr, command, err, out)
 	}
-	return string(out)
+	return out
 }
 
 const labPlaybook = `
@@ -110,7 +88,7 @@ const labCleanup = `
 // TestLabIdempotent runs a playbook twice on real hosts over SSH: the
 // second run changes nothing, and the hosts' state is checked over ssh.
 func TestLabIdempotent(t *testing.T) {
-	l := labOrSkip(t)
+	l := labtest.Require(t, 2)
 	hosts := l.Hosts()[:2]
 	dir := t.TempDir()
 	var inv strings.Builder

@@ -24,7 +24,7 @@ import (
 	"time"
 
 	"gokube/connection"
-	"gokube/lab"
+	"gokube/internal/labtest"
 )
 
 // These tests run the modules for real: against the control machine
@@ -42,33 +42,18 @@ type target struct {
 
 func targets(t testing.TB) []*target {
 	t.Helper()
-	ctx := context.Background()
 	local := &target{name: "local", conn: connection.NewLocal("local"), dir: t.TempDir()}
 	out := []*target{local}
-	dir := os.Getenv("GOKUBE_LAB_DIR")
-	if dir == "" {
-		if os.Getenv("GOKUBE_INTEGRATION") == "1" {
-			t.Fatal("GOKUBE_INTEGRATION=1 but GOKUBE_LAB_DIR is not set")
-		}
+	l := labtest.FromEnv(t)
+	if l == nil {
 		return out
-	}
-	l, err := lab.Open(dir)
-	if err != nil {
-		t.Fatalf("lab: %v", err)
 	}
 	hosts := l.Hosts()
 	if len(hosts) == 0 {
 		t.Fatal("lab has no hosts")
 	}
 	h := hosts[0]
-	c, err := connection.DialSSH(ctx, connection.SSHConfig{
-		Host: h.Name, Addr: h.Addr, User: "deploy",
-		KeyFiles: []string{l.KeyPath()}, KnownHosts: []string{l.KnownHostsPath()},
-	})
-	if err != nil {
-		t.Fatalf("dial %s: %v", h.Name, err)
-	}
-	t.Cleanup(func() { c.Close() })
+	c := labtest.Dial(t, l, h)
 	tg := &target{name: h.Name, conn: c, lab: true}
 	tg.dir = strings.TrimSpace(hostSh(t, tg, "mktemp -d /tmp/gkmod.XXXXXX"))
 	t.Cleanup(func() { hostSh(t, tg, "rm -rf -- "+shq(tg.dir)) })

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"gokube/connection"
+	"gokube/internal/labtest"
 	"gokube/lab"
 )
 
@@ -20,30 +21,11 @@ import (
 // under GOKUBE_INTEGRATION=1) when no lab is configured.
 func pkiLabConn(t *testing.T) (connection.Conn, lab.Host) {
 	t.Helper()
-	dir := os.Getenv("GOKUBE_LAB_DIR")
-	if dir == "" {
-		if os.Getenv("GOKUBE_INTEGRATION") == "1" {
-			t.Fatal("GOKUBE_INTEGRATION=1 but GOKUBE_LAB_DIR is not set")
-		}
-		t.Skip("GOKUBE_LAB_DIR not set")
-	}
-	l, err := lab.Open(dir)
-	if err != nil {
-		t.Fatal(err)
-	}
+	l := labtest.Require(t, 1)
 	for _, h := range l.Hosts() {
-		if !h.Running || h.Cut {
-			continue
+		if h.Running && !h.Cut {
+			return labtest.Dial(t, l, h), h
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		conn, err := connection.DialSSH(ctx, connection.SSHConfig{Host: h.Name, Addr: h.SSHAddr, Port: h.SSHPort, User: "deploy",
-			KeyFiles: []string{l.KeyPath()}, KnownHosts: []string{l.KnownHostsPath()}})
-		if err != nil {
-			t.Fatalf("dial %s: %v", h.Name, err)
-		}
-		t.Cleanup(func() { conn.Close() })
-		return conn, h
 	}
 	t.Fatal("no running lab host")
 	return nil, lab.Host{}
