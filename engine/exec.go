@@ -1320,30 +1320,35 @@ func (r *run) checkFor(t *Task) bool {
 	return r.opts.Check
 }
 
+// intKey renders a task keyword that must be an integer (retries, delay).
+func (hr *hostRun) intKey(sc *scope, t *Task, raw any, want string) (int, error) {
+	v, err := sc.resolve(raw, t.Pos)
+	if err != nil {
+		return 0, err
+	}
+	n, ok := modules.AsInt(v)
+	if !ok {
+		return 0, &TemplateError{Pos: t.Pos, Host: hr.hs.name, Msg: fmt.Sprintf("%s, got %v", want, v)}
+	}
+	return n, nil
+}
+
 // runItem runs one item (or the task without loop) with retries.
 func (hr *hostRun) runItem(ctx context.Context, t *Task, sc *scope, idx int, item any) *outcome {
 	retries, delay := 0, 5*time.Second
 	if len(t.Until) > 0 {
 		retries = 3
 		if t.Retries != nil {
-			v, err := sc.resolve(t.Retries, t.Pos)
+			n, err := hr.intKey(sc, t, t.Retries, "retries: want a number")
 			if err != nil {
 				return failOutcome(err)
-			}
-			n, ok := modules.AsInt(v)
-			if !ok {
-				return failOutcome(&TemplateError{Pos: t.Pos, Host: hr.hs.name, Msg: fmt.Sprintf("retries: want a number, got %v", v)})
 			}
 			retries = n
 		}
 		if t.Delay != nil {
-			v, err := sc.resolve(t.Delay, t.Pos)
+			n, err := hr.intKey(sc, t, t.Delay, "delay: want seconds")
 			if err != nil {
 				return failOutcome(err)
-			}
-			n, ok := modules.AsInt(v)
-			if !ok {
-				return failOutcome(&TemplateError{Pos: t.Pos, Host: hr.hs.name, Msg: fmt.Sprintf("delay: want seconds, got %v", v)})
 			}
 			delay = time.Duration(n) * time.Second
 		}

@@ -332,14 +332,23 @@ func parseYAMLBytes(b []byte, name string) (*yaml.Node, error) {
 	return doc.Content[0], nil
 }
 
-func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
+// enter pushes file on the include stack, refusing a cycle; leave pops it.
+func (l *loader) enter(file, kind string) (leave func(), err error) {
 	for _, f := range l.incStack {
-		if f == s.display {
-			return nil, errAt(Pos{File: s.display}, "import_playbook cycle: %s -> %s", strings.Join(l.incStack, " -> "), s.display)
+		if f == file {
+			return nil, errAt(Pos{File: file}, "%s cycle: %s -> %s", kind, strings.Join(l.incStack, " -> "), file)
 		}
 	}
-	l.incStack = append(l.incStack, s.display)
-	defer func() { l.incStack = l.incStack[:len(l.incStack)-1] }()
+	l.incStack = append(l.incStack, file)
+	return func() { l.incStack = l.incStack[:len(l.incStack)-1] }, nil
+}
+
+func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
+	leave, err := l.enter(s.display, "import_playbook")
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
 	root, err := parseYAML(s)
 	if err != nil {
 		return nil, err
@@ -990,13 +999,11 @@ func addRole(pl *Play, r *Role) {
 }
 
 func (l *loader) loadTaskFile(f src, base src, in inherit) ([]*Task, error) {
-	for _, x := range l.incStack {
-		if x == f.display {
-			return nil, errAt(Pos{File: f.display}, "include cycle: %s -> %s", strings.Join(l.incStack, " -> "), f.display)
-		}
+	leave, err := l.enter(f.display, "include")
+	if err != nil {
+		return nil, err
 	}
-	l.incStack = append(l.incStack, f.display)
-	defer func() { l.incStack = l.incStack[:len(l.incStack)-1] }()
+	defer leave()
 	root, err := parseYAML(f)
 	if err != nil {
 		return nil, err
