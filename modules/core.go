@@ -43,4 +43,6 @@ func registerCore(r *Registry) {
 	r.Register(unarchive{}, "unarchive")
 	r.Register(userModule{}, "user")
 	r.Register(groupModule{}, "group")
+	r.Register(packageModule{alias: "package"}, "package")
+	r.Register(packageModule{alias: "apt"}, "apt")
 }

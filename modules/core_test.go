@@ -686,6 +686,9 @@ func TestArgValidation(t *testing.T) {
 		{"wait_for", map[string]any{"port": "http"}, "port"},
 		{"command", map[string]any{"chdir": "/"}, ""},
 		{"user", map[string]any{"name": "u", "groups": map[string]any{"a": 1}}, "groups"},
+		{"package", map[string]any{"name": "curl", "state": "installed"}, "state"},
+		{"apt", map[string]any{"name": "curl", "update_cache": "sometimes"}, "update_cache"},
+		{"apt", map[string]any{"purge": true}, ""},
 	}
 	for _, c := range cases {
 		m, ok := r.Lookup(c.module)
@@ -719,7 +722,7 @@ func TestArgValidation(t *testing.T) {
 // arguments, RequireOneOf and FreeForm name declared arguments.
 func TestSpecsCoherent(t *testing.T) {
 	r := NewRegistry()
-	for _, n := range []string{"command", "shell", "raw", "copy", "template", "file", "lineinfile", "blockinfile", "stat", "slurp", "fetch", "systemd", "service", "wait_for", "get_url", "unarchive", "user", "group"} {
+	for _, n := range []string{"command", "shell", "raw", "copy", "template", "file", "lineinfile", "blockinfile", "stat", "slurp", "fetch", "systemd", "service", "wait_for", "get_url", "unarchive", "user", "group", "package", "apt"} {
 		m, ok := r.Lookup(n)
 		if !ok {
 			t.Fatalf("%s not registered", n)
@@ -882,6 +885,8 @@ func TestUnreachablePropagates(t *testing.T) {
 		"group":      {"name": "g"},
 		"get_url":    {"url": "https://x.invalid/a", "dest": "/x"},
 		"fetch":      {"src": "/x", "dest": "/tmp/none", "fail_on_missing": false},
+		"package":    {"name": []any{"curl", "less"}},
+		"apt":        {"name": "curl", "state": "latest", "update_cache": true},
 	}
 	for name, args := range cases {
 		f := connection.NewFake("h1").SetUnreachable(errors.New("connection reset"))

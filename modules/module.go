@@ -30,6 +30,12 @@ type Arg struct {
 	Required bool
 	Choices  []string // allowed values for a String
 	Aliases  []string
+	// Doc says what the argument does; `gokube doc` prints it, and a test
+	// fails for an argument without one, so the docs cannot lag the code.
+	Doc string
+	// Default is the value used when the argument is absent, as written
+	// in a playbook ("" when there is none or it depends on others).
+	Default string
 }
 
 // Spec declares a module's arguments. The engine validates every task's
@@ -41,6 +47,11 @@ type Spec struct {
 	FreeForm string
 	// RequireOneOf lists groups of which at least one must be given.
 	RequireOneOf [][]string
+	// Doc is the module's one-paragraph description for `gokube doc`.
+	Doc string
+	// Returns describes the keys of Result.Data (what `register` stores
+	// besides changed/failed/msg).
+	Returns map[string]string
 }
 
 // Env is everything a module may use for one host and one task.
