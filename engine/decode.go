@@ -1,0 +1,189 @@
+package engine
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+func parseYAML(s src) (*yaml.Node, error) {
+	b, err := s.read()
+	if err != nil {
+		return nil, &LoadError{Pos: Pos{File: s.display}, Msg: err.Error()}
+	}
+	return parseYAMLBytes(b, s.display)
+}
+
+func parseYAMLBytes(b []byte, name string) (*yaml.Node, error) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(b, &doc); err != nil {
+		msg := err.Error()
+		line := 0
+		// yaml.v3 says "yaml: line N: ..."; lift the line into our form.
+		if rest, ok := strings.CutPrefix(msg, "yaml: line "); ok {
+			if i := strings.Index(rest, ":"); i > 0 {
+				if n, err := strconv.Atoi(rest[:i]); err == nil {
+					line, msg = n, strings.TrimSpace(rest[i+1:])
+				}
+			}
+		}
+		return nil, &LoadError{Pos: Pos{name, line}, Msg: msg}
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return &yaml.Node{Kind: yaml.SequenceNode, Line: 1}, nil
+	}
+	return doc.Content[0], nil
+}
+
+func mapGet(n *yaml.Node, key string) *yaml.Node {
+	if n == nil || n.Kind != yaml.MappingNode {
+		return nil
+	}
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == key {
+			return n.Content[i+1]
+		}
+	}
+	return nil
+}
+
+func mergeMaps(ms ...map[string]any) map[string]any {
+	out := map[string]any{}
+	for _, m := range ms {
+		for k, v := range m {
+			out[k] = v
+		}
+	}
+	return out
+}
+
+func decodeAny(n *yaml.Node) (any, error) {
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return nil, err
+	}
+	return normalize(v), nil
+}
+
+// normalize turns yaml's map[string]interface{} trees into plain types and
+// map keys into strings so templates index them uniformly.
+func normalize(v any) any {
+	switch t := v.(type) {
+	case map[string]any:
+		for k, x := range t {
+			t[k] = normalize(x)
+		}
+		return t
+	case map[any]any:
+		m := make(map[string]any, len(t))
+		for k, x := range t {
+			m[fmt.Sprint(k)] = normalize(x)
+		}
+		return m
+	case []any:
+		for i, x := range t {
+			t[i] = normalize(x)
+		}
+		return t
+	}
+	return v
+}
+
+func decodeMap(n *yaml.Node, p Pos, what string) (map[string]any, error) {
+	if n.Kind == yaml.ScalarNode && (n.Tag == "!!null" || n.Value == "") {
+		return map[string]any{}, nil
+	}
+	if n.Kind != yaml.MappingNode {
+		return nil, errAt(p, "%s must be a mapping", what)
+	}
+	v, err := decodeAny(n)
+	if err != nil {
+		return nil, errAt(p, "%s: %v", what, err)
+	}
+	m, _ := v.(map[string]any)
+	if m == nil {
+		m = map[string]any{}
+	}
+	return m, nil
+}
+
+func boolNode(n *yaml.Node, p Pos, key string) (bool, error) {
+	if n.Kind == yaml.ScalarNode {
+		switch strings.ToLower(n.Value) {
+		case "true", "yes", "on", "1":
+			return true, nil
+		case "false", "no", "off", "0":
+			return false, nil
+		}
+	}
+	return false, errAt(p, "%s: want a boolean, got %q", key, n.Value)
+}
+
+func strList(n *yaml.Node, p Pos, key string) ([]string, error) {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		if n.Tag == "!!null" {
+			return nil, nil
+		}
+		var out []string
+		for _, s := range strings.Split(n.Value, ",") {
+			if s = strings.TrimSpace(s); s != "" {
+				out = append(out, s)
+			}
+		}
+		return out, nil
+	case yaml.SequenceNode:
+		var out []string
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return nil, errAt(Pos{p.File, c.Line}, "%s: want a list of strings", key)
+			}
+			out = append(out, c.Value)
+		}
+		return out, nil
+	}
+	return nil, errAt(p, "%s: want a string or a list of strings", key)
+}
+
+func condList(n *yaml.Node, file string, key string) ([]Cond, error) {
+	p := Pos{file, n.Line}
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return []Cond{{Expr: n.Value, Pos: p}}, nil
+	case yaml.SequenceNode:
+		var out []Cond
+		for _, c := range n.Content {
+			if c.Kind != yaml.ScalarNode {
+				return nil, errAt(Pos{file, c.Line}, "%s: want a condition string", key)
+			}
+			out = append(out, Cond{Expr: c.Value, Pos: Pos{file, c.Line}})
+		}
+		return out, nil
+	}
+	return nil, errAt(p, "%s: want a condition or a list of conditions", key)
+}
+
+func loadVarsFile(s src, p Pos) (map[string]any, error) {
+	root, err := parseYAML(s)
+	if err != nil {
+		return nil, err
+	}
+	if root.Kind == yaml.SequenceNode && len(root.Content) == 0 {
+		return map[string]any{}, nil
+	}
+	return decodeMap(root, Pos{s.display, root.Line}, "vars file")
+}
+
+func flatten1(l []any) []any {
+	var out []any
+	for _, x := range l {
+		if sub, ok := x.([]any); ok {
+			out = append(out, sub...)
+		} else {
+			out = append(out, x)
+		}
+	}
+	return out
+}

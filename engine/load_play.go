@@ -1,0 +1,364 @@
+package engine
+
+import (
+	"fmt"
+	"io/fs"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+
+	"gokube/modules"
+)
+
+type loader struct {
+	reg      *modules.Registry
+	bundled  fs.FS
+	pbDir    src
+	roleMemo map[string]*Role
+	stack    []string // role names being loaded (cycle detection)
+	incStack []string // task files being included
+	play     *Play
+}
+
+// LoadPlaybook parses a playbook and everything it imports, and validates
+// every task's arguments. No host is contacted.
+func LoadPlaybook(file string, reg *modules.Registry, bundled fs.FS) (*Playbook, error) {
+	if reg == nil {
+		reg = modules.NewRegistry()
+	}
+	abs, err := filepath.Abs(file)
+	if err != nil {
+		return nil, err
+	}
+	l := &loader{reg: reg, bundled: bundled, roleMemo: map[string]*Role{}}
+	l.pbDir = src{path: filepath.Dir(abs), display: filepath.Dir(displayPath(abs))}
+	pb := &Playbook{Path: abs, Dir: filepath.Dir(abs)}
+	plays, err := l.loadPlaybookFile(src{path: abs, display: displayPath(abs)}, nil)
+	if err != nil {
+		return nil, err
+	}
+	pb.Plays = plays
+	return pb, nil
+}
+
+// enter pushes file on the include stack, refusing a cycle; leave pops it.
+func (l *loader) enter(file, kind string) (leave func(), err error) {
+	for _, f := range l.incStack {
+		if f == file {
+			return nil, errAt(Pos{File: file}, "%s cycle: %s -> %s", kind, strings.Join(l.incStack, " -> "), file)
+		}
+	}
+	l.incStack = append(l.incStack, file)
+	return func() { l.incStack = l.incStack[:len(l.incStack)-1] }, nil
+}
+
+func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
+	leave, err := l.enter(s.display, "import_playbook")
+	if err != nil {
+		return nil, err
+	}
+	defer leave()
+	root, err := parseYAML(s)
+	if err != nil {
+		return nil, err
+	}
+	if root.Kind != yaml.SequenceNode {
+		return nil, errAt(Pos{s.display, root.Line}, "a playbook is a list of plays")
+	}
+	var plays []*Play
+	for _, n := range root.Content {
+		p := Pos{s.display, n.Line}
+		if n.Kind != yaml.MappingNode {
+			return nil, errAt(p, "a play must be a mapping")
+		}
+		if v := mapGet(n, "import_playbook"); v != nil {
+			var ivars map[string]any
+			for i := 0; i < len(n.Content); i += 2 {
+				k := n.Content[i].Value
+				switch k {
+				case "import_playbook", "name":
+				case "vars":
+					if err := n.Content[i+1].Decode(&ivars); err != nil {
+						return nil, errAt(Pos{s.display, n.Content[i].Line}, "vars: %v", err)
+					}
+				default:
+					return nil, errAt(Pos{s.display, n.Content[i].Line}, "unknown key %q in import_playbook", k)
+				}
+			}
+			merged := mergeMaps(vars, ivars)
+			sub, err := l.loadPlaybookFile(s.dir().join(v.Value), merged)
+			if err != nil {
+				return nil, err
+			}
+			plays = append(plays, sub...)
+			continue
+		}
+		pl, err := l.loadPlay(s, n, vars)
+		if err != nil {
+			return nil, err
+		}
+		plays = append(plays, pl)
+	}
+	return plays, nil
+}
+
+var playKeys = map[string]bool{"hosts": true, "name": true, "vars": true, "vars_files": true, "roles": true,
+	"pre_tasks": true, "tasks": true, "post_tasks": true, "handlers": true, "become": true, "become_user": true,
+	"gather_facts": true, "serial": true, "strategy": true, "any_errors_fatal": true, "max_fail_percentage": true,
+	"tags": true, "environment": true}
+
+func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, error) {
+	file := s.display
+	pl := &Play{Pos: Pos{file, n.Line}, Vars: mergeMaps(ivars), GatherFacts: true, Strategy: "linear",
+		MaxFailPercentage: -1, Dir: s.dir()}
+	l.play = pl
+	var pre, main, post, handlers *yaml.Node
+	var roleNodes *yaml.Node
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		k, v := n.Content[i], n.Content[i+1]
+		p := Pos{file, k.Line}
+		if !playKeys[k.Value] {
+			return nil, errAt(p, "unknown key %q in play", k.Value)
+		}
+		var err error
+		switch k.Value {
+		case "hosts":
+			if v.Kind == yaml.SequenceNode {
+				var hs []string
+				hs, err = strList(v, p, "hosts")
+				pl.Hosts = strings.Join(hs, ":")
+			} else {
+				pl.Hosts = v.Value
+			}
+		case "name":
+			pl.Name = v.Value
+		case "vars":
+			var m map[string]any
+			m, err = decodeMap(v, p, "vars")
+			for k, x := range m {
+				pl.Vars[k] = x
+			}
+		case "vars_files":
+			var files []string
+			files, err = strList(v, p, "vars_files")
+			for _, f := range files {
+				m, err := loadVarsFile(pl.Dir.join(f), p)
+				if err != nil {
+					return nil, err
+				}
+				pl.VarsFiles = append(pl.VarsFiles, m)
+			}
+		case "roles":
+			roleNodes = v
+		case "pre_tasks":
+			pre = v
+		case "tasks":
+			main = v
+		case "post_tasks":
+			post = v
+		case "handlers":
+			handlers = v
+		case "become":
+			var b bool
+			b, err = boolNode(v, p, "become")
+			pl.Become = &b
+		case "become_user":
+			pl.BecomeUser = v.Value
+		case "gather_facts":
+			pl.GatherFacts, err = boolNode(v, p, "gather_facts")
+		case "serial":
+			pl.Serial, err = strList(v, p, "serial")
+			for _, s := range pl.Serial {
+				if _, e := parseSerial(s, 10); e != nil {
+					err = errAt(p, "serial: %v", e)
+				}
+			}
+		case "strategy":
+			pl.Strategy = v.Value
+			if v.Value != "linear" && v.Value != "free" {
+				err = errAt(p, "strategy: %q is not linear or free", v.Value)
+			}
+		case "any_errors_fatal":
+			pl.AnyErrorsFatal, err = boolNode(v, p, k.Value)
+		case "max_fail_percentage":
+			pl.MaxFailPercentage, err = strconv.ParseFloat(strings.TrimSuffix(v.Value, "%"), 64)
+			if err != nil {
+				err = errAt(p, "max_fail_percentage: %v", err)
+			}
+		case "tags":
+			pl.Tags, err = strList(v, p, "tags")
+		case "environment":
+			pl.Environment, err = decodeMap(v, p, "environment")
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
+	if pl.Hosts == "" {
+		return nil, errAt(pl.Pos, "play has no hosts")
+	}
+	if pl.Name == "" {
+		pl.Name = pl.Hosts
+	}
+	inh := inherit{tags: pl.Tags, env: pl.Environment}
+	sect := func(n *yaml.Node, key string) ([]*Task, error) {
+		if n == nil {
+			return nil, nil
+		}
+		return l.loadTaskList(n, s, s.dir(), inh, nil, key)
+	}
+	var all []*Task
+	if pl.GatherFacts {
+		all = append(all, &Task{Pos: pl.Pos, Name: "Gathering Facts", Action: "setup", Args: map[string]any{},
+			Implicit: true, Tags: []string{"always"}})
+	}
+	t, err := sect(pre, "pre_tasks")
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, t...)
+	all = append(all, flushTask(pl.Pos))
+	// roles
+	if roleNodes != nil {
+		if roleNodes.Kind != yaml.SequenceNode {
+			return nil, errAt(Pos{file, roleNodes.Line}, "roles must be a list")
+		}
+		seen := map[*Role]bool{}
+		for _, rn := range roleNodes.Content {
+			rt, err := l.playRole(rn, s, inh, seen)
+			if err != nil {
+				return nil, err
+			}
+			all = append(all, rt...)
+		}
+	}
+	t, err = sect(main, "tasks")
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, t...)
+	all = append(all, flushTask(pl.Pos))
+	t, err = sect(post, "post_tasks")
+	if err != nil {
+		return nil, err
+	}
+	all = append(all, t...)
+	all = append(all, flushTask(pl.Pos))
+	pl.Tasks = all
+	for _, r := range pl.Roles {
+		pl.Handlers = append(pl.Handlers, r.Handlers...)
+	}
+	h, err := sect(handlers, "handlers")
+	if err != nil {
+		return nil, err
+	}
+	pl.Handlers = append(pl.Handlers, h...)
+	numberPlay(pl)
+	if err := checkNotify(pl); err != nil {
+		return nil, err
+	}
+	return pl, nil
+}
+
+// checkNotify reports a notify that names no handler (name or listen).
+func checkNotify(pl *Play) error {
+	known := map[string]bool{}
+	for _, h := range pl.Handlers {
+		known[h.Name] = true
+		for _, l := range h.Listen {
+			known[l] = true
+		}
+	}
+	var walk func(ts []*Task) error
+	walk = func(ts []*Task) error {
+		for _, t := range ts {
+			for _, n := range t.Notify {
+				if !known[n] && !strings.Contains(n, "{{") {
+					return errAt(t.Pos, "notify: no handler named or listening to %q", n)
+				}
+			}
+			if err := walk(t.Block); err != nil {
+				return err
+			}
+			if err := walk(t.Rescue); err != nil {
+				return err
+			}
+			if err := walk(t.Always); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if err := walk(pl.Tasks); err != nil {
+		return err
+	}
+	return walk(pl.Handlers)
+}
+
+func flushTask(p Pos) *Task {
+	return &Task{Pos: p, Action: "meta", Args: map[string]any{"_raw": "flush_handlers"}, Implicit: true, Tags: []string{"always"}}
+}
+
+// numberPlay assigns run-order ordinals (block, then rescue, then always).
+func numberPlay(pl *Play) {
+	n := 0
+	var walk func(ts []*Task)
+	walk = func(ts []*Task) {
+		for _, t := range ts {
+			n++
+			t.Ord = ord{n, 0}
+			t.seq = -1
+			if t.IsBlock {
+				walk(t.Block)
+				walk(t.Rescue)
+				walk(t.Always)
+			}
+		}
+	}
+	walk(pl.Tasks)
+	for _, h := range pl.Handlers {
+		h.seq = -1
+	}
+	// The look-ahead sequence: leaves on the path a host takes when nothing
+	// fails (rescue sections are left out).
+	pl.seq = nil
+	var lin func(ts []*Task)
+	lin = func(ts []*Task) {
+		for _, t := range ts {
+			if t.IsBlock {
+				lin(t.Block)
+				lin(t.Always)
+				continue
+			}
+			t.seq = len(pl.seq)
+			pl.seq = append(pl.seq, t)
+		}
+	}
+	lin(pl.Tasks)
+}
+
+// parseSerial turns "3" or "30%" into a batch size for n hosts.
+func parseSerial(s string, n int) (int, error) {
+	s = strings.TrimSpace(s)
+	if p, ok := strings.CutSuffix(s, "%"); ok {
+		f, err := strconv.ParseFloat(p, 64)
+		if err != nil || f <= 0 {
+			return 0, fmt.Errorf("bad percentage %q", s)
+		}
+		k := int(float64(n) * f / 100)
+		if k < 1 {
+			k = 1
+		}
+		return k, nil
+	}
+	k, err := strconv.Atoi(s)
+	if err != nil || k < 0 {
+		return 0, fmt.Errorf("bad batch size %q", s)
+	}
+	if k == 0 {
+		k = n
+	}
+	return k, nil
+}

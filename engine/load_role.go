@@ -1,0 +1,226 @@
+package engine
+
+import (
+	"io/fs"
+	"path"
+	"path/filepath"
+	"strings"
+
+	"gopkg.in/yaml.v3"
+)
+
+// playRole loads a `roles:` entry (with its dependencies) into tasks.
+func (l *loader) playRole(rn *yaml.Node, s src, inh inherit, seen map[*Role]bool) ([]*Task, error) {
+	p := Pos{s.display, rn.Line}
+	name := rn.Value
+	var params map[string]any
+	in := inh
+	if rn.Kind == yaml.MappingNode {
+		params = map[string]any{}
+		for i := 0; i+1 < len(rn.Content); i += 2 {
+			k, v := rn.Content[i], rn.Content[i+1]
+			kp := Pos{s.display, k.Line}
+			switch k.Value {
+			case "role", "name":
+				name = v.Value
+			case "tags":
+				t, err := strList(v, kp, "tags")
+				if err != nil {
+					return nil, err
+				}
+				in = in.addTags(t)
+			case "when":
+				c, err := condList(v, s.display, "when")
+				if err != nil {
+					return nil, err
+				}
+				in.when = append(append([]Cond(nil), in.when...), c...)
+			case "become":
+				b, err := boolNode(v, kp, "become")
+				if err != nil {
+					return nil, err
+				}
+				in.become = &b
+			case "become_user":
+				u := v.Value
+				in.buser = &u
+			case "vars":
+				m, err := decodeMap(v, kp, "vars")
+				if err != nil {
+					return nil, err
+				}
+				for k, x := range m {
+					params[k] = x
+				}
+			default:
+				// Any other key is a role parameter, as in Ansible.
+				x, err := decodeAny(v)
+				if err != nil {
+					return nil, errAt(kp, "%s: %v", k.Value, err)
+				}
+				params[k.Value] = x
+			}
+		}
+	} else if rn.Kind != yaml.ScalarNode {
+		return nil, errAt(p, "a role entry is a name or a mapping")
+	}
+	if name == "" {
+		return nil, errAt(p, "role entry without a role name")
+	}
+	return l.roleTasks(name, "main", p, in, params, seen)
+}
+
+// roleTasks returns the tasks of a role preceded by those of its
+// dependencies (each role at most once per play unless it has params).
+func (l *loader) roleTasks(name, tasksFrom string, p Pos, in inherit, params map[string]any, seen map[*Role]bool) ([]*Task, error) {
+	r, err := l.loadRole(name, p)
+	if err != nil {
+		return nil, err
+	}
+	var out []*Task
+	for _, d := range r.Deps {
+		if seen[d] {
+			continue
+		}
+		dt, err := l.roleTasks(d.Name, "main", p, in, nil, seen)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dt...)
+	}
+	if seen[r] && len(params) == 0 && tasksFrom == "main" {
+		return out, nil
+	}
+	seen[r] = true
+	tf := r.Dir.join("tasks/" + tasksFrom + ".yml")
+	if !tf.exists() {
+		if alt := r.Dir.join("tasks/" + tasksFrom + ".yaml"); alt.exists() {
+			tf = alt
+		} else if tasksFrom != "main" {
+			return nil, errAt(p, "role %s has no tasks/%s.yml", name, tasksFrom)
+		} else {
+			return out, nil
+		}
+	}
+	in.role = r
+	if len(params) > 0 {
+		in.blockVars = append(append([]map[string]any(nil), in.blockVars...), params)
+	}
+	ts, err := l.loadTaskFile(tf, r.Dir.join("tasks"), in)
+	if err != nil {
+		return nil, err
+	}
+	return append(out, ts...), nil
+}
+
+func (l *loader) findRole(name string) (src, bool) {
+	if filepath.IsAbs(name) || strings.Contains(name, "/") {
+		d := l.pbDir.join(name)
+		return d, d.exists()
+	}
+	d := l.pbDir.join("roles").join(name)
+	if d.exists() {
+		return d, true
+	}
+	if l.bundled != nil {
+		for _, p := range []string{name, "roles/" + name} {
+			if _, err := fs.Stat(l.bundled, p); err == nil {
+				return src{fsys: l.bundled, path: p, display: "roles/" + name}, true
+			}
+		}
+	}
+	return src{}, false
+}
+
+func (l *loader) loadRole(name string, p Pos) (*Role, error) {
+	for _, s := range l.stack {
+		if s == name {
+			return nil, errAt(p, "role dependency cycle: %s -> %s", strings.Join(l.stack, " -> "), name)
+		}
+	}
+	if r, ok := l.roleMemo[name]; ok {
+		addRole(l.play, r)
+		return r, nil
+	}
+	dir, ok := l.findRole(name)
+	if !ok {
+		return nil, errAt(p, "role %q not found (looked in %s and the bundled roles)", name, l.pbDir.join("roles").display)
+	}
+	l.stack = append(l.stack, name)
+	defer func() { l.stack = l.stack[:len(l.stack)-1] }()
+	r := &Role{Name: path.Base(filepath.ToSlash(name)), Dir: dir, Defaults: map[string]any{}, Vars: map[string]any{}}
+	for _, d := range []struct {
+		sub string
+		dst *map[string]any
+	}{{"defaults/main", &r.Defaults}, {"vars/main", &r.Vars}} {
+		for _, ext := range []string{".yml", ".yaml"} {
+			f := dir.join(d.sub + ext)
+			if f.exists() {
+				m, err := loadVarsFile(f, p)
+				if err != nil {
+					return nil, err
+				}
+				*d.dst = m
+				break
+			}
+		}
+	}
+	for _, ext := range []string{".yml", ".yaml"} {
+		f := dir.join("meta/main" + ext)
+		if !f.exists() {
+			continue
+		}
+		root, err := parseYAML(f)
+		if err != nil {
+			return nil, err
+		}
+		for i := 0; i+1 < len(root.Content); i += 2 {
+			k, v := root.Content[i], root.Content[i+1]
+			switch k.Value {
+			case "dependencies":
+				for _, dn := range v.Content {
+					dname := dn.Value
+					if dn.Kind == yaml.MappingNode {
+						if x := mapGet(dn, "role"); x != nil {
+							dname = x.Value
+						} else if x := mapGet(dn, "name"); x != nil {
+							dname = x.Value
+						}
+					}
+					dep, err := l.loadRole(dname, Pos{f.display, dn.Line})
+					if err != nil {
+						return nil, err
+					}
+					r.Deps = append(r.Deps, dep)
+				}
+			case "galaxy_info", "allow_duplicates", "argument_specs":
+			default:
+				return nil, errAt(Pos{f.display, k.Line}, "unknown key %q in role meta", k.Value)
+			}
+		}
+		break
+	}
+	for _, ext := range []string{".yml", ".yaml"} {
+		f := dir.join("handlers/main" + ext)
+		if f.exists() {
+			hs, err := l.loadTaskFile(f, dir.join("tasks"), inherit{role: r})
+			if err != nil {
+				return nil, err
+			}
+			r.Handlers = hs
+			break
+		}
+	}
+	l.roleMemo[name] = r
+	addRole(l.play, r)
+	return r, nil
+}
+
+func addRole(pl *Play, r *Role) {
+	for _, x := range pl.Roles {
+		if x == r {
+			return
+		}
+	}
+	pl.Roles = append(pl.Roles, r)
+}

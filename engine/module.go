@@ -1,0 +1,118 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"io/fs"
+	"path/filepath"
+
+	"gokube/modules"
+)
+
+// module runs a host module, on the delegate's connection when delegated.
+func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[string]any, idx int) (*modules.Result, string, error) {
+	target := hr.hs.name
+	delegate := ""
+	if t.Delegate != "" {
+		d, err := sc.render(t.Pos, t.Delegate)
+		if err != nil {
+			return nil, "", err
+		}
+		target, delegate = d, d
+	}
+	check := hr.r.checkFor(t)
+	defer hr.r.pool.lock(target)()
+	conn, err := hr.r.pool.get(ctx, target, check)
+	if err != nil {
+		return nil, delegate, err
+	}
+	local, _ := hr.r.pool.get(ctx, "localhost", check)
+	become, buser := hr.r.becomeFor(sc, t)
+	env, err := hr.environment(sc, t)
+	if err != nil {
+		return nil, delegate, err
+	}
+	var probe []byte
+	if delegate == "" {
+		probe, err = hr.probeFor(ctx, t, sc, idx, args, conn, become, buser)
+		if err != nil {
+			return nil, delegate, err
+		}
+	}
+	dirs := hr.filesFor(t)
+	files := make([]fs.FS, len(dirs))
+	for i, d := range dirs {
+		files[i] = d.asFS()
+	}
+	e := &modules.Env{Conn: conn, Host: hr.hs.name, Check: check, Diff: hr.r.opts.Diff, Become: become,
+		BecomeUser: buser, Environment: env, Files: files, Vars: sc.vars, Probe: probe,
+		ArtifactDir: hr.r.opts.ArtifactDir, Local: local,
+		Render: func(name, text string) (string, error) {
+			return sc.render(Pos{File: displayName(dirs, name), Line: 1}, text)
+		}}
+	res, err := t.Module.Run(ctx, e, args)
+	if err == nil && res == nil {
+		res = &modules.Result{}
+	}
+	// The module's own changed (before changed_when) says whether it acted
+	// on the host: a command reports changed whenever it ran. In check mode
+	// nothing changed on the host, so cached probes stay true.
+	if err == nil && !check && !res.Skipped && res.Changed {
+		hr.dropProbes()
+		if delegate != "" {
+			if d, ok := hr.r.hosts[delegate]; ok {
+				d.mu.Lock()
+				d.probes = nil
+				d.mu.Unlock()
+			}
+		}
+	}
+	return res, delegate, err
+}
+
+func (hr *hostRun) environment(sc *scope, t *Task) (map[string]string, error) {
+	m := mergeMaps(hr.play.Environment, t.Env)
+	if len(m) == 0 {
+		return nil, nil
+	}
+	out := make(map[string]string, len(m))
+	for k, v := range m {
+		rv, err := sc.resolve(v, t.Pos)
+		if err != nil {
+			return nil, err
+		}
+		out[k] = fmt.Sprint(rv)
+	}
+	return out, nil
+}
+
+// filesFor is the search path for src= (role templates/ or files/, then
+// the playbook directory).
+func (hr *hostRun) filesFor(t *Task) []src {
+	sub := "files"
+	if t.Action == "template" {
+		sub = "templates"
+	}
+	var out []src
+	if t.Role != nil {
+		out = append(out, t.Role.Dir.join(sub))
+		if sub == "templates" {
+			out = append(out, t.Role.Dir.join("files"))
+		}
+	}
+	pd := hr.play.Dir
+	return append(out, pd.join(sub), pd)
+}
+
+// displayName turns a module's src name into the path messages show.
+func displayName(dirs []src, name string) string {
+	if filepath.IsAbs(name) {
+		return displayPath(name)
+	}
+	for _, d := range dirs {
+		if f := d.join(name); f.exists() {
+			return f.display
+		}
+	}
+	return name
+}

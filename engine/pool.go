@@ -1,0 +1,146 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"gokube/connection"
+	"gokube/inventory"
+)
+
+// connPool dials each host once per run and keeps the connection.
+type connPool struct {
+	r  *run
+	mu sync.Mutex
+	m  map[string]*pooled
+}
+
+type pooled struct {
+	// use serialises tasks on one connection: a host's own tasks and tasks
+	// delegated to it from other hosts (a Conn serves one goroutine).
+	use  sync.Mutex
+	once sync.Once
+	conn connection.Conn
+	dry  connection.Conn
+	err  error
+}
+
+func newConnPool(r *run) *connPool { return &connPool{r: r, m: map[string]*pooled{}} }
+
+func (p *connPool) get(ctx context.Context, host string, check bool) (connection.Conn, error) {
+	p.mu.Lock()
+	e, ok := p.m[host]
+	if !ok {
+		e = &pooled{}
+		p.m[host] = e
+	}
+	p.mu.Unlock()
+	e.once.Do(func() {
+		e.conn, e.err = p.r.dial(ctx, host)
+		if e.err == nil {
+			e.dry = connection.NewDry(e.conn)
+		}
+	})
+	if e.err != nil {
+		return nil, e.err
+	}
+	if check {
+		return e.dry, nil
+	}
+	return e.conn, nil
+}
+
+// lock reserves host's connection for one task; it returns the unlock.
+func (p *connPool) lock(host string) func() {
+	p.mu.Lock()
+	e, ok := p.m[host]
+	if !ok {
+		e = &pooled{}
+		p.m[host] = e
+	}
+	p.mu.Unlock()
+	e.use.Lock()
+	return e.use.Unlock
+}
+
+func (p *connPool) roundTrips(host string) int64 {
+	p.mu.Lock()
+	e, ok := p.m[host]
+	p.mu.Unlock()
+	if !ok || e.conn == nil {
+		return 0
+	}
+	return e.conn.RoundTrips()
+}
+
+func (p *connPool) closeAll() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, e := range p.m {
+		if e.conn != nil {
+			e.conn.Close()
+		}
+	}
+}
+
+func isLocalName(h string) bool { return h == "localhost" || h == "127.0.0.1" || h == "::1" }
+
+func (r *run) dial(ctx context.Context, host string) (connection.Conn, error) {
+	h, inInv := r.inv.Host(host)
+	var vars map[string]any
+	if inInv {
+		vars = h.Vars
+	}
+	if r.opts.ConnFactory != nil {
+		return r.opts.ConnFactory(host, vars)
+	}
+	if !inInv {
+		if isLocalName(host) {
+			return connection.NewLocal(host), nil
+		}
+		return nil, fmt.Errorf("delegate_to: host %q is not in the inventory", host)
+	}
+	cv, err := h.CheckConnVars()
+	if err != nil {
+		return nil, &connection.UnreachableError{Host: host, Err: err}
+	}
+	if cv.Connection == "local" {
+		return connection.NewLocal(host), nil
+	}
+	cfg := r.sshConfig(host, cv)
+	if cv.ProxyJump != nil {
+		j := connection.SSHConfig{Host: host + " (jump)", Addr: cv.ProxyJump.Addr, Port: cv.ProxyJump.Port,
+			User: cv.ProxyJump.User, KeyFiles: cfg.KeyFiles, KnownHosts: cfg.KnownHosts,
+			AcceptNewHostKeys: cfg.AcceptNewHostKeys, Timeout: cfg.Timeout}
+		if j.User == "" {
+			j.User = cfg.User
+		}
+		cfg.Jump = &j
+	}
+	return connection.DialSSH(ctx, cfg)
+}
+
+// sshConfig: inventory variables win over command-line defaults, as in
+// Ansible.
+func (r *run) sshConfig(host string, cv inventory.ConnVars) connection.SSHConfig {
+	cfg := connection.SSHConfig{Host: host, Addr: cv.Addr, Port: cv.Port, User: cv.User, Password: cv.Password,
+		BecomePassword: cv.BecomePassword, AcceptNewHostKeys: r.opts.AcceptNewHostKeys, Timeout: r.opts.ConnectTimeout}
+	if cfg.User == "" {
+		cfg.User = r.opts.User
+	}
+	if cv.KeyFile != "" {
+		cfg.KeyFiles = []string{cv.KeyFile}
+	} else if r.opts.PrivateKey != "" {
+		cfg.KeyFiles = []string{r.opts.PrivateKey}
+	}
+	if cv.KnownHostsFile != "" {
+		cfg.KnownHosts = []string{cv.KnownHostsFile}
+	} else if r.opts.KnownHosts != "" {
+		cfg.KnownHosts = []string{r.opts.KnownHosts}
+	}
+	if cfg.BecomePassword == "" {
+		cfg.BecomePassword = r.opts.BecomePassword
+	}
+	return cfg
+}

@@ -1,0 +1,157 @@
+package engine
+
+import (
+	"context"
+	"sort"
+	"sync"
+)
+
+// batch is one serial batch of a play in flight.
+type batch struct {
+	r       *run
+	play    *Play
+	hosts   []string
+	sched   *lockstep // nil for the free strategy
+	sem     chan struct{}
+	mu      sync.Mutex
+	once    map[*Task]*onceCell
+	failed  int
+	abort   bool // any_errors_fatal / max_fail_percentage / end_play
+	abortAt ord  // the task that set abort: its round still completes
+	endPlay bool
+}
+
+type onceCell struct {
+	started bool
+	done    chan struct{}
+	res     *outcome
+}
+
+func (r *run) runBatch(ctx context.Context, pl *Play, hosts []string) {
+	b := &batch{r: r, play: pl, hosts: hosts, sem: make(chan struct{}, r.opts.Forks), once: map[*Task]*onceCell{}}
+	if pl.Strategy != "free" {
+		b.sched = newLockstep(hosts)
+	}
+	bv := strAny(hosts)
+	for _, h := range hosts {
+		r.hosts[h].batch = bv
+	}
+	var wg sync.WaitGroup
+	for _, h := range hosts {
+		hr := &hostRun{r: r, b: b, hs: r.hosts[h], play: pl}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer b.done(h)
+			hr.runTop(ctx)
+		}()
+	}
+	wg.Wait()
+	if b.abort && !b.endPlay {
+		r.stop = true
+	}
+}
+
+func (b *batch) done(h string) {
+	if b.sched != nil {
+		b.sched.done(h)
+	}
+}
+
+func (b *batch) hostFailed(at ord) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.failed++
+	if b.play.AnyErrorsFatal || b.play.MaxFailPercentage >= 0 && float64(b.failed)*100/float64(len(b.hosts)) > b.play.MaxFailPercentage {
+		if !b.abort {
+			b.abort, b.abortAt = true, at
+		}
+	}
+}
+
+func (b *batch) aborted(o ord) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.abort && o != b.abortAt
+}
+
+// lockstep is the linear strategy: every host waits at each task until all
+// hosts still running have reached a task; the earliest task in play order
+// is released for every host waiting on it.
+type lockstep struct {
+	mu      sync.Mutex
+	running int
+	waiting map[string]*waiter
+	order   map[string]int
+}
+
+type waiter struct {
+	o     ord
+	ch    chan []string
+	round []string
+}
+
+func newLockstep(hosts []string) *lockstep {
+	l := &lockstep{running: len(hosts), waiting: map[string]*waiter{}, order: map[string]int{}}
+	for i, h := range hosts {
+		l.order[h] = i
+	}
+	return l
+}
+
+// wait blocks until this host's task o is released and returns the hosts
+// that run it together (batch order).
+func (l *lockstep) wait(ctx context.Context, host string, o ord) ([]string, error) {
+	w := &waiter{o: o, ch: make(chan []string, 1)}
+	l.mu.Lock()
+	l.waiting[host] = w
+	l.running--
+	l.release()
+	l.mu.Unlock()
+	select {
+	case round := <-w.ch:
+		return round, nil
+	case <-ctx.Done():
+		l.mu.Lock()
+		if _, still := l.waiting[host]; still {
+			delete(l.waiting, host)
+			l.running++
+		}
+		l.mu.Unlock()
+		return nil, ctx.Err()
+	}
+}
+
+func (l *lockstep) done(host string) {
+	l.mu.Lock()
+	l.running--
+	l.release()
+	l.mu.Unlock()
+}
+
+// release runs with mu held.
+func (l *lockstep) release() {
+	if l.running > 0 || len(l.waiting) == 0 {
+		return
+	}
+	var min *ord
+	for _, w := range l.waiting {
+		if min == nil || w.o.less(*min) {
+			o := w.o
+			min = &o
+		}
+	}
+	var round []string
+	for h, w := range l.waiting {
+		if w.o == *min {
+			round = append(round, h)
+		}
+	}
+	sort.Slice(round, func(i, j int) bool { return l.order[round[i]] < l.order[round[j]] })
+	for _, h := range round {
+		w := l.waiting[h]
+		delete(l.waiting, h)
+		l.running++
+		w.ch <- round
+	}
+}
