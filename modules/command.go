@@ -17,26 +17,43 @@ type commandModule struct{ kind string }
 const skipMarker = "__gokube_command_skipped__"
 
 func (m commandModule) Spec() Spec {
-	s := Spec{FreeForm: "cmd", Args: map[string]Arg{
-		"cmd":   {Type: String},
-		"chdir": {Type: String},
-		"stdin": {Type: String},
-	}}
+	s := Spec{
+		Doc: map[string]string{
+			"command": "Runs a command on the host without a shell: its words are quoted one by one.",
+			"shell":   "Runs a /bin/sh script on the host (pipes, redirections, variables).",
+			"raw":     "Runs a /bin/sh script on the host, like shell without creates and removes (kept so playbooks written for Ansible work).",
+		}[m.kind] + " Check mode skips it unless creates or removes decide.",
+		Returns: map[string]string{
+			"cmd":          "what ran",
+			"delta":        "duration",
+			"end":          "end time",
+			"rc":           "exit code",
+			"start":        "start time",
+			"stderr":       "standard error",
+			"stderr_lines": "stderr split into lines",
+			"stdout":       "standard output",
+			"stdout_lines": "stdout split into lines",
+		},
+		FreeForm: "cmd", Args: map[string]Arg{
+			"cmd":   {Type: String, Doc: "The command (free form: `command: ls -l`)."},
+			"chdir": {Type: String, Doc: "Directory to run in."},
+			"stdin": {Type: String, Doc: "Text fed to the command's standard input."},
+		}}
 	if m.kind != "raw" {
-		s.Args["creates"] = Arg{Type: String}
-		s.Args["removes"] = Arg{Type: String}
-		s.Args["stdin_add_newline"] = Arg{Type: Bool}
-		s.Args["strip_empty_ends"] = Arg{Type: Bool}
+		s.Args["creates"] = Arg{Type: String, Doc: "Skip (ok, unchanged) when this path exists on the host, checked in the same request."}
+		s.Args["removes"] = Arg{Type: String, Doc: "Skip when this path does not exist on the host."}
+		s.Args["stdin_add_newline"] = Arg{Type: Bool, Doc: "Add a newline to stdin when it has none.", Default: "yes"}
+		s.Args["strip_empty_ends"] = Arg{Type: Bool, Doc: "Strip empty lines at the end of stdout and stderr.", Default: "yes"}
 	}
 	switch m.kind {
 	case "command":
-		s.Args["argv"] = Arg{Type: List}
+		s.Args["argv"] = Arg{Type: List, Doc: "The command as a list of words (command only), each quoted as given."}
 		s.RequireOneOf = [][]string{{"cmd", "argv"}}
 	case "shell":
-		s.Args["executable"] = Arg{Type: String}
+		s.Args["executable"] = Arg{Type: String, Doc: "Shell to run the text with instead of /bin/sh."}
 		s.RequireOneOf = [][]string{{"cmd"}}
 	default:
-		s.Args["executable"] = Arg{Type: String}
+		s.Args["executable"] = Arg{Type: String, Doc: "Shell to run the text with instead of /bin/sh."}
 		s.RequireOneOf = [][]string{{"cmd"}}
 	}
 	return s

@@ -28,20 +28,37 @@ func (m copyModule) name() string {
 }
 
 func (m copyModule) Spec() Spec {
-	s := Spec{Args: map[string]Arg{
-		"src":      {Type: String, Required: m.template},
-		"dest":     {Type: String, Required: true, Aliases: []string{"path"}},
-		"owner":    {Type: String},
-		"group":    {Type: String},
-		"mode":     {Type: Any},
-		"backup":   {Type: Bool},
-		"force":    {Type: Bool},
-		"validate": {Type: String},
-	}}
+	s := Spec{
+		Doc: map[bool]string{
+			false: "Places a file from the control machine (src, or content) on the host; a directory src copies the tree.",
+			true:  "Renders src (Go text/template with sprig and the host's variables) on the control machine and places the result on the host.",
+		}[m.template] + " Compares sha256, mode, owner and group first; unchanged costs the probe, a change one atomic upload more.",
+		Returns: map[string]string{
+			"backup_file": "the backup's path (with backup)",
+			"checksum":    "sha1 of the content",
+			"dest":        "the file's path",
+			"rc":          "validate's exit code, when it failed",
+			"sha256":      "sha256 of the content",
+			"size":        "size in bytes",
+			"src":         "the source path (remote_src)",
+			"state":       "file",
+			"stderr":      "validate's error output, when it failed",
+			"stdout":      "validate's output, when it failed",
+		},
+		Args: map[string]Arg{
+			"src":      {Type: String, Required: m.template, Doc: "Control-machine file (or directory, for copy) searched in the role's files/ or templates/, the playbook directory and the artifact cache, or an absolute path; with remote_src a path on the host."},
+			"dest":     {Type: String, Required: true, Aliases: []string{"path"}, Doc: "Path on the host; for copy a directory (or a path ending in /) receives src's base name."},
+			"owner":    {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
+			"group":    {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
+			"mode":     {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"backup":   {Type: Bool, Doc: "Keep the previous content beside the file (NAME.<timestamp>~) before changing it; registers backup_file.", Default: "no"},
+			"force":    {Type: Bool, Doc: "Replace a file whose content differs; no only creates missing files.", Default: "yes"},
+			"validate": {Type: String, Doc: "Command that must succeed on the new content before it replaces the file; %s is the temporary file's path."},
+		}}
 	if !m.template {
-		s.Args["directory_mode"] = Arg{Type: Any}
-		s.Args["content"] = Arg{Type: String}
-		s.Args["remote_src"] = Arg{Type: Bool}
+		s.Args["directory_mode"] = Arg{Type: Any, Doc: "Mode of the directories made when copying a directory tree."}
+		s.Args["content"] = Arg{Type: String, Doc: "The file's content, instead of src."}
+		s.Args["remote_src"] = Arg{Type: Bool, Doc: "src is a file on the host: copied there, atomically.", Default: "no"}
 		s.RequireOneOf = [][]string{{"content", "src"}}
 	}
 	return s

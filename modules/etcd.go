@@ -42,19 +42,34 @@ type Etcd struct{}
 
 // Spec declares the etcd arguments.
 func (Etcd) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"endpoint":       {Type: String},
-		"ca_cert":        {Type: String, Aliases: []string{"cacert"}},
-		"cert":           {Type: String},
-		"key":            {Type: String},
-		"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove"}},
-		"peer_urls":      {Type: List},
-		"name":           {Type: String},
-		"id":             {Type: String},
-		"is_learner":     {Type: Bool},
-		"timeout":        {Type: Int},
-		"validate_certs": {Type: Bool},
-	}}
+	return Spec{
+		Doc: "Health, status and membership of an etcd cluster through etcd's TLS client API, reached from the control machine through the host's connection; nothing needed on the host besides etcd. Read-only actions run in check mode; member_add and member_remove predict.",
+		Returns: map[string]string{
+			"db_size":         "status: bytes",
+			"health":          "status: whether /health says true",
+			"id":              "member_add: the new member's id",
+			"initial_cluster": "member_add: value for the new member's --initial-cluster",
+			"is_leader":       "status: whether this member leads",
+			"leader":          "status: the leader's id (hex)",
+			"member_id":       "status: this member's id",
+			"members":         "members, member_add, member_remove: list of {id, name, peer_urls, client_urls, is_learner}",
+			"raft_index":      "status",
+			"raft_term":       "status",
+			"version":         "status: etcd version",
+		},
+		Args: map[string]Arg{
+			"endpoint":       {Type: String, Doc: "Client URL as seen from the host.", Default: "https://127.0.0.1:2379"},
+			"ca_cert":        {Type: String, Aliases: []string{"cacert"}, Doc: "CA certificate file on the control machine."},
+			"cert":           {Type: String, Doc: "Client certificate file on the control machine."},
+			"key":            {Type: String, Doc: "Client key file on the control machine."},
+			"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove"}, Doc: "status (fails unless healthy), members, member_add or member_remove.", Default: "status"},
+			"peer_urls":      {Type: List, Doc: "member_add: the new member's peer URLs; no change when a member has them."},
+			"name":           {Type: String, Doc: "member_add: the new member's name; member_remove: the member to remove."},
+			"id":             {Type: String, Doc: "member_remove: the member's id (hex, as etcdctl prints it)."},
+			"is_learner":     {Type: Bool, Doc: "member_add: add as a learner.", Default: "no"},
+			"timeout":        {Type: Int, Doc: "Seconds for each request.", Default: "10"},
+			"validate_certs": {Type: Bool, Doc: "Verify the server's certificate.", Default: "yes"},
+		}}
 }
 
 type etcdParams struct {

@@ -12,17 +12,30 @@ import (
 type fileModule struct{}
 
 func (fileModule) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"path":    {Type: String, Required: true, Aliases: []string{"dest", "name"}},
-		"state":   {Type: String, Choices: []string{"file", "directory", "link", "hard", "touch", "absent"}},
-		"owner":   {Type: String},
-		"group":   {Type: String},
-		"mode":    {Type: Any},
-		"recurse": {Type: Bool},
-		"src":     {Type: String},
-		"force":   {Type: Bool},
-		"follow":  {Type: Bool},
-	}}
+	return Spec{
+		Doc: "Sets a path's kind (file, directory, link, hard link, touched, absent) and its owner, group and mode. The probe tells everything; a change is one request.",
+		Returns: map[string]string{
+			"gid":   "gid",
+			"group": "group",
+			"mode":  "mode (\"0755\")",
+			"owner": "owner",
+			"path":  "the path",
+			"size":  "size",
+			"src":   "a link's target",
+			"state": "its kind after the task",
+			"uid":   "uid",
+		},
+		Args: map[string]Arg{
+			"path":    {Type: String, Required: true, Aliases: []string{"dest", "name"}, Doc: "Path on the host."},
+			"state":   {Type: String, Choices: []string{"file", "directory", "link", "hard", "touch", "absent"}, Doc: "file: must exist (attributes only); directory: made with parents; link/hard: a symbolic/hard link to src; touch: created or its times updated; absent: removed (recursively for a directory). Default: the path's current kind, or file."},
+			"owner":   {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
+			"group":   {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
+			"mode":    {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"recurse": {Type: Bool, Doc: "With state directory: apply owner, group and mode to everything below.", Default: "no"},
+			"src":     {Type: String, Doc: "Target of a link (state link or hard)."},
+			"force":   {Type: Bool, Doc: "Replace a file by a link, or a link whose target differs.", Default: "no"},
+			"follow":  {Type: Bool, Doc: "Attributes apply to a symlink's target rather than the link.", Default: "yes"},
+		}}
 }
 
 func (m fileModule) probeScript(a cargs) string {

@@ -72,18 +72,28 @@ func (c checksum) matches(st *fileState) bool {
 type getURL struct{}
 
 func (getURL) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"url":            {Type: String, Required: true},
-		"dest":           {Type: String, Required: true},
-		"checksum":       {Type: String},
-		"mode":           {Type: Any},
-		"owner":          {Type: String},
-		"group":          {Type: String},
-		"force":          {Type: Bool},
-		"timeout":        {Type: Int},
-		"validate_certs": {Type: Bool},
-		"backup":         {Type: Bool},
-	}}
+	return Spec{
+		Doc: "Downloads a file to the host: http(s) with curl on the host; file:// is a file on the control machine (the artifact cache, for hosts without internet) that is uploaded. Nothing is transferred when dest already has the checksum.",
+		Returns: map[string]string{
+			"backup_file":   "the backup's path (with backup)",
+			"checksum_dest": "digest of dest before the task",
+			"dest":          "the file's path",
+			"sha256":        "sha256 of what was placed",
+			"state":         "file",
+			"url":           "the URL",
+		},
+		Args: map[string]Arg{
+			"url":            {Type: String, Required: true, Doc: "http://, https:// (fetched by the host) or file:// (a file on the control machine)."},
+			"dest":           {Type: String, Required: true, Doc: "Path of the file on the host."},
+			"checksum":       {Type: String, Doc: "Expected digest, sha256:<hex> (or sha1:<hex>); the download fails on a mismatch and an existing dest with it is not downloaded again."},
+			"mode":           {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"owner":          {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
+			"group":          {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
+			"force":          {Type: Bool, Doc: "Without checksum: download again even when dest exists.", Default: "no"},
+			"timeout":        {Type: Int, Doc: "Seconds curl may take."},
+			"validate_certs": {Type: Bool, Doc: "Verify the server's TLS certificate.", Default: "yes"},
+			"backup":         {Type: Bool, Doc: "Keep the previous content beside the file (NAME.<timestamp>~) before changing it; registers backup_file.", Default: "no"},
+		}}
 }
 
 func (getURL) parse(a cargs) (*url.URL, checksum, fileProbe, error) {
@@ -280,17 +290,24 @@ func (getURL) curl(ctx context.Context, env *Env, a cargs, u *url.URL, st *fileS
 type unarchive struct{}
 
 func (unarchive) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"src":        {Type: String, Required: true},
-		"dest":       {Type: String, Required: true},
-		"remote_src": {Type: Bool},
-		"creates":    {Type: String},
-		"extra_opts": {Type: List},
-		"checksum":   {Type: String},
-		"owner":      {Type: String},
-		"group":      {Type: String},
-		"mode":       {Type: Any},
-	}}
+	return Spec{
+		Doc: "Extracts a tar archive (plain, gzip, bzip2, xz) into an existing directory. For an archive on the control machine the members' sha256 are compared with the files on the host in one request, so an extracted archive is neither uploaded nor extracted again.",
+		Returns: map[string]string{
+			"dest":  "the directory",
+			"files": "number of archive members (archives on the control machine)",
+			"src":   "the archive",
+		},
+		Args: map[string]Arg{
+			"src":        {Type: String, Required: true, Doc: "Archive on the control machine (searched like copy's src), or on the host with remote_src."},
+			"dest":       {Type: String, Required: true, Doc: "Existing directory on the host to extract into."},
+			"remote_src": {Type: Bool, Doc: "src is a file on the host.", Default: "no"},
+			"creates":    {Type: String, Doc: "Skip when this path exists on the host."},
+			"extra_opts": {Type: List, Doc: "Extra tar options; only --strip-components=N is understood."},
+			"checksum":   {Type: String, Doc: "Expected sha256:<hex> of the archive."},
+			"owner":      {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
+			"group":      {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
+			"mode":       {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+		}}
 }
 
 // member is a regular file of an archive as it lands below dest.

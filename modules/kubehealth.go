@@ -29,16 +29,26 @@ type KubeHealth struct{}
 
 // Spec declares the kube_health arguments.
 func (KubeHealth) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"url":            {Type: String, Required: true},
-		"ca_cert":        {Type: String},
-		"client_cert":    {Type: String, Aliases: []string{"cert"}},
-		"client_key":     {Type: String, Aliases: []string{"key"}},
-		"token":          {Type: String},
-		"validate_certs": {Type: Bool},
-		"lease":          {Type: String},
-		"timeout":        {Type: Int},
-	}}
+	return Spec{
+		Doc: "An apiserver's /livez and /readyz, and optionally who holds a leader-election lease, reached from the control machine through the host's connection. Fails when not live or ready. Read-only.",
+		Returns: map[string]string{
+			"failed_checks": "the [-] lines of /readyz?verbose",
+			"holder":        "the lease's holderIdentity",
+			"lease_found":   "whether the lease exists",
+			"livez":         "bool",
+			"readyz":        "bool",
+			"renew_time":    "the lease's renewTime",
+		},
+		Args: map[string]Arg{
+			"url":            {Type: String, Required: true, Doc: "Apiserver URL as seen from the host (https://127.0.0.1:6443 or the load balancer)."},
+			"ca_cert":        {Type: String, Doc: "CA certificate file on the control machine."},
+			"client_cert":    {Type: String, Aliases: []string{"cert"}, Doc: "Client certificate file on the control machine."},
+			"client_key":     {Type: String, Aliases: []string{"key"}, Doc: "Client key file on the control machine."},
+			"token":          {Type: String, Doc: "Bearer token instead of a client certificate."},
+			"validate_certs": {Type: Bool, Doc: "Verify the server's certificate.", Default: "yes"},
+			"lease":          {Type: String, Doc: "namespace/name of a Lease to read, e.g. kube-system/kube-scheduler."},
+			"timeout":        {Type: Int, Doc: "Seconds for each request.", Default: "10"},
+		}}
 }
 
 type khParams struct {

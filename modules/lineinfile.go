@@ -16,23 +16,29 @@ import (
 type lineInFile struct{}
 
 func (lineInFile) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"path":          {Type: String, Required: true, Aliases: []string{"dest", "destfile", "name"}},
-		"regexp":        {Type: String, Aliases: []string{"regex"}},
-		"search_string": {Type: String},
-		"line":          {Type: String, Aliases: []string{"value"}},
-		"state":         {Type: String, Choices: []string{"present", "absent"}},
-		"insertafter":   {Type: String},
-		"insertbefore":  {Type: String},
-		"create":        {Type: Bool},
-		"backrefs":      {Type: Bool},
-		"firstmatch":    {Type: Bool},
-		"owner":         {Type: String},
-		"group":         {Type: String},
-		"mode":          {Type: Any},
-		"backup":        {Type: Bool},
-		"validate":      {Type: String},
-	}}
+	return Spec{
+		Doc: "Ensures one line is in a file (or absent), replacing the line a regexp or search_string matches. The file is read by the probe, edited in Go and written back atomically.",
+		Returns: map[string]string{
+			"backup_file": "the backup's path (with backup)",
+			"path":        "the file",
+		},
+		Args: map[string]Arg{
+			"path":          {Type: String, Required: true, Aliases: []string{"dest", "destfile", "name"}, Doc: "File on the host."},
+			"regexp":        {Type: String, Aliases: []string{"regex"}, Doc: "Go regular expression of the line to replace (the last match) or, with state absent, of the lines to remove."},
+			"search_string": {Type: String, Doc: "A literal string instead of regexp."},
+			"line":          {Type: String, Aliases: []string{"value"}, Doc: "The line to put in the file."},
+			"state":         {Type: String, Choices: []string{"present", "absent"}, Doc: "present: the line is there; absent: matching lines are removed.", Default: "present"},
+			"insertafter":   {Type: String, Doc: "Regexp after whose last match a new line goes, or EOF.", Default: "EOF"},
+			"insertbefore":  {Type: String, Doc: "Regexp before whose last match a new line goes, or BOF."},
+			"create":        {Type: Bool, Doc: "Create the file when it does not exist.", Default: "no"},
+			"backrefs":      {Type: Bool, Doc: "Expand \\1 and \\g<name> of regexp in line; no match changes nothing.", Default: "no"},
+			"firstmatch":    {Type: Bool, Doc: "insertafter/insertbefore use the first match instead of the last.", Default: "no"},
+			"owner":         {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
+			"group":         {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
+			"mode":          {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"backup":        {Type: Bool, Doc: "Keep the previous content beside the file (NAME.<timestamp>~) before changing it; registers backup_file.", Default: "no"},
+			"validate":      {Type: String, Doc: "Command that must succeed on the new content before it replaces the file; %s is the temporary file's path."},
+		}}
 }
 
 func contentProbe(a cargs) string {
@@ -283,22 +289,28 @@ func (m lineInFile) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 type blockInFile struct{}
 
 func (blockInFile) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"path":         {Type: String, Required: true, Aliases: []string{"dest", "destfile", "name"}},
-		"block":        {Type: String, Aliases: []string{"content"}},
-		"marker":       {Type: String},
-		"marker_begin": {Type: String},
-		"marker_end":   {Type: String},
-		"state":        {Type: String, Choices: []string{"present", "absent"}},
-		"insertafter":  {Type: String},
-		"insertbefore": {Type: String},
-		"create":       {Type: Bool},
-		"owner":        {Type: String},
-		"group":        {Type: String},
-		"mode":         {Type: Any},
-		"backup":       {Type: Bool},
-		"validate":     {Type: String},
-	}}
+	return Spec{
+		Doc: "Ensures a block of lines between marker lines is in a file (or absent); edited in Go, written atomically.",
+		Returns: map[string]string{
+			"backup_file": "the backup's path (with backup)",
+			"path":        "the file",
+		},
+		Args: map[string]Arg{
+			"path":         {Type: String, Required: true, Aliases: []string{"dest", "destfile", "name"}, Doc: "File on the host."},
+			"block":        {Type: String, Aliases: []string{"content"}, Doc: "The lines to put between the markers."},
+			"marker":       {Type: String, Doc: "Marker line template; {mark} becomes marker_begin or marker_end.", Default: "# {mark} ANSIBLE MANAGED BLOCK"},
+			"marker_begin": {Type: String, Doc: "Text for {mark} in the first marker.", Default: "BEGIN"},
+			"marker_end":   {Type: String, Doc: "Text for {mark} in the last marker.", Default: "END"},
+			"state":        {Type: String, Choices: []string{"present", "absent"}, Doc: "present: the block is there; absent: it is removed with its markers.", Default: "present"},
+			"insertafter":  {Type: String, Doc: "Regexp after whose last match a new block goes, or EOF.", Default: "EOF"},
+			"insertbefore": {Type: String, Doc: "Regexp before whose last match a new block goes, or BOF."},
+			"create":       {Type: Bool, Doc: "Create the file when it does not exist.", Default: "no"},
+			"owner":        {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
+			"group":        {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
+			"mode":         {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"backup":       {Type: Bool, Doc: "Keep the previous content beside the file (NAME.<timestamp>~) before changing it; registers backup_file.", Default: "no"},
+			"validate":     {Type: String, Doc: "Command that must succeed on the new content before it replaces the file; %s is the temporary file's path."},
+		}}
 }
 
 func (m blockInFile) Probe(args map[string]any) (string, bool) {

@@ -114,16 +114,30 @@ type Prober interface {
 // NewRegistry (no init() registration, no package state).
 type Registry struct {
 	m map[string]Module
+	// also holds, per name, the other names registered in the same call
+	// (systemd, systemd_service), for `gokube doc`.
+	also map[string][]string
 }
 
 // Register adds a module under one or more names.
 func (r *Registry) Register(m Module, names ...string) {
 	if r.m == nil {
 		r.m = map[string]Module{}
+		r.also = map[string][]string{}
 	}
 	for _, n := range names {
 		r.m[n] = m
+		for _, o := range names {
+			if o != n {
+				r.also[n] = append(r.also[n], o)
+			}
+		}
 	}
+}
+
+// Also returns the other names the module called name is registered under.
+func (r *Registry) Also(name string) []string {
+	return append([]string(nil), r.also[name]...)
 }
 
 // Lookup returns the module of that name.

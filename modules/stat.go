@@ -19,15 +19,20 @@ import (
 type statModule struct{}
 
 func (statModule) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"path":               {Type: String, Required: true, Aliases: []string{"dest", "name"}},
-		"get_checksum":       {Type: Bool},
-		"checksum_algorithm": {Type: String, Choices: []string{"sha1", "sha256"}, Aliases: []string{"checksum", "checksum_algo"}},
-		"follow":             {Type: Bool},
-		"get_mime":           {Type: Bool},
-		"get_attributes":     {Type: Bool},
-		"get_md5":            {Type: Bool},
-	}}
+	return Spec{
+		Doc: "Reports a path's state in stat.* like Ansible (exists, mode, isdir, isreg, islnk, size, uid, gid, pw_name, gr_name, mtime, checksum). Read-only.",
+		Returns: map[string]string{
+			"stat": "mapping: exists, path, mode, isdir, isreg, islnk, size, uid, gid, pw_name, gr_name, mtime, readable, lnk_source, lnk_target, checksum",
+		},
+		Args: map[string]Arg{
+			"path":               {Type: String, Required: true, Aliases: []string{"dest", "name"}, Doc: "Path on the host."},
+			"get_checksum":       {Type: Bool, Doc: "Compute the checksum of a regular file.", Default: "yes"},
+			"checksum_algorithm": {Type: String, Choices: []string{"sha1", "sha256"}, Aliases: []string{"checksum", "checksum_algo"}, Doc: "sha1 (Ansible's default, so conditions keep working) or sha256.", Default: "sha1"},
+			"follow":             {Type: Bool, Doc: "Describe a symlink's target instead of the link.", Default: "no"},
+			"get_mime":           {Type: Bool, Doc: "Accepted for Ansible playbooks; gokube does not report MIME types."},
+			"get_attributes":     {Type: Bool, Doc: "Accepted for Ansible playbooks; gokube does not report file attributes."},
+			"get_md5":            {Type: Bool, Doc: "Accepted for Ansible playbooks; gokube never computes MD5."},
+		}}
 }
 
 func (m statModule) probe(a cargs) fileProbe {
@@ -98,9 +103,16 @@ func (m statModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 type slurpModule struct{}
 
 func (slurpModule) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"src": {Type: String, Required: true, Aliases: []string{"path"}},
-	}}
+	return Spec{
+		Doc: "Reads a file from the host; content is base64 like Ansible's (b64decode it).",
+		Returns: map[string]string{
+			"content":  "base64 of the file",
+			"encoding": "base64",
+			"source":   "the path",
+		},
+		Args: map[string]Arg{
+			"src": {Type: String, Required: true, Aliases: []string{"path"}, Doc: "File on the host."},
+		}}
 }
 
 func (m slurpModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
@@ -127,13 +139,20 @@ func (m slurpModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 type fetchModule struct{}
 
 func (fetchModule) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"src":               {Type: String, Required: true},
-		"dest":              {Type: String, Required: true},
-		"flat":              {Type: Bool},
-		"fail_on_missing":   {Type: Bool},
-		"validate_checksum": {Type: Bool},
-	}}
+	return Spec{
+		Doc: "Copies a file from the host to the control machine (dest/HOST/PATH, or dest itself with flat), atomically; unchanged when the local copy is identical.",
+		Returns: map[string]string{
+			"checksum": "sha1 of the content",
+			"dest":     "the local path",
+			"file":     "the host's path",
+		},
+		Args: map[string]Arg{
+			"src":               {Type: String, Required: true, Doc: "File on the host."},
+			"dest":              {Type: String, Required: true, Doc: "Directory (or, with flat, file) on the control machine."},
+			"flat":              {Type: Bool, Doc: "Write dest itself (or dest/BASENAME when dest ends in /) instead of dest/HOST/PATH.", Default: "no"},
+			"fail_on_missing":   {Type: Bool, Doc: "Fail when src does not exist; no makes it ok.", Default: "yes"},
+			"validate_checksum": {Type: Bool, Doc: "Accepted for Ansible playbooks; the content is compared byte for byte anyway."},
+		}}
 }
 
 func (m fetchModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {

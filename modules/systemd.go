@@ -12,17 +12,25 @@ import (
 type systemdModule struct{ alias string }
 
 func (systemdModule) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"name":          {Type: String, Aliases: []string{"service", "unit"}},
-		"state":         {Type: String, Choices: []string{"started", "stopped", "restarted", "reloaded"}},
-		"enabled":       {Type: Bool},
-		"masked":        {Type: Bool},
-		"daemon_reload": {Type: Bool, Aliases: []string{"daemon-reload"}},
-		"daemon_reexec": {Type: Bool, Aliases: []string{"daemon-reexec"}},
-		"no_block":      {Type: Bool},
-		"force":         {Type: Bool},
-		"scope":         {Type: String, Choices: []string{"system"}},
-	}}
+	return Spec{
+		Doc: "Starts, stops, restarts, reloads, enables, disables and masks systemd units; one systemctl show tells the state, the wanted changes go in one request. service is the same module.",
+		Returns: map[string]string{
+			"enabled": "the enablement asked for",
+			"name":    "the unit",
+			"state":   "the state asked for",
+			"status":  "mapping of Id, LoadState, ActiveState, SubState, UnitFileState before the task",
+		},
+		Args: map[string]Arg{
+			"name":          {Type: String, Aliases: []string{"service", "unit"}, Doc: "Unit name (foo or foo.service)."},
+			"state":         {Type: String, Choices: []string{"started", "stopped", "restarted", "reloaded"}, Doc: "started, stopped, restarted (always acts) or reloaded (starts a stopped unit)."},
+			"enabled":       {Type: Bool, Doc: "Whether the unit starts at boot."},
+			"masked":        {Type: Bool, Doc: "Mask (yes) or unmask (no) the unit."},
+			"daemon_reload": {Type: Bool, Aliases: []string{"daemon-reload"}, Doc: "systemctl daemon-reload first (after changing unit files). Alone it is not a change.", Default: "no"},
+			"daemon_reexec": {Type: Bool, Aliases: []string{"daemon-reexec"}, Doc: "systemctl daemon-reexec first.", Default: "no"},
+			"no_block":      {Type: Bool, Doc: "Do not wait for the start or stop job to finish.", Default: "no"},
+			"force":         {Type: Bool, Doc: "Accepted for Ansible playbooks; gokube never forces."},
+			"scope":         {Type: String, Choices: []string{"system"}, Doc: "Only system units are managed.", Default: "system"},
+		}}
 }
 
 const systemdProps = "Id,LoadState,ActiveState,SubState,UnitFileState"

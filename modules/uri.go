@@ -38,21 +38,32 @@ type URI struct{}
 
 // Spec declares the uri arguments.
 func (URI) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"url":            {Type: String, Required: true},
-		"method":         {Type: String},
-		"body":           {Type: Any},
-		"body_format":    {Type: String, Choices: []string{"raw", "json"}},
-		"headers":        {Type: Map},
-		"status_code":    {Type: Any},
-		"return_content": {Type: Bool},
-		"validate_certs": {Type: Bool},
-		"ca_path":        {Type: String},
-		"client_cert":    {Type: String},
-		"client_key":     {Type: String},
-		"timeout":        {Type: Int},
-		"via":            {Type: String, Choices: []string{"connection", "host"}},
-	}}
+	return Spec{
+		Doc: "One HTTP(S) request. By default the control machine makes it through the host's connection (127.0.0.1 is the host's loopback; no tool on the host); via host runs curl on the host. It changes nothing: check mode sends GET, HEAD and OPTIONS and skips other methods.",
+		Returns: map[string]string{
+			"content":      "the body (with return_content)",
+			"content_type": "Content-Type",
+			"elapsed":      "seconds",
+			"json":         "the body decoded, when it is JSON",
+			"msg":          "what happened",
+			"status":       "HTTP status (-1 when no answer)",
+			"url":          "the URL",
+		},
+		Args: map[string]Arg{
+			"url":            {Type: String, Required: true, Doc: "URL as seen from the host."},
+			"method":         {Type: String, Doc: "HTTP method.", Default: "GET"},
+			"body":           {Type: Any, Doc: "Request body; a mapping or list is sent as JSON."},
+			"body_format":    {Type: String, Choices: []string{"raw", "json"}, Doc: "raw or json.", Default: "raw"},
+			"headers":        {Type: Map, Doc: "Request headers (mapping)."},
+			"status_code":    {Type: Any, Doc: "Accepted status code or list of codes.", Default: "200"},
+			"return_content": {Type: Bool, Doc: "Register the body as content.", Default: "no"},
+			"validate_certs": {Type: Bool, Doc: "Verify the server's certificate.", Default: "yes"},
+			"ca_path":        {Type: String, Doc: "CA certificate file (on the control machine; on the host with via host)."},
+			"client_cert":    {Type: String, Doc: "Client certificate file (control machine; host with via host)."},
+			"client_key":     {Type: String, Doc: "Client key file (control machine; host with via host)."},
+			"timeout":        {Type: Int, Doc: "Seconds for the request.", Default: "30"},
+			"via":            {Type: String, Choices: []string{"connection", "host"}, Doc: "connection: the control machine sends through the host's connection; host: curl on the host.", Default: "connection"},
+		}}
 }
 
 type uriParams struct {

@@ -12,20 +12,32 @@ import (
 type userModule struct{}
 
 func (userModule) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"name":        {Type: String, Required: true, Aliases: []string{"user"}},
-		"state":       {Type: String, Choices: []string{"present", "absent"}},
-		"system":      {Type: Bool},
-		"shell":       {Type: String},
-		"home":        {Type: String},
-		"create_home": {Type: Bool, Aliases: []string{"createhome"}},
-		"groups":      {Type: List},
-		"append":      {Type: Bool},
-		"group":       {Type: String},
-		"uid":         {Type: Int},
-		"comment":     {Type: String},
-		"remove":      {Type: Bool},
-	}}
+	return Spec{
+		Doc: "Creates, changes and removes local accounts (getent to read, the shadow utilities to change).",
+		Returns: map[string]string{
+			"comment": "GECOS",
+			"group":   "primary gid",
+			"home":    "home directory",
+			"name":    "the user",
+			"shell":   "login shell",
+			"state":   "present or absent",
+			"system":  "whether made as a system account",
+			"uid":     "uid",
+		},
+		Args: map[string]Arg{
+			"name":        {Type: String, Required: true, Aliases: []string{"user"}, Doc: "User name."},
+			"state":       {Type: String, Choices: []string{"present", "absent"}, Doc: "present or absent.", Default: "present"},
+			"system":      {Type: Bool, Doc: "Create a system account (useradd -r).", Default: "no"},
+			"shell":       {Type: String, Doc: "Login shell."},
+			"home":        {Type: String, Doc: "Home directory."},
+			"create_home": {Type: Bool, Aliases: []string{"createhome"}, Doc: "Create the home directory when the user is created.", Default: "yes"},
+			"groups":      {Type: List, Doc: "Supplementary groups; without append they are exactly these."},
+			"append":      {Type: Bool, Doc: "Add groups to the current ones instead of replacing them.", Default: "no"},
+			"group":       {Type: String, Doc: "Primary group (name or gid)."},
+			"uid":         {Type: Int, Doc: "User id."},
+			"comment":     {Type: String, Doc: "GECOS field."},
+			"remove":      {Type: Bool, Doc: "With state absent: remove the home directory too.", Default: "no"},
+		}}
 }
 
 func userProbe(name string) string {
@@ -150,12 +162,20 @@ func uniq(l []string) []string {
 type groupModule struct{}
 
 func (groupModule) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"name":   {Type: String, Required: true},
-		"state":  {Type: String, Choices: []string{"present", "absent"}},
-		"system": {Type: Bool},
-		"gid":    {Type: Int},
-	}}
+	return Spec{
+		Doc: "Creates and removes local groups.",
+		Returns: map[string]string{
+			"gid":    "gid",
+			"name":   "the group",
+			"state":  "present or absent",
+			"system": "whether made as a system group",
+		},
+		Args: map[string]Arg{
+			"name":   {Type: String, Required: true, Doc: "Group name."},
+			"state":  {Type: String, Choices: []string{"present", "absent"}, Doc: "present or absent.", Default: "present"},
+			"system": {Type: Bool, Doc: "Create a system group.", Default: "no"},
+			"gid":    {Type: Int, Doc: "Group id."},
+		}}
 }
 
 func groupProbe(name string) string {

@@ -15,18 +15,26 @@ import (
 type waitFor struct{}
 
 func (waitFor) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"host":            {Type: String},
-		"port":            {Type: Int},
-		"path":            {Type: String},
-		"state":           {Type: String, Choices: []string{"started", "stopped", "present", "absent", "drained"}},
-		"search_regex":    {Type: String},
-		"timeout":         {Type: Int},
-		"delay":           {Type: Int},
-		"sleep":           {Type: Int},
-		"connect_timeout": {Type: Int},
-		"msg":             {Type: String},
-	}}
+	return Spec{
+		Doc: "Waits on the host (one request, the loop runs there) for a port to open, close or drain, or a file to appear, disappear or contain a regexp. Check mode does not wait.",
+		Returns: map[string]string{
+			"elapsed": "seconds waited",
+			"path":    "the path",
+			"port":    "the port",
+			"state":   "the state waited for",
+		},
+		Args: map[string]Arg{
+			"host":            {Type: String, Doc: "Address to test the port on, as seen from the host.", Default: "127.0.0.1"},
+			"port":            {Type: Int, Doc: "TCP port to wait for."},
+			"path":            {Type: String, Doc: "File to wait for."},
+			"state":           {Type: String, Choices: []string{"started", "stopped", "present", "absent", "drained"}, Doc: "started/present: open or exists; stopped/absent: closed or gone; drained: no active connections on port.", Default: "started"},
+			"search_regex":    {Type: String, Doc: "With path: wait until the file contains this regexp."},
+			"timeout":         {Type: Int, Doc: "Seconds to wait before failing.", Default: "300"},
+			"delay":           {Type: Int, Doc: "Seconds to wait before the first check.", Default: "0"},
+			"sleep":           {Type: Int, Doc: "Seconds between checks.", Default: "1"},
+			"connect_timeout": {Type: Int, Doc: "Seconds one connection attempt may take.", Default: "5"},
+			"msg":             {Type: String, Doc: "Message when the wait fails."},
+		}}
 }
 
 // condition returns a shell test that is true when the wait is over.

@@ -71,20 +71,20 @@ const x509LockFile = ".x509.lock"
 
 // Spec declares the x509 arguments.
 func (X509) Spec() Spec {
-	return Spec{
+	return Spec{Doc: "A CA, or a key and certificate signed by one, made on the control machine (the CA key never leaves it; roles copy the results with copy). Regenerates only when something is missing, different from the arguments, signed by an older CA, or expiring within the margin.", Returns: map[string]string{"ca_cert": "the CA certificate's path (leaf only)", "cert": "the certificate's path", "changed_reason": "why it was (re)generated", "fingerprint_sha256": "certificate fingerprint", "key": "the key's path", "not_after": "expiry (RFC 3339)", "path": "the directory", "serial": "serial (hex)"},
 		Args: map[string]Arg{
-			"path":              {Type: String, Required: true},
-			"name":              {Type: String, Required: true},
-			"ca":                {Type: Bool},
-			"ca_name":           {Type: String},
-			"common_name":       {Type: String, Aliases: []string{"cn"}},
-			"organization":      {Type: List},
-			"dns_names":         {Type: List},
-			"ip_addresses":      {Type: List},
-			"usages":            {Type: List},
-			"key_type":          {Type: String, Choices: []string{"ecdsa", "rsa"}},
-			"validity_days":     {Type: Int},
-			"renew_before_days": {Type: Int},
+			"path":              {Type: String, Required: true, Doc: "Directory on the control machine (made 0700)."},
+			"name":              {Type: String, Required: true, Doc: "Base name: writes NAME.pem (0644) and NAME-key.pem (0600)."},
+			"ca":                {Type: Bool, Doc: "Make a self-signed CA.", Default: "no"},
+			"ca_name":           {Type: String, Doc: "Sign with PATH/CA_NAME.pem and its key."},
+			"common_name":       {Type: String, Aliases: []string{"cn"}, Doc: "Subject CN.", Default: "name"},
+			"organization":      {Type: List, Doc: "Subject O (one or a list)."},
+			"dns_names":         {Type: List, Doc: "DNS subject alternative names."},
+			"ip_addresses":      {Type: List, Doc: "IP subject alternative names."},
+			"usages":            {Type: List, Doc: "server_auth and/or client_auth (a leaf gets both by default)."},
+			"key_type":          {Type: String, Choices: []string{"ecdsa", "rsa"}, Doc: "ecdsa (P-256) or rsa (2048 bits).", Default: "ecdsa"},
+			"validity_days":     {Type: Int, Doc: "Validity of a new certificate; 3650 for a CA, 825 for a leaf."},
+			"renew_before_days": {Type: Int, Doc: "Regenerate when the certificate expires within this many days.", Default: "30"},
 		},
 		RequireOneOf: [][]string{{"ca", "ca_name"}},
 	}
