@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"gokube/engine"
 	"gokube/modules"
 )
 
@@ -26,6 +27,14 @@ func docEntries() map[string]docEntry {
 		m, _ := reg.Lookup(n)
 		out[n] = docEntry{spec: m.Spec(), also: reg.Also(n)}
 	}
+	for n, s := range engine.ActionSpecs() {
+		e := docEntry{spec: s}
+		if n == "include_role" {
+			e.also = []string{"import_role"}
+		}
+		out[n] = e
+	}
+	out["import_role"] = docEntry{spec: out["include_role"].spec, also: []string{"include_role"}}
 	return out
 }
 

@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"gokube/engine"
 	"gokube/modules"
 )
 
@@ -28,7 +29,11 @@ func TestDocCommand(t *testing.T) {
 		name, summary, _ := strings.Cut(l, " ")
 		lines[name] = strings.TrimSpace(summary)
 	}
-	for _, n := range modules.NewRegistry().Names() {
+	names := modules.NewRegistry().Names()
+	for n := range engine.ActionSpecs() {
+		names = append(names, n)
+	}
+	for _, n := range append(names, "import_role") {
 		if lines[n] == "" {
 			t.Errorf("--list: %s missing or without summary", n)
 		}

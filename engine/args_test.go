@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gokube/modules"
 )
 
 // The pki modules' Specs declare every argument's type and choices, so the
@@ -59,5 +61,18 @@ func TestPKIModuleArgsCheckedAtLoad(t *testing.T) {
 	}
 	if args["ca_cert"] != "/a" || args["cacert"] != nil || args["action"] != "{{ .act }}" {
 		t.Fatalf("args after load: %v", args)
+	}
+}
+
+// The engine's own actions are documented like the modules, for gokube doc.
+func TestActionSpecsDocumented(t *testing.T) {
+	specs := ActionSpecs()
+	if len(specs) < 10 {
+		t.Fatalf("only %d actions", len(specs))
+	}
+	for n, s := range specs {
+		for _, p := range modules.DocProblems(n, s) {
+			t.Error(p)
+		}
 	}
 }

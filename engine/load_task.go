@@ -16,25 +16,75 @@ var taskKeys = map[string]bool{"name": true, "when": true, "loop": true, "with_i
 	"delegate_to": true, "no_log": true, "environment": true, "check_mode": true, "timeout": true, "vars": true,
 	"args": true, "listen": true, "block": true, "rescue": true, "always": true}
 
-// engineActions are run by the engine itself, not by a host module.
+// engineActions are run by the engine itself, not by a host module. Their
+// Docs feed `gokube doc` like the modules' (ActionSpecs).
 var engineActions = map[string]modules.Spec{
-	"debug": {Args: map[string]modules.Arg{"msg": {Type: modules.Any}, "var": {Type: modules.String},
-		"verbosity": {Type: modules.Int}}},
-	"set_fact": {},
-	"assert": {Args: map[string]modules.Arg{"that": {Type: modules.Any, Required: true},
-		"fail_msg": {Type: modules.String, Aliases: []string{"msg"}}, "success_msg": {Type: modules.String},
-		"quiet": {Type: modules.Bool}}},
-	"fail":  {Args: map[string]modules.Arg{"msg": {Type: modules.String}}},
-	"pause": {Args: map[string]modules.Arg{"seconds": {Type: modules.Int}, "minutes": {Type: modules.Int}, "prompt": {Type: modules.String}}},
-	"meta": {FreeForm: "_raw", Args: map[string]modules.Arg{"_raw": {Type: modules.String, Required: true,
-		Choices: []string{"flush_handlers", "end_play", "end_host", "noop", "clear_facts", "refresh_inventory", "clear_host_errors", "reset_connection"}}}},
-	"setup":         {Args: map[string]modules.Arg{"gather_subset": {Type: modules.Any}, "filter": {Type: modules.Any}}},
-	"include_tasks": {FreeForm: "file", Args: map[string]modules.Arg{"file": {Type: modules.String, Required: true}, "apply": {Type: modules.Map}}},
-	"import_tasks":  {FreeForm: "file", Args: map[string]modules.Arg{"file": {Type: modules.String, Required: true}}},
-	"include_role": {Args: map[string]modules.Arg{"name": {Type: modules.String, Required: true}, "tasks_from": {Type: modules.String},
-		"defaults_from": {Type: modules.String}, "vars_from": {Type: modules.String}, "handlers_from": {Type: modules.String},
-		"public": {Type: modules.Bool}, "apply": {Type: modules.Map}}},
-	"include_vars": {FreeForm: "file", Args: map[string]modules.Arg{"file": {Type: modules.String, Required: true}, "name": {Type: modules.String}}},
+	"debug": {Doc: "Prints a message or a variable's value; changes nothing.",
+		Args: map[string]modules.Arg{
+			"msg":       {Type: modules.Any, Doc: "Message to print (any value).", Default: "Hello world!"},
+			"var":       {Type: modules.String, Doc: "Name of a variable (or an expression) whose value to print, instead of msg."},
+			"verbosity": {Type: modules.Int, Doc: "Print only at this -v level or above.", Default: "0"},
+		}},
+	"set_fact": {Doc: "Sets host variables (facts) from its arguments: every key becomes a variable of the host, rendered now. cacheable is accepted and ignored.",
+		Returns: map[string]string{"ansible_facts": "the variables set"}},
+	"assert": {Doc: "Fails the host unless every condition in that is true.",
+		Args: map[string]modules.Arg{
+			"that":        {Type: modules.Any, Required: true, Doc: "A condition or a list of conditions (Go template expressions, like when)."},
+			"fail_msg":    {Type: modules.String, Aliases: []string{"msg"}, Doc: "Message when a condition is false."},
+			"success_msg": {Type: modules.String, Doc: "Message when all are true."},
+			"quiet":       {Type: modules.Bool, Doc: "Print less on success.", Default: "no"},
+		}},
+	"fail": {Doc: "Fails the host with a message (usually under when).",
+		Args: map[string]modules.Arg{"msg": {Type: modules.String, Doc: "The failure message.", Default: "Failed as requested from task"}}},
+	"pause": {Doc: "Waits a while on the control machine. gokube never reads the terminal, so a prompt needs seconds or minutes.",
+		Args: map[string]modules.Arg{
+			"seconds": {Type: modules.Int, Doc: "Seconds to wait."},
+			"minutes": {Type: modules.Int, Doc: "Minutes to wait (added to seconds)."},
+			"prompt":  {Type: modules.String, Doc: "Text shown while waiting."},
+		},
+		Returns: map[string]string{"delta": "seconds waited"}},
+	"meta": {Doc: "Engine directives: flush_handlers runs notified handlers now, end_play and end_host stop, clear_facts forgets gathered facts; the others are accepted and do nothing.",
+		FreeForm: "_raw", Args: map[string]modules.Arg{"_raw": {Type: modules.String, Required: true,
+			Choices: []string{"flush_handlers", "end_play", "end_host", "noop", "clear_facts", "refresh_inventory", "clear_host_errors", "reset_connection"},
+			Doc:     "The directive (free form: `meta: flush_handlers`)."}}},
+	"setup": {Doc: "Gathers facts (one round trip: addresses, OS, CPU, memory, hostname); it runs implicitly at play start unless gather_facts is off.",
+		Args: map[string]modules.Arg{
+			"gather_subset": {Type: modules.Any, Doc: "Accepted for Ansible playbooks; gokube gathers its one set of facts."},
+			"filter":        {Type: modules.Any, Doc: "Accepted for Ansible playbooks; every fact is gathered."},
+		}},
+	"include_tasks": {Doc: "Runs the tasks of another file, loaded when the task is reached (the file name may be templated).",
+		FreeForm: "file", Args: map[string]modules.Arg{
+			"file":  {Type: modules.String, Required: true, Doc: "Task file, relative to the including file's directory (or the role's tasks/)."},
+			"apply": {Type: modules.Map, Doc: "Accepted for Ansible playbooks; keywords are not applied to the included tasks."},
+		}},
+	"import_tasks": {Doc: "Inserts the tasks of another file when the playbook is loaded.",
+		FreeForm: "file", Args: map[string]modules.Arg{"file": {Type: modules.String, Required: true, Doc: "Task file, relative to the importing file's directory (or the role's tasks/)."}}},
+	"include_role": {Doc: "Runs a role's tasks here (import_role is the same).",
+		Args: map[string]modules.Arg{
+			"name":          {Type: modules.String, Required: true, Doc: "The role (roles/ beside the playbook, then the bundled roles)."},
+			"tasks_from":    {Type: modules.String, Doc: "Task file of the role's tasks/ to run instead of main.yml.", Default: "main"},
+			"defaults_from": {Type: modules.String, Doc: "Accepted for Ansible playbooks; the role's defaults/main.yml is used."},
+			"vars_from":     {Type: modules.String, Doc: "Accepted for Ansible playbooks; the role's vars/main.yml is used."},
+			"handlers_from": {Type: modules.String, Doc: "Accepted for Ansible playbooks; the role's handlers/main.yml is used."},
+			"public":        {Type: modules.Bool, Doc: "Accepted for Ansible playbooks."},
+			"apply":         {Type: modules.Map, Doc: "Accepted for Ansible playbooks; keywords are not applied to the role's tasks."},
+		}},
+	"include_vars": {Doc: "Loads variables from a YAML file into the host's variables.",
+		FreeForm: "file", Args: map[string]modules.Arg{
+			"file": {Type: modules.String, Required: true, Doc: "YAML file, looked up in the role's vars/, the directory of the file the task is in, then the playbook's directory."},
+			"name": {Type: modules.String, Doc: "Put the file's variables under this one variable instead of at the top level."},
+		},
+		Returns: map[string]string{"ansible_facts": "the variables loaded"}},
+}
+
+// ActionSpecs returns the Specs of the actions the engine runs itself
+// (debug, set_fact, assert, ...), for `gokube doc`.
+func ActionSpecs() map[string]modules.Spec {
+	out := make(map[string]modules.Spec, len(engineActions))
+	for k, v := range engineActions {
+		out[k] = v
+	}
+	return out
 }
 
 // normAction strips the collection prefixes playbooks written for Ansible use.
