@@ -51,6 +51,9 @@ type playFlags struct {
 	syntax      bool
 	artifacts   string
 	allowPasswd bool
+	retryFile   string
+	retryDir    string // ansible.cfg's retry_files_save_path
+	noRetry     bool
 }
 
 func newPlayCmd() *cobra.Command {
@@ -90,6 +93,8 @@ parse error (bad flag, inventory, playbook, template syntax).`,
 	fl.BoolVar(&f.listHosts, "list-hosts", false, "list the hosts each play would run on, without connecting")
 	fl.BoolVar(&f.syntax, "syntax-check", false, "parse the playbook and validate every task's arguments, without connecting")
 	fl.StringVar(&f.artifacts, "artifact-dir", "", "control machine's artifact cache for modules that upload binaries")
+	fl.StringVar(&f.retryFile, "retry-file", "", "where to list failed and unreachable hosts for --limit @FILE (default PLAYBOOK.retry beside the playbook)")
+	fl.BoolVar(&f.noRetry, "no-retry-file", false, "do not write a retry file")
 	return cmd
 }
 
@@ -149,7 +154,12 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 	// The first Ctrl-C cancels every host and prints the recap; restoring
 	// the default handler lets a second one kill gokube at once.
 	go func() { <-ctx.Done(); stop() }()
-	_, err := engine.Run(ctx, opts)
+	recap, err := engine.Run(ctx, opts)
+	w := cmd.OutOrStdout()
+	if f.output == "json" {
+		w = cmd.ErrOrStderr() // stdout is one JSON document
+	}
+	afterPlay(cmd, f, playbook, recap, w)
 	return err
 }
 
