@@ -83,7 +83,7 @@ func TestRetryFileLab(t *testing.T) {
 }
 
 // shellSplit splits a command line the way retryCommand quotes it
-// (plain words and '...' with '\” inside).
+// (plain words, and single-quoted words with an escaped quote inside).
 func shellSplit(s string) ([]string, error) {
 	var out []string
 	var cur strings.Builder
