@@ -21,7 +21,7 @@ func parseArgs(v *yaml.Node, file, action string, spec modules.Spec, pos map[str
 			k := v.Content[i]
 			x, err := decodeAny(v.Content[i+1])
 			if err != nil {
-				return nil, errAt(Pos{file, k.Line}, "%s: %v", k.Value, err)
+				return nil, errAt(Pos{file, k.Line}, "%s: %w", k.Value, err)
 			}
 			args[k.Value] = x
 			pos[k.Value] = Pos{file, k.Line}
@@ -45,7 +45,7 @@ func parseArgs(v *yaml.Node, file, action string, spec modules.Spec, pos map[str
 		}
 		toks, err := shellSplit(s)
 		if err != nil {
-			return nil, errAt(p, "%s: %v", action, err)
+			return nil, errAt(p, "%s: %w", action, err)
 		}
 		for _, tok := range toks {
 			k, x, ok := strings.Cut(tok, "=")
@@ -146,16 +146,16 @@ func validateArgs(action string, spec modules.Spec, args map[string]any, pos map
 		return nil
 	}
 	err := modules.CheckArgs(action, spec, args)
-	var ce *modules.CheckArgsError
-	if errors.As(err, &ce) {
+	var ae *modules.ArgError
+	if errors.As(err, &ae) {
 		at := tp
-		if p, ok := pos[ce.Key]; ok {
+		if p, ok := pos[ae.Key]; ok {
 			at = p
 		}
-		return errAt(at, "%s", ce)
+		return errAt(at, "%w", ae)
 	}
 	if err != nil {
-		return errAt(tp, "%v", err)
+		return errAt(tp, "%w", err)
 	}
 	// Errors found at run time name the canonical argument; point them at
 	// the line of the alias the user wrote.

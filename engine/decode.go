@@ -11,7 +11,7 @@ import (
 func parseYAML(s src) (*yaml.Node, error) {
 	b, err := s.read()
 	if err != nil {
-		return nil, &LoadError{Pos: Pos{File: s.display}, Msg: err.Error()}
+		return nil, &LoadError{Pos: Pos{File: s.display}, Msg: err.Error(), Err: err}
 	}
 	return parseYAMLBytes(b, s.display)
 }
@@ -29,7 +29,7 @@ func parseYAMLBytes(b []byte, name string) (*yaml.Node, error) {
 				}
 			}
 		}
-		return nil, &LoadError{Pos: Pos{name, line}, Msg: msg}
+		return nil, &LoadError{Pos: Pos{name, line}, Msg: msg, Err: err}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return &yaml.Node{Kind: yaml.SequenceNode, Line: 1}, nil
@@ -100,7 +100,7 @@ func decodeMap(n *yaml.Node, p Pos, what string) (map[string]any, error) {
 	}
 	v, err := decodeAny(n)
 	if err != nil {
-		return nil, errAt(p, "%s: %v", what, err)
+		return nil, errAt(p, "%s: %w", what, err)
 	}
 	m, _ := v.(map[string]any)
 	if m == nil {

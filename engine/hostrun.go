@@ -135,45 +135,17 @@ func (hr *hostRun) notify(names []string) {
 // runLeaf runs one task (with its loop) on this host, and the handlers'
 // bookkeeping around it.
 func (hr *hostRun) runLeaf(ctx context.Context, t *Task, o ord, handler bool) error {
-	var round []string
-	if hr.b.sched != nil {
-		var err error
-		if round, err = hr.b.sched.wait(ctx, hr.hs.name, o); err != nil {
-			return err
-		}
+	round, err := hr.b.sched.wait(ctx, hr.hs.name, o)
+	if err != nil {
+		return err
 	}
 	// Hosts in the round of the task that ended the play still run it.
 	if hr.b.aborted(o) {
 		return errEndHost
 	}
 	hr.last = o
-	// run_once: the first host of the round (or the first to arrive under
-	// the free strategy) runs it; the others take its result.
 	if t.RunOnce {
-		hr.b.mu.Lock()
-		cell, ok := hr.b.once[t]
-		if !ok {
-			cell = &onceCell{done: make(chan struct{})}
-			hr.b.once[t] = cell
-		}
-		runner := !cell.started && (round == nil || round[0] == hr.hs.name)
-		if runner {
-			cell.started = true
-		}
-		hr.b.mu.Unlock()
-		if !runner {
-			select {
-			case <-cell.done:
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-			return hr.applyShared(t, cell.res)
-		}
-		res := hr.execute(ctx, t, handler)
-		res.runOnce = true
-		cell.res = res
-		close(cell.done)
-		return hr.finishTask(t, res, handler, true)
+		return hr.runShared(ctx, t, round, handler)
 	}
 	res := hr.execute(ctx, t, handler)
 	return hr.finishTask(t, res, handler, true)
@@ -186,33 +158,6 @@ func contains(l []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// applyShared gives a run_once result to a host that did not run it.
-func (hr *hostRun) applyShared(t *Task, res *outcome) error {
-	if res == nil {
-		return nil
-	}
-	if t.Register != "" && res.data != nil {
-		hr.setVar(t.Register, res.data)
-	}
-	if t.Action == "set_fact" && res.data != nil {
-		if f, ok := res.data["ansible_facts"].(map[string]any); ok {
-			for k, v := range f {
-				hr.setVar(k, v)
-			}
-		}
-	}
-	if res.status == stChanged && len(t.Notify) > 0 {
-		hr.notify(t.Notify)
-	}
-	if res.status == stFailed && !res.ignored {
-		return errHostFailed
-	}
-	if res.status == stUnreachable {
-		return errHostFailed
-	}
-	return nil
 }
 
 func (hr *hostRun) setVar(k string, v any) {
@@ -248,7 +193,7 @@ func (hr *hostRun) finishTask(t *Task, res *outcome, handler bool, report bool) 
 		hs.dead = true
 	}
 	hs.mu.Unlock()
-	hr.r.recordEvent(hs.name, t, res.status)
+	hr.r.recordEvent(hs.name, t, res)
 	if report && !t.Implicit || res.status >= stFailed || t.Implicit && t.Action == "setup" {
 		hr.r.out.hostResult(t, hs.name, res, handler)
 	}

@@ -81,7 +81,7 @@ func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
 				case "import_playbook", "name":
 				case "vars":
 					if err := n.Content[i+1].Decode(&ivars); err != nil {
-						return nil, errAt(Pos{s.display, n.Content[i].Line}, "vars: %v", err)
+						return nil, errAt(Pos{s.display, n.Content[i].Line}, "vars: %w", err)
 					}
 				default:
 					return nil, errAt(Pos{s.display, n.Content[i].Line}, "unknown key %q in import_playbook", k)
@@ -172,7 +172,7 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 			pl.Serial, err = strList(v, p, "serial")
 			for _, s := range pl.Serial {
 				if _, e := parseSerial(s, 10); e != nil {
-					err = errAt(p, "serial: %v", e)
+					err = errAt(p, "serial: %w", e)
 				}
 			}
 		case "strategy":
@@ -185,7 +185,7 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 		case "max_fail_percentage":
 			pl.MaxFailPercentage, err = strconv.ParseFloat(strings.TrimSuffix(v.Value, "%"), 64)
 			if err != nil {
-				err = errAt(p, "max_fail_percentage: %v", err)
+				err = errAt(p, "max_fail_percentage: %w", err)
 			}
 		case "tags":
 			pl.Tags, err = strList(v, p, "tags")

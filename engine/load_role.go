@@ -56,7 +56,7 @@ func (l *loader) playRole(rn *yaml.Node, s src, inh inherit, seen map[*Role]bool
 				// Any other key is a role parameter, as in Ansible.
 				x, err := decodeAny(v)
 				if err != nil {
-					return nil, errAt(kp, "%s: %v", k.Value, err)
+					return nil, errAt(kp, "%s: %w", k.Value, err)
 				}
 				params[k.Value] = x
 			}

@@ -284,7 +284,7 @@ func (l *loader) loadTask(n *yaml.Node, f src, base src, in inherit) ([]*Task, e
 		}
 		if err != nil {
 			if _, ok := err.(*LoadError); !ok {
-				err = errAt(kp, "%s: %v", k.Value, err)
+				err = errAt(kp, "%s: %w", k.Value, err)
 			}
 			return nil, err
 		}

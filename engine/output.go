@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -48,6 +49,9 @@ type Recap struct {
 	Slowest     []TaskTime                `json:"slowest"`
 	Duration    time.Duration             `json:"duration_ns"`
 	Interrupted bool                      `json:"interrupted,omitempty"`
+	// failures is each host's last failure (failed or unreachable), for
+	// the RunError's joined cause.
+	failures map[string]*HostError
 }
 
 // ExitCode follows Ansible: 2 when a host failed, 4 when one was
@@ -67,15 +71,28 @@ func (r *Recap) ExitCode() int {
 
 func (r *Recap) err(ctx context.Context) error {
 	if ctx.Err() != nil {
-		return &RunError{Code: 1, Msg: "interrupted: " + ctx.Err().Error()}
+		return &RunError{Code: 1, Msg: "interrupted: " + ctx.Err().Error(), Err: ctx.Err()}
 	}
 	switch r.ExitCode() {
 	case 2:
-		return &RunError{Code: 2, Msg: "one or more hosts failed"}
+		return &RunError{Code: 2, Msg: "one or more hosts failed", Err: r.hostErrors()}
 	case 4:
-		return &RunError{Code: 4, Msg: "one or more hosts were unreachable"}
+		return &RunError{Code: 4, Msg: "one or more hosts were unreachable", Err: r.hostErrors()}
 	}
 	return nil
+}
+
+// hostErrors joins, in inventory order, the failure of every host the
+// recap counts as failed or unreachable (a rescued failure is not one).
+func (r *Recap) hostErrors() error {
+	var errs []error
+	for _, h := range r.HostOrder {
+		s, e := r.Hosts[h], r.failures[h]
+		if s != nil && e != nil && (s.Failed > 0 || s.Unreachable > 0) {
+			errs = append(errs, e)
+		}
+	}
+	return errors.Join(errs...)
 }
 
 type reporter interface {

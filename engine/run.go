@@ -124,7 +124,7 @@ func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[stri
 	funcs := baseFuncs()
 	r := &run{opts: opts, inv: inv, pb: pb, reg: reg, extra: extra, funcs: funcs, tmpl: newTmplCache(funcs),
 		hosts: map[string]*hostState{}, times: map[timeKey]*TaskTime{},
-		recap: &Recap{Hosts: map[string]*HostStats{}, Vars: map[string]map[string]any{}}}
+		recap: &Recap{Hosts: map[string]*HostStats{}, Vars: map[string]map[string]any{}, failures: map[string]*HostError{}}}
 	if p := inv.Path(); p != "" {
 		if abs, err := filepath.Abs(p); err == nil {
 			r.invDir = filepath.Dir(abs)
@@ -382,10 +382,14 @@ func batches(hosts []string, serial []string) [][]string {
 	return out
 }
 
-func (r *run) recordEvent(host string, t *Task, st status) {
+func (r *run) recordEvent(host string, t *Task, res *outcome) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.recap.Events = append(r.recap.Events, Event{Host: host, Task: t.Display(), Status: st.String()})
+	r.recap.Events = append(r.recap.Events, Event{Host: host, Task: t.Display(), Status: res.status.String()})
+	if res.status == stUnreachable || res.status == stFailed && !res.ignored {
+		r.recap.failures[host] = &HostError{Host: host, Task: t.Display(), Pos: t.Pos, Msg: res.msg,
+			Unreachable: res.status == stUnreachable}
+	}
 }
 
 // taskTime keeps, per task and serial batch, the span from the first

@@ -11,7 +11,7 @@ type batch struct {
 	r       *run
 	play    *Play
 	hosts   []string
-	sched   *lockstep // nil for the free strategy
+	sched   strategy
 	sem     chan struct{}
 	mu      sync.Mutex
 	once    map[*Task]*onceCell
@@ -28,10 +28,8 @@ type onceCell struct {
 }
 
 func (r *run) runBatch(ctx context.Context, pl *Play, hosts []string) {
-	b := &batch{r: r, play: pl, hosts: hosts, sem: make(chan struct{}, r.opts.Forks), once: map[*Task]*onceCell{}}
-	if pl.Strategy != "free" {
-		b.sched = newLockstep(hosts)
-	}
+	b := &batch{r: r, play: pl, hosts: hosts, sched: newStrategy(pl.Strategy, hosts),
+		sem: make(chan struct{}, r.opts.Forks), once: map[*Task]*onceCell{}}
 	bv := strAny(hosts)
 	for _, h := range hosts {
 		r.hosts[h].batch = bv
@@ -52,11 +50,7 @@ func (r *run) runBatch(ctx context.Context, pl *Play, hosts []string) {
 	}
 }
 
-func (b *batch) done(h string) {
-	if b.sched != nil {
-		b.sched.done(h)
-	}
-}
+func (b *batch) done(h string) { b.sched.done(h) }
 
 func (b *batch) hostFailed(at ord) {
 	b.mu.Lock()
@@ -74,6 +68,31 @@ func (b *batch) aborted(o ord) bool {
 	defer b.mu.Unlock()
 	return b.abort && o != b.abortAt
 }
+
+// strategy decides when a host of a batch may run its next task. The play
+// keyword strategy picks one (newStrategy); the loader refuses other names.
+type strategy interface {
+	// wait blocks until host may run task o and returns the hosts that
+	// run it together, in batch order (nil when each host runs alone).
+	wait(ctx context.Context, host string, o ord) ([]string, error)
+	// done says host has no task left in this batch.
+	done(host string)
+}
+
+// newStrategy returns the strategy named by a play ("linear" or "free").
+func newStrategy(name string, hosts []string) strategy {
+	if name == "free" {
+		return free{}
+	}
+	return newLockstep(hosts)
+}
+
+// free lets every host run ahead: a host never waits for the others (only
+// for a fork slot and its own connection).
+type free struct{}
+
+func (free) wait(context.Context, string, ord) ([]string, error) { return nil, nil }
+func (free) done(string)                                         {}
 
 // lockstep is the linear strategy: every host waits at each task until all
 // hosts still running have reached a task; the earliest task in play order
@@ -154,4 +173,61 @@ func (l *lockstep) release() {
 		l.running++
 		w.ch <- round
 	}
+}
+
+// runShared runs a run_once task: the first host of the round (or the
+// first to arrive under the free strategy) runs it; the others wait and
+// take its result.
+func (hr *hostRun) runShared(ctx context.Context, t *Task, round []string, handler bool) error {
+	hr.b.mu.Lock()
+	cell, ok := hr.b.once[t]
+	if !ok {
+		cell = &onceCell{done: make(chan struct{})}
+		hr.b.once[t] = cell
+	}
+	runner := !cell.started && (round == nil || round[0] == hr.hs.name)
+	if runner {
+		cell.started = true
+	}
+	hr.b.mu.Unlock()
+	if !runner {
+		select {
+		case <-cell.done:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+		return hr.applyShared(t, cell.res)
+	}
+	res := hr.execute(ctx, t, handler)
+	res.runOnce = true
+	cell.res = res
+	close(cell.done)
+	return hr.finishTask(t, res, handler, true)
+}
+
+// applyShared gives a run_once result to a host that did not run it.
+func (hr *hostRun) applyShared(t *Task, res *outcome) error {
+	if res == nil {
+		return nil
+	}
+	if t.Register != "" && res.data != nil {
+		hr.setVar(t.Register, res.data)
+	}
+	if t.Action == "set_fact" && res.data != nil {
+		if f, ok := res.data["ansible_facts"].(map[string]any); ok {
+			for k, v := range f {
+				hr.setVar(k, v)
+			}
+		}
+	}
+	if res.status == stChanged && len(t.Notify) > 0 {
+		hr.notify(t.Notify)
+	}
+	if res.status == stFailed && !res.ignored {
+		return errHostFailed
+	}
+	if res.status == stUnreachable {
+		return errHostFailed
+	}
+	return nil
 }

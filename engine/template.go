@@ -24,8 +24,11 @@ type TemplateError struct {
 	Host    string
 	Msg     string
 	Via     []string // variables being resolved when it failed, outermost first
+	Err     error    // the text/template or helper error underneath, if any
 	cycle   bool
 }
+
+func (e *TemplateError) Unwrap() error { return e.Err }
 
 func (e *TemplateError) Error() string {
 	var b strings.Builder
@@ -229,7 +232,7 @@ func tmplError(pos Pos, host string, err error) error {
 		return err
 	}
 	msg := err.Error()
-	out := &TemplateError{Pos: pos, Host: host, Msg: msg}
+	out := &TemplateError{Pos: pos, Host: host, Msg: msg, Err: err}
 	if m := tmplErrRe.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
 		if pos.Line > 0 {
@@ -336,7 +339,7 @@ func checkTemplates(t *Task) error {
 		if errors.As(err, &te) {
 			te.Host = ""
 			msg := strings.TrimPrefix(te.Error(), te.Pos.String()+": ")
-			return &LoadError{Pos: te.Pos, Msg: msg}
+			return &LoadError{Pos: te.Pos, Msg: msg, Err: te}
 		}
 		return err
 	}

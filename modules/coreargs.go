@@ -271,26 +271,15 @@ func checkType(arg Arg, v any) string {
 	return ""
 }
 
-// CheckArgsError is an argument error found by CheckArgs. Key is the
-// argument as written in the task ("" for the task as a whole), so the
-// engine can name its file and line.
-type CheckArgsError struct {
-	Module string
-	Key    string
-	Msg    string // phrased to follow "module: "
-}
-
-func (e *CheckArgsError) Error() string { return e.Module + ": " + e.Msg }
-
 // CheckArgs is the engine's load-time check of a task's arguments against
 // the module's Spec, before any host is contacted. It renames aliases to
 // their canonical names in args. Values containing "{{" pass the type and
 // choice checks (they are rendered later and checked again at run time).
-// The error is a *CheckArgsError.
+// The error is an *ArgError whose Key names the argument as written.
 func CheckArgs(module string, spec Spec, args map[string]any) error {
 	out, f := checkArgs(spec, args, true)
 	if f != nil {
-		return &CheckArgsError{Module: module, Key: f.key, Msg: f.phrase()}
+		return &ArgError{Module: module, Key: f.key, Msg: f.msg, Phrase: f.phrase()}
 	}
 	for k := range args {
 		delete(args, k)

@@ -156,14 +156,22 @@ func (r *Registry) Names() []string {
 	return out
 }
 
-// ArgError is an invalid module argument; the engine adds file and line.
+// ArgError is an invalid module argument, found when the engine loads the
+// task (CheckArgs) or when the module runs; the engine adds file and line.
+// Key is the argument as written in the task ("" for the task as a whole).
+// Phrase, when set, is the whole message after "module: " (CheckArgs
+// words some faults around the key: `missing required argument "x"`).
 type ArgError struct {
 	Module string
 	Key    string
 	Msg    string
+	Phrase string
 }
 
 func (e *ArgError) Error() string {
+	if e.Phrase != "" {
+		return e.Module + ": " + e.Phrase
+	}
 	if e.Key == "" {
 		return fmt.Sprintf("%s: %s", e.Module, e.Msg)
 	}
