@@ -104,95 +104,20 @@ func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
 	return plays, nil
 }
 
-var playKeys = map[string]bool{"hosts": true, "name": true, "vars": true, "vars_files": true, "roles": true,
-	"pre_tasks": true, "tasks": true, "post_tasks": true, "handlers": true, "become": true, "become_user": true,
-	"gather_facts": true, "serial": true, "strategy": true, "any_errors_fatal": true, "max_fail_percentage": true,
-	"tags": true, "environment": true}
-
 func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, error) {
 	file := s.display
 	pl := &Play{Pos: Pos{file, n.Line}, Vars: mergeMaps(ivars), GatherFacts: true, Strategy: "linear",
 		MaxFailPercentage: -1, Dir: s.dir()}
 	l.play = pl
-	var pre, main, post, handlers *yaml.Node
-	var roleNodes *yaml.Node
+	d := &playDraft{pl: pl}
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		p := Pos{file, k.Line}
-		if !playKeys[k.Value] {
+		kw, ok := playKeywords[k.Value]
+		if !ok {
 			return nil, errAt(p, "unknown key %q in play", k.Value)
 		}
-		var err error
-		switch k.Value {
-		case "hosts":
-			if v.Kind == yaml.SequenceNode {
-				var hs []string
-				hs, err = strList(v, p, "hosts")
-				pl.Hosts = strings.Join(hs, ":")
-			} else {
-				pl.Hosts = v.Value
-			}
-		case "name":
-			pl.Name = v.Value
-		case "vars":
-			var m map[string]any
-			m, err = decodeMap(v, p, "vars")
-			for k, x := range m {
-				pl.Vars[k] = x
-			}
-		case "vars_files":
-			var files []string
-			files, err = strList(v, p, "vars_files")
-			for _, f := range files {
-				m, err := loadVarsFile(pl.Dir.join(f), p)
-				if err != nil {
-					return nil, err
-				}
-				pl.VarsFiles = append(pl.VarsFiles, m)
-			}
-		case "roles":
-			roleNodes = v
-		case "pre_tasks":
-			pre = v
-		case "tasks":
-			main = v
-		case "post_tasks":
-			post = v
-		case "handlers":
-			handlers = v
-		case "become":
-			var b bool
-			b, err = boolNode(v, p, "become")
-			pl.Become = &b
-		case "become_user":
-			pl.BecomeUser = v.Value
-		case "gather_facts":
-			pl.GatherFacts, err = boolNode(v, p, "gather_facts")
-		case "serial":
-			pl.Serial, err = strList(v, p, "serial")
-			for _, s := range pl.Serial {
-				if _, e := parseSerial(s, 10); e != nil {
-					err = errAt(p, "serial: %w", e)
-				}
-			}
-		case "strategy":
-			pl.Strategy = v.Value
-			if v.Value != "linear" && v.Value != "free" {
-				err = errAt(p, "strategy: %q is not linear or free", v.Value)
-			}
-		case "any_errors_fatal":
-			pl.AnyErrorsFatal, err = boolNode(v, p, k.Value)
-		case "max_fail_percentage":
-			pl.MaxFailPercentage, err = strconv.ParseFloat(strings.TrimSuffix(v.Value, "%"), 64)
-			if err != nil {
-				err = errAt(p, "max_fail_percentage: %w", err)
-			}
-		case "tags":
-			pl.Tags, err = strList(v, p, "tags")
-		case "environment":
-			pl.Environment, err = decodeMap(v, p, "environment")
-		}
-		if err != nil {
+		if err := kw(d, v, p); err != nil {
 			return nil, err
 		}
 	}
@@ -214,19 +139,19 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 		all = append(all, &Task{Pos: pl.Pos, Name: "Gathering Facts", Action: "setup", Args: map[string]any{},
 			Implicit: true, Tags: []string{"always"}})
 	}
-	t, err := sect(pre, "pre_tasks")
+	t, err := sect(d.pre, "pre_tasks")
 	if err != nil {
 		return nil, err
 	}
 	all = append(all, t...)
 	all = append(all, flushTask(pl.Pos))
 	// roles
-	if roleNodes != nil {
-		if roleNodes.Kind != yaml.SequenceNode {
-			return nil, errAt(Pos{file, roleNodes.Line}, "roles must be a list")
+	if d.roles != nil {
+		if d.roles.Kind != yaml.SequenceNode {
+			return nil, errAt(Pos{file, d.roles.Line}, "roles must be a list")
 		}
 		seen := map[*Role]bool{}
-		for _, rn := range roleNodes.Content {
+		for _, rn := range d.roles.Content {
 			rt, err := l.playRole(rn, s, inh, seen)
 			if err != nil {
 				return nil, err
@@ -234,13 +159,13 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 			all = append(all, rt...)
 		}
 	}
-	t, err = sect(main, "tasks")
+	t, err = sect(d.tasks, "tasks")
 	if err != nil {
 		return nil, err
 	}
 	all = append(all, t...)
 	all = append(all, flushTask(pl.Pos))
-	t, err = sect(post, "post_tasks")
+	t, err = sect(d.post, "post_tasks")
 	if err != nil {
 		return nil, err
 	}
@@ -250,7 +175,7 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 	for _, r := range pl.Roles {
 		pl.Handlers = append(pl.Handlers, r.Handlers...)
 	}
-	h, err := sect(handlers, "handlers")
+	h, err := sect(d.hdl, "handlers")
 	if err != nil {
 		return nil, err
 	}

@@ -12,62 +12,32 @@ import (
 // playRole loads a `roles:` entry (with its dependencies) into tasks.
 func (l *loader) playRole(rn *yaml.Node, s src, inh inherit, seen map[*Role]bool) ([]*Task, error) {
 	p := Pos{s.display, rn.Line}
-	name := rn.Value
-	var params map[string]any
-	in := inh
+	e := &roleEntry{name: rn.Value, in: inh, file: s.display}
 	if rn.Kind == yaml.MappingNode {
-		params = map[string]any{}
+		e.params = map[string]any{}
 		for i := 0; i+1 < len(rn.Content); i += 2 {
 			k, v := rn.Content[i], rn.Content[i+1]
 			kp := Pos{s.display, k.Line}
-			switch k.Value {
-			case "role", "name":
-				name = v.Value
-			case "tags":
-				t, err := strList(v, kp, "tags")
-				if err != nil {
+			if kw, ok := roleEntryKeywords[k.Value]; ok {
+				if err := kw(e, v, kp); err != nil {
 					return nil, err
 				}
-				in = in.addTags(t)
-			case "when":
-				c, err := condList(v, s.display, "when")
-				if err != nil {
-					return nil, err
-				}
-				in.when = append(append([]Cond(nil), in.when...), c...)
-			case "become":
-				b, err := boolNode(v, kp, "become")
-				if err != nil {
-					return nil, err
-				}
-				in.become = &b
-			case "become_user":
-				u := v.Value
-				in.buser = &u
-			case "vars":
-				m, err := decodeMap(v, kp, "vars")
-				if err != nil {
-					return nil, err
-				}
-				for k, x := range m {
-					params[k] = x
-				}
-			default:
-				// Any other key is a role parameter, as in Ansible.
-				x, err := decodeAny(v)
-				if err != nil {
-					return nil, errAt(kp, "%s: %w", k.Value, err)
-				}
-				params[k.Value] = x
+				continue
 			}
+			// Any other key is a role parameter, as in Ansible.
+			x, err := decodeAny(v)
+			if err != nil {
+				return nil, errAt(kp, "%s: %w", k.Value, err)
+			}
+			e.params[k.Value] = x
 		}
 	} else if rn.Kind != yaml.ScalarNode {
 		return nil, errAt(p, "a role entry is a name or a mapping")
 	}
-	if name == "" {
+	if e.name == "" {
 		return nil, errAt(p, "role entry without a role name")
 	}
-	return l.roleTasks(name, "main", p, in, params, seen)
+	return l.roleTasks(e.name, "main", p, e.in, e.params, seen)
 }
 
 // roleTasks returns the tasks of a role preceded by those of its

@@ -1,20 +1,12 @@
 package engine
 
 import (
-	"strconv"
 	"strings"
-	"time"
 
 	"gopkg.in/yaml.v3"
 
 	"gokube/modules"
 )
-
-var taskKeys = map[string]bool{"name": true, "when": true, "loop": true, "with_items": true, "loop_control": true,
-	"register": true, "until": true, "retries": true, "delay": true, "changed_when": true, "failed_when": true,
-	"ignore_errors": true, "notify": true, "tags": true, "become": true, "become_user": true, "run_once": true,
-	"delegate_to": true, "no_log": true, "environment": true, "check_mode": true, "timeout": true, "vars": true,
-	"args": true, "listen": true, "block": true, "rescue": true, "always": true}
 
 // engineActions are run by the engine itself, not by a host module. Their
 // Docs feed `gokube doc` like the modules' (ActionSpecs).
@@ -157,143 +149,83 @@ func (l *loader) loadTaskList(n *yaml.Node, f src, base src, in inherit, pl *Pla
 
 // loadTask parses one list entry; includes expand into several tasks.
 func (l *loader) loadTask(n *yaml.Node, f src, base src, in inherit) ([]*Task, error) {
-	file := f.display
-	p := Pos{file, n.Line}
+	p := Pos{f.display, n.Line}
 	if n.Kind != yaml.MappingNode {
 		return nil, errAt(p, "a task must be a mapping")
 	}
-	t := &Task{Pos: p, Role: in.role, ArgPos: map[string]Pos{}}
-	var actionKey, actionVal *yaml.Node
-	var argsNode *yaml.Node
-	var blk, rsc, alw *yaml.Node
-	var ownTags []string
-	var ownEnv map[string]any
+	d := &taskDraft{t: &Task{Pos: p, Role: in.role, ArgPos: map[string]Pos{}}, file: f.display}
+	actionKey, actionVal, err := l.parseTaskKeys(d, n)
+	if err != nil {
+		return nil, err
+	}
+	t := d.t
+	inheritInto(d, in)
+	if d.block != nil {
+		if actionKey != nil {
+			return nil, errAt(p, "a block cannot also have an action (%s)", actionKey.Value)
+		}
+		if t.HasLoop {
+			return nil, errAt(p, "a block cannot loop")
+		}
+		return l.loadBlock(d, f, base, in)
+	}
+	if d.rescue != nil || d.always != nil {
+		return nil, errAt(p, "rescue/always without block")
+	}
+	if actionKey == nil {
+		return nil, errAt(p, "task has no action (module)")
+	}
+	if err := l.loadAction(d, actionVal); err != nil {
+		return nil, err
+	}
+	switch t.Action {
+	case "import_tasks", "include_tasks":
+		return l.expandInclude(t, f, base, in)
+	case "include_role":
+		return l.expandIncludeRole(t, in)
+	}
+	return []*Task{t}, nil
+}
+
+// parseTaskKeys runs each key of a task through taskKeywords; a key that
+// is not a keyword must name the task's one module or engine action.
+func (l *loader) parseTaskKeys(d *taskDraft, n *yaml.Node) (actionKey, actionVal *yaml.Node, err error) {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
-		kp := Pos{file, k.Line}
-		var err error
-		if !taskKeys[k.Value] {
+		kp := Pos{d.file, k.Line}
+		kw, ok := taskKeywords[k.Value]
+		if !ok {
 			a := normAction(k.Value)
 			_, eng := engineActions[a]
 			_, mod := l.reg.Lookup(a)
 			if !eng && !mod {
-				return nil, errAt(kp, "unknown key %q in task (not a task keyword, module or action)", k.Value)
+				return nil, nil, errAt(kp, "unknown key %q in task (not a task keyword, module or action)", k.Value)
 			}
 			if actionKey != nil {
-				return nil, errAt(kp, "task has two actions: %q and %q", actionKey.Value, k.Value)
+				return nil, nil, errAt(kp, "task has two actions: %q and %q", actionKey.Value, k.Value)
 			}
 			actionKey, actionVal = k, v
-			t.Action = a
+			d.t.Action = a
 			continue
 		}
-		switch k.Value {
-		case "name":
-			t.Name = v.Value
-		case "when":
-			t.When, err = condList(v, file, "when")
-		case "loop", "with_items":
-			if t.HasLoop {
-				return nil, errAt(kp, "task has both loop and with_items")
-			}
-			t.HasLoop, t.LoopPos = true, kp
-			if v.Kind == yaml.ScalarNode && v.Tag != "!!str" && v.Tag != "!!null" {
-				return nil, errAt(kp, "%s: want a list or a template", k.Value)
-			}
-			t.Loop, err = decodeAny(v)
-			if k.Value == "with_items" {
-				if lst, ok := t.Loop.([]any); ok {
-					t.Loop = flatten1(lst)
-				}
-			}
-		case "loop_control":
-			if v.Kind != yaml.MappingNode {
-				return nil, errAt(kp, "loop_control must be a mapping")
-			}
-			for j := 0; j+1 < len(v.Content); j += 2 {
-				lk, lv := v.Content[j], v.Content[j+1]
-				switch lk.Value {
-				case "loop_var":
-					t.LoopVar = lv.Value
-				case "label":
-					t.Label = lv.Value
-				case "index_var":
-					t.IndexVar = lv.Value
-				case "extended", "pause":
-				default:
-					return nil, errAt(Pos{file, lk.Line}, "unknown key %q in loop_control", lk.Value)
-				}
-			}
-		case "register":
-			t.Register = v.Value
-		case "until":
-			t.Until, err = condList(v, file, "until")
-		case "retries":
-			t.Retries, err = decodeAny(v)
-		case "delay":
-			t.Delay, err = decodeAny(v)
-		case "changed_when":
-			t.Changed, err = condList(v, file, "changed_when")
-			t.HasChg = true
-		case "failed_when":
-			t.Failed, err = condList(v, file, "failed_when")
-			t.HasFail = true
-		case "ignore_errors":
-			t.Ignore, err = boolNode(v, kp, k.Value)
-		case "notify":
-			t.Notify, err = strList(v, kp, "notify")
-		case "listen":
-			t.Listen, err = strList(v, kp, "listen")
-		case "tags":
-			ownTags, err = strList(v, kp, "tags")
-		case "become":
-			var b bool
-			b, err = boolNode(v, kp, k.Value)
-			t.Become = &b
-		case "become_user":
-			u := v.Value
-			t.BUser = &u
-		case "run_once":
-			t.RunOnce, err = boolNode(v, kp, k.Value)
-		case "delegate_to":
-			t.Delegate = v.Value
-		case "no_log":
-			t.NoLog, err = boolNode(v, kp, k.Value)
-		case "environment":
-			ownEnv, err = decodeMap(v, kp, "environment")
-		case "check_mode":
-			var b bool
-			b, err = boolNode(v, kp, k.Value)
-			t.Check = &b
-		case "timeout":
-			var secs int
-			secs, err = strconv.Atoi(v.Value)
-			if err != nil {
-				err = errAt(kp, "timeout: want seconds, got %q", v.Value)
-			}
-			t.Timeout = time.Duration(secs) * time.Second
-		case "vars":
-			t.Vars, err = decodeMap(v, kp, "vars")
-		case "args":
-			argsNode = v
-		case "block":
-			blk = v
-		case "rescue":
-			rsc = v
-		case "always":
-			alw = v
-		}
-		if err != nil {
+		if err := kw(d, k.Value, v, kp); err != nil {
 			if _, ok := err.(*LoadError); !ok {
 				err = errAt(kp, "%s: %w", k.Value, err)
 			}
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	// Inherited settings: outer first, the task's own win.
-	t.Tags = append(append([]string(nil), in.tags...), ownTags...)
+	return actionKey, actionVal, nil
+}
+
+// inheritInto merges what the task inherits from its blocks, includes and
+// role: outer first, the task's own settings win.
+func inheritInto(d *taskDraft, in inherit) {
+	t := d.t
+	t.Tags = append(append([]string(nil), in.tags...), d.tags...)
 	t.When = append(append([]Cond(nil), in.when...), t.When...)
-	if len(in.env) > 0 || len(ownEnv) > 0 {
-		t.Env = mergeMaps(in.env, ownEnv)
+	if len(in.env) > 0 || len(d.env) > 0 {
+		t.Env = mergeMaps(in.env, d.env)
 	}
 	if t.Become == nil {
 		t.Become = in.become
@@ -311,48 +243,37 @@ func (l *loader) loadTask(n *yaml.Node, f src, base src, in inherit) ([]*Task, e
 	t.NoLog = t.NoLog || in.noLog
 	t.Ignore = t.Ignore || in.ignore
 	t.BlockVars = in.blockVars
+}
 
-	if blk != nil {
-		if actionKey != nil {
-			return nil, errAt(p, "a block cannot also have an action (%s)", actionKey.Value)
-		}
-		if t.HasLoop {
-			return nil, errAt(p, "a block cannot loop")
-		}
-		t.IsBlock = true
-		cin := in
-		cin.tags = t.Tags
-		cin.when = t.When
-		cin.env = t.Env
-		cin.become, cin.buser, cin.check = t.Become, t.BUser, t.Check
-		cin.delegate, cin.runOnce, cin.noLog, cin.ignore = t.Delegate, t.RunOnce, t.NoLog, t.Ignore
-		if len(t.Vars) > 0 {
-			cin.blockVars = append(append([]map[string]any(nil), in.blockVars...), t.Vars)
-		}
-		var err error
-		if t.Block, err = l.loadTaskList(blk, f, base, cin, nil, "block"); err != nil {
+// loadBlock loads a block's block, rescue and always sections; the
+// children inherit the block's settings.
+func (l *loader) loadBlock(d *taskDraft, f src, base src, in inherit) ([]*Task, error) {
+	t := d.t
+	t.IsBlock = true
+	cin := childInherit(t, in)
+	var err error
+	if t.Block, err = l.loadTaskList(d.block, f, base, cin, nil, "block"); err != nil {
+		return nil, err
+	}
+	if d.rescue != nil {
+		if t.Rescue, err = l.loadTaskList(d.rescue, f, base, cin, nil, "rescue"); err != nil {
 			return nil, err
 		}
-		if rsc != nil {
-			if t.Rescue, err = l.loadTaskList(rsc, f, base, cin, nil, "rescue"); err != nil {
-				return nil, err
-			}
+	}
+	if d.always != nil {
+		if t.Always, err = l.loadTaskList(d.always, f, base, cin, nil, "always"); err != nil {
+			return nil, err
 		}
-		if alw != nil {
-			if t.Always, err = l.loadTaskList(alw, f, base, cin, nil, "always"); err != nil {
-				return nil, err
-			}
-		}
-		// The block's own conditions were handed down to every child.
-		t.When = nil
-		return []*Task{t}, nil
 	}
-	if rsc != nil || alw != nil {
-		return nil, errAt(p, "rescue/always without block")
-	}
-	if actionKey == nil {
-		return nil, errAt(p, "task has no action (module)")
-	}
+	// The block's own conditions were handed down to every child.
+	t.When = nil
+	return []*Task{t}, nil
+}
+
+// loadAction resolves the task's module or engine action and parses and
+// checks its arguments (the action's value, then args:).
+func (l *loader) loadAction(d *taskDraft, actionVal *yaml.Node) error {
+	t, file := d.t, d.file
 	spec, eng := engineActions[t.Action]
 	if !eng {
 		m, _ := l.reg.Lookup(t.Action)
@@ -362,34 +283,25 @@ func (l *loader) loadTask(n *yaml.Node, f src, base src, in inherit) ([]*Task, e
 	t.Spec = spec
 	args, err := parseArgs(actionVal, file, t.Action, spec, t.ArgPos)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if argsNode != nil {
-		extra, err := decodeMap(argsNode, Pos{file, argsNode.Line}, "args")
+	if d.args != nil {
+		extra, err := decodeMap(d.args, Pos{file, d.args.Line}, "args")
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for k, v := range extra {
 			args[k] = v
-			t.ArgPos[k] = Pos{file, argsNode.Line}
+			t.ArgPos[k] = Pos{file, d.args.Line}
 		}
 	}
 	t.Args = args
 	if t.Action != "set_fact" {
-		if err := validateArgs(t.Action, spec, t.Args, t.ArgPos, p); err != nil {
-			return nil, err
+		if err := validateArgs(t.Action, spec, t.Args, t.ArgPos, t.Pos); err != nil {
+			return err
 		}
 	}
-	if err := checkTemplates(t); err != nil {
-		return nil, err
-	}
-	switch t.Action {
-	case "import_tasks", "include_tasks":
-		return l.expandInclude(t, f, base, in)
-	case "include_role":
-		return l.expandIncludeRole(t, in)
-	}
-	return []*Task{t}, nil
+	return checkTemplates(t)
 }
 
 // childInherit is what an include hands to the tasks it includes.
