@@ -54,10 +54,14 @@ type playFlags struct {
 	retryFile   string
 	retryDir    string // ansible.cfg's retry_files_save_path
 	noRetry     bool
+	rolesPath   []string        // ansible.cfg's roles_path
+	proxyJump   *inventory.Jump // ansible.cfg's ssh_args
 }
 
-func newPlayCmd() *cobra.Command {
-	f := &playFlags{}
+func newPlayCmd() *cobra.Command { return newPlayCmdFlags(&playFlags{}) }
+
+// newPlayCmdFlags is newPlayCmd filling f (tests read what a run used).
+func newPlayCmdFlags(f *playFlags) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "play PLAYBOOK",
 		Short: "run a playbook on the inventory's hosts",
@@ -102,13 +106,16 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 	if f.output != "text" && f.output != "json" {
 		return &engine.UsageError{Err: fmt.Errorf("--output: %q is not text or json", f.output)}
 	}
+	if err := applyAnsibleCfg(cmd, f, cmd.ErrOrStderr()); err != nil {
+		return err
+	}
 	opts := engine.Options{
 		Inventory: f.inv, Playbook: playbook, ExtraVars: f.extra, Check: f.check, Diff: f.diff,
 		Limit: f.limit, Tags: f.tags, SkipTags: f.skipTags, Forks: f.forks, Verbosity: f.verbose,
 		StartAtTask: f.startAt, Become: f.become, BecomeUser: f.becomeUser, User: f.user,
 		PrivateKey: f.key, KnownHosts: f.knownHosts, AcceptNewHostKeys: f.acceptNew,
 		ConnectTimeout: f.timeout, Output: f.output, Out: cmd.OutOrStdout(), BundledRoles: roles.FS,
-		ArtifactDir: f.artifacts,
+		ArtifactDir: f.artifacts, RolesPath: f.rolesPath, ProxyJump: f.proxyJump,
 	}
 	if f.listTasks || f.listHosts || f.syntax {
 		var pb *engine.Playbook

@@ -15,7 +15,7 @@ func main() {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(newLabCmd(), newDocCmd())
+	root.AddCommand(newLabCmd(), newDocCmd(), newConfigCmd())
 	// play, inventory, graph: added by the engine's CLI file (cli_engine.go).
 	addEngineCommands(root)
 	if err := root.Execute(); err != nil {

@@ -20,11 +20,19 @@ type loader struct {
 	stack    []string // role names being loaded (cycle detection)
 	incStack []string // task files being included
 	play     *Play
+	// rolesPath: more role directories (ansible.cfg's roles_path).
+	rolesPath []string
 }
 
 // LoadPlaybook parses a playbook and everything it imports, and validates
 // every task's arguments. No host is contacted.
 func LoadPlaybook(file string, reg *modules.Registry, bundled fs.FS) (*Playbook, error) {
+	return LoadPlaybookRoles(file, reg, bundled, nil)
+}
+
+// LoadPlaybookRoles is LoadPlaybook with more directories to find roles in
+// (ansible.cfg's roles_path), after roles/ beside the playbook.
+func LoadPlaybookRoles(file string, reg *modules.Registry, bundled fs.FS, rolesPath []string) (*Playbook, error) {
 	if reg == nil {
 		reg = modules.NewRegistry()
 	}
@@ -32,7 +40,7 @@ func LoadPlaybook(file string, reg *modules.Registry, bundled fs.FS) (*Playbook,
 	if err != nil {
 		return nil, err
 	}
-	l := &loader{reg: reg, bundled: bundled, roleMemo: map[string]*Role{}}
+	l := &loader{reg: reg, bundled: bundled, roleMemo: map[string]*Role{}, rolesPath: rolesPath}
 	l.pbDir = src{path: filepath.Dir(abs), display: filepath.Dir(displayPath(abs))}
 	pb := &Playbook{Path: abs, Dir: filepath.Dir(abs)}
 	plays, err := l.loadPlaybookFile(src{path: abs, display: displayPath(abs)}, nil)

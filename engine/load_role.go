@@ -92,6 +92,11 @@ func (l *loader) findRole(name string) (src, bool) {
 	if d.exists() {
 		return d, true
 	}
+	for _, dir := range l.rolesPath {
+		if d := (src{path: filepath.Join(dir, name), display: filepath.Join(dir, name)}); d.exists() {
+			return d, true
+		}
+	}
 	if l.bundled != nil {
 		for _, p := range []string{name, "roles/" + name} {
 			if _, err := fs.Stat(l.bundled, p); err == nil {
@@ -114,7 +119,7 @@ func (l *loader) loadRole(name string, p Pos) (*Role, error) {
 	}
 	dir, ok := l.findRole(name)
 	if !ok {
-		return nil, errAt(p, "role %q not found (looked in %s and the bundled roles)", name, l.pbDir.join("roles").display)
+		return nil, errAt(p, "role %q not found (looked in %s and the bundled roles)", name, strings.Join(append([]string{l.pbDir.join("roles").display}, l.rolesPath...), ", "))
 	}
 	l.stack = append(l.stack, name)
 	defer func() { l.stack = l.stack[:len(l.stack)-1] }()

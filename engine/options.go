@@ -55,6 +55,13 @@ type Options struct {
 	ConnFactory func(host string, vars map[string]any) (connection.Conn, error)
 	Registry    *modules.Registry
 	ArtifactDir string
+
+	// RolesPath is searched for roles after roles/ beside the playbook and
+	// before the bundled roles (ansible.cfg's roles_path).
+	RolesPath []string
+	// ProxyJump is the bastion of hosts whose inventory names none
+	// (ansible.cfg's ssh_args).
+	ProxyJump *inventory.Jump
 }
 
 // Load parses the playbook and inventory of opts without contacting hosts.
@@ -80,7 +87,7 @@ func Load(opts Options) (*Playbook, *inventory.Inventory, error) {
 	if reg == nil {
 		reg = modules.NewRegistry()
 	}
-	pb, err := LoadPlaybook(opts.Playbook, reg, opts.BundledRoles)
+	pb, err := LoadPlaybookRoles(opts.Playbook, reg, opts.BundledRoles, opts.RolesPath)
 	if err != nil {
 		return nil, nil, err
 	}

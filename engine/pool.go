@@ -109,6 +109,9 @@ func (r *run) dial(ctx context.Context, host string) (connection.Conn, error) {
 		return connection.NewLocal(host), nil
 	}
 	cfg := r.sshConfig(host, cv)
+	if cv.ProxyJump == nil {
+		cv.ProxyJump = r.opts.ProxyJump
+	}
 	if cv.ProxyJump != nil {
 		j := connection.SSHConfig{Host: host + " (jump)", Addr: cv.ProxyJump.Addr, Port: cv.ProxyJump.Port,
 			User: cv.ProxyJump.User, KeyFiles: cfg.KeyFiles, KnownHosts: cfg.KnownHosts,

@@ -142,6 +142,12 @@ func expandHome(p string) string {
 	return p
 }
 
+// ParseSSHArgs finds the bastion in ssh arguments the way inventories'
+// ansible_ssh_common_args are read (ansible.cfg's ssh_args uses it too):
+// -J spec, -o ProxyJump=spec, or a ProxyCommand of the ssh -W form. nil
+// when there is none.
+func ParseSSHArgs(args string) (*Jump, error) { return parseSSHArgs(args) }
+
 // sshArgFlags are ssh options that take an argument.
 const sshArgFlags = "BbcDEeFIiJLlmOopQRSWw"
 
