@@ -96,6 +96,16 @@ func TestEtcdCluster(t *testing.T) {
 		if err := json.Unmarshal([]byte(out), &ml); err != nil || len(ml.Members) != 3 {
 			t.Errorf("member list: want 3 members, got %s (%v)", out, err)
 		}
+		// The default release: 3.7.0, built from the module proxy, with
+		// etcdutl beside etcd and etcdctl.
+		out, err = curlEtcd(pki, addrs[0], "/version", "", true)
+		if err != nil || !strings.Contains(out, `"etcdserver":"3.7.0"`) {
+			t.Errorf("/version: want etcdserver 3.7.0: %v %s", err, out)
+		}
+		out, err = e.ssh(t, 2, "/usr/local/bin/etcdutl version && /usr/local/bin/etcdctl version")
+		if err != nil || !strings.Contains(out, "etcdutl version: 3.7.0") || !strings.Contains(out, "etcdctl version: 3.7.0") {
+			t.Errorf("etcdutl/etcdctl on host 2: %v %s", err, out)
+		}
 		// A client without a certificate is refused.
 		if out, err := curlEtcd(pki, addrs[0], "/health", "", false); err == nil {
 			t.Errorf("client without certificate was served: %s", out)

@@ -19,9 +19,10 @@ import (
 // DefaultArtifactsDir caches the release binaries the roles install.
 const DefaultArtifactsDir = "/var/lib/gokube/artifacts"
 
-// EtcdVersion is the etcd the artifacts cache provides (Debian bookworm's
-// etcd-server and etcd-client packages).
-const EtcdVersion = "v3.4.23"
+// EtcdDebianVersion is the etcd Artifacts takes from Debian bookworm's
+// etcd-server and etcd-client packages: the older of the two versions the
+// roles support (BuildEtcd builds the current one).
+const EtcdDebianVersion = "v3.4.23"
 
 // artifact is one cached binary taken from a Debian package.
 type artifact struct {
@@ -32,8 +33,8 @@ type artifact struct {
 
 func etcdArtifacts() []artifact {
 	return []artifact{
-		{Rel: "etcd/" + EtcdVersion + "/etcd", Deb: "etcd-server", Path: "usr/bin/etcd"},
-		{Rel: "etcd/" + EtcdVersion + "/etcdctl", Deb: "etcd-client", Path: "usr/bin/etcdctl"},
+		{Rel: "etcd/" + EtcdDebianVersion + "/etcd", Deb: "etcd-server", Path: "usr/bin/etcd"},
+		{Rel: "etcd/" + EtcdDebianVersion + "/etcdctl", Deb: "etcd-client", Path: "usr/bin/etcdctl"},
 	}
 }
 
@@ -140,7 +141,7 @@ func Artifacts(ctx context.Context, dir string, log io.Writer) error {
 	if err := writeFileAtomic(filepath.Join(dir, "SHA256SUMS"), []byte(b.String()), 0o644); err != nil {
 		return err
 	}
-	fmt.Fprintf(log, "artifacts in %s (SHA256SUMS written); etcd %s\n%s\n", dir, EtcdVersion, KubernetesNote)
+	fmt.Fprintf(log, "artifacts in %s (SHA256SUMS written); etcd %s\n", dir, EtcdDebianVersion)
 	return nil
 }
 

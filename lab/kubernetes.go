@@ -11,10 +11,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
-	"syscall"
 	"time"
 )
 
@@ -84,14 +82,9 @@ func buildKubernetes(ctx context.Context, artifactDir, toolsDir string, bins []s
 		return nil
 	}
 
-	goCmd, err := exec.LookPath("go")
+	goCmd, err := findGo()
 	if err != nil {
-		// Go's own tarball installs there, often without a PATH entry
-		// (the Makefile looks there too).
-		goCmd, err = exec.LookPath("/usr/local/go/bin/go")
-	}
-	if err != nil {
-		return fmt.Errorf("kubernetes artifacts: building Kubernetes needs the go command (Go 1.26 or newer): %w", err)
+		return fmt.Errorf("kubernetes artifacts: %w", err)
 	}
 	if err := checkKubernetesTools(ctx, goCmd, toolsDir); err != nil {
 		return err
@@ -163,30 +156,10 @@ func kubernetesLDFlags() string {
 	return strings.Join(flags, " ")
 }
 
-// runKubernetesBuild runs one `go build`. It is niced because the machine it
-// runs on is usually shared with tests and other builds; -p is left at its
-// default (the CPU count) since nice already yields to them, and a cold
-// build takes twice as long on one core.
+// runKubernetesBuild builds one command of k8s.io/kubernetes.
 func runKubernetesBuild(ctx context.Context, goCmd, toolsDir, bin, out string, log io.Writer) error {
-	args := []string{"build", "-trimpath", "-ldflags", kubernetesLDFlags(), "-o", out, "k8s.io/kubernetes/cmd/" + bin}
-	name, argv := goCmd, args
-	if nice, err := exec.LookPath("nice"); err == nil {
-		name, argv = nice, append([]string{"-n", "10", goCmd}, args...)
-	}
-	cmd := exec.CommandContext(ctx, name, argv...)
-	cmd.Dir = toolsDir
-	// Static binaries for the lab's hosts, which share this machine's kernel
-	// and CPU; GOWORK=off so a workspace of the caller's cannot swap modules.
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH, "GOWORK=off", "GOFLAGS=-mod=readonly -buildvcs=false")
-	cmd.Stdout = log
-	cmd.Stderr = log
-	// go build leaves its compile and link children running when it is
-	// killed alone: on cancellation the whole process group it leads goes.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 10 * time.Second
-	if err := cmd.Run(); err != nil {
-		return fmt.Errorf("kubernetes artifacts: go build %s (in %s): %w", bin, toolsDir, err)
+	if err := goBuild(ctx, goCmd, toolsDir, "k8s.io/kubernetes/cmd/"+bin, kubernetesLDFlags(), out, nil, log); err != nil {
+		return fmt.Errorf("kubernetes artifacts: %w", err)
 	}
 	return nil
 }
@@ -304,38 +277,5 @@ func isSHA256Hex(s string) bool {
 // tree: looked for upwards from the working directory, then from the running
 // executable's directory (bin/gokube in a checkout).
 func FindKubernetesTools() (string, error) {
-	var starts []string
-	if wd, err := os.Getwd(); err == nil {
-		starts = append(starts, wd)
-	}
-	if exe, err := os.Executable(); err == nil {
-		if exe, err := filepath.EvalSymlinks(exe); err == nil {
-			starts = append(starts, filepath.Dir(exe))
-		}
-	}
-	for _, s := range starts {
-		for d := s; ; d = filepath.Dir(d) {
-			cand := filepath.Join(d, "tools", "k8s")
-			if isKubernetesTools(cand) {
-				return cand, nil
-			}
-			if filepath.Dir(d) == d {
-				break
-			}
-		}
-	}
-	return "", fmt.Errorf("tools/k8s (module %s) not found above %s: run gokube from its source tree", kubernetesToolsModule, strings.Join(starts, " or "))
-}
-
-func isKubernetesTools(dir string) bool {
-	b, err := os.ReadFile(filepath.Join(dir, "go.mod"))
-	if err != nil {
-		return false
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "module" {
-			return f[1] == kubernetesToolsModule
-		}
-	}
-	return false
+	return findToolsModule("k8s", kubernetesToolsModule)
 }
