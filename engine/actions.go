@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"maps"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -19,7 +21,7 @@ func (hr *hostRun) action(ctx context.Context, t *Task, sc *scope, args map[stri
 		return hr.debug(t, sc, args)
 	case "set_fact":
 		facts := map[string]any{}
-		for _, k := range sortedKeys(args) {
+		for _, k := range slices.Sorted(maps.Keys(args)) {
 			if k == "cacheable" {
 				continue
 			}

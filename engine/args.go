@@ -3,7 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -43,7 +43,7 @@ func parseArgs(v *yaml.Node, file, action string, spec modules.Spec, pos map[str
 			}
 			return args, nil
 		}
-		toks, err := shellSplit(s)
+		toks, err := modules.SplitWords(s)
 		if err != nil {
 			return nil, errAt(p, "%s: %w", action, err)
 		}
@@ -93,48 +93,11 @@ func argKnown(spec modules.Spec, k string) bool {
 		return true
 	}
 	for _, a := range spec.Args {
-		for _, al := range a.Aliases {
-			if al == k {
-				return true
-			}
+		if slices.Contains(a.Aliases, k) {
+			return true
 		}
 	}
 	return false
-}
-
-func shellSplit(s string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	var q rune
-	in := false
-	for _, r := range s {
-		switch {
-		case q != 0:
-			if r == q {
-				q = 0
-			} else {
-				cur.WriteRune(r)
-			}
-		case r == '\'' || r == '"':
-			q, in = r, true
-		case r == ' ' || r == '\t' || r == '\n':
-			if in {
-				out = append(out, cur.String())
-				cur.Reset()
-				in = false
-			}
-		default:
-			cur.WriteRune(r)
-			in = true
-		}
-	}
-	if q != 0 {
-		return nil, errors.New("unterminated quote")
-	}
-	if in {
-		out = append(out, cur.String())
-	}
-	return out, nil
 }
 
 // validateArgs checks the task's arguments against the module's Spec (see
@@ -215,13 +178,4 @@ func renderArgs(sc *scope, t *Task) (map[string]any, error) {
 	}
 	coerceArgs(t.Spec, args)
 	return args, nil
-}
-
-func sortedKeys[T any](m map[string]T) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }

@@ -151,15 +151,6 @@ func (hr *hostRun) runLeaf(ctx context.Context, t *Task, o ord, handler bool) er
 	return hr.finishTask(t, res, handler, true)
 }
 
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
-}
-
 func (hr *hostRun) setVar(k string, v any) {
 	hr.hs.mu.Lock()
 	hr.hs.vars[k] = v

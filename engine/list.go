@@ -35,6 +35,8 @@ func ListTasks(w io.Writer, pb *Playbook, tags, skipTags []string) {
 	}
 }
 
+// uniq drops repeated tags, keeping the first of each in order (a
+// sort-based slices.Compact would reorder them).
 func uniq(l []string) []string {
 	seen := map[string]bool{}
 	var out []string

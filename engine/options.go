@@ -128,7 +128,7 @@ func ParseExtraVars(list []string) (map[string]any, error) {
 				out[k] = normalize(jsonNums(v))
 			}
 		default:
-			toks, err := shellSplit(e)
+			toks, err := modules.SplitWords(e)
 			if err != nil {
 				return nil, fmt.Errorf("-e %q: %w", e, err)
 			}

@@ -5,6 +5,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"gokube/internal/atomicfile"
 )
 
 // Retry files: after a run where hosts failed or were unreachable, the
@@ -44,23 +46,7 @@ func WriteRetryFile(path string, hosts []string) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return fmt.Errorf("retry file: %w", err)
 	}
-	f, err := os.CreateTemp(dir, ".gokube-retry-*")
-	if err != nil {
-		return fmt.Errorf("retry file: %w", err)
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.WriteString(strings.Join(hosts, "\n") + "\n"); err != nil {
-		f.Close()
-		return fmt.Errorf("retry file: %w", err)
-	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("retry file: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("retry file: %w", err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
+	if err := atomicfile.Write(path, []byte(strings.Join(hosts, "\n")+"\n"), 0o644); err != nil {
 		return fmt.Errorf("retry file: %w", err)
 	}
 	return nil

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -156,19 +157,11 @@ func (r *run) limitHosts() (map[string]bool, error) {
 	if r.opts.Limit == "" {
 		return nil, nil
 	}
-	var hs []string
-	var err error
-	if strings.HasPrefix(r.opts.Limit, "@") {
-		b, e := os.ReadFile(r.opts.Limit[1:])
-		if e != nil {
-			return nil, fmt.Errorf("--limit %s: %w", r.opts.Limit, e)
-		}
-		hs = strings.Fields(string(b))
-	} else {
-		hs, err = r.inv.Match(r.opts.Limit)
-		if err != nil {
-			return nil, fmt.Errorf("--limit: %w", err)
-		}
+	// The inventory's pattern code reads @file (one pattern per line, as a
+	// retry file has one host per line), like ListHosts does.
+	hs, err := r.inv.Match(r.opts.Limit)
+	if err != nil {
+		return nil, fmt.Errorf("--limit: %w", err)
 	}
 	m := map[string]bool{}
 	for _, h := range hs {
@@ -220,14 +213,7 @@ func (r *run) selected(t *Task) bool {
 }
 
 func tagsSelected(tags, only, skip []string) bool {
-	has := func(list []string, x string) bool {
-		for _, e := range list {
-			if e == x {
-				return true
-			}
-		}
-		return false
-	}
+	has := slices.Contains[[]string]
 	for _, s := range skip {
 		if has(tags, s) || s == "all" && !has(tags, "always") || s == "tagged" && len(tags) > 0 || s == "untagged" && len(tags) == 0 {
 			return false

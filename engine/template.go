@@ -4,8 +4,10 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"text/template"
@@ -86,7 +88,7 @@ func baseFuncs() template.FuncMap {
 	}
 	fm["dict2items"] = func(m map[string]any) []any {
 		out := make([]any, 0, len(m))
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			out = append(out, map[string]any{"key": k, "value": m[k]})
 		}
 		return out
@@ -364,7 +366,7 @@ func checkTemplates1(t *Task) error {
 				}
 			}
 		case map[string]any:
-			for _, k := range sortedKeys(x) {
+			for _, k := range slices.Sorted(maps.Keys(x)) {
 				if err := walk(x[k], p); err != nil {
 					return err
 				}
@@ -372,7 +374,7 @@ func checkTemplates1(t *Task) error {
 		}
 		return nil
 	}
-	for _, k := range sortedKeys(t.Args) {
+	for _, k := range slices.Sorted(maps.Keys(t.Args)) {
 		p := t.Pos
 		if ap, ok := t.ArgPos[k]; ok {
 			p = ap

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -395,18 +396,9 @@ func (inv *Inventory) finishStructure() error {
 			}
 		}
 		walk(name)
-		g.ancestry = sortedKeys(seen)
+		g.ancestry = slices.Sorted(maps.Keys(seen))
 	}
 	return nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
-	sort.Strings(out)
-	return out
 }
 
 // hostGroups returns every group of a host (direct and ancestors), sorted.
@@ -417,7 +409,7 @@ func (inv *Inventory) hostGroups(h *hostRec) []string {
 			set[a] = true
 		}
 	}
-	return sortedKeys(set)
+	return slices.Sorted(maps.Keys(set))
 }
 
 // groupPriority reads ansible_group_priority: Ansible orders groups of equal
@@ -699,7 +691,7 @@ func (inv *Inventory) HostNames() []string {
 func (inv *Inventory) GroupNames() []string {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
-	return sortedKeys(inv.groups)
+	return slices.Sorted(maps.Keys(inv.groups))
 }
 
 // GroupHosts returns all hosts of a group incl. its children, in inventory

@@ -10,6 +10,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"gokube/internal/atomicfile"
+
 	"golang.org/x/crypto/ssh"
 )
 
@@ -81,31 +83,10 @@ func (l *Lab) saveState() error {
 	return writeFileAtomic(l.statePath(), append(b, '\n'), 0o644)
 }
 
-// writeFileAtomic writes via a temp file in the same directory and a
-// rename, so readers never see half a file.
+// writeFileAtomic is atomicfile.Write (kept as a name so the lab's many
+// call sites read as before).
 func writeFileAtomic(path string, data []byte, mode os.FileMode) error {
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-")
-	if err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	name := f.Name()
-	defer os.Remove(name)
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if err := os.Rename(name, path); err != nil {
-		return fmt.Errorf("write %s: %w", path, err)
-	}
-	return nil
+	return atomicfile.Write(path, data, mode)
 }
 
 // newKeyPair makes an ed25519 key as OpenSSH private key PEM and

@@ -65,7 +65,7 @@ func (m commandModule) script(a cargs) (string, error) {
 		words := a.list("argv")
 		if !a.has("argv") {
 			var err error
-			if words, err = splitWords(a.str("cmd")); err != nil {
+			if words, err = SplitWords(a.str("cmd")); err != nil {
 				return "", a.err("cmd", "%v", err)
 			}
 		}
@@ -195,10 +195,11 @@ func formatDelta(d time.Duration) string {
 	return fmt.Sprintf("%d:%02d:%02d.%06d", h, mi, s, us)
 }
 
-// splitWords splits a command line the way a POSIX shell splits words
+// SplitWords splits a command line the way a POSIX shell splits words
 // (single quotes, double quotes with \ escapes, backslash), without any
-// expansion: command's free form must not be interpreted by a shell.
-func splitWords(s string) ([]string, error) {
+// expansion: command's free form must not be interpreted by a shell. It is
+// the one word splitter: the engine splits k=v arguments and -e with it.
+func SplitWords(s string) ([]string, error) {
 	var words []string
 	var cur strings.Builder
 	inWord := false

@@ -771,12 +771,12 @@ func TestSplitWords(t *testing.T) {
 		`""`:                    {""},
 	}
 	for in, want := range cases {
-		got, err := splitWords(in)
+		got, err := SplitWords(in)
 		if err != nil || strings.Join(got, "|") != strings.Join(want, "|") || len(got) != len(want) {
 			t.Errorf("%q: got %q %v, want %q", in, got, err, want)
 		}
 	}
-	if _, err := splitWords(`echo "open`); err == nil {
+	if _, err := SplitWords(`echo "open`); err == nil {
 		t.Error("unterminated quote accepted")
 	}
 }
@@ -787,7 +787,7 @@ func FuzzSplitWords(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		words, err := splitWords(s)
+		words, err := SplitWords(s)
 		if err != nil {
 			return
 		}
@@ -795,7 +795,7 @@ func FuzzSplitWords(f *testing.F) {
 		for i, w := range words {
 			q[i] = shq(w)
 		}
-		again, err := splitWords(strings.Join(q, " "))
+		again, err := SplitWords(strings.Join(q, " "))
 		if err != nil || len(again) != len(words) {
 			t.Fatalf("%q -> %q -> %q %v", s, words, again, err)
 		}

@@ -2,6 +2,7 @@ package modules
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -248,7 +249,7 @@ func checkType(arg Arg, v any) string {
 		if !ok {
 			return "want a string, got " + KindOf(v)
 		}
-		if len(arg.Choices) > 0 && !contains(arg.Choices, s) {
+		if len(arg.Choices) > 0 && !slices.Contains(arg.Choices, s) {
 			return fmt.Sprintf("%q is not one of %s", s, strings.Join(arg.Choices, ", "))
 		}
 	case Bool:
@@ -309,15 +310,6 @@ func argNames(spec Spec) []string {
 	}
 	sort.Strings(out)
 	return out
-}
-
-func contains(list []string, s string) bool {
-	for _, e := range list {
-		if e == s {
-			return true
-		}
-	}
-	return false
 }
 
 // parseMode reads a permission mode. YAML `mode: 0644` arrives as the int

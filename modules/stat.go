@@ -12,6 +12,8 @@ import (
 	"path"
 	"path/filepath"
 	"strings"
+
+	"gokube/internal/atomicfile"
 )
 
 // statModule registers stat.* like Ansible (checksum is sha1 like
@@ -190,32 +192,11 @@ func (m fetchModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 		// The control machine's disk is not behind the dry connection.
 		return &Result{Changed: true, Data: data}, nil
 	}
-	if err := writeLocalAtomic(local, content, 0o644); err != nil {
+	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	if err := atomicfile.Write(local, content, 0o644); err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	return &Result{Changed: true, Data: data}, nil
-}
-
-// writeLocalAtomic writes a control-machine file via temp file + rename.
-func writeLocalAtomic(p string, content []byte, mode os.FileMode) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return err
-	}
-	f, err := os.CreateTemp(filepath.Dir(p), ".gokube-*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(f.Name())
-	if _, err := f.Write(content); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Chmod(mode); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(f.Name(), p)
 }

@@ -2,7 +2,7 @@ package modules
 
 import (
 	"context"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -130,7 +130,7 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 				if len(missing) > 0 {
 					cmd = append(cmd, "-a", "-G", shq(strings.Join(missing, ",")))
 				}
-			} else if len(missing) > 0 || len(have) != len(uniq(want)) {
+			} else if len(missing) > 0 || len(have) != len(slices.Compact(slices.Sorted(slices.Values(want)))) {
 				cmd = append(cmd, "-G", shq(strings.Join(want, ",")))
 			}
 		}
@@ -145,18 +145,6 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		return resultFail(err, data)
 	}
 	return &Result{Changed: true, Data: data}, nil
-}
-
-func uniq(l []string) []string {
-	s := append([]string(nil), l...)
-	sort.Strings(s)
-	out := s[:0]
-	for i, e := range s {
-		if i == 0 || e != s[i-1] {
-			out = append(out, e)
-		}
-	}
-	return out
 }
 
 type groupModule struct{}

@@ -25,6 +25,8 @@ import (
 	"strings"
 	"time"
 
+	"gokube/internal/atomicfile"
+
 	"github.com/pmezard/go-difflib/difflib"
 )
 
@@ -492,11 +494,11 @@ func x509Generate(p *x509Params, ca *x509CA, now time.Time) (*x509.Certificate, 
 	// first so a crash in between leaves a new key beside an old certificate,
 	// which the next run detects as a mismatch, never a certificate without
 	// its key.
-	keyTmp, err := x509WriteTemp(p.dir, p.name+"-key.pem", keyPEM, 0o600)
+	keyTmp, err := atomicfile.WriteTemp(p.dir, p.name+"-key.pem", keyPEM, 0o600)
 	if err != nil {
 		return nil, err
 	}
-	certTmp, err := x509WriteTemp(p.dir, p.name+".pem", certPEM, 0o644)
+	certTmp, err := atomicfile.WriteTemp(p.dir, p.name+".pem", certPEM, 0o644)
 	if err != nil {
 		os.Remove(keyTmp)
 		return nil, err
@@ -515,34 +517,6 @@ func x509Generate(p *x509Params, ca *x509CA, now time.Time) (*x509.Certificate, 
 		d.Close()
 	}
 	return cert, nil
-}
-
-func x509WriteTemp(dir, base string, data []byte, mode os.FileMode) (string, error) {
-	f, err := os.CreateTemp(dir, "."+base+".tmp*")
-	if err != nil {
-		return "", err
-	}
-	name := f.Name()
-	fail := func(err error) (string, error) {
-		f.Close()
-		os.Remove(name)
-		return "", err
-	}
-	// Mode before content: the key is never readable by others, not even briefly.
-	if err := f.Chmod(mode); err != nil {
-		return fail(err)
-	}
-	if _, err := f.Write(data); err != nil {
-		return fail(err)
-	}
-	if err := f.Sync(); err != nil {
-		return fail(err)
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(name)
-		return "", err
-	}
-	return name, nil
 }
 
 func x509NewKey(keyType string) (crypto.Signer, []byte, error) {
