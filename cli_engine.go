@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
@@ -16,6 +17,7 @@ import (
 	"gokube/engine"
 	"gokube/inventory"
 	"gokube/roles"
+	"gokube/timeline"
 )
 
 // addEngineCommands adds play, inventory and graph.
@@ -54,6 +56,7 @@ type playFlags struct {
 	retryFile   string
 	retryDir    string // ansible.cfg's retry_files_save_path
 	noRetry     bool
+	timeline    string
 	rolesPath   []string        // ansible.cfg's roles_path
 	proxyJump   *inventory.Jump // ansible.cfg's ssh_args
 }
@@ -99,6 +102,7 @@ parse error (bad flag, inventory, playbook, template syntax).`,
 	fl.StringVar(&f.artifacts, "artifact-dir", "", "control machine's artifact cache for modules that upload binaries")
 	fl.StringVar(&f.retryFile, "retry-file", "", "where to list failed and unreachable hosts for --limit @FILE (default PLAYBOOK.retry beside the playbook)")
 	fl.BoolVar(&f.noRetry, "no-retry-file", false, "do not write a retry file")
+	fl.StringVar(&f.timeline, "timeline", "", "write a picture of the run to FILE.html or FILE.svg: one row per host, one bar per task (outcome, round trips, bytes), slowest marked")
 	return cmd
 }
 
@@ -167,6 +171,13 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 		w = cmd.ErrOrStderr() // stdout is one JSON document
 	}
 	afterPlay(cmd, f, playbook, recap, w)
+	if f.timeline != "" && recap != nil {
+		if terr := timeline.Write(f.timeline, timelineOf(playbook, recap)); terr != nil {
+			fmt.Fprintf(cmd.ErrOrStderr(), "WARNING: %v\n", terr)
+		} else {
+			fmt.Fprintf(w, "timeline: %s\n", f.timeline)
+		}
+	}
 	return err
 }
 
@@ -235,4 +246,26 @@ func printJSON(w interface{ Write([]byte) (int, error) }, v any) error {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	return enc.Encode(v)
+}
+
+// timelineOf turns a run's recap into the timeline's rows and bars; hosts
+// without a task (outside --limit) get no row.
+func timelineOf(playbook string, r *engine.Recap) timeline.Run {
+	tr := timeline.Run{Total: r.Duration}
+	seen := map[string]bool{}
+	for _, ev := range r.Events {
+		if ev.End <= 0 {
+			continue // decided without running (no bar to draw)
+		}
+		seen[ev.Host] = true
+		tr.Bars = append(tr.Bars, timeline.Bar{Host: ev.Host, Task: ev.Task, Status: ev.Status, Start: ev.Start, End: ev.End,
+			RoundTrips: ev.RoundTrips, Bytes: ev.Bytes, Handler: ev.Handler, Play: ev.Play, Batch: ev.Batch})
+	}
+	for _, h := range r.HostOrder {
+		if seen[h] {
+			tr.Hosts = append(tr.Hosts, h)
+		}
+	}
+	tr.Title = fmt.Sprintf("gokube play %s: %d host(s), %s", filepath.Base(playbook), len(tr.Hosts), r.Duration.Round(time.Millisecond))
+	return tr
 }

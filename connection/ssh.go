@@ -61,6 +61,7 @@ type sshConn struct {
 	client *ssh.Client
 	jump   *sshConn
 	rt     atomic.Int64
+	wire   atomic.Int64  // bytes on this host's socket (WireBytes)
 	done   chan struct{} // closed when the SSH connection ends
 	stop   chan struct{} // closed by Close
 	once   sync.Once
@@ -218,6 +219,7 @@ func dialOnce(ctx context.Context, cfg SSHConfig, hostport string, base *ssh.Cli
 	if err != nil {
 		return nil, err
 	}
+	raw = countingConn{Conn: raw, n: &c.wire}
 	// Round trips of the handshake: TCP connect (or the jump host's
 	// channel open), version and KEXINIT, key exchange, service request,
 	// the "none" auth probe the client always starts with, then what the
@@ -414,6 +416,10 @@ func (c *sshConn) ping(d time.Duration) bool {
 }
 
 func (c *sshConn) Host() string { return c.cfg.Host }
+
+// WireBytes implements WireCounter: the bytes sent and received on this
+// host's connection, handshake included.
+func (c *sshConn) WireBytes() int64 { return c.wire.Load() }
 
 // RoundTrips includes the jump host's handshake when there is one.
 func (c *sshConn) RoundTrips() int64 {

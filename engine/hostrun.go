@@ -184,7 +184,7 @@ func (hr *hostRun) finishTask(t *Task, res *outcome, handler bool, report bool) 
 		hs.dead = true
 	}
 	hs.mu.Unlock()
-	hr.r.recordEvent(hs.name, t, res)
+	hr.r.recordEvent(hs.name, t, res, handler, hr.b)
 	if report && !t.Implicit || res.status >= stFailed || t.Implicit && t.Action == "setup" {
 		hr.r.out.hostResult(t, hs.name, res, handler)
 	}

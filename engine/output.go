@@ -37,6 +37,17 @@ type Event struct {
 	Host   string `json:"host"`
 	Task   string `json:"task"`
 	Status string `json:"status"`
+	// For the timeline: when the task ran on the host (from the start of
+	// the run; waiting for a fork slot excluded), the network round trips
+	// and bytes of the host's connection meanwhile, whether it was a
+	// handler, and the play and serial batch (from 0) it ran in.
+	Start      time.Duration `json:"start_ns"`
+	End        time.Duration `json:"end_ns"`
+	RoundTrips int64         `json:"round_trips"`
+	Bytes      int64         `json:"bytes"`
+	Handler    bool          `json:"handler,omitempty"`
+	Play       string        `json:"play"`
+	Batch      int           `json:"batch"`
 }
 
 // Recap is the result of a run.

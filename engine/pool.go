@@ -74,6 +74,21 @@ func (p *connPool) roundTrips(host string) int64 {
 	return e.conn.RoundTrips()
 }
 
+// wireBytes is what host's connection moved on the network so far (0 for
+// connections that do not count, like local ones).
+func (p *connPool) wireBytes(host string) int64 {
+	p.mu.Lock()
+	e, ok := p.m[host]
+	p.mu.Unlock()
+	if !ok || e.conn == nil {
+		return 0
+	}
+	if wc, ok := e.conn.(connection.WireCounter); ok {
+		return wc.WireBytes()
+	}
+	return 0
+}
+
 func (p *connPool) closeAll() {
 	p.mu.Lock()
 	defer p.mu.Unlock()

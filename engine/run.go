@@ -56,6 +56,7 @@ func Run(ctx context.Context, opts Options) (*Recap, error) {
 		r.out.warn(w)
 	}
 	start := time.Now()
+	r.start = start
 	defer r.pool.closeAll()
 	for _, pl := range pb.Plays {
 		if ctx.Err() != nil || r.stop {
@@ -93,6 +94,9 @@ type run struct {
 	mu     sync.Mutex
 	times  map[timeKey]*TaskTime
 	stop   bool // any_errors_fatal fired
+	start  time.Time
+	// batchNum counts the serial batches of the current play.
+	batchNum int
 }
 
 type timeKey struct {
@@ -338,6 +342,7 @@ func (r *run) runPlay(ctx context.Context, pl *Play) error {
 		r.hosts[h].pending = map[int]bool{}
 		r.hosts[h].playHost = strAny(hosts)
 	}
+	r.batchNum = 0
 	for _, b := range batches(hosts, pl.Serial) {
 		if ctx.Err() != nil || r.stop {
 			return nil
@@ -368,10 +373,17 @@ func batches(hosts []string, serial []string) [][]string {
 	return out
 }
 
-func (r *run) recordEvent(host string, t *Task, res *outcome) {
+func (r *run) recordEvent(host string, t *Task, res *outcome, handler bool, b *batch) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.recap.Events = append(r.recap.Events, Event{Host: host, Task: t.Display(), Status: res.status.String()})
+	ev := Event{Host: host, Task: t.Display(), Status: res.status.String(), RoundTrips: res.rt, Bytes: res.bytes, Handler: handler}
+	if !res.begin.IsZero() {
+		ev.Start, ev.End = res.begin.Sub(r.start), res.end.Sub(r.start)
+	}
+	if b != nil {
+		ev.Play, ev.Batch = b.play.Name, b.num
+	}
+	r.recap.Events = append(r.recap.Events, ev)
 	if res.status == stUnreachable || res.status == stFailed && !res.ignored {
 		r.recap.failures[host] = &HostError{Host: host, Task: t.Display(), Pos: t.Pos, Msg: res.msg,
 			Unreachable: res.status == stUnreachable}

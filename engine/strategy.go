@@ -19,6 +19,7 @@ type batch struct {
 	abort   bool // any_errors_fatal / max_fail_percentage / end_play
 	abortAt ord  // the task that set abort: its round still completes
 	endPlay bool
+	num     int // serial batch of the play, from 0
 }
 
 type onceCell struct {
@@ -29,7 +30,8 @@ type onceCell struct {
 
 func (r *run) runBatch(ctx context.Context, pl *Play, hosts []string) {
 	b := &batch{r: r, play: pl, hosts: hosts, sched: newStrategy(pl.Strategy, hosts),
-		sem: make(chan struct{}, r.opts.Forks), once: map[*Task]*onceCell{}}
+		sem: make(chan struct{}, r.opts.Forks), once: map[*Task]*onceCell{}, num: r.batchNum}
+	r.batchNum++
 	bv := strAny(hosts)
 	for _, h := range hosts {
 		r.hosts[h].batch = bv

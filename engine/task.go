@@ -22,6 +22,10 @@ type outcome struct {
 	output   any // debug output
 	runOnce  bool
 	delegate string
+	// when it ran on the host and what the connection did meanwhile (the
+	// timeline's bar); zero for outcomes made without running.
+	begin, end time.Time
+	rt, bytes  int64
 }
 
 type itemOutcome struct {
@@ -47,11 +51,19 @@ func (s status) String() string {
 }
 
 // execute runs task t (all loop items) on this host and returns the outcome.
-func (hr *hostRun) execute(ctx context.Context, t *Task, handler bool) *outcome {
+func (hr *hostRun) execute(ctx context.Context, t *Task, handler bool) (res *outcome) {
 	start := time.Now()
 	defer hr.r.taskTime(t, hr.b, start)
 	hr.b.sem <- struct{}{}
 	defer func() { <-hr.b.sem }()
+	begin, rt0, b0 := time.Now(), hr.r.pool.roundTrips(hr.hs.name), hr.r.pool.wireBytes(hr.hs.name)
+	defer func() {
+		if res != nil {
+			res.begin, res.end = begin, time.Now()
+			res.rt = hr.r.pool.roundTrips(hr.hs.name) - rt0
+			res.bytes = hr.r.pool.wireBytes(hr.hs.name) - b0
+		}
+	}()
 	// A progress line for tasks that take long (waits, restarts, health).
 	stopProgress := make(chan struct{})
 	defer close(stopProgress)
@@ -84,7 +96,7 @@ func (hr *hostRun) execute(ctx context.Context, t *Task, handler bool) *outcome 
 	if err != nil {
 		return failOutcome(err)
 	}
-	res := &outcome{status: stOK}
+	res = &outcome{status: stOK}
 	loopVar := t.LoopVar
 	if loopVar == "" {
 		loopVar = "item"
