@@ -11,11 +11,12 @@ import (
 	"html"
 	"io"
 	"math"
-	"os"
 	"path/filepath"
 	"sort"
 	"strings"
 	"time"
+
+	"gokube/internal/atomicfile"
 )
 
 // Bar is one task on one host.
@@ -78,24 +79,14 @@ func Write(path string, r Run) error {
 	default:
 		return fmt.Errorf("timeline %s: the name must end in .html or .svg", path)
 	}
-	dir := filepath.Dir(path)
-	f, err := os.CreateTemp(dir, ".gokube-timeline-*")
-	if err != nil {
+	var b strings.Builder
+	if err := render(&b, r); err != nil {
 		return fmt.Errorf("timeline: %w", err)
 	}
-	defer os.Remove(f.Name())
-	if err := render(f, r); err != nil {
-		f.Close()
+	if err := atomicfile.Write(path, []byte(b.String()), 0o644); err != nil {
 		return fmt.Errorf("timeline: %w", err)
 	}
-	if err := f.Chmod(0o644); err != nil {
-		f.Close()
-		return fmt.Errorf("timeline: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("timeline: %w", err)
-	}
-	return os.Rename(f.Name(), path)
+	return nil
 }
 
 // layout holds the geometry shared by the drawing functions.
