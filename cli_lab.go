@@ -48,38 +48,59 @@ cut and two labs never clash); lab names are 1-6 letters/digits, no '-'.
 Users: root and deploy (passwordless sudo), both with the lab key. Processes
 are tracked and stopped by PID (and start time), never by name.`
 
+// labFlags are the flags every lab subcommand shares (persistent on
+// "gokube lab") and the way they pick and open a lab.
+type labFlags struct {
+	cmd         *cobra.Command // "gokube lab", to ask whether --name was given
+	name, dir   string
+	stopTimeout time.Duration
+}
+
+// labDir: --dir, else $GOKUBE_LAB_DIR unless --name was given, else
+// /var/lib/gokube/lab/<name>.
+func (lf *labFlags) labDir() string {
+	if lf.dir != "" {
+		return lf.dir
+	}
+	if d := os.Getenv("GOKUBE_LAB_DIR"); d != "" && !lf.cmd.Flags().Changed("name") {
+		return d
+	}
+	return filepath.Join(lab.DefaultStateDir, lf.name)
+}
+
+func (lf *labFlags) open() (*lab.Lab, error) {
+	l, err := lab.Open(lf.labDir())
+	if err != nil {
+		return nil, err
+	}
+	l.Log = os.Stderr
+	l.StopTimeout = lf.stopTimeout
+	return l, nil
+}
+
 func newLabCmd() *cobra.Command {
-	var name, dir, subnet, images string
-	var stopTimeout time.Duration
 	cmd := &cobra.Command{
 		Use:   "lab",
 		Short: "local lab hosts (systemd-nspawn) to rehearse on",
 		Long:  labLong,
 	}
+	lf := &labFlags{cmd: cmd}
 	pf := cmd.PersistentFlags()
-	pf.StringVar(&name, "name", lab.DefaultName, "lab name (hosts are <name>-1..N)")
-	pf.StringVar(&dir, "dir", "", "lab state dir (default $GOKUBE_LAB_DIR, else /var/lib/gokube/lab/<name>)")
-	pf.DurationVar(&stopTimeout, "stop-timeout", 30*time.Second, "how long a host may take to power off before its init is killed")
+	pf.StringVar(&lf.name, "name", lab.DefaultName, "lab name (hosts are <name>-1..N)")
+	pf.StringVar(&lf.dir, "dir", "", "lab state dir (default $GOKUBE_LAB_DIR, else /var/lib/gokube/lab/<name>)")
+	pf.DurationVar(&lf.stopTimeout, "stop-timeout", 30*time.Second, "how long a host may take to power off before its init is killed")
+	cmd.AddCommand(newLabUpCmd(lf), newLabImageCmd(), newLabDownCmd(lf), newLabResetCmd(lf), newLabStatusCmd(lf),
+		newLabInventoryCmd(lf), newLabSSHCmd(lf),
+		newLabHostOpCmd(lf, "stop", "power a host off (its disk stays)", (*lab.Lab).Stop),
+		newLabHostOpCmd(lf, "start", "power a host on and wait for SSH", (*lab.Lab).Start),
+		newLabHostOpCmd(lf, "cut", "cut a host off the network (partition)", (*lab.Lab).Cut),
+		newLabHostOpCmd(lf, "heal", "reconnect a cut host", (*lab.Lab).Heal),
+		newLabDelayCmd(lf), newLabDelayProxyCmd(), newLabArtifactsCmd())
+	return cmd
+}
 
-	labDir := func() string {
-		if dir != "" {
-			return dir
-		}
-		if d := os.Getenv("GOKUBE_LAB_DIR"); d != "" && !cmd.Flags().Changed("name") {
-			return d
-		}
-		return filepath.Join(lab.DefaultStateDir, name)
-	}
-	open := func() (*lab.Lab, error) {
-		l, err := lab.Open(labDir())
-		if err != nil {
-			return nil, err
-		}
-		l.Log = os.Stderr
-		l.StopTimeout = stopTimeout
-		return l, nil
-	}
-
+func newLabUpCmd(lf *labFlags) *cobra.Command {
+	var subnet, images string
 	up := &cobra.Command{
 		Use:   "up [N]",
 		Short: "boot hosts 1..N (default 3); idempotent, adds hosts to a running lab",
@@ -93,7 +114,7 @@ func newLabCmd() *cobra.Command {
 				}
 				n = v
 			}
-			cfg := lab.Config{Name: name, Dir: labDir(), Subnet: subnet, ImageDir: images}
+			cfg := lab.Config{Name: lf.name, Dir: lf.labDir(), Subnet: subnet, ImageDir: images}
 			// An existing lab keeps its name and subnet unless others are
 			// asked for (Up refuses a mismatch).
 			if old, err := lab.Open(cfg.Dir); err == nil {
@@ -109,7 +130,7 @@ func newLabCmd() *cobra.Command {
 				return err
 			}
 			l.Log = os.Stderr
-			l.StopTimeout = stopTimeout
+			l.StopTimeout = lf.stopTimeout
 			ctx, stop := signalContext()
 			defer stop()
 			t0 := time.Now()
@@ -122,7 +143,11 @@ func newLabCmd() *cobra.Command {
 	}
 	up.Flags().StringVar(&subnet, "subnet", lab.DefaultSubnet, "the lab's IPv4 range (bridge .1, host i .(10+i))")
 	up.Flags().StringVar(&images, "images", lab.DefaultImageDir, "base image cache")
+	return up
+}
 
+func newLabImageCmd() *cobra.Command {
+	var images string
 	image := &cobra.Command{
 		Use:   "image",
 		Short: "build (or find) the cached base image and print its root",
@@ -139,25 +164,32 @@ func newLabCmd() *cobra.Command {
 		},
 	}
 	image.Flags().StringVar(&images, "images", lab.DefaultImageDir, "base image cache")
+	return image
+}
 
+func newLabDownCmd(lf *labFlags) *cobra.Command {
 	down := &cobra.Command{
 		Use:   "down",
 		Short: "power off every host (disks stay), remove the bridge and forwarder",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			l, err := open()
+			l, err := lf.open()
 			if err != nil {
 				return err
 			}
 			return l.Down(context.Background())
 		},
 	}
+	return down
+}
+
+func newLabResetCmd(lf *labFlags) *cobra.Command {
 	reset := &cobra.Command{
 		Use:   "reset [HOST]",
 		Short: "down and forget every disk; with HOST: give that host a fresh disk and boot it",
 		Args:  cobra.MaximumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			l, err := open()
+			l, err := lf.open()
 			if err != nil {
 				return err
 			}
@@ -167,19 +199,26 @@ func newLabCmd() *cobra.Command {
 			return l.Wipe(context.Background())
 		},
 	}
+	return reset
+}
+
+func newLabStatusCmd(lf *labFlags) *cobra.Command {
 	status := &cobra.Command{
 		Use:   "status",
 		Short: "list hosts, addresses, PIDs and faults",
 		Args:  cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			l, err := open()
+			l, err := lf.open()
 			if err != nil {
 				return err
 			}
 			return printStatus(l)
 		},
 	}
+	return status
+}
 
+func newLabInventoryCmd(lf *labFlags) *cobra.Command {
 	var groups, user, out string
 	inventory := &cobra.Command{
 		Use:   "inventory",
@@ -194,7 +233,7 @@ ansible_become=true unless --user root.
   --groups etcd=1-3,kube-master=1-2,lb=4,6   (N- runs to the last host)`,
 		Args: cobra.NoArgs,
 		RunE: func(c *cobra.Command, args []string) error {
-			l, err := open()
+			l, err := lf.open()
 			if err != nil {
 				return err
 			}
@@ -219,14 +258,17 @@ ansible_become=true unless --user root.
 	inventory.Flags().StringVar(&groups, "groups", "", "groups of host numbers, e.g. etcd=1-3,kube-master=1-2")
 	inventory.Flags().StringVar(&user, "user", "deploy", "ansible_user (root: no become)")
 	inventory.Flags().StringVarP(&out, "output", "o", "", "write to FILE instead of stdout")
+	return inventory
+}
 
+func newLabSSHCmd(lf *labFlags) *cobra.Command {
 	var sshUser string
 	sshCmd := &cobra.Command{
 		Use:   "ssh HOST [CMD...]",
 		Short: "ssh to a lab host with the lab key and known_hosts",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(c *cobra.Command, args []string) error {
-			l, err := open()
+			l, err := lf.open()
 			if err != nil {
 				return err
 			}
@@ -264,29 +306,10 @@ ansible_become=true unless --user root.
 	}
 	sshCmd.Flags().StringVarP(&sshUser, "user", "l", "root", "remote user")
 	sshCmd.Flags().SetInterspersed(false)
+	return sshCmd
+}
 
-	hostOp := func(use, short string, op func(*lab.Lab, context.Context, string) error) *cobra.Command {
-		return &cobra.Command{
-			Use:   use + " HOST...",
-			Short: short,
-			Args:  cobra.MinimumNArgs(1),
-			RunE: func(c *cobra.Command, args []string) error {
-				l, err := open()
-				if err != nil {
-					return err
-				}
-				ctx, stop := signalContext()
-				defer stop()
-				for _, h := range args {
-					if err := op(l, ctx, h); err != nil {
-						return err
-					}
-				}
-				return nil
-			},
-		}
-	}
-
+func newLabDelayCmd(lf *labFlags) *cobra.Command {
 	delay := &cobra.Command{
 		Use:   "delay MS",
 		Short: "add MS milliseconds each way to SSH (through a forwarder; 0 removes it)",
@@ -301,14 +324,17 @@ the forwarder (ansible_host/ansible_port); 'ip' stays the host's address.`,
 			if err != nil {
 				return fmt.Errorf("lab delay: MS must be a number, got %q", args[0])
 			}
-			l, err := open()
+			l, err := lf.open()
 			if err != nil {
 				return err
 			}
 			return l.Delay(context.Background(), ms)
 		},
 	}
+	return delay
+}
 
+func newLabDelayProxyCmd() *cobra.Command {
 	var proxyDelay time.Duration
 	delayProxy := &cobra.Command{
 		Use:    "delay-proxy LISTEN=TARGET...",
@@ -321,7 +347,10 @@ the forwarder (ansible_host/ansible_port); 'ip' stays the host's address.`,
 		},
 	}
 	delayProxy.Flags().DurationVar(&proxyDelay, "delay", 0, "delay each way")
+	return delayProxy
+}
 
+func newLabArtifactsCmd() *cobra.Command {
 	var artDir, k8sTools, etcdTools string
 	var k8s bool
 	artifacts := &cobra.Command{
@@ -360,14 +389,31 @@ the forwarder (ansible_host/ansible_port); 'ip' stays the host's address.`,
 	artifacts.Flags().BoolVar(&k8s, "kubernetes", false, "also build Kubernetes "+lab.KubernetesVersion+" binaries from the module proxy (~30 min cold on 2 cores, seconds when cached)")
 	artifacts.Flags().StringVar(&etcdTools, "etcd-tools", "", "the tools/etcd module directory (default: found above the working directory or the gokube binary)")
 	artifacts.Flags().StringVar(&k8sTools, "k8s-tools", "", "the tools/k8s module directory (default: found above the working directory or the gokube binary)")
+	return artifacts
+}
 
-	cmd.AddCommand(up, image, down, reset, status, inventory, sshCmd,
-		hostOp("stop", "power a host off (its disk stays)", (*lab.Lab).Stop),
-		hostOp("start", "power a host on and wait for SSH", (*lab.Lab).Start),
-		hostOp("cut", "cut a host off the network (partition)", (*lab.Lab).Cut),
-		hostOp("heal", "reconnect a cut host", (*lab.Lab).Heal),
-		delay, delayProxy, artifacts)
-	return cmd
+// newLabHostOpCmd is a subcommand that applies op to each HOST argument
+// (stop, start, cut, heal).
+func newLabHostOpCmd(lf *labFlags, use, short string, op func(*lab.Lab, context.Context, string) error) *cobra.Command {
+	return &cobra.Command{
+		Use:   use + " HOST...",
+		Short: short,
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(c *cobra.Command, args []string) error {
+			l, err := lf.open()
+			if err != nil {
+				return err
+			}
+			ctx, stop := signalContext()
+			defer stop()
+			for _, h := range args {
+				if err := op(l, ctx, h); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+	}
 }
 
 func signalContext() (context.Context, context.CancelFunc) {
