@@ -1,0 +1,199 @@
+package connection
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+
+	"github.com/pkg/sftp"
+	"golang.org/x/crypto/ssh"
+)
+
+func (c *sshConn) Get(ctx context.Context, path string, become bool) ([]byte, error) {
+	req := Request{Script: getScript(path), Become: become, ReadOnly: true}
+	res, err := c.Run(ctx, req)
+	if err != nil {
+		return nil, err
+	}
+	return getResult(c.cfg.Host, path, req, res)
+}
+
+func (c *sshConn) Put(ctx context.Context, up Upload) error {
+	content := up.Content
+	if content == nil {
+		content = bytes.NewReader(nil)
+	}
+	head, err := io.ReadAll(io.LimitReader(content, SmallPutLimit+1))
+	if err != nil {
+		return fmt.Errorf("%s: put %s: reading content: %w", c.cfg.Host, up.Path, err)
+	}
+	if len(head) <= SmallPutLimit {
+		req := Request{Script: putScript(up, ""), Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser}
+		res, err := c.Run(ctx, req)
+		if err != nil {
+			return err
+		}
+		if err := CheckResult(c.cfg.Host, req, res); err != nil {
+			return fmt.Errorf("put %s: %w", up.Path, err)
+		}
+		return nil
+	}
+	tmp, err := c.upload(ctx, io.MultiReader(bytes.NewReader(head), content))
+	if err != nil {
+		return err
+	}
+	req := Request{Script: putScript(up, tmp), Become: up.Become, BecomeUser: up.BecomeUser}
+	res, err := c.Run(ctx, req)
+	if err == nil {
+		err = CheckResult(c.cfg.Host, req, res)
+	}
+	if err != nil {
+		// The script removes the upload itself; this is for the failures.
+		if cl, _, err := c.sftpClient(); err == nil {
+			_ = cl.Remove(tmp)
+		}
+		return fmt.Errorf("put %s: %w", up.Path, err)
+	}
+	return nil
+}
+
+// upload copies r to a private temp file in the login user's home over
+// SFTP and returns its path.
+func (c *sshConn) upload(ctx context.Context, r io.Reader) (string, error) {
+	type answer struct {
+		path string
+		err  error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		p, err := c.sftpUpload(r)
+		got <- answer{p, err}
+	}()
+	select {
+	case a := <-got:
+		if a.err != nil {
+			if c.lost() {
+				return "", c.unreachable(a.err)
+			}
+			return "", fmt.Errorf("%s: upload: %w", c.cfg.Host, a.err)
+		}
+		return a.path, nil
+	case <-ctx.Done():
+		// Closing the SFTP channel aborts the transfer at once. The
+		// goroutine is not waited for: it may be blocked reading the
+		// caller's content; it cleans up under sftpMu when it returns.
+		c.abortSFTP()
+		c.sftpMu.Lock()
+		if c.sftp != nil {
+			c.sftp.Close()
+			c.sftp = nil
+		}
+		c.sftpMu.Unlock()
+		return "", ctx.Err()
+	}
+}
+
+func (c *sshConn) abortSFTP() {
+	c.abortMu.Lock()
+	defer c.abortMu.Unlock()
+	if c.sftpCh != nil {
+		c.sftpCh.Close()
+		c.sftpCh = nil
+	}
+}
+
+// sftpClient returns the host's SFTP client, starting it on first use.
+func (c *sshConn) sftpClient() (*sftp.Client, string, error) {
+	c.sftpMu.Lock()
+	defer c.sftpMu.Unlock()
+	if c.sftp != nil {
+		return c.sftp, c.sftpHome, nil
+	}
+	ch, reqs, err := c.client.OpenChannel("session", nil)
+	if err != nil {
+		return nil, "", err
+	}
+	c.rt.Add(1)
+	go ssh.DiscardRequests(reqs)
+	c.abortMu.Lock()
+	c.sftpCh = ch
+	c.abortMu.Unlock()
+	// Pipelined like the shell: the subsystem request does not wait for
+	// its reply; the SFTP version exchange follows at once.
+	if _, err := ch.SendRequest("subsystem", false, ssh.Marshal(struct{ Name string }{"sftp"})); err != nil {
+		c.abortSFTP()
+		return nil, "", err
+	}
+	cl, err := sftp.NewClientPipe(ch, ch, sftp.UseConcurrentWrites(true))
+	if err != nil {
+		c.abortSFTP()
+		return nil, "", err
+	}
+	c.rt.Add(1)
+	home, err := cl.RealPath(".")
+	if err != nil {
+		cl.Close()
+		c.abortSFTP()
+		return nil, "", err
+	}
+	c.rt.Add(1)
+	c.sftp, c.sftpHome = cl, home
+	return cl, home, nil
+}
+
+// dropSFTP forgets cl after a failure (it may be an aborted client), so
+// the next upload starts a fresh one.
+func (c *sshConn) dropSFTP(cl *sftp.Client) {
+	c.sftpMu.Lock()
+	defer c.sftpMu.Unlock()
+	if c.sftp == cl {
+		c.sftp = nil
+		cl.Close()
+		c.abortSFTP()
+	}
+}
+
+func (c *sshConn) sftpUpload(r io.Reader) (string, error) {
+	cl, home, err := c.sftpClient()
+	if err != nil {
+		return "", err
+	}
+	tmp := strings.TrimSuffix(home, "/") + "/.gokube-upload-" + newMarker()[3:]
+	if err := c.sftpWrite(cl, tmp, r); err != nil {
+		if cl.Remove(tmp) != nil {
+			// An aborted client cannot remove its partial upload; a fresh
+			// one can (a few round trips, only after a cancellation).
+			c.dropSFTP(cl)
+			if ncl, _, nerr := c.sftpClient(); nerr == nil {
+				_ = ncl.Remove(tmp)
+			}
+		}
+		c.dropSFTP(cl)
+		return "", err
+	}
+	return tmp, nil
+}
+
+func (c *sshConn) sftpWrite(cl *sftp.Client, tmp string, r io.Reader) error {
+	f, err := cl.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL)
+	if err != nil {
+		return err
+	}
+	c.rt.Add(1)
+	// Private before any content arrives: uploads may be secrets.
+	if err := f.Chmod(0o600); err != nil {
+		f.Close()
+		return err
+	}
+	c.rt.Add(1)
+	n, err := f.ReadFrom(r)
+	c.rt.Add((n + sftpWindow - 1) / sftpWindow)
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	c.rt.Add(1)
+	return err
+}

@@ -1,0 +1,249 @@
+package connection
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/crypto/ssh"
+)
+
+// shellSession is one long-lived /bin/sh on the host.
+type shellSession struct {
+	ch      ssh.Channel
+	r       *bufio.Reader
+	pending []byte // preamble (and sudo password) sent with the first frame
+	stderr  *tailBuffer
+	errDone chan struct{} // closed when stderr reached EOF
+	dead    atomic.Bool
+}
+
+// stderrTail is the end of the shell's own stderr (sudo's complaints),
+// waiting briefly for it to be complete.
+func (s *shellSession) stderrTail() string {
+	t := time.NewTimer(500 * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-s.errDone:
+	case <-t.C:
+	}
+	return strings.TrimSpace(s.stderr.String())
+}
+
+func (s *shellSession) close() {
+	s.dead.Store(true)
+	s.ch.Close()
+}
+
+// kill ends the session and what runs in it: TERM reaches the shell (sudo
+// relays it), whose trap kills the script's process group.
+func (s *shellSession) kill() {
+	s.dead.Store(true)
+	_, _ = s.ch.SendRequest("signal", false, ssh.Marshal(struct{ Signal string }{"TERM"}))
+	s.ch.Close()
+}
+
+func shellKey(become bool, user string) string {
+	if !become {
+		return ""
+	}
+	if user == "" {
+		user = "root"
+	}
+	return user
+}
+
+// shellCommand is the session's command and what must be written before
+// the preamble.
+func (c *sshConn) shellCommand(key string) (string, []byte) {
+	if key == "" || (key == "root" && c.cfg.User == "root") || key == c.cfg.User {
+		return "exec /bin/sh", nil
+	}
+	if c.cfg.BecomePassword == "" {
+		return "exec sudo -H -n -u " + shQuote(key) + " -- /bin/sh", nil
+	}
+	// The password is the first line of the session's stdin, read by an
+	// outer shell into its environment; sudo gets it from an askpass
+	// program that is printenv: sudo runs the askpass with the prompt as
+	// its argument, so the prompt "GK_PW" makes it print the password.
+	// Unlike sudo -S this never lets sudo read the frames that follow as
+	// password attempts, whether or not it asks (NOPASSWD, cached
+	// credentials), and no secret touches the disk or a command line.
+	inner := "unset GK_PW SUDO_ASKPASS; exec /bin/sh"
+	outer := `IFS= read -r GK_PW || exit 1; export GK_PW
+SUDO_ASKPASS=$(command -v printenv) || { echo "gokube: printenv not found for sudo askpass" >&2; exit 1; }
+export SUDO_ASKPASS
+exec sudo -A -H -p GK_PW -u ` + shQuote(key) + " -- /bin/sh -c " + shQuote(inner)
+	return "exec /bin/sh -c " + shQuote(outer), []byte(c.cfg.BecomePassword + "\n")
+}
+
+// openShell opens a session channel and starts the shell without waiting
+// for the exec reply: the first frame follows at once, so opening costs
+// the channel-open round trip only.
+func (c *sshConn) openShell(ctx context.Context, key string) (*shellSession, error) {
+	type opened struct {
+		ch   ssh.Channel
+		reqs <-chan *ssh.Request
+		err  error
+	}
+	got := make(chan opened, 1)
+	go func() {
+		ch, reqs, err := c.client.OpenChannel("session", nil)
+		got <- opened{ch, reqs, err}
+	}()
+	var o opened
+	select {
+	case o = <-got:
+	case <-ctx.Done():
+		go func() {
+			if o := <-got; o.err == nil {
+				o.ch.Close()
+				go ssh.DiscardRequests(o.reqs)
+			}
+		}()
+		return nil, ctx.Err()
+	}
+	c.rt.Add(1)
+	if o.err != nil {
+		if c.lost() {
+			return nil, c.unreachable(o.err)
+		}
+		return nil, fmt.Errorf("%s: open session: %w", c.cfg.Host, o.err)
+	}
+	go ssh.DiscardRequests(o.reqs)
+	cmd, prefix := c.shellCommand(key)
+	if _, err := o.ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{cmd})); err != nil {
+		o.ch.Close()
+		return nil, c.unreachable(err)
+	}
+	s := &shellSession{
+		ch:      o.ch,
+		r:       bufio.NewReaderSize(o.ch, 64<<10),
+		pending: append(prefix, shellPreamble...),
+		stderr:  &tailBuffer{max: 4 << 10},
+		errDone: make(chan struct{}),
+	}
+	go func() {
+		_, _ = io.Copy(s.stderr, o.ch.Stderr())
+		close(s.errDone)
+	}()
+	return s, nil
+}
+
+func (c *sshConn) shell(ctx context.Context, become bool, user string) (*shellSession, error) {
+	key := shellKey(become, user)
+	c.mu.Lock()
+	s := c.shells[key]
+	c.mu.Unlock()
+	if s != nil && !s.dead.Load() {
+		return s, nil
+	}
+	s, err := c.openShell(ctx, key)
+	if err != nil {
+		return nil, err
+	}
+	c.mu.Lock()
+	c.shells[key] = s
+	c.mu.Unlock()
+	return s, nil
+}
+
+func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
+	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	if c.closed() {
+		return Result{}, fmt.Errorf("%s: connection closed", c.cfg.Host)
+	}
+	marker, frame, err := frameFor(req)
+	if err != nil {
+		return Result{}, fmt.Errorf("%s: %w", c.cfg.Host, err)
+	}
+	select {
+	case c.runSem <- struct{}{}:
+		defer func() { <-c.runSem }()
+	case <-ctx.Done():
+		return Result{}, ctx.Err()
+	}
+	s, err := c.shell(ctx, req.Become, req.BecomeUser)
+	if err != nil {
+		return Result{}, err
+	}
+	if s.pending != nil {
+		frame = append(s.pending, frame...)
+		s.pending = nil
+	}
+	type answer struct {
+		res Result
+		err error
+	}
+	got := make(chan answer, 1)
+	c.rt.Add(1)
+	go func() {
+		if _, err := s.ch.Write(frame); err != nil {
+			got <- answer{err: err}
+			return
+		}
+		res, err := readFrame(s.r, marker)
+		got <- answer{res, err}
+	}()
+	select {
+	case a := <-got:
+		if a.err == nil {
+			return a.res, nil
+		}
+		s.close()
+		if c.closed() {
+			return Result{}, fmt.Errorf("%s: connection closed", c.cfg.Host)
+		}
+		if c.lost() {
+			return Result{}, c.unreachable(a.err)
+		}
+		if tail := s.stderrTail(); tail != "" {
+			return Result{}, fmt.Errorf("%s: shell%s ended: %s", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), tail)
+		}
+		return Result{}, fmt.Errorf("%s: shell%s: %w", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), a.err)
+	// In the two cases below the exchange goroutine is not waited for:
+	// closing a channel does not unblock its reader until the peer
+	// confirms, and a silent peer never does. The session is dead, so the
+	// goroutine's late answer goes nowhere.
+	case <-ctx.Done():
+		s.kill()
+		return Result{}, ctx.Err()
+	case <-c.done:
+		s.close()
+		if ctx.Err() != nil {
+			return Result{}, ctx.Err()
+		}
+		return Result{}, c.unreachable(errors.New("connection lost"))
+	}
+}
+
+// tailBuffer keeps the last max bytes written, for error messages.
+type tailBuffer struct {
+	mu  sync.Mutex
+	max int
+	b   []byte
+}
+
+func (t *tailBuffer) Write(p []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.b = append(t.b, p...)
+	if len(t.b) > t.max {
+		t.b = append([]byte(nil), t.b[len(t.b)-t.max:]...)
+	}
+	return len(p), nil
+}
+
+func (t *tailBuffer) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return string(t.b)
+}
