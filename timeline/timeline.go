@@ -63,7 +63,7 @@ const (
 	rowH    = 28
 	barH    = 18
 	plotW   = 1000
-	topH    = 64 // title, play/batch labels, axis
+	topH    = 76 // title, two lines of play/batch labels, axis
 	bottomH = 34 // legend
 	charW   = 7.2
 )
@@ -190,14 +190,30 @@ func drawGroups(b *strings.Builder, r Run, l layout) {
 	}
 	sort.SliceStable(groups, func(i, j int) bool { return groups[i].start < groups[j].start })
 	bottom := float64(topH + len(r.Hosts)*rowH)
+	// Labels go on two lines so plays starting close together stay
+	// readable; a label that would run off the right edge ends at its
+	// line; one that fits on neither line is left out (the dashed line
+	// stays, and every bar's tooltip names its play).
+	lineEnd := [2]float64{-1e9, -1e9}
 	for _, g := range groups {
 		x := l.x(g.start)
 		label := "play: " + g.play
 		if g.batch > 0 || countBatches(r, g.play) > 1 {
 			label += fmt.Sprintf(" · batch %d", g.batch+1)
 		}
-		fmt.Fprintf(b, `<line x1="%.1f" y1="26" x2="%.1f" y2="%.0f" stroke="#5b6b7f" stroke-dasharray="3,3"/>`+"\n", x, x, bottom)
-		fmt.Fprintf(b, `<text x="%.1f" y="36" fill="#5b6b7f" font-size="11">%s</text>`+"\n", x+3, esc(label))
+		w := float64(len([]rune(label))) * 6.3
+		tx, anchor, from := x+3, "start", x+3
+		if tx+w > l.width-4 {
+			tx, anchor, from = x-3, "end", x-3-w
+		}
+		fmt.Fprintf(b, `<line x1="%.1f" y1="24" x2="%.1f" y2="%.0f" stroke="#5b6b7f" stroke-dasharray="3,3"/>`+"\n", x, x, bottom)
+		for line := range lineEnd {
+			if from >= lineEnd[line]+8 {
+				lineEnd[line] = from + w
+				fmt.Fprintf(b, `<text x="%.1f" y="%d" fill="#5b6b7f" font-size="11" text-anchor="%s">%s</text>`+"\n", tx, 34+line*12, anchor, esc(label))
+				break
+			}
+		}
 	}
 }
 
@@ -250,7 +266,7 @@ func drawBar(b *strings.Builder, l layout, i int, bar Bar) {
 	y := float64(topH+row*rowH) + (rowH-barH)/2
 	col := colour(bar.Status)
 	d := bar.End - bar.Start
-	tip := fmt.Sprintf("%s\n%s: %s in %s, %d round trip(s), %s", bar.Task, bar.Host, bar.Status, fmtDur(d), bar.RoundTrips, fmtBytes(bar.Bytes))
+	tip := fmt.Sprintf("%s\n%s: %s in %s, %d round trip(s), %s\nplay: %s", bar.Task, bar.Host, bar.Status, fmtDur(d), bar.RoundTrips, fmtBytes(bar.Bytes), bar.Play)
 	if bar.Handler {
 		tip += "\nhandler"
 	}
