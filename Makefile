@@ -8,9 +8,10 @@ LAB_DIR   ?= /var/lib/gokube/lab
 DEMO_LAB  ?= gk
 TEST_LAB  ?= gkt
 ARTIFACTS ?= /var/lib/gokube/artifacts
-# Debian packages the lab, the roles' artifacts and the benchmark need on the control machine.
+# Debian packages the lab, the roles' artifacts, the benchmark and the tests need on the control
+# machine (chromium renders --timeline in a headless browser test).
 APT_PKGS  := systemd-container debootstrap iproute2 iptables openssh-client curl \
-             etcd-server etcd-client ansible-core ca-certificates bc
+             etcd-server etcd-client ansible-core ca-certificates bc chromium
 
 .PHONY: all build deps artifacts k8s-artifacts image unit integration test demo lab-down bench vet fmt clean
 
