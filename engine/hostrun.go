@@ -16,6 +16,8 @@ type hostRun struct {
 	last ord // the task this host runs or ran last
 }
 
+// progressEvery is how often a running task's progress line is printed
+// (Options.ProgressEvery overrides it).
 const progressEvery = 5 * time.Second
 
 var (

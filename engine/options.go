@@ -59,6 +59,9 @@ type Options struct {
 	// RolesPath is searched for roles after roles/ beside the playbook and
 	// before the bundled roles (ansible.cfg's roles_path).
 	RolesPath []string
+	// ProgressEvery is how often a task still running prints its progress
+	// line (hosts, time, bytes on the wire); default 5s.
+	ProgressEvery time.Duration
 	// ProxyJump is the bastion of hosts whose inventory names none
 	// (ansible.cfg's ssh_args).
 	ProxyJump *inventory.Jump

@@ -110,7 +110,7 @@ type reporter interface {
 	playStart(pl *Play)
 	hostResult(t *Task, host string, o *outcome, handler bool)
 	retry(t *Task, host string, attempt, retries int)
-	progress(t *Task, host string, elapsed time.Duration)
+	progress(t *Task, host string, elapsed time.Duration, moved int64)
 	warn(msg string)
 	recap(r *Recap)
 }
@@ -133,13 +133,21 @@ type textReporter struct {
 	diff    bool
 	last    *Task
 
-	prog     map[*Task]map[string]time.Duration
+	prog     map[*Task]map[string]hostProgress
 	progAt   time.Time
 	progTask *Task
+	every    time.Duration
 }
 
-func newTextReporter(w io.Writer, color bool, verbose int, noTime, diff bool) *textReporter {
-	return &textReporter{w: w, color: color, verbose: verbose, noTime: noTime, diff: diff}
+// hostProgress is how long a host has been running a task and the bytes
+// its connection moved meanwhile.
+type hostProgress struct {
+	elapsed time.Duration
+	moved   int64
+}
+
+func newTextReporter(w io.Writer, color bool, verbose int, noTime, diff bool, every time.Duration) *textReporter {
+	return &textReporter{w: w, color: color, verbose: verbose, noTime: noTime, diff: diff, every: every}
 }
 
 func (t *textReporter) c(code, s string) string {
@@ -177,31 +185,66 @@ func (t *textReporter) retry(task *Task, host string, attempt, retries int) {
 }
 
 // progress prints one line per task and interval listing the hosts still
-// running it, so a long wait does not look like a hang.
-func (t *textReporter) progress(task *Task, host string, elapsed time.Duration) {
+// running it, so a long wait does not look like a hang; hosts moving data
+// (an upload of a large file) show the bytes and the rate.
+func (t *textReporter) progress(task *Task, host string, elapsed time.Duration, moved int64) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.prog == nil {
-		t.prog = map[*Task]map[string]time.Duration{}
+		t.prog = map[*Task]map[string]hostProgress{}
 	}
 	m := t.prog[task]
 	if m == nil {
-		m = map[string]time.Duration{}
+		m = map[string]hostProgress{}
 		t.prog[task] = m
 	}
-	m[host] = elapsed
-	if time.Since(t.progAt) < progressEvery/2 && t.progTask == task {
+	m[host] = hostProgress{elapsed, moved}
+	if time.Since(t.progAt) < t.every/2 && t.progTask == task {
 		return
 	}
 	t.progAt, t.progTask = time.Now(), task
-	var hs []string
-	for h, d := range m {
-		if d >= elapsed-progressEvery {
-			hs = append(hs, h)
+	running := map[string]hostProgress{}
+	for h, p := range m {
+		if p.elapsed >= elapsed-t.every {
+			running[h] = p
 		}
 	}
-	sort.Strings(hs)
-	fmt.Fprintln(t.w, t.c(cCyan, fmt.Sprintf("  ... %s still running on %s (%s)", task.Display(), strings.Join(hs, ", "), elapsed.Round(time.Second))))
+	fmt.Fprintln(t.w, t.c(cCyan, progressLine(task.Display(), elapsed, running)))
+}
+
+// movingBytes is from when a host's progress shows its bytes: below it a
+// task is talking, not transferring.
+const movingBytes = 256 << 10
+
+// progressLine is "  ... TASK still running on a, b (12s)", followed by
+// "; a: 40.0 MiB at 3.3 MiB/s" for each host moving data.
+func progressLine(task string, elapsed time.Duration, hosts map[string]hostProgress) string {
+	names := make([]string, 0, len(hosts))
+	for h := range hosts {
+		names = append(names, h)
+	}
+	sort.Strings(names)
+	line := fmt.Sprintf("  ... %s still running on %s (%s)", task, strings.Join(names, ", "), elapsed.Round(time.Second))
+	for _, h := range names {
+		p := hosts[h]
+		if p.moved < movingBytes || p.elapsed <= 0 {
+			continue
+		}
+		line += fmt.Sprintf("; %s: %s at %s/s", h, humanBytes(p.moved), humanBytes(int64(float64(p.moved)/p.elapsed.Seconds())))
+	}
+	return line
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<30:
+		return fmt.Sprintf("%.1f GiB", float64(n)/(1<<30))
+	case n >= 1<<20:
+		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KiB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
 }
 
 func (t *textReporter) header(task *Task, handler bool) {
@@ -452,7 +495,7 @@ func (j *jsonReporter) hostResult(t *Task, host string, o *outcome, handler bool
 
 func (j *jsonReporter) retry(*Task, string, int, int) {}
 
-func (j *jsonReporter) progress(*Task, string, time.Duration) {}
+func (j *jsonReporter) progress(*Task, string, time.Duration, int64) {}
 
 func (j *jsonReporter) warn(msg string) {
 	j.mu.Lock()

@@ -37,10 +37,15 @@ func (p *connPool) get(ctx context.Context, host string, check bool) (connection
 	}
 	p.mu.Unlock()
 	e.once.Do(func() {
-		e.conn, e.err = p.r.dial(ctx, host)
-		if e.err == nil {
-			e.dry = connection.NewDry(e.conn)
+		c, err := p.r.dial(ctx, host)
+		// Under p.mu: the progress ticker reads the counters of e.conn
+		// from another goroutine (roundTrips, wireBytes).
+		p.mu.Lock()
+		e.conn, e.err = c, err
+		if err == nil {
+			e.dry = connection.NewDry(c)
 		}
+		p.mu.Unlock()
 	})
 	if e.err != nil {
 		return nil, e.err
@@ -65,25 +70,27 @@ func (p *connPool) lock(host string) func() {
 }
 
 func (p *connPool) roundTrips(host string) int64 {
-	p.mu.Lock()
-	e, ok := p.m[host]
-	p.mu.Unlock()
-	if !ok || e.conn == nil {
+	c := p.conn(host)
+	if c == nil {
 		return 0
 	}
-	return e.conn.RoundTrips()
+	return c.RoundTrips()
+}
+
+// conn is host's connection once dialled, or nil.
+func (p *connPool) conn(host string) connection.Conn {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if e, ok := p.m[host]; ok {
+		return e.conn
+	}
+	return nil
 }
 
 // wireBytes is what host's connection moved on the network so far (0 for
 // connections that do not count, like local ones).
 func (p *connPool) wireBytes(host string) int64 {
-	p.mu.Lock()
-	e, ok := p.m[host]
-	p.mu.Unlock()
-	if !ok || e.conn == nil {
-		return 0
-	}
-	if wc, ok := e.conn.(connection.WireCounter); ok {
+	if wc, ok := p.conn(host).(connection.WireCounter); ok {
 		return wc.WireBytes()
 	}
 	return 0

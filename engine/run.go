@@ -152,7 +152,7 @@ func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[stri
 	if opts.Output == "json" {
 		r.out = newJSONReporter(opts.Out)
 	} else {
-		r.out = newTextReporter(opts.Out, opts.Color, opts.Verbosity, opts.HideTimings, opts.Diff)
+		r.out = newTextReporter(opts.Out, opts.Color, opts.Verbosity, opts.HideTimings, opts.Diff, r.progressEvery())
 	}
 	return r
 }
@@ -433,4 +433,11 @@ func (r *run) finish(d time.Duration) {
 	if len(rc.Slowest) > 5 {
 		rc.Slowest = rc.Slowest[:5]
 	}
+}
+
+func (r *run) progressEvery() time.Duration {
+	if r.opts.ProgressEvery > 0 {
+		return r.opts.ProgressEvery
+	}
+	return progressEvery
 }

@@ -68,12 +68,12 @@ func (hr *hostRun) execute(ctx context.Context, t *Task, handler bool) (res *out
 	stopProgress := make(chan struct{})
 	defer close(stopProgress)
 	go func() {
-		tick := time.NewTicker(progressEvery)
+		tick := time.NewTicker(hr.r.progressEvery())
 		defer tick.Stop()
 		for {
 			select {
 			case <-tick.C:
-				hr.r.out.progress(t, hr.hs.name, time.Since(start))
+				hr.r.out.progress(t, hr.hs.name, time.Since(start), hr.r.pool.wireBytes(hr.hs.name)-b0)
 			case <-stopProgress:
 				return
 			case <-ctx.Done():
