@@ -130,3 +130,20 @@ func TestConfigCommand(t *testing.T) {
 		t.Errorf("output:\n%s", buf.String())
 	}
 }
+
+// `gokube inventory` without -i takes ansible.cfg's inventory, like
+// ansible-inventory.
+func TestInventoryFromAnsibleCfg(t *testing.T) {
+	dir := t.TempDir()
+	os.WriteFile(filepath.Join(dir, "ansible.cfg"), []byte("[defaults]\ninventory = hosts.ini\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "hosts.ini"), []byte("[web]\nweb-1\n"), 0o644)
+	t.Setenv("ANSIBLE_CONFIG", "")
+	t.Chdir(dir)
+	cmd := newInventoryCmd()
+	var buf bytes.Buffer
+	cmd.SetOut(&buf)
+	cmd.SetArgs([]string{"--graph"})
+	if err := cmd.Execute(); err != nil || !strings.Contains(buf.String(), "|--@web:\n  |  |--web-1") {
+		t.Fatalf("%v\n%s", err, buf.String())
+	}
+}

@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
 
+	"gokube/config"
 	"gokube/engine"
 	"gokube/inventory"
 	"gokube/roles"
@@ -191,7 +192,15 @@ func newInventoryCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if inv == "" {
-				return &engine.UsageError{Err: errors.New("no inventory given (-i)")}
+				// Like ansible-inventory: ansible.cfg's inventory when -i is absent.
+				c, _, err := config.Load(config.DefaultEnv())
+				if err != nil {
+					return &engine.UsageError{Err: err}
+				}
+				if len(c.Inventory) != 1 {
+					return &engine.UsageError{Err: errors.New("no inventory given (-i, or one inventory in ansible.cfg)")}
+				}
+				inv = c.Inventory[0]
 			}
 			i, err := inventory.Load(inv)
 			if err != nil {
