@@ -135,6 +135,21 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 	if pl.Name == "" {
 		pl.Name = pl.Hosts
 	}
+	if err := l.playTasks(d, s); err != nil {
+		return nil, err
+	}
+	numberPlay(pl)
+	if err := checkNotify(pl); err != nil {
+		return nil, err
+	}
+	return pl, nil
+}
+
+// playTasks loads the play's sections into its run order: facts,
+// pre_tasks, roles, tasks, post_tasks (a handler flush after each of the
+// three groups), then the handlers (roles' first).
+func (l *loader) playTasks(d *playDraft, s src) error {
+	pl, file := d.pl, s.display
 	inh := inherit{tags: pl.Tags, env: pl.Environment}
 	sect := func(n *yaml.Node, key string) ([]*Task, error) {
 		if n == nil {
@@ -149,33 +164,33 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 	}
 	t, err := sect(d.pre, "pre_tasks")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	all = append(all, t...)
 	all = append(all, flushTask(pl.Pos))
 	// roles
 	if d.roles != nil {
 		if d.roles.Kind != yaml.SequenceNode {
-			return nil, errAt(Pos{file, d.roles.Line}, "roles must be a list")
+			return errAt(Pos{file, d.roles.Line}, "roles must be a list")
 		}
 		seen := map[*Role]bool{}
 		for _, rn := range d.roles.Content {
 			rt, err := l.playRole(rn, s, inh, seen)
 			if err != nil {
-				return nil, err
+				return err
 			}
 			all = append(all, rt...)
 		}
 	}
 	t, err = sect(d.tasks, "tasks")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	all = append(all, t...)
 	all = append(all, flushTask(pl.Pos))
 	t, err = sect(d.post, "post_tasks")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	all = append(all, t...)
 	all = append(all, flushTask(pl.Pos))
@@ -185,14 +200,10 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 	}
 	h, err := sect(d.hdl, "handlers")
 	if err != nil {
-		return nil, err
+		return err
 	}
 	pl.Handlers = append(pl.Handlers, h...)
-	numberPlay(pl)
-	if err := checkNotify(pl); err != nil {
-		return nil, err
-	}
-	return pl, nil
+	return nil
 }
 
 // checkNotify reports a notify that names no handler (name or listen).

@@ -140,14 +140,37 @@ func (l *loader) loadRole(name string, p Pos) (*Role, error) {
 			}
 		}
 	}
+	if err := l.loadRoleMeta(r); err != nil {
+		return nil, err
+	}
 	for _, ext := range []string{".yml", ".yaml"} {
-		f := dir.join("meta/main" + ext)
+		f := dir.join("handlers/main" + ext)
+		if f.exists() {
+			hs, err := l.loadTaskFile(f, dir.join("tasks"), inherit{role: r})
+			if err != nil {
+				return nil, err
+			}
+			r.Handlers = hs
+			break
+		}
+	}
+	l.roleMemo[name] = r
+	addRole(l.play, r)
+	return r, nil
+}
+
+// loadRoleMeta loads meta/main.yml: the role's dependencies (loaded now,
+// so a cycle is found at load time); galaxy metadata is accepted and
+// anything else refused.
+func (l *loader) loadRoleMeta(r *Role) error {
+	for _, ext := range []string{".yml", ".yaml"} {
+		f := r.Dir.join("meta/main" + ext)
 		if !f.exists() {
 			continue
 		}
 		root, err := parseYAML(f)
 		if err != nil {
-			return nil, err
+			return err
 		}
 		for i := 0; i+1 < len(root.Content); i += 2 {
 			k, v := root.Content[i], root.Content[i+1]
@@ -164,31 +187,18 @@ func (l *loader) loadRole(name string, p Pos) (*Role, error) {
 					}
 					dep, err := l.loadRole(dname, Pos{f.display, dn.Line})
 					if err != nil {
-						return nil, err
+						return err
 					}
 					r.Deps = append(r.Deps, dep)
 				}
 			case "galaxy_info", "allow_duplicates", "argument_specs":
 			default:
-				return nil, errAt(Pos{f.display, k.Line}, "unknown key %q in role meta", k.Value)
+				return errAt(Pos{f.display, k.Line}, "unknown key %q in role meta", k.Value)
 			}
 		}
 		break
 	}
-	for _, ext := range []string{".yml", ".yaml"} {
-		f := dir.join("handlers/main" + ext)
-		if f.exists() {
-			hs, err := l.loadTaskFile(f, dir.join("tasks"), inherit{role: r})
-			if err != nil {
-				return nil, err
-			}
-			r.Handlers = hs
-			break
-		}
-	}
-	l.roleMemo[name] = r
-	addRole(l.play, r)
-	return r, nil
+	return nil
 }
 
 func addRole(pl *Play, r *Role) {

@@ -83,6 +83,9 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 
 // lookahead collects the probes of the rest of t's loop and of the tasks
 // that follow t on this host, stopping where the future is not knowable.
+// It is long because each stop rule (meta, other become settings, an
+// unrenderable condition or argument, the batch limit) sits in the one
+// walk, in the order the rules apply; split up, the order would be hidden.
 func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser string) []probeReq {
 	var out []probeReq
 	p := t.Module.(modules.Prober)

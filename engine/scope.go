@@ -57,7 +57,14 @@ func (r *run) taskScope(hs *hostState, t *Task) *scope {
 	batch, playHosts := hs.batch, hs.playHost
 	hs.mu.Unlock()
 	put(r.extra)
-	// Magic variables cannot be overridden.
+	r.setMagicVars(vars, hs, t, batch, playHosts)
+	return &scope{r: r, host: hs.name, vars: vars}
+}
+
+// setMagicVars sets the variables the engine owns (last, so nothing
+// overrides them): inventory_hostname, groups, play_hosts, role_name, ...
+func (r *run) setMagicVars(vars map[string]any, hs *hostState, t *Task, batch, playHosts []any) {
+	pl := r.play
 	vars["inventory_hostname"] = hs.name
 	short, _, _ := strings.Cut(hs.name, ".")
 	vars["inventory_hostname_short"] = short
@@ -93,7 +100,6 @@ func (r *run) taskScope(hs *hostState, t *Task) *scope {
 	if pl != nil {
 		vars["ansible_play_name"] = pl.Name
 	}
-	return &scope{r: r, host: hs.name, vars: vars}
 }
 
 // hostScope is another host's play-level variables (hostvar, hostvars).

@@ -64,23 +64,7 @@ func (hr *hostRun) execute(ctx context.Context, t *Task, handler bool) (res *out
 			res.bytes = hr.r.pool.wireBytes(hr.hs.name) - b0
 		}
 	}()
-	// A progress line for tasks that take long (waits, restarts, health).
-	stopProgress := make(chan struct{})
-	defer close(stopProgress)
-	go func() {
-		tick := time.NewTicker(hr.r.progressEvery())
-		defer tick.Stop()
-		for {
-			select {
-			case <-tick.C:
-				hr.r.out.progress(t, hr.hs.name, time.Since(start), hr.r.pool.wireBytes(hr.hs.name)-b0)
-			case <-stopProgress:
-				return
-			case <-ctx.Done():
-				return
-			}
-		}
-	}()
+	defer hr.progress(ctx, t, start, b0)()
 	sc := hr.r.taskScope(hr.hs, t)
 	if !t.HasLoop {
 		ok, err := sc.conds(t.When)
@@ -92,11 +76,39 @@ func (hr *hostRun) execute(ctx context.Context, t *Task, handler bool) (res *out
 		}
 		return hr.runItem(ctx, t, sc, -1, nil)
 	}
+	return hr.runLoop(ctx, t, sc)
+}
+
+// progress prints a progress line (with the bytes sent since bytes0) at
+// each progress interval while a task runs long (waits, restarts, health
+// checks, uploads); the returned func stops it.
+func (hr *hostRun) progress(ctx context.Context, t *Task, start time.Time, bytes0 int64) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		tick := time.NewTicker(hr.r.progressEvery())
+		defer tick.Stop()
+		for {
+			select {
+			case <-tick.C:
+				hr.r.out.progress(t, hr.hs.name, time.Since(start), hr.r.pool.wireBytes(hr.hs.name)-bytes0)
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// runLoop runs every item of a looping task and folds the items' outcomes
+// into the task's (results, as Ansible registers them).
+func (hr *hostRun) runLoop(ctx context.Context, t *Task, sc *scope) *outcome {
 	items, err := hr.loopItems(sc, t)
 	if err != nil {
 		return failOutcome(err)
 	}
-	res = &outcome{status: stOK}
+	res := &outcome{status: stOK}
 	loopVar := t.LoopVar
 	if loopVar == "" {
 		loopVar = "item"
@@ -324,6 +336,21 @@ func (hr *hostRun) runOnce(ctx context.Context, t *Task, sc *scope, idx int, ite
 		}
 		return o
 	}
+	o := resultOutcome(t, res, delegate)
+	if (t.HasChg || t.HasFail) && !res.Skipped {
+		if err := applyResultConds(t, sc, o, res.Changed); err != nil {
+			return failOutcome(err)
+		}
+	}
+	if t.NoLog {
+		o.msg, o.diff = "the output has been hidden due to the 'no_log: true' specified for this result", ""
+	}
+	return o
+}
+
+// resultOutcome turns a module's or action's result into the task's
+// outcome on this host, with the data register stores.
+func resultOutcome(t *Task, res *modules.Result, delegate string) *outcome {
 	data := map[string]any{}
 	for k, v := range res.Data {
 		data[k] = v
@@ -356,45 +383,46 @@ func (hr *hostRun) runOnce(ctx context.Context, t *Task, sc *scope, idx int, ite
 			delete(data, "_var")
 		}
 	}
-	if (t.HasChg || t.HasFail) && !res.Skipped {
-		csc := sc
-		if t.Register != "" {
-			csc = sc.with(map[string]any{t.Register: data})
-		}
-		if t.HasChg {
-			ch, err := csc.conds(t.Changed)
-			if err != nil {
-				return failOutcome(err)
-			}
-			data["changed"] = ch
-			if o.status == stChanged || o.status == stOK {
-				o.status = stOK
-				if ch {
-					o.status = stChanged
-				}
-			}
-		}
-		if t.HasFail {
-			fl, err := csc.conds(t.Failed)
-			if err != nil {
-				return failOutcome(err)
-			}
-			data["failed"] = fl
-			if fl {
-				o.status = stFailed
-				if o.msg == "" {
-					o.msg = "failed_when: " + condsString(t.Failed)
-				}
-			} else if o.status == stFailed {
-				o.status = stOK
-				if res.Changed {
-					o.status = stChanged
-				}
-			}
-		}
-	}
-	if t.NoLog {
-		o.msg, o.diff = "the output has been hidden due to the 'no_log: true' specified for this result", ""
-	}
 	return o
+}
+
+// applyResultConds applies changed_when and failed_when to o; they see the
+// result under the register name. changed is what the module reported.
+func applyResultConds(t *Task, sc *scope, o *outcome, changed bool) error {
+	csc := sc
+	if t.Register != "" {
+		csc = sc.with(map[string]any{t.Register: o.data})
+	}
+	if t.HasChg {
+		ch, err := csc.conds(t.Changed)
+		if err != nil {
+			return err
+		}
+		o.data["changed"] = ch
+		if o.status == stChanged || o.status == stOK {
+			o.status = stOK
+			if ch {
+				o.status = stChanged
+			}
+		}
+	}
+	if t.HasFail {
+		fl, err := csc.conds(t.Failed)
+		if err != nil {
+			return err
+		}
+		o.data["failed"] = fl
+		if fl {
+			o.status = stFailed
+			if o.msg == "" {
+				o.msg = "failed_when: " + condsString(t.Failed)
+			}
+		} else if o.status == stFailed {
+			o.status = stOK
+			if changed {
+				o.status = stChanged
+			}
+		}
+	}
+	return nil
 }
