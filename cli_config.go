@@ -30,8 +30,8 @@ var cfgFlags = []struct{ flag, setting string }{
 	{"ask-become-pass", "privilege_escalation.become_ask_pass"},
 }
 
-// applyAnsibleCfg loads the ansible.cfg Ansible would read and fills the
-// flags the operator did not set. Notes (ignored keys at -v, host key
+// applyAnsibleCfg loads the ansible.cfg Ansible would read (and the
+// ANSIBLE_* variables) and fills the flags the operator did not set. Notes (ignored keys at -v, host key
 // checking) go to w.
 func applyAnsibleCfg(cmd *cobra.Command, f *playFlags, w io.Writer) error {
 	c, warning, err := config.Load(config.DefaultEnv())
@@ -41,7 +41,7 @@ func applyAnsibleCfg(cmd *cobra.Command, f *playFlags, w io.Writer) error {
 	if err != nil {
 		return &engine.UsageError{Err: err}
 	}
-	if c.Path == "" {
+	if c.Path == "" && len(c.Sources) == 0 {
 		return nil
 	}
 	changed := cmd.Flags().Changed
@@ -81,7 +81,7 @@ func applyAnsibleCfg(cmd *cobra.Command, f *playFlags, w io.Writer) error {
 	if c.HostKeyChecking != nil && !*c.HostKeyChecking && !f.acceptNew {
 		fmt.Fprintf(w, "NOTE: %s sets host_key_checking = False; gokube keeps checking host keys (--accept-new-host-keys adds unknown ones, a changed key is always refused)\n", c.Sources["defaults.host_key_checking"])
 	}
-	if f.verbose > 0 {
+	if f.verbose > 0 && c.Path != "" {
 		fmt.Fprintf(w, "using %s (%s)\n", c.Path, c.Why)
 		for _, ig := range c.Ignored {
 			fmt.Fprintf(w, "%s: ignored (gokube does not use it)\n", ig)
@@ -96,8 +96,9 @@ func newConfigCmd() *cobra.Command {
 		Short: "show the ansible.cfg settings gokube uses, their values and where each came from",
 		Long: `gokube reads ansible.cfg the way Ansible finds it: $ANSIBLE_CONFIG, ./ansible.cfg
 (unless the directory is world-writable), ~/.ansible.cfg, /etc/ansible/ansible.cfg;
-the first found is used. Command-line flags win over it; inventory variables win
-over both. Keys gokube does not act on are listed as ignored.`,
+the first found is used. ANSIBLE_* variables of the same settings (ANSIBLE_FORKS,
+ANSIBLE_REMOTE_USER, ...) win over it, command-line flags over both, inventory
+variables over all. Keys gokube does not act on are listed as ignored.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			c, warning, err := config.Load(config.DefaultEnv())

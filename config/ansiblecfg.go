@@ -109,25 +109,71 @@ func Find(env Env) (path, why, warning string, err error) {
 	return "", "", warning, nil
 }
 
-// Load finds and parses the ansible.cfg of env; an empty Config when there
-// is none. A bad value is an error naming the file, line and key.
+// Load finds and parses the ansible.cfg of env (an empty Config when there
+// is none), then applies the ANSIBLE_* variables of the settings gokube
+// uses, which win over the file as in Ansible. A bad value is an error
+// naming the file, line and key, or the variable.
 func Load(env Env) (*Config, string, error) {
 	path, why, warning, err := Find(env)
-	if err != nil || path == "" {
-		return &Config{Sources: map[string]string{}}, warning, err
+	if err != nil {
+		return nil, warning, err
+	}
+	if path == "" {
+		c := &Config{Sources: map[string]string{}}
+		return c, warning, c.applyEnv(env)
 	}
 	c, err := Parse(path, env.Home)
 	if err != nil {
 		return nil, warning, err
 	}
 	c.Why = why
-	return c, warning, nil
+	return c, warning, c.applyEnv(env)
 }
 
-// entry is one key = value of the file.
+// envVars are the ANSIBLE_* variables of the settings gokube uses, with
+// the section and key each stands for.
+func envVars() [][3]string {
+	return [][3]string{
+		{"ANSIBLE_INVENTORY", "defaults", "inventory"},
+		{"ANSIBLE_REMOTE_USER", "defaults", "remote_user"},
+		{"ANSIBLE_PRIVATE_KEY_FILE", "defaults", "private_key_file"},
+		{"ANSIBLE_FORKS", "defaults", "forks"},
+		{"ANSIBLE_ROLES_PATH", "defaults", "roles_path"},
+		{"ANSIBLE_TIMEOUT", "defaults", "timeout"},
+		{"ANSIBLE_HOST_KEY_CHECKING", "defaults", "host_key_checking"},
+		{"ANSIBLE_RETRY_FILES_ENABLED", "defaults", "retry_files_enabled"},
+		{"ANSIBLE_RETRY_FILES_SAVE_PATH", "defaults", "retry_files_save_path"},
+		{"ANSIBLE_BECOME", "privilege_escalation", "become"},
+		{"ANSIBLE_BECOME_USER", "privilege_escalation", "become_user"},
+		{"ANSIBLE_BECOME_ASK_PASS", "privilege_escalation", "become_ask_pass"},
+		{"ANSIBLE_BECOME_METHOD", "privilege_escalation", "become_method"},
+		{"ANSIBLE_SSH_ARGS", "ssh_connection", "ssh_args"},
+	}
+}
+
+// applyEnv applies the ANSIBLE_* variables that are set; their relative
+// paths are relative to the working directory.
+func (c *Config) applyEnv(env Env) error {
+	var errs []error
+	for _, v := range envVars() {
+		val := env.Getenv(v[0])
+		if val == "" {
+			continue
+		}
+		e := &entry{section: v[1], key: v[2], value: val, from: "$" + v[0]}
+		if err := c.set(e, env.Cwd, env.Home); err != nil {
+			errs = append(errs, fmt.Errorf("$%s: %w", v[0], err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// entry is one setting: a key = value of the file, or an ANSIBLE_*
+// environment variable. from is where it came from (file:line, $VAR).
 type entry struct {
 	section, key, value string
 	line                int
+	from                string
 }
 
 // Parse reads one ansible.cfg. The syntax is Python's configparser as
@@ -183,7 +229,7 @@ func Parse(path, home string) (*Config, error) {
 			return nil, fmt.Errorf("%s:%d: [%s] %s already set on line %d", path, n, section, key, prev)
 		}
 		seen[section+"."+key] = n
-		entries = append(entries, &entry{section: section, key: key, value: stripInline(strings.TrimSpace(trimmed[i+1:])), line: n})
+		entries = append(entries, &entry{section: section, key: key, value: stripInline(strings.TrimSpace(trimmed[i+1:])), line: n, from: fmt.Sprintf("%s:%d", path, n)})
 	}
 	if err := sc.Err(); err != nil {
 		return nil, fmt.Errorf("%s: %w", path, err)
@@ -295,7 +341,7 @@ func (c *Config) set(e *entry, dir, home string) error {
 	default:
 		return nil
 	}
-	c.Sources[name] = fmt.Sprintf("%s:%d", c.Path, e.line)
+	c.Sources[name] = e.from
 	return nil
 }
 

@@ -139,3 +139,31 @@ func TestFind(t *testing.T) {
 	env.Cwd = root
 	check(filepath.Join(home, ".ansible.cfg"), "~/.ansible.cfg")
 }
+
+// ANSIBLE_* variables win over the file, with their name as the source,
+// and work without a file; a bad one is an error naming it.
+func TestEnvOverrides(t *testing.T) {
+	dir := t.TempDir()
+	write(t, filepath.Join(dir, "ansible.cfg"), "[defaults]\nforks = 5\nremote_user = deploy\n")
+	vars := map[string]string{"ANSIBLE_FORKS": "9", "ANSIBLE_INVENTORY": "inv/hosts.ini", "ANSIBLE_BECOME": "yes"}
+	env := Env{Getenv: func(k string) string { return vars[k] }, Cwd: dir, Home: dir}
+	c, _, err := Load(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Forks != 9 || c.Sources["defaults.forks"] != "$ANSIBLE_FORKS" || c.RemoteUser != "deploy" || c.Sources["defaults.remote_user"] != filepath.Join(dir, "ansible.cfg")+":3" {
+		t.Errorf("forks %d from %q, remote_user %q from %q", c.Forks, c.Sources["defaults.forks"], c.RemoteUser, c.Sources["defaults.remote_user"])
+	}
+	if len(c.Inventory) != 1 || c.Inventory[0] != filepath.Join(dir, "inv/hosts.ini") || c.Become == nil || !*c.Become {
+		t.Errorf("inventory %v become %v", c.Inventory, c.Become)
+	}
+	env.Cwd = t.TempDir() // no ansible.cfg there; HOME has none either
+	env.Home = env.Cwd
+	if c, _, err = Load(env); err != nil || c.Path != "" && c.Path != "/etc/ansible/ansible.cfg" || c.Forks != 9 {
+		t.Errorf("env without a file: %+v %v", c, err)
+	}
+	vars["ANSIBLE_TIMEOUT"] = "soon"
+	if _, _, err = Load(env); err == nil || !strings.Contains(err.Error(), `$ANSIBLE_TIMEOUT: "soon" is not a positive number of seconds`) {
+		t.Errorf("bad variable: %v", err)
+	}
+}
