@@ -24,7 +24,9 @@ import (
 //
 // Round trips: unchanged 1 (the probe), 0 when the probe was batched;
 // a change 2 (probe, then one request that installs or removes and reads
-// the new state back); a local .deb adds its upload; update_cache makes the
+// the new state back), 3 when a name to install is not installed itself
+// (one read of what installed packages provide, for virtual names like
+// awk); a local .deb adds its upload; update_cache makes the
 // probe part of the update request (1 unchanged, 2 changed). Check mode
 // runs the read-only probe and, when something would change, one apt-get
 // --simulate (read-only), so a package apt cannot find is predicted to fail.
@@ -56,7 +58,7 @@ func (packageModule) Spec() Spec {
 		},
 		RequireOneOf: [][]string{{"name", "deb", "update_cache"}},
 		Returns: map[string]string{
-			"packages":      "mapping of each named package to its version after the task, or \"absent\"",
+			"packages":      "mapping of each named package to its version after the task, \"absent\", or \"PROVIDER VERSION\" for a virtual package",
 			"installed":     "list of name=version installed or upgraded by this task",
 			"removed":       "list of packages removed (or purged) by this task",
 			"cache_updated": "whether apt-get update ran",
@@ -78,6 +80,20 @@ type pkgWant struct {
 type pkgState struct {
 	Version string
 	Status  string // dpkg's db:Status-Status: installed, config-files, not-installed, ...
+	// Provider is the installed package that provides a virtual name.
+	Provider string
+}
+
+// describe is what `packages` registers: the version, "absent", or
+// "PROVIDER VERSION" for a virtual name an installed package provides.
+func (s pkgState) describe() string {
+	switch {
+	case !s.installed():
+		return "absent"
+	case s.Provider != "":
+		return s.Provider + " " + s.Version
+	}
+	return s.Version
 }
 
 func (s pkgState) installed() bool {
@@ -174,6 +190,29 @@ func parsePkgQuery(out []byte) (map[string]pkgState, map[string]string) {
 		}
 	}
 	return states, cand
+}
+
+// pkgProvidesQuery lists what every package dpkg knows provides, for
+// virtual package names.
+const pkgProvidesQuery = `dpkg-query -W -f='prov\t${Package}\t${Version}\t${db:Status-Status}\t${Provides}\n' 2>/dev/null; :
+`
+
+// addProvided marks a name that is not installed itself as installed when
+// an installed package provides it (its version is the provider's).
+func addProvided(states map[string]pkgState, out []byte) {
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 5 || f[0] != "prov" || f[3] != "installed" || f[4] == "" {
+			continue
+		}
+		for _, p := range strings.Split(f[4], ",") {
+			name, _, _ := strings.Cut(strings.TrimSpace(p), " ")
+			if name == "" || states[name].installed() {
+				continue
+			}
+			states[name] = pkgState{Version: f[2], Status: "installed", Provider: f[1]}
+		}
+	}
 }
 
 // pkgUpdateScript runs apt-get update unless cache_valid_time says the last
@@ -293,6 +332,22 @@ func (m packageModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	}
 	data["cache_updated"] = cacheUpdated
 	states, cand := parsePkgQuery(out)
+	if state != "absent" {
+		// A virtual package (awk) is never installed itself; it is there
+		// when an installed package provides it. Asked only when a name
+		// would otherwise be installed, so the usual case costs nothing.
+		var missing bool
+		for _, w := range wants {
+			missing = missing || w.Version == "" && w.Deb == "" && !states[w.Key].installed()
+		}
+		if missing {
+			pr, err := mustRun(ctx, env, pkgProvidesQuery, true)
+			if err != nil {
+				return nil, fmt.Errorf("%s: %w", m.name(), err)
+			}
+			addProvided(states, pr.Stdout)
+		}
+	}
 
 	// What must change.
 	var install, remove, installed, removed []string
@@ -301,10 +356,7 @@ func (m packageModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	packages := map[string]any{}
 	for _, w := range wants {
 		st := states[w.Key]
-		cur := "absent"
-		if st.installed() {
-			cur = st.Version
-		}
+		cur := st.describe()
 		packages[w.Name] = cur
 		switch state {
 		case "present", "latest":
@@ -409,7 +461,7 @@ func (m packageModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	} else {
 		script += action + "\ngk_rc=$?\n"
 	}
-	script += "echo " + pkgAfterMarker + "\n" + pkgQuery(keys, false) + "exit $gk_rc\n"
+	script += "echo " + pkgAfterMarker + "\n" + pkgQuery(keys, false) + pkgProvidesQuery + "exit $gk_rc\n"
 	r, err := run(ctx, env, script, false)
 	if err != nil {
 		return nil, err
@@ -424,17 +476,15 @@ func (m packageModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	// Read back what dpkg now says, so `changed` and the returned versions
 	// are the host's word, not our plan.
 	nowStates, _ := parsePkgQuery(afterOut)
+	addProvided(nowStates, afterOut)
 	for _, w := range wants {
 		st := nowStates[w.Key]
-		now := "absent"
-		if st.installed() {
-			now = st.Version
-		}
+		now := st.describe()
 		packages[w.Name] = now
-		if state != "absent" && (now == "absent" || w.Version != "" && now != w.Version) {
+		if state != "absent" && (now == "absent" || w.Version != "" && st.Version != w.Version) {
 			return &Result{Failed: true, Changed: true, Msg: fmt.Sprintf("%s is %s after apt-get, want %s", w.Name, now, strOr(w.Version, "installed")), Data: data, Diff: diff}, nil
 		}
-		if state == "absent" && now != "absent" {
+		if state == "absent" && st.installed() && st.Provider == "" {
 			return &Result{Failed: true, Changed: true, Msg: fmt.Sprintf("%s is still installed (%s) after apt-get", w.Name, now), Data: data, Diff: diff}, nil
 		}
 	}
@@ -442,7 +492,7 @@ func (m packageModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		k, _, _ := strings.Cut(s, "=")
 		for _, w := range wants {
 			if w.Key == k {
-				installed[i] = k + "=" + packages[w.Name].(string)
+				installed[i] = k + "=" + nowStates[w.Key].Version
 			}
 		}
 	}

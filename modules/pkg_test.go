@@ -97,6 +97,17 @@ func TestPackageArgs(t *testing.T) {
 	}
 }
 
+func TestAddProvided(t *testing.T) {
+	states := map[string]pkgState{"awk": {Status: "not-installed"}, "mawk": {Version: "1.3", Status: "installed"}}
+	addProvided(states, []byte("prov\tmawk\t1.3\tinstalled\tawk\n"+
+		"prov\tgone\t2\tconfig-files\tx-gone\n"+
+		"prov\tdbus\t1.14\tinstalled\tdbus-system-bus (= 1.14), default-dbus-system-bus\n"))
+	if st := states["awk"]; st.describe() != "mawk 1.3" || states["x-gone"].installed() ||
+		states["dbus-system-bus"].describe() != "dbus 1.14" || !states["default-dbus-system-bus"].installed() || states["mawk"].Provider != "" {
+		t.Fatalf("%+v", states)
+	}
+}
+
 // TestPackagePreludeSameOutput runs three package probes on the control
 // machine (a Debian system) alone and after ProbePrelude and requires the
 // same output from one dpkg-query instead of three.
@@ -183,6 +194,13 @@ func TestPackageLab(t *testing.T) {
 	if res, _ = runRT(t, m, tg.env(), map[string]any{"name": a, "state": "absent"}); res.Changed {
 		t.Fatal("absent package removed")
 	}
+	// A virtual name (awk) is there when an installed package provides it:
+	// one more read-only request, no change.
+	if res, rt = runRT(t, m, tg.env(), map[string]any{"name": "awk"}); res.Changed || rt != 2 ||
+		!strings.HasPrefix(res.Data["packages"].(map[string]any)["awk"].(string), "mawk ") {
+		t.Fatalf("virtual awk: changed %v rt %d %v", res.Changed, rt, res.Data)
+	}
+	fig.add("virtual package (awk) present: %d", rt)
 
 	// A local .deb: check mode predicts and changes nothing.
 	deb1, deb2 := buildDeb(t, a, "1.0", "xz"), buildDeb(t, a, "2.0", "gzip")
