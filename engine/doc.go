@@ -69,9 +69,11 @@
 // missingkey=error; the data is the host's variables: `{{ .etcd_peer_port }}`.
 // A variable whose value contains "{{" is rendered when it is used, so
 // variables may refer to each other in any order; a cycle is an error that
-// shows the chain. A value that is exactly one `{{ expr }}` keeps the
-// expression's type (a list stays a list, a bool a bool), like Ansible's
-// native types. Errors name the place, the expression, and the host:
+// shows the chain. A value that is exactly one `{{ expr }}` with nothing
+// around it keeps the expression's type (a list stays a list, a bool a
+// bool), like Ansible's native types; any text around it, a newline
+// included, makes the value a string, byte for byte ("{{ .key }}\n" keeps
+// its newline). Errors name the place, the expression, and the host:
 //
 //	roles/etcd/templates/etcd.env.tmpl:12: .etcd_peer_port is not defined (host node-2)
 //
@@ -81,24 +83,43 @@
 //	when: eq .etcd_bootstrap "discovery"
 //	when: [.result.changed, not .ansible_check_mode]
 //	when: etcd_enabled            # a bare name means .etcd_enabled
+//	when: not r.changed           # a bare path means .r.changed
 //
-// Truthiness is Ansible's: false, nil, 0, "", empty lists and maps are false,
-// and so are the strings "false", "no", "off", "n", "0" and "none" (any case).
-// Arguments of default, coalesce, empty and required may be undefined:
-// `{{ .maybe | default "x" }}` and `{{ default "x" .maybe }}` work.
+// Truthiness is Ansible's, in conditions and in {{ if }} alike (and the
+// operands of and/or/not there): false, nil, 0, "", empty lists and maps are
+// false, and so are the strings "false", "no", "off", "n", "0" and "none"
+// (any case), so `-e flag=false` is false everywhere. {{ with }} keeps Go's
+// rule.
+//
+// Arguments of default, coalesce, empty, required and get, and a value
+// piped into them, may be undefined at any depth: a missing map key reads as
+// nil there, so `{{ .item.shell | default "/bin/bash" }}` works for an item
+// without the key, and `{{ hostvar $h "port" | default 8080 }}` for a host
+// without the variable. Anywhere else a missing key fails with its path.
+//
+// eq, ne, lt, le, gt, ge compare a number with a numeric string as numbers
+// (`gt .app_port 1000` with -e app_port=9090), integers exactly; strings
+// with strings; other mixes fail with a message that says how to convert.
+// eq with more arguments is true when the first equals any of the others.
 //
 // Helpers besides sprig's:
 //
 //	hostsOf "etcd"                 hosts of a group, inventory order
 //	                               {{ range hostsOf "etcd" }}{{ . }} {{ end }}
-//	hostvar "node-1" "ansible_host" a variable of another host
+//	hostvar "node-1" "ansible_host" a variable of another host;
+//	                               hostvar H "x" 8080 with a default
+//	get .item "shell" "/bin/bash"  the value at the keys, else the default
+//	                               get $.hostvars $h "app_port" 8080
+//	version .ansible_kernel "<" "5.10"  Ansible's version test (loose);
+//	                               "strict" as a 4th argument for N.N[.N][aN|bN]
 //	inGroup "etcd"                 the current host is in the group
 //	                               when: inGroup "kube-master"
 //	groupIndex "etcd"              index of the current host in the group (-1)
 //	                               {{ if eq (groupIndex "etcd") 0 }}first{{ end }}
 //	ipOf "node-1"                  ansible_host, else default IPv4 fact, else the name
 //	joinHostPort (ipOf .inventory_hostname) 2379   -> "10.0.0.5:2379"
-//	defined "x"                    the variable x is defined: when: not (defined "x")
+//	defined "x"                    the variable x is defined: when: not (defined "x");
+//	                               defined "m.name" for a key inside a map
 //	bool "yes"                     Ansible truthiness -> true
 //	required "msg" .x              fails with msg when x is undefined or empty
 //	toYaml .x / toJson .x          serialise; fromYaml / fromJson parse

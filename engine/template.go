@@ -94,9 +94,10 @@ func baseFuncs() template.FuncMap {
 		return out
 	}
 	fm["joinHostPort"] = func(h string, port any) string { return net.JoinHostPort(h, fmt.Sprint(port)) }
+	ansibleFuncs(fm)
 	// Placeholders so templates parse at load time; each render binds the
 	// host's own versions.
-	for _, n := range []string{"hostsOf", "hostvar", "inGroup", "groupIndex", "ipOf", "defined", "__gkcapture"} {
+	for _, n := range []string{"hostsOf", "hostvar", fnSoftHVar, "inGroup", "groupIndex", "ipOf", "defined", "__gkcapture"} {
 		fm[n] = func(...any) any { return nil }
 	}
 	return fm
@@ -104,10 +105,16 @@ func baseFuncs() template.FuncMap {
 
 // softFuncs are the functions whose arguments may be undefined: `default "x"
 // .maybe` must not fail with missingkey=error before default sees it.
-var softFuncs = map[string]bool{"default": true, "coalesce": true, "empty": true, "required": true, "hasKey": false}
+// Their arguments' missing map keys read as nil too (see rewriteTree).
+var softFuncs = map[string]bool{"default": true, "coalesce": true, "empty": true, "required": true, "get": true}
 
 func parseTemplate(text string, fm template.FuncMap) (*template.Template, error) {
-	return template.New("t").Option("missingkey=error").Funcs(fm).Parse(text)
+	t, err := template.New("t").Option("missingkey=error").Funcs(fm).Parse(text)
+	if err != nil {
+		return nil, err
+	}
+	rewriteTree(t)
+	return t, nil
 }
 
 // refs lists the top-level variables a template reads.
@@ -186,6 +193,9 @@ func (r *refs) pipe(p *parse.PipeNode, inDot bool) {
 		return
 	}
 	for i, c := range p.Cmds {
+		if r.path(c, inDot) {
+			continue
+		}
 		soft := false
 		if len(c.Args) > 0 {
 			if id, ok := c.Args[0].(*parse.IdentifierNode); ok && softFuncs[id.Ident] {
@@ -204,6 +214,30 @@ func (r *refs) pipe(p *parse.PipeNode, inDot bool) {
 			r.arg(a, isSoft, inDot)
 		}
 	}
+}
+
+// path records the variable a soft path (__gkpath, see rewriteTree) reads.
+func (r *refs) path(c *parse.CommandNode, inDot bool) bool {
+	if identOf(c) != fnPath || len(c.Args) < 2 {
+		return false
+	}
+	var keys []string
+	for _, a := range c.Args[2:] {
+		if s, ok := a.(*parse.StringNode); ok {
+			keys = append(keys, s.Text)
+		}
+	}
+	switch x := c.Args[1].(type) {
+	case *parse.DotNode:
+		r.add(keys, true, inDot)
+	case *parse.VariableNode:
+		if len(x.Ident) == 1 && x.Ident[0] == "$" {
+			r.add(keys, true, false)
+		}
+	default:
+		r.arg(x, true, inDot)
+	}
+	return true
 }
 
 func (r *refs) arg(a parse.Node, soft, inDot bool) {
@@ -264,23 +298,13 @@ func singleExpr(t *template.Template) (string, bool) {
 	if t.Tree == nil || t.Tree.Root == nil {
 		return "", false
 	}
-	var act *parse.ActionNode
-	for _, n := range t.Tree.Root.Nodes {
-		switch x := n.(type) {
-		case *parse.TextNode:
-			if strings.TrimSpace(string(x.Text)) != "" {
-				return "", false
-			}
-		case *parse.ActionNode:
-			if act != nil {
-				return "", false
-			}
-			act = x
-		default:
-			return "", false
-		}
+	// Only a value that is exactly one action: "{{ .key }}\n" is text and
+	// keeps its newline.
+	if len(t.Tree.Root.Nodes) != 1 {
+		return "", false
 	}
-	if act == nil || len(act.Pipe.Decl) > 0 {
+	act, ok := t.Tree.Root.Nodes[0].(*parse.ActionNode)
+	if !ok || len(act.Pipe.Decl) > 0 {
 		return "", false
 	}
 	return act.Pipe.String(), true
@@ -318,19 +342,29 @@ func truthy(v any) bool {
 	return true
 }
 
-var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+var identRe = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$`)
 
 // condText turns a condition into template text: a bare pipeline is
-// wrapped in {{ }}; a bare variable name (Ansible style) becomes .name.
+// wrapped in {{ }} and truth-tested like {{ if }} (and/or operands too);
+// a bare variable path (Ansible style: flag, r.changed, not r.changed)
+// becomes .flag, .r.changed.
 func condText(expr string) string {
 	e := strings.TrimSpace(expr)
 	if strings.Contains(e, "{{") {
 		return e
 	}
-	if identRe.MatchString(e) && e != "true" && e != "false" && e != "nil" {
-		e = "." + e
+	e = dotPath(e)
+	if rest, ok := strings.CutPrefix(e, "not "); ok {
+		e = "not " + dotPath(strings.TrimSpace(rest))
 	}
-	return "{{ " + e + " }}"
+	return "{{ " + e + " | " + fnTruth + " }}"
+}
+
+func dotPath(e string) string {
+	if identRe.MatchString(e) && e != "true" && e != "false" && e != "nil" {
+		return "." + e
+	}
+	return e
 }
 
 // checkTemplates parses every template in a task at load time so syntax

@@ -116,19 +116,30 @@ func hostFuncs(inst *tmplInst) template.FuncMap {
 			}
 			return -1
 		},
-		"hostvar": func(host, name string) (any, error) {
-			o, err := inst.cur.other(host)
-			if err != nil {
-				return nil, err
-			}
-			v, err := o.get(name)
+		// hostvar H NAME [DEFAULT]: another host's variable; DEFAULT (or a
+		// default/coalesce around the call) when H does not define it.
+		"hostvar": func(host, name string, def ...any) (any, error) {
+			v, err := inst.cur.hostvar(host, name)
 			if _, ok := err.(*notDefined); ok {
+				if len(def) > 0 {
+					return def[0], nil
+				}
 				return nil, fmt.Errorf("variable %q is not defined for host %s", name, host)
 			}
 			return v, err
 		},
+		fnSoftHVar: func(host, name string, def ...any) (any, error) {
+			v, err := inst.cur.hostvar(host, name)
+			if _, ok := err.(*notDefined); ok {
+				if len(def) > 0 {
+					return def[0], nil
+				}
+				return nil, nil
+			}
+			return v, err
+		},
 		"ipOf":        func(host string) (string, error) { return inst.cur.ipOf(host) },
-		"defined":     func(name string) bool { return inst.cur.has(name) },
+		"defined":     func(path string) (bool, error) { return inst.cur.defined(path) },
 		"__gkcapture": func(v any) string { inst.got = v; return "" },
 	}
 }
@@ -230,6 +241,41 @@ func (c *tmplCache) exec(e *tmplEntry, s *scope, d map[string]any) (string, any,
 	e.free = append(e.free, inst)
 	e.mu.Unlock()
 	return b.String(), got, err
+}
+
+func (s *scope) hostvar(host, name string) (any, error) {
+	o, err := s.other(host)
+	if err != nil {
+		return nil, err
+	}
+	return o.get(name)
+}
+
+// defined reports whether a variable, or a key path inside one
+// ("etcd.name"), exists. A variable that fails to render is an error, not
+// false.
+func (s *scope) defined(path string) (bool, error) {
+	name, rest, nested := strings.Cut(path, ".")
+	if !s.has(name) {
+		return false, nil
+	}
+	if !nested {
+		return true, nil
+	}
+	v, err := s.get(name)
+	if err != nil {
+		return false, err
+	}
+	for _, k := range strings.Split(rest, ".") {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false, nil
+		}
+		if v, ok = m[k]; !ok {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 func (s *scope) other(host string) (*scope, error) {
