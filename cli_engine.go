@@ -53,7 +53,6 @@ type playFlags struct {
 	listHosts   bool
 	syntax      bool
 	artifacts   string
-	allowPasswd bool
 	retryFile   string
 	retryDir    string // ansible.cfg's retry_files_save_path
 	noRetry     bool

@@ -14,7 +14,6 @@ import (
 	"time"
 
 	"gokube/connection"
-	"gokube/inventory"
 	"gokube/modules"
 )
 
@@ -125,7 +124,6 @@ type env struct {
 	dir   string
 	mu    sync.Mutex
 	fakes map[string]*connection.Fake
-	inv   *inventory.Inventory
 	out   bytes.Buffer
 	// dials counts factory calls per host.
 	dials map[string]int
@@ -215,17 +213,6 @@ func (e *env) opts(playbook string) Options {
 func (e *env) run(o Options) (*Recap, error) {
 	e.out.Reset()
 	return Run(context.Background(), o)
-}
-
-// requests counts the requests each host's fake saw.
-func (e *env) requests() map[string]int {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	m := map[string]int{}
-	for h, f := range e.fakes {
-		m[h] = len(f.Requests())
-	}
-	return m
 }
 
 func (e *env) resetFakes() {

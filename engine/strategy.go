@@ -107,9 +107,8 @@ type lockstep struct {
 }
 
 type waiter struct {
-	o     ord
-	ch    chan []string
-	round []string
+	o  ord
+	ch chan []string
 }
 
 func newLockstep(hosts []string) *lockstep {

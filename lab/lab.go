@@ -83,9 +83,8 @@ func (l *Lab) loadStateBytes(b []byte) error {
 	return jsonUnmarshal(b, l.st, l.statePath())
 }
 
-// Name, Dir: the lab's identity.
+// Name is the lab's identity.
 func (l *Lab) Name() string { return l.cfg.Name }
-func (l *Lab) Dir() string  { return l.cfg.Dir }
 
 // Subnet is the lab's address range.
 func (l *Lab) Subnet() string { return l.cfg.Subnet }
