@@ -155,4 +155,42 @@
 // Tags: --tags selects tasks with any of the tags (plus those tagged
 // always; all, tagged, untagged work as in Ansible); --skip-tags removes
 // them; a task tagged never runs only when one of its tags is asked for.
+//
+// # Where things are
+//
+// Loading (no host contacted):
+//
+//	ast.go        Playbook, Play, Role, Task, Cond, Pos: what the loader produces
+//	keywords.go   the keyword tables (play, task/block, roles: entry): open it to add a keyword
+//	load_play.go  LoadPlaybook, import_playbook, a play's sections, handler checks, numbering
+//	load_role.go  roles: entries, role lookup, defaults/vars/meta/handlers, dependencies
+//	load_task.go  a task: keywords, inheritance from blocks/includes/roles, blocks, includes,
+//	              engineActions (debug, set_fact, assert, ... with their Specs)
+//	args.go       module arguments: k=v and free form, load-time check, run-time render
+//	decode.go     YAML helpers (positions, maps, bools, string lists, conditions)
+//	src.go        files on disk or in the bundled roles
+//
+// Running:
+//
+//	options.go    Options, Load, -e extra vars
+//	run.go        Run, plays, --limit, --tags, --start-at-task, serial batches, the recap
+//	strategy.go   a batch in flight; the strategy interface (linear lockstep, free); run_once
+//	hostrun.go    one host's walk: tasks, blocks/rescue/always, handlers, notify, stats
+//	task.go       one task on one host: loop, until/retries, when, changed_when/failed_when,
+//	              timeout, no_log
+//	scope.go      variable precedence for a task (the list above), magic variables, become
+//	vars.go       scope lookups, lazy rendering, hostvars, the template cache
+//	template.go   template functions, error positions, load-time template checks
+//	module.go     calling a module: delegate_to, environment, file search path, modules.Env
+//	actions.go    engine actions (debug, set_fact, assert, fail, pause, meta, include_vars)
+//	facts.go      gather_facts / setup: one script, parsed in Go
+//	probe.go      probe look-ahead and batching
+//	pool.go       one connection per host, SSH configuration from inventory and flags
+//	output.go     text and JSON output, the recap (HostStats, Event)
+//	list.go       --list-tasks, --list-hosts, graph
+//	retry.go      PLAYBOOK.retry after failed hosts
+//	errors.go     LoadError, RunError (joined HostErrors), UsageError
+//
+// CONTRIBUTING.md at the repository root walks through adding a keyword,
+// a module and a role.
 package engine
