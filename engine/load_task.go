@@ -301,7 +301,10 @@ func (l *loader) loadAction(d *taskDraft, actionVal *yaml.Node) error {
 			return err
 		}
 	}
-	return checkTemplates(t)
+	if err := checkTemplates(t); err != nil {
+		return err
+	}
+	return l.checkTemplateFile(t)
 }
 
 // childInherit is what an include hands to the tasks it includes.

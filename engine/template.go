@@ -109,9 +109,12 @@ func baseFuncs() template.FuncMap {
 var softFuncs = map[string]bool{"default": true, "coalesce": true, "empty": true, "required": true, "get": true}
 
 func parseTemplate(text string, fm template.FuncMap) (*template.Template, error) {
+	if err := checkJinja(text); err != nil {
+		return nil, err
+	}
 	t, err := template.New("t").Option("missingkey=error").Funcs(fm).Parse(text)
 	if err != nil {
-		return nil, err
+		return nil, explainParseError(err)
 	}
 	rewriteTree(t)
 	return t, nil
@@ -259,6 +262,7 @@ func (r *refs) arg(a parse.Node, soft, inDot bool) {
 }
 
 var tmplErrRe = regexp.MustCompile(`^template: t:(\d+)(?::\d+)?: (?:executing "t" at <(.*?)>: )?(.*)$`)
+var tmplLineRe = regexp.MustCompile(`at t:\d+`)
 var missingRe = regexp.MustCompile(`^map has no entry for key "(.*)"$`)
 
 // tmplError turns a text/template error into a TemplateError at pos.
@@ -277,6 +281,14 @@ func tmplError(pos Pos, host string, err error) error {
 			out.Pos.Line = line
 		}
 		out.Expr, out.Msg = m[2], m[3]
+		// "unclosed action started at t:3": the line in the file.
+		out.Msg = tmplLineRe.ReplaceAllStringFunc(out.Msg, func(s string) string {
+			n, _ := strconv.Atoi(s[len("at t:"):])
+			if pos.Line > 0 {
+				n += pos.Line - 1
+			}
+			return "at line " + strconv.Itoa(n)
+		})
 		if missingRe.MatchString(m[3]) {
 			out.Missing = true
 		}
@@ -382,6 +394,42 @@ func checkTemplates(t *Task) error {
 	return nil
 }
 
+// checkTemplateFile parses the file a template task renders (found the
+// way the module finds it), so a syntax error or a Jinja habit in it is a
+// load error with its line. A file not found is left to the module.
+func (l *loader) checkTemplateFile(t *Task) error {
+	name, ok := t.Args["src"].(string)
+	if t.Action != "template" || !ok || strings.Contains(name, "{{") {
+		return nil
+	}
+	var dirs []src
+	if t.Role != nil {
+		dirs = append(dirs, t.Role.Dir.join("templates"), t.Role.Dir.join("files"))
+	}
+	if l.play != nil {
+		dirs = append(dirs, l.play.Dir.join("templates"), l.play.Dir)
+	}
+	for _, d := range dirs {
+		f := d.join(name)
+		if !f.exists() {
+			continue
+		}
+		b, err := f.read()
+		if err != nil {
+			return errAt(t.Pos, "template %s: %v", f.display, err)
+		}
+		if _, err := parseTemplate(string(b), baseFuncs()); err != nil {
+			var te *TemplateError
+			if errors.As(tmplError(Pos{File: f.display, Line: 1}, "", err), &te) {
+				return &LoadError{Pos: te.Pos, Msg: strings.TrimPrefix(te.Error(), te.Pos.String()+": "), Err: te}
+			}
+			return errAt(Pos{File: f.display, Line: 1}, "%w", err)
+		}
+		return nil
+	}
+	return nil
+}
+
 func checkTemplates1(t *Task) error {
 	fm := baseFuncs()
 	var walk func(v any, p Pos) error
@@ -392,6 +440,8 @@ func checkTemplates1(t *Task) error {
 				if _, err := parseTemplate(x, fm); err != nil {
 					return tmplError(p, "", err)
 				}
+			} else if err := checkJinja(x); err != nil {
+				return tmplError(p, "", err)
 			}
 		case []any:
 			for _, e := range x {
