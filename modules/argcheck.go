@@ -74,10 +74,43 @@ func checkArgs(spec Spec, args map[string]any, templated bool) (map[string]any, 
 		if msg := checkType(spec.Args[name], v); msg != "" {
 			return nil, &argFault{key: k, msg: msg}
 		}
+		if msg := checkKind(spec.Args[name], v, templated); msg != "" {
+			return nil, &argFault{key: k, msg: msg}
+		}
 	}
 	for _, name := range argNames(spec) {
 		if spec.Args[name].Required && out[name] == nil {
 			return nil, &argFault{name, "required", fmt.Sprintf("missing required argument %q", name)}
+		}
+	}
+	for _, group := range spec.Exclusive {
+		var given []string
+		for _, name := range group {
+			if out[name] != nil {
+				given = append(given, from[name])
+			}
+		}
+		if len(given) > 1 {
+			msg := fmt.Sprintf("%s are mutually exclusive (give one)", strings.Join(given, " and "))
+			return nil, &argFault{given[1], msg, msg}
+		}
+	}
+	for _, r := range spec.RequiredIf {
+		v, dflt := out[r.If], false
+		if v == nil {
+			v, dflt = spec.Args[r.If].Default, true
+		}
+		if s, ok := toStr(v); !ok || s != r.Is {
+			continue // another value, or templated (decided at run time)
+		}
+		for _, name := range r.Need {
+			if out[name] == nil {
+				msg := fmt.Sprintf("%s=%s needs %q", r.If, r.Is, name)
+				if dflt {
+					msg = fmt.Sprintf("%s=%s (the default) needs %q", r.If, r.Is, name)
+				}
+				return nil, &argFault{name, msg, msg}
+			}
 		}
 	}
 	for _, group := range spec.RequireOneOf {
@@ -113,8 +146,14 @@ func checkType(arg Arg, v any) string {
 			return fmt.Sprintf("want an integer, got %v", v)
 		}
 	case List:
-		if _, ok := toList(v); !ok {
+		l, ok := toList(v)
+		if !ok {
 			return "want a list of scalars, got " + KindOf(v)
+		}
+		for _, s := range l {
+			if len(arg.Choices) > 0 && !slices.Contains(arg.Choices, s) && !strings.Contains(s, "{{") {
+				return fmt.Sprintf("%q is not one of %s", s, strings.Join(arg.Choices, ", "))
+			}
 		}
 	case Map:
 		if _, ok := v.(map[string]any); !ok {

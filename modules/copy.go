@@ -50,16 +50,17 @@ func (m copyModule) Spec() Spec {
 			"dest":     {Type: String, Required: true, Aliases: []string{"path"}, Doc: "Path on the host; for copy a directory (or a path ending in /) receives src's base name."},
 			"owner":    {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
 			"group":    {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
-			"mode":     {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"mode":     {Type: Any, Kind: ModeOrPreserve, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
 			"backup":   {Type: Bool, Doc: "Keep the previous content beside the file (NAME.<timestamp>~) before changing it; registers backup_file.", Default: "no"},
 			"force":    {Type: Bool, Doc: "Replace a file whose content differs; no only creates missing files.", Default: "yes"},
-			"validate": {Type: String, Doc: "Command that must succeed on the new content before it replaces the file; %s is the temporary file's path."},
+			"validate": {Type: String, Kind: Validate, Doc: "Command that must succeed on the new content before it replaces the file; %s is the temporary file's path."},
 		}}
 	if !m.template {
-		s.Args["directory_mode"] = Arg{Type: Any, Doc: "Mode of the directories made when copying a directory tree."}
+		s.Args["directory_mode"] = Arg{Type: Any, Kind: Mode, Doc: "Mode of the directories made when copying a directory tree."}
 		s.Args["content"] = Arg{Type: String, Doc: "The file's content, instead of src."}
 		s.Args["remote_src"] = Arg{Type: Bool, Doc: "src is a file on the host: copied there, atomically.", Default: "no"}
 		s.RequireOneOf = [][]string{{"content", "src"}}
+		s.Exclusive = [][]string{{"content", "src"}}
 	}
 	return s
 }
@@ -87,9 +88,6 @@ func (m copyModule) Probe(args map[string]any) (string, bool) {
 func (m copyModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs(m.name(), m.Spec(), args)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkValidate(a); err != nil {
 		return nil, err
 	}
 	if a.boolean("remote_src", false) {
@@ -203,9 +201,6 @@ func writeFile(ctx context.Context, env *Env, a cargs, st *fileState, content []
 		data["backup_file"] = name
 	}
 	if v := a.str("validate"); v != "" {
-		if err := checkValidate(a); err != nil {
-			return nil, err
-		}
 		// The temporary file keeps dest's name as suffix so validators
 		// that look at the name (systemd-analyze verify x.service) work,
 		// and sits beside dest so the final mv is an atomic rename.
@@ -300,15 +295,6 @@ func copyRemote(ctx context.Context, env *Env, a cargs) (*Result, error) {
 		return resultFail(err, data)
 	}
 	return &Result{Changed: true, Data: data}, nil
-}
-
-// checkValidate rejects a validate command without the %s placeholder
-// before any host is contacted.
-func checkValidate(a cargs) error {
-	if v := a.str("validate"); v != "" && !strings.Contains(v, "%s") {
-		return a.err("validate", "must contain %%s (replaced by the temporary file)")
-	}
-	return nil
 }
 
 // randHex names temporary files; collisions only matter within one

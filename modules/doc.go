@@ -2,6 +2,7 @@ package modules
 
 import (
 	"fmt"
+	"slices"
 	"sort"
 	"strings"
 )
@@ -38,6 +39,23 @@ func DocProblems(name string, s Spec) []string {
 			out = append(out, fmt.Sprintf("%s: argument %q has no Doc", name, k))
 		}
 	}
+	// A rule naming an argument the Spec does not declare never fires.
+	var named []string
+	for _, g := range append(append([][]string{}, s.RequireOneOf...), s.Exclusive...) {
+		named = append(named, g...)
+	}
+	for _, r := range s.RequiredIf {
+		named = append(named, r.If)
+		named = append(named, r.Need...)
+		if a, ok := s.Args[r.If]; ok && len(a.Choices) > 0 && !slices.Contains(a.Choices, r.Is) {
+			out = append(out, fmt.Sprintf("%s: rule on %s=%s: not one of its choices", name, r.If, r.Is))
+		}
+	}
+	for _, k := range named {
+		if _, ok := s.Args[k]; !ok {
+			out = append(out, fmt.Sprintf("%s: a rule names %q, which is not an argument", name, k))
+		}
+	}
 	return out
 }
 
@@ -71,6 +89,12 @@ func RenderDoc(name string, s Spec, also []string) string {
 			fmt.Fprintf(&b, "\n  One of %s is required.\n", strings.Join(g, ", "))
 		}
 	}
+	for _, g := range s.Exclusive {
+		fmt.Fprintf(&b, "\n  At most one of %s.\n", strings.Join(g, ", "))
+	}
+	for _, r := range s.RequiredIf {
+		fmt.Fprintf(&b, "\n  %s=%s needs %s.\n", r.If, r.Is, strings.Join(r.Need, ", "))
+	}
 	if len(s.Args) > 0 {
 		b.WriteString("\nOPTIONS (= is mandatory):\n")
 	}
@@ -92,6 +116,9 @@ func RenderDoc(name string, s Spec, also []string) string {
 			fmt.Fprintf(&b, "        default: %s\n", a.Default)
 		}
 		fmt.Fprintf(&b, "        type: %s\n", a.Type)
+		if a.Kind != Plain {
+			fmt.Fprintf(&b, "        checked as: %s\n", a.Kind)
+		}
 	}
 	if len(s.Returns) > 0 {
 		b.WriteString("\nRETURN VALUES (what register stores besides changed, failed, msg):\n\n")

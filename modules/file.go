@@ -30,12 +30,14 @@ func (fileModule) Spec() Spec {
 			"state":   {Type: String, Choices: []string{"file", "directory", "link", "hard", "touch", "absent"}, Doc: "file: must exist (attributes only); directory: made with parents; link/hard: a symbolic/hard link to src; touch: created or its times updated; absent: removed (recursively for a directory). Default: the path's current kind, or file."},
 			"owner":   {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
 			"group":   {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
-			"mode":    {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"mode":    {Type: Any, Kind: Mode, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
 			"recurse": {Type: Bool, Doc: "With state directory: apply owner, group and mode to everything below.", Default: "no"},
 			"src":     {Type: String, Doc: "Target of a link (state link or hard)."},
 			"force":   {Type: Bool, Doc: "Replace a file by a link, or a link whose target differs.", Default: "no"},
 			"follow":  {Type: Bool, Doc: "Attributes apply to a symlink's target rather than the link.", Default: "yes"},
-		}}
+		},
+		RequiredIf: []Requirement{{If: "state", Is: "link", Need: []string{"src"}}, {If: "state", Is: "hard", Need: []string{"src"}}},
+	}
 }
 
 func (m fileModule) probeScript(a cargs) string {
@@ -98,9 +100,6 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	}
 	p := a.str("path")
 	state := a.str("state")
-	if (state == "link" || state == "hard") && !a.has("src") {
-		return nil, a.err("src", "required for state=%s", state)
-	}
 	out, err := probeOrRun(ctx, env, m.probeScript(a))
 	if err != nil {
 		return nil, err

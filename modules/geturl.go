@@ -75,10 +75,10 @@ func (getURL) Spec() Spec {
 			"url":           "the URL",
 		},
 		Args: map[string]Arg{
-			"url":            {Type: String, Required: true, Doc: "http://, https:// (fetched by the host) or file:// (a file on the control machine)."},
+			"url":            {Type: String, Required: true, Kind: URLOrFile, Doc: "http://, https:// (fetched by the host) or file:// (a file on the control machine)."},
 			"dest":           {Type: String, Required: true, Doc: "Path of the file on the host."},
-			"checksum":       {Type: String, Doc: "Expected digest, sha256:<hex> (or sha1:<hex>); the download fails on a mismatch and an existing dest with it is not downloaded again."},
-			"mode":           {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"checksum":       {Type: String, Kind: Checksum, Doc: "Expected digest, sha256:<hex> (or sha1:<hex>); the download fails on a mismatch and an existing dest with it is not downloaded again."},
+			"mode":           {Type: Any, Kind: Mode, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
 			"owner":          {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
 			"group":          {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
 			"force":          {Type: Bool, Doc: "Without checksum: download again even when dest exists.", Default: "no"},

@@ -40,7 +40,7 @@ func (KubeHealth) Spec() Spec {
 			"renew_time":    "the lease's renewTime",
 		},
 		Args: map[string]Arg{
-			"url":            {Type: String, Required: true, Doc: "Apiserver URL as seen from the host (https://127.0.0.1:6443 or the load balancer)."},
+			"url":            {Type: String, Required: true, Kind: URL, Doc: "Apiserver URL as seen from the host (https://127.0.0.1:6443 or the load balancer)."},
 			"ca_cert":        {Type: String, Doc: "CA certificate file on the control machine."},
 			"client_cert":    {Type: String, Aliases: []string{"cert"}, Doc: "Client certificate file on the control machine."},
 			"client_key":     {Type: String, Aliases: []string{"key"}, Doc: "Client key file on the control machine."},

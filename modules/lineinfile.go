@@ -24,21 +24,24 @@ func (lineInFile) Spec() Spec {
 		},
 		Args: map[string]Arg{
 			"path":          {Type: String, Required: true, Aliases: []string{"dest", "destfile", "name"}, Doc: "File on the host."},
-			"regexp":        {Type: String, Aliases: []string{"regex"}, Doc: "Go regular expression of the line to replace (the last match) or, with state absent, of the lines to remove."},
+			"regexp":        {Type: String, Kind: Regexp, Aliases: []string{"regex"}, Doc: "Go regular expression of the line to replace (the last match) or, with state absent, of the lines to remove."},
 			"search_string": {Type: String, Doc: "A literal string instead of regexp."},
 			"line":          {Type: String, Aliases: []string{"value"}, Doc: "The line to put in the file."},
 			"state":         {Type: String, Choices: []string{"present", "absent"}, Doc: "present: the line is there; absent: matching lines are removed.", Default: "present"},
-			"insertafter":   {Type: String, Doc: "Regexp after whose last match a new line goes, or EOF.", Default: "EOF"},
-			"insertbefore":  {Type: String, Doc: "Regexp before whose last match a new line goes, or BOF."},
+			"insertafter":   {Type: String, Kind: Regexp, Doc: "Regexp after whose last match a new line goes, or EOF.", Default: "EOF"},
+			"insertbefore":  {Type: String, Kind: Regexp, Doc: "Regexp before whose last match a new line goes, or BOF."},
 			"create":        {Type: Bool, Doc: "Create the file when it does not exist.", Default: "no"},
 			"backrefs":      {Type: Bool, Doc: "Expand \\1 and \\g<name> of regexp in line; no match changes nothing.", Default: "no"},
 			"firstmatch":    {Type: Bool, Doc: "insertafter/insertbefore use the first match instead of the last.", Default: "no"},
 			"owner":         {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
 			"group":         {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
-			"mode":          {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"mode":          {Type: Any, Kind: Mode, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
 			"backup":        {Type: Bool, Doc: "Keep the previous content beside the file (NAME.<timestamp>~) before changing it; registers backup_file.", Default: "no"},
-			"validate":      {Type: String, Doc: "Command that must succeed on the new content before it replaces the file; %s is the temporary file's path."},
-		}}
+			"validate":      {Type: String, Kind: Validate, Doc: "Command that must succeed on the new content before it replaces the file; %s is the temporary file's path."},
+		},
+		Exclusive:  [][]string{{"insertafter", "insertbefore"}, {"regexp", "search_string"}},
+		RequiredIf: []Requirement{{If: "state", Is: "present", Need: []string{"line"}}},
+	}
 }
 
 func contentProbe(a cargs) string {
@@ -57,9 +60,6 @@ func (m lineInFile) Probe(args map[string]any) (string, bool) {
 func editFile(ctx context.Context, env *Env, a cargs, edit func(old []string, exists bool) ([]string, string, error)) (*Result, error) {
 	w, err := parseAttrs(a, false)
 	if err != nil {
-		return nil, err
-	}
-	if err := checkValidate(a); err != nil {
 		return nil, err
 	}
 	p := a.str("path")
@@ -204,9 +204,6 @@ func (m lineInFile) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if err != nil {
 		return nil, err
 	}
-	if a.has("insertafter") && a.has("insertbefore") {
-		return nil, a.err("insertbefore", "mutually exclusive with insertafter")
-	}
 	state := a.str("state")
 	if state == "" {
 		state = "present"
@@ -302,15 +299,17 @@ func (blockInFile) Spec() Spec {
 			"marker_begin": {Type: String, Doc: "Text for {mark} in the first marker.", Default: "BEGIN"},
 			"marker_end":   {Type: String, Doc: "Text for {mark} in the last marker.", Default: "END"},
 			"state":        {Type: String, Choices: []string{"present", "absent"}, Doc: "present: the block is there; absent: it is removed with its markers.", Default: "present"},
-			"insertafter":  {Type: String, Doc: "Regexp after whose last match a new block goes, or EOF.", Default: "EOF"},
-			"insertbefore": {Type: String, Doc: "Regexp before whose last match a new block goes, or BOF."},
+			"insertafter":  {Type: String, Kind: Regexp, Doc: "Regexp after whose last match a new block goes, or EOF.", Default: "EOF"},
+			"insertbefore": {Type: String, Kind: Regexp, Doc: "Regexp before whose last match a new block goes, or BOF."},
 			"create":       {Type: Bool, Doc: "Create the file when it does not exist.", Default: "no"},
 			"owner":        {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
 			"group":        {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
-			"mode":         {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"mode":         {Type: Any, Kind: Mode, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
 			"backup":       {Type: Bool, Doc: "Keep the previous content beside the file (NAME.<timestamp>~) before changing it; registers backup_file.", Default: "no"},
-			"validate":     {Type: String, Doc: "Command that must succeed on the new content before it replaces the file; %s is the temporary file's path."},
-		}}
+			"validate":     {Type: String, Kind: Validate, Doc: "Command that must succeed on the new content before it replaces the file; %s is the temporary file's path."},
+		},
+		Exclusive: [][]string{{"insertafter", "insertbefore"}},
+	}
 }
 
 func (m blockInFile) Probe(args map[string]any) (string, bool) {
@@ -325,9 +324,6 @@ func (m blockInFile) Run(ctx context.Context, env *Env, args map[string]any) (*R
 	a, err := parseArgs("blockinfile", m.Spec(), args)
 	if err != nil {
 		return nil, err
-	}
-	if a.has("insertafter") && a.has("insertbefore") {
-		return nil, a.err("insertbefore", "mutually exclusive with insertafter")
 	}
 	// Ansible's default marker, so files it managed stay managed.
 	marker := a.str("marker")

@@ -28,8 +28,11 @@ const (
 type Arg struct {
 	Type     ArgType
 	Required bool
-	Choices  []string // allowed values for a String
+	Choices  []string // allowed values for a String, or each element of a List
 	Aliases  []string
+	// Kind is a rule on the value beyond its type (Mode, Regexp, Port,
+	// URL...), checked on literal values at load and rendered ones at run.
+	Kind Kind
 	// Doc says what the argument does; `gokube doc` prints it, and a test
 	// fails for an argument without one, so the docs cannot lag the code.
 	Doc string
@@ -47,11 +50,24 @@ type Spec struct {
 	FreeForm string
 	// RequireOneOf lists groups of which at least one must be given.
 	RequireOneOf [][]string
+	// Exclusive lists groups of which at most one may be given (copy's
+	// src and content).
+	Exclusive [][]string
+	// RequiredIf lists arguments that another argument's value needs
+	// (file's state: link needs src).
+	RequiredIf []Requirement
 	// Doc is the module's one-paragraph description for `gokube doc`.
 	Doc string
 	// Returns describes the keys of Result.Data (what `register` stores
 	// besides changed/failed/msg).
 	Returns map[string]string
+}
+
+// Requirement says that when argument If has the value Is, the arguments
+// Need must be given. A templated If is decided when it is rendered.
+type Requirement struct {
+	If, Is string
+	Need   []string
 }
 
 // Env is everything a module may use for one host and one task.

@@ -44,10 +44,10 @@ func (unarchive) Spec() Spec {
 			"remote_src": {Type: Bool, Doc: "src is a file on the host.", Default: "no"},
 			"creates":    {Type: String, Doc: "Skip when this path exists on the host."},
 			"extra_opts": {Type: List, Doc: "Extra tar options; only --strip-components=N is understood."},
-			"checksum":   {Type: String, Doc: "Expected sha256:<hex> of the archive."},
+			"checksum":   {Type: String, Kind: Checksum, Doc: "Expected sha256:<hex> of the archive."},
 			"owner":      {Type: String, Doc: "User that should own the file (name or uid); unset leaves it."},
 			"group":      {Type: String, Doc: "Group that should own the file (name or gid); unset leaves it."},
-			"mode":       {Type: Any, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
+			"mode":       {Type: Any, Kind: Mode, Doc: "Permissions: octal (0644, \"0644\") or symbolic (u=rw,g=r,o=); unset leaves new files at the umask and existing ones alone."},
 		}}
 }
 

@@ -25,16 +25,18 @@ func (waitFor) Spec() Spec {
 		},
 		Args: map[string]Arg{
 			"host":            {Type: String, Doc: "Address to test the port on, as seen from the host.", Default: "127.0.0.1"},
-			"port":            {Type: Int, Doc: "TCP port to wait for."},
+			"port":            {Type: Int, Kind: Port, Doc: "TCP port to wait for."},
 			"path":            {Type: String, Doc: "File to wait for."},
 			"state":           {Type: String, Choices: []string{"started", "stopped", "present", "absent", "drained"}, Doc: "started/present: open or exists; stopped/absent: closed or gone; drained: no active connections on port.", Default: "started"},
-			"search_regex":    {Type: String, Doc: "With path: wait until the file contains this regexp."},
+			"search_regex":    {Type: String, Kind: Regexp, Doc: "With path: wait until the file contains this regexp."},
 			"timeout":         {Type: Int, Doc: "Seconds to wait before failing.", Default: "300"},
 			"delay":           {Type: Int, Doc: "Seconds to wait before the first check.", Default: "0"},
 			"sleep":           {Type: Int, Doc: "Seconds between checks.", Default: "1"},
 			"connect_timeout": {Type: Int, Doc: "Seconds one connection attempt may take.", Default: "5"},
 			"msg":             {Type: String, Doc: "Message when the wait fails."},
-		}}
+		},
+		Exclusive: [][]string{{"port", "path"}},
+	}
 }
 
 // condition returns a shell test that is true when the wait is over.
@@ -43,15 +45,7 @@ func (waitFor) condition(a cargs) (string, string, error) {
 	if state == "" {
 		state = "started"
 	}
-	if a.has("port") && a.has("path") {
-		return "", "", a.err("path", "port and path are mutually exclusive")
-	}
 	re := a.str("search_regex")
-	if re != "" {
-		if _, err := regexp.Compile(re); err != nil {
-			return "", "", a.err("search_regex", "bad regular expression: %v", err)
-		}
-	}
 	if p := a.str("path"); p != "" {
 		switch state {
 		case "started", "present":

@@ -83,7 +83,7 @@ func (X509) Spec() Spec {
 			"organization":      {Type: List, Doc: "Subject O (one or a list)."},
 			"dns_names":         {Type: List, Doc: "DNS subject alternative names."},
 			"ip_addresses":      {Type: List, Doc: "IP subject alternative names."},
-			"usages":            {Type: List, Doc: "server_auth and/or client_auth (a leaf gets both by default)."},
+			"usages":            {Type: List, Choices: []string{"server_auth", "client_auth"}, Doc: "server_auth and/or client_auth (a leaf gets both by default)."},
 			"key_type":          {Type: String, Choices: []string{"ecdsa", "rsa"}, Doc: "ecdsa (P-256) or rsa (2048 bits).", Default: "ecdsa"},
 			"validity_days":     {Type: Int, Doc: "Validity of a new certificate; 3650 for a CA, 825 for a leaf."},
 			"renew_before_days": {Type: Int, Doc: "Regenerate when the certificate expires within this many days.", Default: "30"},
