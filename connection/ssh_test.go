@@ -5,19 +5,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"net"
 	"os"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"golang.org/x/crypto/ssh"
-	"golang.org/x/crypto/ssh/knownhosts"
 )
 
 func run(t *testing.T, c Conn, req Request) Result {
@@ -157,129 +154,6 @@ func TestSSHRoundTrips(t *testing.T) {
 	}
 }
 
-func addKnownHost(t testing.TB, file, hostport string, key ssh.PublicKey) {
-	t.Helper()
-	if err := appendKnownHost(file, hostport, key); err != nil {
-		t.Fatal(err)
-	}
-}
-
-func TestSSHPut(t *testing.T) {
-	env := newTestEnv(t)
-	c := env.dial(t)
-	dir := t.TempDir()
-	ctx := context.Background()
-
-	small := filepath.Join(dir, "small")
-	if err := c.Put(ctx, Upload{Path: small, Content: strings.NewReader("a\x00b"), Mode: 0o640, Owner: "nobody", Group: "nogroup"}); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, small, []byte("a\x00b"), 0o640)
-	res := run(t, c, Request{Script: "stat -c '%U:%G' " + small})
-	if strings.TrimSpace(string(res.Stdout)) != "nobody:nogroup" {
-		t.Errorf("owner %q", res.Stdout)
-	}
-	// Only a group given: the file keeps its owner.
-	if err := c.Put(ctx, Upload{Path: small, Content: strings.NewReader("a\x00b"), Mode: 0o640, Group: "root"}); err != nil {
-		t.Fatal(err)
-	}
-	res = run(t, c, Request{Script: "stat -c '%U:%G' " + small})
-	if strings.TrimSpace(string(res.Stdout)) != "nobody:root" {
-		t.Errorf("owner after group-only put: %q", res.Stdout)
-	}
-	// Without a mode, an existing file keeps its mode.
-	if err := c.Put(ctx, Upload{Path: small, Content: strings.NewReader("new")}); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, small, []byte("new"), 0o640)
-
-	big := bytes.Repeat([]byte("0123456789abcdef"), (3<<20)/16+3) // > SmallPutLimit, several SFTP windows
-	large := filepath.Join(dir, "large")
-	before := c.RoundTrips()
-	if err := c.Put(ctx, Upload{Path: large, Content: bytes.NewReader(big), Mode: 0o600}); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("large put of %d bytes: %d round trips", len(big), c.RoundTrips()-before)
-	checkFile(t, large, big, 0o600)
-	// The SFTP temp file is gone and nothing else is left beside the target.
-	if m, _ := filepath.Glob(filepath.Join(env.srv.home, ".gokube-upload-*")); len(m) != 0 {
-		t.Errorf("upload temp files left: %v", m)
-	}
-	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
-		t.Errorf("files beside targets: %v", ents)
-	}
-	// Put into a missing directory fails with an ExitError.
-	err := c.Put(ctx, Upload{Path: filepath.Join(dir, "no", "x"), Content: strings.NewReader("x")})
-	var ee *ExitError
-	if !errors.As(err, &ee) {
-		t.Errorf("put into missing dir: %v", err)
-	}
-	if _, err := c.Get(ctx, filepath.Join(dir, "nope"), false); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("get missing: %v", err)
-	}
-}
-
-func checkFile(t *testing.T, path string, want []byte, mode os.FileMode) {
-	t.Helper()
-	got, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("%s: %d bytes, want %d", path, len(got), len(want))
-	}
-	st, err := os.Stat(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.Mode().Perm() != mode {
-		t.Errorf("%s: mode %o, want %o", path, st.Mode().Perm(), mode)
-	}
-}
-
-// TestSSHPutAtomic reads the target continuously while Puts replace it: a
-// reader must only ever see one whole version.
-func TestSSHPutAtomic(t *testing.T) {
-	c := newTestEnv(t).dial(t)
-	p := filepath.Join(t.TempDir(), "target")
-	versions := [][]byte{bytes.Repeat([]byte("A"), 200<<10), bytes.Repeat([]byte("B"), 300<<10), bytes.Repeat([]byte("C"), 100<<10)}
-	if err := os.WriteFile(p, versions[2], 0o644); err != nil {
-		t.Fatal(err)
-	}
-	var stop atomic.Bool
-	var bad atomic.Value
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for !stop.Load() {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				bad.Store(err.Error())
-				return
-			}
-			ok := false
-			for _, v := range versions {
-				ok = ok || bytes.Equal(b, v)
-			}
-			if !ok {
-				bad.Store(fmt.Sprintf("partial content: %d bytes", len(b)))
-				return
-			}
-		}
-	}()
-	for i := 0; i < 6; i++ {
-		if err := c.Put(context.Background(), Upload{Path: p, Content: bytes.NewReader(versions[i%3]), Mode: 0o644}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	stop.Store(true)
-	wg.Wait()
-	if v := bad.Load(); v != nil {
-		t.Fatal(v)
-	}
-}
-
 func TestSSHCancel(t *testing.T) {
 	env := newTestEnv(t)
 	c := env.dial(t)
@@ -369,107 +243,6 @@ func TestSSHBecome(t *testing.T) {
 	}
 }
 
-func TestSSHHostKeys(t *testing.T) {
-	env := newTestEnv(t)
-	ctx := context.Background()
-
-	// Unknown host: refused, with the fingerprint; not retried.
-	cfg := env.config()
-	cfg.KnownHosts = []string{filepath.Join(env.dir, "empty_known_hosts")}
-	_, err := DialSSH(ctx, cfg)
-	var hk *HostKeyError
-	fp := ssh.FingerprintSHA256(env.srv.hostKeys[0].PublicKey())
-	if !errors.As(err, &hk) || !IsUnreachable(err) || !strings.Contains(err.Error(), fp) || !strings.Contains(err.Error(), "testhost") {
-		t.Fatalf("unknown host: %v", err)
-	}
-	// Accepted when asked, and written down for next time.
-	cfg.AcceptNewHostKeys = true
-	c, err := DialSSH(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-	cfg.AcceptNewHostKeys = false
-	c, err = DialSSH(ctx, cfg)
-	if err != nil {
-		t.Fatalf("after accepting: %v", err)
-	}
-	c.Close()
-	if st, _ := os.Stat(cfg.KnownHosts[0]); st == nil || st.Mode().Perm() != 0o600 {
-		t.Errorf("known_hosts mode: %v", st)
-	}
-
-	// Changed key: always refused, even with AcceptNewHostKeys.
-	other := newSigner(t, false)
-	srv2 := startServer(t, nil, other)
-	h, p := srv2.hostPort()
-	cfg2 := env.config()
-	cfg2.Addr, cfg2.Port = h, p
-	cfg2.AcceptNewHostKeys = true
-	kh := filepath.Join(env.dir, "kh2")
-	addKnownHost(t, kh, srv2.addr, env.srv.hostKeys[0].PublicKey())
-	cfg2.KnownHosts = []string{kh}
-	_, err = DialSSH(ctx, cfg2)
-	if !errors.As(err, &hk) || len(hk.Known) != 1 || !strings.Contains(err.Error(), ssh.FingerprintSHA256(other.PublicKey())) || !strings.Contains(err.Error(), "CHANGED") {
-		t.Fatalf("changed key: %v", err)
-	}
-	if n := srv2.acceptCount(); n != 1 {
-		t.Errorf("changed key: %d connection attempts, want 1", n)
-	}
-	t.Log(err)
-}
-
-// TestSSHHostKeyAlgorithms: the server has an ed25519 and an RSA key but
-// known_hosts records only RSA; the client must ask for RSA.
-func TestSSHHostKeyAlgorithms(t *testing.T) {
-	dir := t.TempDir()
-	client, keyFile := newKeyFile(t, dir, "")
-	rsaKey := newSigner(t, true)
-	srv := startServer(t, client.PublicKey(), newSigner(t, false), rsaKey)
-	kh := filepath.Join(dir, "known_hosts")
-	addKnownHost(t, kh, srv.addr, rsaKey.PublicKey())
-	h, p := srv.hostPort()
-	cfg := SSHConfig{Host: "h", Addr: h, Port: p, User: "root", KeyFiles: []string{keyFile}, KnownHosts: []string{kh}}
-	hks, _ := newHostKeys("h", cfg.KnownHosts, false)
-	algos := hks.algorithms(srv.addr)
-	if len(algos) == 0 || algos[0] != ssh.KeyAlgoRSASHA512 {
-		t.Errorf("algorithms %v", algos)
-	}
-	c, err := DialSSH(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c.Close()
-}
-
-func TestSSHAuth(t *testing.T) {
-	env := newTestEnv(t)
-	ctx := context.Background()
-	cfg := env.config()
-	_, enc := newKeyFile(t, env.dir, "pass")
-	cfg.KeyFiles = []string{enc}
-	if _, err := DialSSH(ctx, cfg); !errors.Is(err, ErrPassphraseNeeded) || !strings.Contains(err.Error(), enc) {
-		t.Errorf("encrypted key: %v", err)
-	}
-	// The right passphrase decrypts, but the server does not know that key:
-	// an authentication failure, not retried.
-	cfg.KeyPassphrase = "pass"
-	before := env.srv.acceptCount()
-	_, err := DialSSH(ctx, cfg)
-	if !IsUnreachable(err) || !strings.Contains(err.Error(), "authentication failed") {
-		t.Errorf("wrong key: %v", err)
-	}
-	if n := env.srv.acceptCount() - before; n != 1 {
-		t.Errorf("auth failure: %d connection attempts, want 1", n)
-	}
-	cfg.Password = "s3cret"
-	c, err := DialSSH(ctx, cfg)
-	if err != nil {
-		t.Fatalf("password: %v", err)
-	}
-	c.Close()
-}
-
 func TestSSHUnreachable(t *testing.T) {
 	ctx := context.Background()
 	ln, _ := net.Listen("tcp", "127.0.0.1:0")
@@ -525,127 +298,6 @@ func TestSSHUnreachable(t *testing.T) {
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("silent network detected after %v", d)
 	}
-}
-
-func TestSSHDialerAndJump(t *testing.T) {
-	env := newTestEnv(t)
-	c := env.dial(t)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			a, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { _, _ = io.Copy(a, a); a.Close() }()
-		}
-	}()
-	nc, err := c.DialContext(context.Background(), "tcp", ln.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	fmt.Fprint(nc, "ping")
-	buf := make([]byte, 4)
-	if _, err := io.ReadFull(nc, buf); err != nil || string(buf) != "ping" {
-		t.Errorf("forward: %q %v", buf, err)
-	}
-	nc.Close()
-
-	// Jump: reach a second server through the first one's client.
-	client2, key2 := newKeyFile(t, env.dir, "")
-	srv2 := startServer(t, client2.PublicKey(), newSigner(t, false))
-	addKnownHost(t, env.knownHosts, srv2.addr, srv2.hostKeys[0].PublicKey())
-	h, p := srv2.hostPort()
-	jump := env.config()
-	cfg := SSHConfig{Host: "inner", Addr: h, Port: p, User: "root", KeyFiles: []string{key2}, KnownHosts: []string{env.knownHosts}, Jump: &jump}
-	jc, err := DialSSH(context.Background(), cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer jc.Close()
-	if out := run(t, jc, Request{Script: "echo via"}).Stdout; string(out) != "via\n" {
-		t.Errorf("jump: %q", out)
-	}
-	if srv2.execCount() != 1 {
-		t.Errorf("target server ran %d sessions", srv2.execCount())
-	}
-	if knownhosts.Normalize(srv2.addr) == "" {
-		t.Fatal("normalize")
-	}
-}
-
-func BenchmarkRun(b *testing.B) {
-	c := newTestEnv(b).dial(b)
-	ctx := context.Background()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		if _, err := c.Run(ctx, Request{Script: "echo hi"}); err != nil {
-			b.Fatal(err)
-		}
-	}
-	b.ReportMetric(float64(c.RoundTrips())/float64(b.N), "roundtrips/op")
-}
-
-// blockingReader yields n bytes, then blocks until release is closed.
-type blockingReader struct {
-	n       int
-	release chan struct{}
-}
-
-func (r *blockingReader) Read(p []byte) (int, error) {
-	if r.n == 0 {
-		<-r.release
-		return 0, io.EOF
-	}
-	k := min(len(p), r.n)
-	for i := range p[:k] {
-		p[i] = 'x'
-	}
-	r.n -= k
-	return k, nil
-}
-
-func TestSSHPutCancel(t *testing.T) {
-	env := newTestEnv(t)
-	c := env.dial(t)
-	p := filepath.Join(t.TempDir(), "big")
-	release := make(chan struct{})
-	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
-	defer cancel()
-	start := time.Now()
-	err := c.Put(ctx, Upload{Path: p, Content: &blockingReader{n: SmallPutLimit + 100<<10, release: release}})
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("err %v", err)
-	}
-	if d := time.Since(start); d > 5*time.Second {
-		t.Errorf("cancel took %v", d)
-	}
-	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
-		t.Errorf("target exists after a cancelled put: %v", err)
-	}
-	// Once the stuck reader returns, the partial upload is removed.
-	close(release)
-	home := env.srv.home
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		m, _ := filepath.Glob(filepath.Join(home, ".gokube-upload-*"))
-		if len(m) == 0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("partial upload left: %v", m)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	big := bytes.Repeat([]byte("y"), SmallPutLimit+1)
-	if err := c.Put(context.Background(), Upload{Path: p, Content: bytes.NewReader(big), Mode: 0o644}); err != nil {
-		t.Fatal(err)
-	}
-	checkFile(t, p, big, 0o644)
 }
 
 // TestSSHDialTimeout: a server that accepts TCP but never answers fails
@@ -714,5 +366,24 @@ func TestSSHCancelSilentNetwork(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second {
 		t.Errorf("cancel took %v", d)
+	}
+}
+
+func BenchmarkRun(b *testing.B) {
+	c := newTestEnv(b).dial(b)
+	ctx := context.Background()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if _, err := c.Run(ctx, Request{Script: "echo hi"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(c.RoundTrips())/float64(b.N), "roundtrips/op")
+}
+
+func addKnownHost(t testing.TB, file, hostport string, key ssh.PublicKey) {
+	t.Helper()
+	if err := appendKnownHost(file, hostport, key); err != nil {
+		t.Fatal(err)
 	}
 }

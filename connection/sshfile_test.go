@@ -1,0 +1,191 @@
+package connection
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+func checkFile(t *testing.T, path string, want []byte, mode os.FileMode) {
+	t.Helper()
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("%s: %d bytes, want %d", path, len(got), len(want))
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Mode().Perm() != mode {
+		t.Errorf("%s: mode %o, want %o", path, st.Mode().Perm(), mode)
+	}
+}
+
+func TestSSHPut(t *testing.T) {
+	env := newTestEnv(t)
+	c := env.dial(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+
+	small := filepath.Join(dir, "small")
+	if err := c.Put(ctx, Upload{Path: small, Content: strings.NewReader("a\x00b"), Mode: 0o640, Owner: "nobody", Group: "nogroup"}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, small, []byte("a\x00b"), 0o640)
+	res := run(t, c, Request{Script: "stat -c '%U:%G' " + small})
+	if strings.TrimSpace(string(res.Stdout)) != "nobody:nogroup" {
+		t.Errorf("owner %q", res.Stdout)
+	}
+	// Only a group given: the file keeps its owner.
+	if err := c.Put(ctx, Upload{Path: small, Content: strings.NewReader("a\x00b"), Mode: 0o640, Group: "root"}); err != nil {
+		t.Fatal(err)
+	}
+	res = run(t, c, Request{Script: "stat -c '%U:%G' " + small})
+	if strings.TrimSpace(string(res.Stdout)) != "nobody:root" {
+		t.Errorf("owner after group-only put: %q", res.Stdout)
+	}
+	// Without a mode, an existing file keeps its mode.
+	if err := c.Put(ctx, Upload{Path: small, Content: strings.NewReader("new")}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, small, []byte("new"), 0o640)
+
+	big := bytes.Repeat([]byte("0123456789abcdef"), (3<<20)/16+3) // > SmallPutLimit, several SFTP windows
+	large := filepath.Join(dir, "large")
+	before := c.RoundTrips()
+	if err := c.Put(ctx, Upload{Path: large, Content: bytes.NewReader(big), Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("large put of %d bytes: %d round trips", len(big), c.RoundTrips()-before)
+	checkFile(t, large, big, 0o600)
+	// The SFTP temp file is gone and nothing else is left beside the target.
+	if m, _ := filepath.Glob(filepath.Join(env.srv.home, ".gokube-upload-*")); len(m) != 0 {
+		t.Errorf("upload temp files left: %v", m)
+	}
+	if ents, _ := os.ReadDir(dir); len(ents) != 2 {
+		t.Errorf("files beside targets: %v", ents)
+	}
+	// Put into a missing directory fails with an ExitError.
+	err := c.Put(ctx, Upload{Path: filepath.Join(dir, "no", "x"), Content: strings.NewReader("x")})
+	var ee *ExitError
+	if !errors.As(err, &ee) {
+		t.Errorf("put into missing dir: %v", err)
+	}
+	if _, err := c.Get(ctx, filepath.Join(dir, "nope"), false); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("get missing: %v", err)
+	}
+}
+
+// TestSSHPutAtomic reads the target continuously while Puts replace it: a
+// reader must only ever see one whole version.
+func TestSSHPutAtomic(t *testing.T) {
+	c := newTestEnv(t).dial(t)
+	p := filepath.Join(t.TempDir(), "target")
+	versions := [][]byte{bytes.Repeat([]byte("A"), 200<<10), bytes.Repeat([]byte("B"), 300<<10), bytes.Repeat([]byte("C"), 100<<10)}
+	if err := os.WriteFile(p, versions[2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var stop atomic.Bool
+	var bad atomic.Value
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for !stop.Load() {
+			b, err := os.ReadFile(p)
+			if err != nil {
+				bad.Store(err.Error())
+				return
+			}
+			ok := false
+			for _, v := range versions {
+				ok = ok || bytes.Equal(b, v)
+			}
+			if !ok {
+				bad.Store(fmt.Sprintf("partial content: %d bytes", len(b)))
+				return
+			}
+		}
+	}()
+	for i := 0; i < 6; i++ {
+		if err := c.Put(context.Background(), Upload{Path: p, Content: bytes.NewReader(versions[i%3]), Mode: 0o644}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop.Store(true)
+	wg.Wait()
+	if v := bad.Load(); v != nil {
+		t.Fatal(v)
+	}
+}
+
+// blockingReader yields n bytes, then blocks until release is closed.
+type blockingReader struct {
+	n       int
+	release chan struct{}
+}
+
+func (r *blockingReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		<-r.release
+		return 0, io.EOF
+	}
+	k := min(len(p), r.n)
+	for i := range p[:k] {
+		p[i] = 'x'
+	}
+	r.n -= k
+	return k, nil
+}
+
+func TestSSHPutCancel(t *testing.T) {
+	env := newTestEnv(t)
+	c := env.dial(t)
+	p := filepath.Join(t.TempDir(), "big")
+	release := make(chan struct{})
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	err := c.Put(ctx, Upload{Path: p, Content: &blockingReader{n: SmallPutLimit + 100<<10, release: release}})
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err %v", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("cancel took %v", d)
+	}
+	if _, err := os.Stat(p); !errors.Is(err, fs.ErrNotExist) {
+		t.Errorf("target exists after a cancelled put: %v", err)
+	}
+	// Once the stuck reader returns, the partial upload is removed.
+	close(release)
+	home := env.srv.home
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		m, _ := filepath.Glob(filepath.Join(home, ".gokube-upload-*"))
+		if len(m) == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("partial upload left: %v", m)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	big := bytes.Repeat([]byte("y"), SmallPutLimit+1)
+	if err := c.Put(context.Background(), Upload{Path: p, Content: bytes.NewReader(big), Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, p, big, 0o644)
+}

@@ -1,0 +1,132 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+
+	"gokube/connection"
+)
+
+func TestCheckModeSendsOnlyReadOnly(t *testing.T) {
+	e := newEnv(t, "node-1\nnode-2\n", map[string]string{"site.yml": `
+- hosts: all
+  tasks:
+    - tfile: {path: "chk-{{ .inventory_hostname }}", content: "x"}
+    - command: "touch should-not-exist"
+    - command: "echo real"
+      check_mode: false
+      register: forced
+`})
+	o := e.opts("site.yml")
+	o.Check = true
+	r := mustRun(t, e, o)
+	for _, h := range []string{"node-1", "node-2"} {
+		var mutating []string
+		for _, rq := range e.fake(h).Requests() {
+			if !rq.ReadOnly && rq.Script != "echo real" {
+				mutating = append(mutating, rq.Script)
+			}
+		}
+		if len(mutating) > 0 {
+			t.Fatalf("%s: mutating requests reached the host in check mode: %q", h, mutating)
+		}
+		if r.Hosts[h].Changed != 3 {
+			t.Fatalf("%s: changed predictions %+v", h, *r.Hosts[h])
+		}
+	}
+	if _, err := os.Stat(filepath.Join(e.dir, "should-not-exist")); err == nil {
+		t.Fatal("check mode ran a command")
+	}
+	if r.Vars["node-1"]["forced"].(map[string]any)["stdout"] != "real" {
+		t.Fatal("check_mode: false task did not run for real")
+	}
+}
+
+func TestProbeBatchingWarmRun(t *testing.T) {
+	var b strings.Builder
+	b.WriteString("- hosts: all\n  tasks:\n")
+	for i := 0; i < 31; i++ {
+		fmt.Fprintf(&b, "    - name: file %d\n      tfile: {path: \"p-{{ .inventory_hostname }}-%d\", content: \"c%d\"}\n", i, i, i)
+	}
+	e := newEnv(t, "node-1\nnode-2\nnode-3\n", map[string]string{"site.yml": b.String()})
+	r := mustRun(t, e, e.opts("site.yml"))
+	if r.Hosts["node-1"].Changed != 31 {
+		t.Fatalf("cold run: %+v", *r.Hosts["node-1"])
+	}
+	e.resetFakes()
+	r = mustRun(t, e, e.opts("site.yml"))
+	for _, h := range []string{"node-1", "node-2", "node-3"} {
+		if s := r.Hosts[h]; s.Changed != 0 || s.Ok != 32 {
+			t.Fatalf("%s warm run: %+v", h, *s)
+		}
+		rqs := e.fake(h).Requests()
+		if len(rqs) != 2 {
+			t.Fatalf("%s: warm run made %d requests, want 2 (facts + one probe batch)", h, len(rqs))
+		}
+		if !strings.Contains(rqs[0].Script, "##os-release") || strings.Count(rqs[1].Script, "__GKPROBE_") != 32 || !rqs[1].ReadOnly {
+			t.Fatalf("%s: unexpected requests %q", h, rqs[1].Script[:80])
+		}
+		if r.Hosts[h].RoundTrips != 2 {
+			t.Fatalf("%s: recap round trips %d", h, r.Hosts[h].RoundTrips)
+		}
+	}
+	// A changed task drops the cache: the next task probes again.
+	if err := os.WriteFile(filepath.Join(e.dir, "p-node-1-10"), []byte("other"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	e.resetFakes()
+	r = mustRun(t, e, e.opts("site.yml"))
+	if got := len(e.fake("node-1").Requests()); got != 4 {
+		t.Fatalf("node-1 after one drift: %d requests, want facts + batch + write + batch = 4", got)
+	}
+	if r.Hosts["node-1"].Changed != 1 {
+		t.Fatalf("drift not repaired: %+v", *r.Hosts["node-1"])
+	}
+}
+
+func TestSplitProbes(t *testing.T) {
+	m := "__GKPROBE_x__"
+	out := []byte("\n" + m + " 0\nfirst\n\n" + m + " 1\nno newline\n" + m + " end\n")
+	got, err := splitProbes(out, m, 2)
+	if err != nil || string(got[0]) != "first\n" || string(got[1]) != "no newline" {
+		t.Fatalf("%q %v", got, err)
+	}
+	if _, err := splitProbes([]byte("\n"+m+" 0\nx"), m, 2); err == nil {
+		t.Fatal("truncated output accepted")
+	}
+}
+
+var _ = connection.Request{}
+
+func TestProbeLookaheadPassesCommands(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  tasks:
+    - tfile: {path: a, content: "1"}
+    - command: {cmd: "touch made", creates: made}
+    - tfile: {path: b, content: "2"}
+    - command: "true"
+    - tfile: {path: c, content: "3"}
+`})
+	mustRun(t, e, e.opts("site.yml"))
+	e.resetFakes()
+	r := mustRun(t, e, e.opts("site.yml"))
+	var batches []int
+	for _, rq := range e.fake("node-1").Requests() {
+		if n := strings.Count(rq.Script, "__GKPROBE_"); n > 0 {
+			batches = append(batches, n-1)
+		}
+	}
+	// One batch for a, b, c (the command that did not run keeps it valid);
+	// the command that ran drops it, so c is probed again.
+	if !reflect.DeepEqual(batches, []int{3, 1}) || len(e.fake("node-1").Requests()) != 5 {
+		t.Fatalf("probe batches %v, %d requests", batches, len(e.fake("node-1").Requests()))
+	}
+	if r.Hosts["node-1"].Changed != 1 {
+		t.Fatalf("%+v", *r.Hosts["node-1"])
+	}
+}
