@@ -358,110 +358,18 @@ func TestFileStates(t *testing.T) {
 	}
 }
 
-func TestSystemd(t *testing.T) {
-	show := func(active, ufs string) connection.Result {
-		return connection.Result{Stdout: []byte("Id=etcd.service\nLoadState=loaded\nActiveState=" + active + "\nSubState=running\nUnitFileState=" + ufs + "\n")}
-	}
-	args := map[string]any{"name": "etcd", "state": "started", "enabled": "yes", "no_block": true}
-	f := connection.NewFake("h1").On("systemctl show", show("active", "enabled"))
-	res := mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), args)
-	if res.Changed || f.RoundTrips() != 1 {
-		t.Fatalf("unchanged: %v rt %d", res.Changed, f.RoundTrips())
-	}
-	if st := res.Data["status"].(map[string]any); st["ActiveState"] != "active" || st["UnitFileState"] != "enabled" {
-		t.Fatalf("status %v", st)
-	}
-	// A unit that is still activating (Type=notify waiting for quorum)
-	// counts as started.
-	f = connection.NewFake("h1").On("systemctl show", show("activating", "enabled"))
-	if res := mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), args); res.Changed {
-		t.Fatal("activating unit restarted")
-	}
-	f = connection.NewFake("h1").On("systemctl show", show("inactive", "disabled"))
-	res = mustRunModule(t, systemdModule{alias: "service"}, newEnv(f), args)
-	m := mutating(f)
-	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "systemctl enable -- 'etcd' && systemctl start --no-block -- 'etcd'" || !m[0].Become {
-		t.Fatalf("start: rt %d %+v", f.RoundTrips(), m)
-	}
-	// Check mode: prediction without the start.
-	f.Reset()
-	env := newEnv(connection.NewDry(f))
-	env.Check = true
-	if res := mustRunModule(t, systemdModule{alias: "systemd"}, env, args); !res.Changed || len(mutating(f)) != 0 {
-		t.Fatal("check mode")
-	}
-	// daemon_reload: reload and show in one request, not probeable.
-	if _, ok := (systemdModule{}).Probe(map[string]any{"name": "etcd", "daemon_reload": true}); ok {
-		t.Fatal("daemon_reload must not be probed ahead")
-	}
-	f = connection.NewFake("h1").On("daemon-reload", show("active", "enabled"))
-	res = mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "etcd", "state": "restarted", "daemon_reload": true})
-	if m := mutating(f); len(m) != 2 || !strings.HasPrefix(m[0].Script, "systemctl daemon-reload && systemctl show") || m[1].Script != "systemctl restart -- 'etcd'" {
-		t.Fatalf("reload+restart %+v", m)
-	}
-	// daemon_reload in check mode still reads the state (read-only).
-	f = connection.NewFake("h1").On("systemctl show", show("inactive", "disabled"))
-	env = newEnv(connection.NewDry(f))
-	env.Check = true
-	res = mustRunModule(t, systemdModule{alias: "systemd"}, env, map[string]any{"name": "etcd", "state": "started", "daemon_reload": true})
-	if !res.Changed || len(mutating(f)) != 0 || f.RoundTrips() != 1 {
-		t.Fatalf("check daemon_reload: %+v rt %d", res, f.RoundTrips())
-	}
-	// Missing unit fails outside check mode.
-	f = connection.NewFake("h1").On("systemctl show", connection.Result{Stdout: []byte("Id=nope.service\nLoadState=not-found\nActiveState=inactive\nSubState=dead\nUnitFileState=\n")})
-	if res := mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), args); !res.Failed {
-		t.Fatal("missing unit did not fail")
-	}
-	// Stop and mask.
-	f = connection.NewFake("h1").On("systemctl show", show("active", "enabled"))
-	mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "x", "state": "stopped", "masked": true})
-	if m := mutating(f); len(m) != 1 || m[0].Script != "systemctl mask -- 'x' && systemctl stop -- 'x'" {
-		t.Fatalf("%+v", m)
-	}
-}
-
-func TestCommand(t *testing.T) {
-	f := connection.NewFake("h1").On("exec 'ls'", connection.Result{RC: 2, Stdout: []byte("a\nb\n"), Stderr: []byte("boom\n")})
-	res := mustRunModule(t, commandModule{kind: "command"}, newEnv(f), map[string]any{"cmd": `ls -l "a b" 'c$d'`})
-	if !res.Failed || res.Msg != "non-zero return code" || res.Data["rc"] != 2 || res.Data["stdout"] != "a\nb" || res.Data["stderr"] != "boom" {
-		t.Fatalf("%+v", res)
-	}
-	if l := res.Data["stdout_lines"].([]string); len(l) != 2 {
-		t.Fatalf("lines %v", l)
-	}
-	if s := f.Requests()[0].Script; !strings.Contains(s, `exec 'ls' '-l' 'a b' 'c$d'`) {
-		t.Fatalf("no-shell quoting: %q", s)
-	}
-	// creates: guard and command in one request; the marker means skipped.
-	f = connection.NewFake("h1").On("[ -e '/etc/done' ]", connection.Result{Stdout: []byte(skipMarker + "\n")})
-	res = mustRunModule(t, commandModule{kind: "shell"}, newEnv(f), map[string]any{"cmd": "make install", "creates": "/etc/done", "chdir": "/src", "stdin": "y"})
-	if res.Changed || f.RoundTrips() != 1 {
-		t.Fatalf("creates: %+v", res)
-	}
-	if r := f.Requests()[0]; r.Dir != "/src" || string(r.Stdin) != "y\n" || !r.Become {
-		t.Fatalf("request %+v", r)
-	}
-	// Check mode: skipped without creates, nothing sent.
-	f = connection.NewFake("h1")
-	env := newEnv(connection.NewDry(f))
-	env.Check = true
-	if res := mustRunModule(t, commandModule{kind: "command"}, env, map[string]any{"cmd": "rm -rf /"}); !res.Skipped || res.Msg != "cannot predict in check mode" || f.RoundTrips() != 0 {
-		t.Fatalf("check: %+v", res)
-	}
-	// Check mode with removes decides read-only.
-	f = connection.NewFake("h1").On("[ ! -e", connection.Result{RC: 1})
-	env = newEnv(connection.NewDry(f))
-	env.Check = true
-	res = mustRunModule(t, commandModule{kind: "shell"}, env, map[string]any{"cmd": "rm /tmp/x", "removes": "/tmp/x"})
-	if !res.Changed || res.Skipped || len(mutating(f)) != 0 || f.RoundTrips() != 1 {
-		t.Fatalf("check removes: %+v", res)
-	}
-	// argv
-	f = connection.NewFake("h1")
-	mustRunModule(t, commandModule{kind: "command"}, newEnv(f), map[string]any{"argv": []any{"echo", "it's"}})
-	if s := f.Requests()[0].Script; !strings.Contains(s, `exec 'echo' 'it'\''s'`) {
-		t.Fatalf("argv: %q", s)
-	}
+// Probe output parsing never panics and rejects output without a type.
+func FuzzParseFileState(f *testing.F) {
+	f.Add(probeFile("/x", "abc", 0o644, "root"))
+	f.Add(probeAbsent("/x"))
+	f.Add("type=file\nmode=zz\n")
+	f.Add("type=link\nmode=777\ncontent=%%%\n")
+	f.Fuzz(func(t *testing.T, s string) {
+		st, err := parseFileState([]byte(s))
+		if err == nil && st.Type == "" {
+			t.Fatal("state without type accepted")
+		}
+	})
 }
 
 func TestLineInFile(t *testing.T) {
@@ -544,283 +452,6 @@ func TestBlockInFile(t *testing.T) {
 	}
 }
 
-func TestStat(t *testing.T) {
-	f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(
-		"path=/etc/x\ntype=file\nmode=640\nuid=0\ngid=5\nowner=root\ngroup=tty\nsize=3\nmtime=1700000000\nino=1:2\nsha1=a9993e364706816aba3e25717850c26c9cd0d89d\n")})
-	res := mustRunModule(t, statModule{}, newEnv(f), map[string]any{"path": "/etc/x"})
-	st := res.Data["stat"].(map[string]any)
-	if st["exists"] != true || st["mode"] != "0640" || st["isreg"] != true || st["isdir"] != false || st["gr_name"] != "tty" || st["gid"] != 5 ||
-		st["checksum"] != "a9993e364706816aba3e25717850c26c9cd0d89d" || st["size"] != int64(3) || res.Changed || !f.Requests()[0].ReadOnly {
-		t.Fatalf("stat %v", st)
-	}
-	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/nope"))})
-	if st := mustRunModule(t, statModule{}, newEnv(f), map[string]any{"path": "/nope"}).Data["stat"].(map[string]any); st["exists"] != false {
-		t.Fatalf("absent: %v", st)
-	}
-	if s, _ := (statModule{}).Probe(map[string]any{"path": "/x", "get_checksum": false}); strings.Contains(s, "sha1sum") {
-		t.Fatal("checksum computed though get_checksum=false")
-	}
-}
-
-func TestSlurp(t *testing.T) {
-	f := connection.NewFake("h1").On("base64 -w0", connection.Result{Stdout: []byte("aGk=\n")})
-	res := mustRunModule(t, slurpModule{}, newEnv(f), map[string]any{"src": "/etc/hostname"})
-	if res.Data["content"] != "aGk=" || res.Data["encoding"] != "base64" || !f.Requests()[0].ReadOnly {
-		t.Fatalf("%+v", res)
-	}
-}
-
-func TestUserGroup(t *testing.T) {
-	probe := func(passwd, groups, primary string) connection.Result {
-		return connection.Result{Stdout: []byte("passwd=" + passwd + "\ngroups=" + groups + "\nprimary=" + primary + "\n")}
-	}
-	args := map[string]any{"name": "etcd", "system": true, "shell": "/usr/sbin/nologin", "home": "/var/lib/etcd", "create_home": false}
-	f := connection.NewFake("h1").On("getent passwd", probe("", "", ""))
-	res := mustRunModule(t, userModule{}, newEnv(f), args)
-	if m := mutating(f); !res.Changed || len(m) != 1 || m[0].Script != "useradd -r -M -s '/usr/sbin/nologin' -d '/var/lib/etcd' -- 'etcd'" {
-		t.Fatalf("create %+v", m)
-	}
-	f = connection.NewFake("h1").On("getent passwd", probe("etcd:x:998:998::/var/lib/etcd:/usr/sbin/nologin", "etcd", "etcd"))
-	if res := mustRunModule(t, userModule{}, newEnv(f), args); res.Changed || f.RoundTrips() != 1 {
-		t.Fatalf("existing user changed: %+v", res)
-	}
-	args["groups"] = "ssl-cert"
-	f = connection.NewFake("h1").On("getent passwd", probe("etcd:x:998:998::/var/lib/etcd:/bin/sh", "etcd", "etcd"))
-	mustRunModule(t, userModule{}, newEnv(f), args)
-	if m := mutating(f); len(m) != 1 || m[0].Script != "usermod -s '/usr/sbin/nologin' -G 'ssl-cert' -- 'etcd'" {
-		t.Fatalf("modify %+v", m)
-	}
-	f = connection.NewFake("h1").On("getent group", connection.Result{Stdout: []byte("group=\n")})
-	mustRunModule(t, groupModule{}, newEnv(f), map[string]any{"name": "etcd", "system": true})
-	if m := mutating(f); len(m) != 1 || m[0].Script != "groupadd -r -- 'etcd'" {
-		t.Fatalf("group %+v", m)
-	}
-	f = connection.NewFake("h1").On("getent group", connection.Result{Stdout: []byte("group=etcd:x:998:\n")})
-	if res := mustRunModule(t, groupModule{}, newEnv(f), map[string]any{"name": "etcd", "system": true}); res.Changed {
-		t.Fatal("group changed")
-	}
-}
-
-func TestWaitForScripts(t *testing.T) {
-	cond := func(args map[string]any) string {
-		a, err := parseArgs("wait_for", waitFor{}.Spec(), args)
-		if err != nil {
-			t.Fatal(err)
-		}
-		c, _, err := waitFor{}.condition(a)
-		if err != nil {
-			t.Fatal(err)
-		}
-		return c
-	}
-	if c := cond(map[string]any{"port": 2379}); c != `timeout 5 bash -c 'exec 3<>/dev/tcp/127.0.0.1/2379' 2>/dev/null` {
-		t.Fatalf("port: %q", c)
-	}
-	if c := cond(map[string]any{"port": "2380", "host": "10.0.0.1", "state": "stopped"}); !strings.HasPrefix(c, "! timeout") {
-		t.Fatalf("stopped: %q", c)
-	}
-	if c := cond(map[string]any{"path": "/var/log/x", "search_regex": "ready"}); c != `grep -Eq -- 'ready' '/var/log/x' 2>/dev/null` {
-		t.Fatalf("regex: %q", c)
-	}
-	if _, err := (waitFor{}).Run(context.Background(), newEnv(connection.NewFake("h1")), map[string]any{"port": 1, "host": "a;rm -rf /"}); err == nil {
-		t.Fatal("host with shell characters accepted")
-	}
-	// The whole wait is one read-only request; a timeout is a failure.
-	f := connection.NewFake("h1").On("dev/tcp", connection.Result{RC: 1, Stdout: []byte("elapsed=3\n")})
-	res := mustRunModule(t, waitFor{}, newEnv(f), map[string]any{"port": 2379, "timeout": 3})
-	if !res.Failed || res.Msg != "Timeout when waiting for 127.0.0.1:2379" || f.RoundTrips() != 1 || !f.Requests()[0].ReadOnly || res.Data["elapsed"] != 3 {
-		t.Fatalf("%+v", res)
-	}
-	// Check mode looks once and does not wait.
-	f = connection.NewFake("h1").On("dev/tcp", connection.Result{RC: 1})
-	env := newEnv(connection.NewDry(f))
-	env.Check = true
-	res = mustRunModule(t, waitFor{}, env, map[string]any{"port": 2379, "timeout": 300})
-	if !res.Skipped || !strings.Contains(f.Requests()[0].Script, "end=$((s + 0))") {
-		t.Fatalf("check: %+v %q", res, f.Requests()[0].Script)
-	}
-}
-
-func TestGetURLFake(t *testing.T) {
-	sum := sha256.Sum256([]byte("hello\n"))
-	hexsum := hex.EncodeToString(sum[:])
-	f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeFile("/usr/local/bin/etcd", "hello\n", 0o755, "root"))})
-	res := mustRunModule(t, getURL{}, newEnv(f), map[string]any{"url": "https://example.invalid/etcd", "dest": "/usr/local/bin/etcd", "checksum": "sha256:" + hexsum, "mode": "0755"})
-	if res.Changed || f.RoundTrips() != 1 {
-		t.Fatalf("checksum match: %+v", res)
-	}
-	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/usr/local/bin/etcd"))})
-	res = mustRunModule(t, getURL{}, newEnv(f), map[string]any{"url": "https://example.invalid/etcd", "dest": "/usr/local/bin/etcd", "checksum": "sha256:" + hexsum, "mode": "0755"})
-	m := mutating(f)
-	if !res.Changed || len(m) != 1 || !strings.Contains(m[0].Script, "curl -fsSL --retry 3 -o \"$tmp\" -- 'https://example.invalid/etcd'") ||
-		!strings.Contains(m[0].Script, "[ \"$h\" != "+hexsum+" ]") || !strings.Contains(m[0].Script, "chmod -- 0755 \"$tmp\"") {
-		t.Fatalf("download %+v", m)
-	}
-	if _, err := (getURL{}).Run(context.Background(), newEnv(f), map[string]any{"url": "ftp://x", "dest": "/x"}); err == nil {
-		t.Fatal("ftp accepted")
-	}
-	if _, err := (getURL{}).Run(context.Background(), newEnv(f), map[string]any{"url": "http://x", "dest": "/x", "checksum": "md5:00"}); err == nil {
-		t.Fatal("md5 accepted")
-	}
-}
-
-func TestArgValidation(t *testing.T) {
-	r := NewRegistry()
-	cases := []struct {
-		module string
-		args   map[string]any
-		key    string
-	}{
-		{"copy", map[string]any{"dest": "/x", "content": "a", "bogus": 1}, "bogus"},
-		{"copy", map[string]any{"content": "a"}, "dest"},
-		{"copy", map[string]any{"dest": "/x"}, ""},
-		{"copy", map[string]any{"dest": "/x", "content": "a", "mode": "rwx"}, "mode"},
-		{"copy", map[string]any{"dest": "/x", "content": "a", "backup": "maybe"}, "backup"},
-		{"file", map[string]any{"path": "/x", "state": "gone"}, "state"},
-		{"template", map[string]any{"src": "a", "dest": "/x", "validate": "nginx -t"}, "validate"},
-		{"lineinfile", map[string]any{"path": "/x", "line": "a", "validate": "visudo -c"}, "validate"},
-		{"file", map[string]any{"path": "/x", "mode": "u+q"}, "mode"},
-		{"file", map[string]any{"path": "/x", "mode": "preserve"}, "mode"},
-		{"file", map[string]any{"path": "/x", "dest": "/y"}, "dest"},
-		{"systemd", map[string]any{"name": "x", "state": "running"}, "state"},
-		{"wait_for", map[string]any{"port": "http"}, "port"},
-		{"command", map[string]any{"chdir": "/"}, ""},
-		{"user", map[string]any{"name": "u", "groups": map[string]any{"a": 1}}, "groups"},
-		{"package", map[string]any{"name": "curl", "state": "installed"}, "state"},
-		{"apt", map[string]any{"name": "curl", "update_cache": "sometimes"}, "update_cache"},
-		{"apt", map[string]any{"purge": true}, ""},
-	}
-	for _, c := range cases {
-		m, ok := r.Lookup(c.module)
-		if !ok {
-			t.Fatalf("%s not registered", c.module)
-		}
-		f := connection.NewFake("h1")
-		_, err := m.Run(context.Background(), newEnv(f), c.args)
-		var ae *ArgError
-		if !errors.As(err, &ae) || ae.Key != c.key || ae.Module != c.module {
-			t.Errorf("%s %v: want ArgError on %q, got %v", c.module, c.args, c.key, err)
-		}
-		if f.RoundTrips() != 0 {
-			t.Errorf("%s %v: bad arguments reached the host", c.module, c.args)
-		}
-	}
-	// Aliases reach the canonical name.
-	a, err := parseArgs("file", fileModule{}.Spec(), map[string]any{"dest": "/x", "mode": 0o644})
-	if err != nil || a.str("path") != "/x" {
-		t.Fatalf("alias: %v %v", a.m, err)
-	}
-	if m, ok, _ := parseMode(cargs{m: map[string]any{"mode": "0750"}}, "mode"); !ok || m != 0o750 {
-		t.Fatalf("mode string %o", m)
-	}
-	if m, ok, _ := parseMode(cargs{m: map[string]any{"mode": 0o750}}, "mode"); !ok || m != 0o750 {
-		t.Fatalf("mode int %o", m)
-	}
-}
-
-// Every registered module has a coherent Spec: aliases do not shadow other
-// arguments, RequireOneOf and FreeForm name declared arguments.
-func TestSpecsCoherent(t *testing.T) {
-	r := NewRegistry()
-	for _, n := range []string{"command", "shell", "raw", "copy", "template", "file", "lineinfile", "blockinfile", "stat", "slurp", "fetch", "systemd", "service", "wait_for", "get_url", "unarchive", "user", "group", "package", "apt"} {
-		m, ok := r.Lookup(n)
-		if !ok {
-			t.Fatalf("%s not registered", n)
-		}
-		s := m.Spec()
-		seen := map[string]bool{}
-		for k, a := range s.Args {
-			for _, al := range append([]string{k}, a.Aliases...) {
-				if seen[al] {
-					t.Errorf("%s: %s declared twice", n, al)
-				}
-				seen[al] = true
-			}
-			if len(a.Choices) > 0 && a.Type != String {
-				t.Errorf("%s: %s has choices but is not a string", n, k)
-			}
-		}
-		for _, g := range s.RequireOneOf {
-			for _, k := range g {
-				if _, ok := s.Args[k]; !ok {
-					t.Errorf("%s: RequireOneOf names unknown %s", n, k)
-				}
-			}
-		}
-		if s.FreeForm != "" {
-			if _, ok := s.Args[s.FreeForm]; !ok {
-				t.Errorf("%s: FreeForm %s undeclared", n, s.FreeForm)
-			}
-		}
-	}
-	probers := []string{"copy", "template", "file", "stat", "systemd", "user", "group", "lineinfile", "blockinfile", "get_url"}
-	for _, n := range probers {
-		m, _ := r.Lookup(n)
-		if _, ok := m.(Prober); !ok {
-			t.Errorf("%s is not a Prober", n)
-		}
-	}
-}
-
-func TestSplitWords(t *testing.T) {
-	cases := map[string][]string{
-		`a b  c`:                {"a", "b", "c"},
-		`echo "a b" 'c d'`:      {"echo", "a b", "c d"},
-		`x\ y "q\"t" 'it'\''s'`: {"x y", `q"t`, "it's"},
-		`a"b"c`:                 {"abc"},
-		`""`:                    {""},
-	}
-	for in, want := range cases {
-		got, err := SplitWords(in)
-		if err != nil || strings.Join(got, "|") != strings.Join(want, "|") || len(got) != len(want) {
-			t.Errorf("%q: got %q %v, want %q", in, got, err, want)
-		}
-	}
-	if _, err := SplitWords(`echo "open`); err == nil {
-		t.Error("unterminated quote accepted")
-	}
-}
-
-// Quoting each word with shq and splitting again gives the words back.
-func FuzzSplitWords(f *testing.F) {
-	for _, s := range []string{"a b", `'x y'`, `"a\"b"`, `a\ b`, "", `'`, "\t\n"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		words, err := SplitWords(s)
-		if err != nil {
-			return
-		}
-		q := make([]string, len(words))
-		for i, w := range words {
-			q[i] = shq(w)
-		}
-		again, err := SplitWords(strings.Join(q, " "))
-		if err != nil || len(again) != len(words) {
-			t.Fatalf("%q -> %q -> %q %v", s, words, again, err)
-		}
-		for i := range words {
-			if again[i] != words[i] {
-				t.Fatalf("%q: word %d %q != %q", s, i, again[i], words[i])
-			}
-		}
-	})
-}
-
-// Probe output parsing never panics and rejects output without a type.
-func FuzzParseFileState(f *testing.F) {
-	f.Add(probeFile("/x", "abc", 0o644, "root"))
-	f.Add(probeAbsent("/x"))
-	f.Add("type=file\nmode=zz\n")
-	f.Add("type=link\nmode=777\ncontent=%%%\n")
-	f.Fuzz(func(t *testing.T, s string) {
-		st, err := parseFileState([]byte(s))
-		if err == nil && st.Type == "" {
-			t.Fatal("state without type accepted")
-		}
-	})
-}
-
 // lineinfile and blockinfile are idempotent: applying the same task to
 // their own result changes nothing (when the regexp matches the line, as
 // Ansible requires too).
@@ -867,36 +498,29 @@ func FuzzLineInFileIdempotent(f *testing.F) {
 	})
 }
 
-// A lost connection is an error that says unreachable, never a failed or
-// ok result, so the executor reports the host UNREACHABLE.
-func TestUnreachablePropagates(t *testing.T) {
-	r := NewRegistry()
-	cases := map[string]map[string]any{
-		"copy":       {"content": "a", "dest": "/x"},
-		"template":   {"src": "t.j2", "dest": "/x"},
-		"file":       {"path": "/x", "state": "directory"},
-		"lineinfile": {"path": "/x", "line": "a"},
-		"stat":       {"path": "/x"},
-		"slurp":      {"src": "/x"},
-		"systemd":    {"name": "etcd", "state": "started"},
-		"command":    {"cmd": "true"},
-		"wait_for":   {"port": 22},
-		"user":       {"name": "u"},
-		"group":      {"name": "g"},
-		"get_url":    {"url": "https://x.invalid/a", "dest": "/x"},
-		"fetch":      {"src": "/x", "dest": "/tmp/none", "fail_on_missing": false},
-		"package":    {"name": []any{"curl", "less"}},
-		"apt":        {"name": "curl", "state": "latest", "update_cache": true},
+func TestStat(t *testing.T) {
+	f := connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(
+		"path=/etc/x\ntype=file\nmode=640\nuid=0\ngid=5\nowner=root\ngroup=tty\nsize=3\nmtime=1700000000\nino=1:2\nsha1=a9993e364706816aba3e25717850c26c9cd0d89d\n")})
+	res := mustRunModule(t, statModule{}, newEnv(f), map[string]any{"path": "/etc/x"})
+	st := res.Data["stat"].(map[string]any)
+	if st["exists"] != true || st["mode"] != "0640" || st["isreg"] != true || st["isdir"] != false || st["gr_name"] != "tty" || st["gid"] != 5 ||
+		st["checksum"] != "a9993e364706816aba3e25717850c26c9cd0d89d" || st["size"] != int64(3) || res.Changed || !f.Requests()[0].ReadOnly {
+		t.Fatalf("stat %v", st)
 	}
-	for name, args := range cases {
-		f := connection.NewFake("h1").SetUnreachable(errors.New("connection reset"))
-		env := newEnv(f)
-		env.Files = []fs.FS{fstest.MapFS{"t.j2": {Data: []byte("x")}}}
-		m, _ := r.Lookup(name)
-		res, err := m.Run(context.Background(), env, args)
-		if !connection.IsUnreachable(err) || res != nil {
-			t.Errorf("%s: got %+v, %v; want an unreachable error", name, res, err)
-		}
+	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/nope"))})
+	if st := mustRunModule(t, statModule{}, newEnv(f), map[string]any{"path": "/nope"}).Data["stat"].(map[string]any); st["exists"] != false {
+		t.Fatalf("absent: %v", st)
+	}
+	if s, _ := (statModule{}).Probe(map[string]any{"path": "/x", "get_checksum": false}); strings.Contains(s, "sha1sum") {
+		t.Fatal("checksum computed though get_checksum=false")
+	}
+}
+
+func TestSlurp(t *testing.T) {
+	f := connection.NewFake("h1").On("base64 -w0", connection.Result{Stdout: []byte("aGk=\n")})
+	res := mustRunModule(t, slurpModule{}, newEnv(f), map[string]any{"src": "/etc/hostname"})
+	if res.Data["content"] != "aGk=" || res.Data["encoding"] != "base64" || !f.Requests()[0].ReadOnly {
+		t.Fatalf("%+v", res)
 	}
 }
 
@@ -927,5 +551,38 @@ func TestFetch(t *testing.T) {
 	}
 	if res := mustRunModule(t, fetchModule{}, newEnv(f), map[string]any{"src": "/nope", "dest": dir, "fail_on_missing": false}); res.Failed || res.Changed {
 		t.Fatal("fail_on_missing: no")
+	}
+}
+
+// A lost connection is an error that says unreachable, never a failed or
+// ok result, so the executor reports the host UNREACHABLE.
+func TestUnreachablePropagates(t *testing.T) {
+	r := NewRegistry()
+	cases := map[string]map[string]any{
+		"copy":       {"content": "a", "dest": "/x"},
+		"template":   {"src": "t.j2", "dest": "/x"},
+		"file":       {"path": "/x", "state": "directory"},
+		"lineinfile": {"path": "/x", "line": "a"},
+		"stat":       {"path": "/x"},
+		"slurp":      {"src": "/x"},
+		"systemd":    {"name": "etcd", "state": "started"},
+		"command":    {"cmd": "true"},
+		"wait_for":   {"port": 22},
+		"user":       {"name": "u"},
+		"group":      {"name": "g"},
+		"get_url":    {"url": "https://x.invalid/a", "dest": "/x"},
+		"fetch":      {"src": "/x", "dest": "/tmp/none", "fail_on_missing": false},
+		"package":    {"name": []any{"curl", "less"}},
+		"apt":        {"name": "curl", "state": "latest", "update_cache": true},
+	}
+	for name, args := range cases {
+		f := connection.NewFake("h1").SetUnreachable(errors.New("connection reset"))
+		env := newEnv(f)
+		env.Files = []fs.FS{fstest.MapFS{"t.j2": {Data: []byte("x")}}}
+		m, _ := r.Lookup(name)
+		res, err := m.Run(context.Background(), env, args)
+		if !connection.IsUnreachable(err) || res != nil {
+			t.Errorf("%s: got %+v, %v; want an unreachable error", name, res, err)
+		}
 	}
 }
