@@ -126,8 +126,9 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 		var inv *inventory.Inventory
 		var err error
 		if len(f.inv) == 0 && !f.listHosts {
-			// Parsing needs no inventory.
+			// Parsing needs no inventory; -e values are checked with it.
 			pb, err = engine.LoadPlaybook(playbook, nil, roles.FS)
+			err = engine.JoinLoadErrors(err, engine.CheckExtraVars(f.extra))
 		} else {
 			pb, inv, err = engine.Load(opts)
 		}

@@ -3,6 +3,8 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"slices"
+	"strings"
 )
 
 // Every error the engine returns keeps its cause: errors.Is and errors.As
@@ -76,4 +78,106 @@ func (e *LoadError) ExitCode() int { return 1 }
 func errAt(p Pos, format string, args ...any) error {
 	err := fmt.Errorf(format, args...)
 	return &LoadError{Pos: p, Msg: err.Error(), Err: errors.Unwrap(err)}
+}
+
+// LoadErrors is every problem loading found: gokube keeps going after the
+// first (other plays, tasks, roles, templates) so one run of
+// --syntax-check shows them all, sorted by file and line.
+type LoadErrors struct{ Errs []error }
+
+// maxLoadErrors caps the list; past it the message says how many more.
+const maxLoadErrors = 30
+
+func (e *LoadErrors) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%d problems found before contacting any host:", len(e.Errs))
+	for i, err := range e.Errs {
+		if i == maxLoadErrors {
+			fmt.Fprintf(&b, "\n  ... and %d more", len(e.Errs)-maxLoadErrors)
+			break
+		}
+		b.WriteString("\n  ")
+		b.WriteString(strings.ReplaceAll(err.Error(), "\n", "\n    "))
+	}
+	return b.String()
+}
+
+func (e *LoadErrors) Unwrap() []error { return e.Errs }
+
+// ExitCode is 1, like a single LoadError.
+func (e *LoadErrors) ExitCode() int { return 1 }
+
+// JoinLoadErrors is every error of errs (nil ones ignored) as one sorted
+// list, the way loading reports them: for a caller that checks the
+// playbook and the -e values separately.
+func JoinLoadErrors(errs ...error) error {
+	var l errList
+	for _, err := range errs {
+		l.add(err)
+	}
+	return l.err()
+}
+
+// errList collects load errors; err gives nil, the only one, or a sorted
+// LoadErrors without repeats.
+type errList []error
+
+// add records err (flattening a LoadErrors) and reports whether there was
+// one.
+func (l *errList) add(err error) bool {
+	if err == nil {
+		return false
+	}
+	if le, ok := err.(*LoadErrors); ok {
+		*l = append(*l, le.Errs...)
+	} else {
+		*l = append(*l, err)
+	}
+	return true
+}
+
+func (l errList) err() error {
+	seen := map[string]bool{}
+	var out []error
+	for _, e := range l {
+		if !seen[e.Error()] {
+			seen[e.Error()] = true
+			out = append(out, e)
+		}
+	}
+	switch len(out) {
+	case 0:
+		return nil
+	case 1:
+		return out[0]
+	}
+	slices.SortStableFunc(out, func(a, b error) int {
+		pa, oka := errPos(a)
+		pb, okb := errPos(b)
+		switch {
+		case oka && okb:
+			if c := strings.Compare(pa.File, pb.File); c != 0 {
+				return c
+			}
+			return pa.Line - pb.Line
+		case oka:
+			return -1
+		case okb:
+			return 1
+		}
+		return 0
+	})
+	return &LoadErrors{Errs: out}
+}
+
+func errPos(err error) (Pos, bool) {
+	var le *LoadError
+	if errors.As(err, &le) {
+		return le.Pos, true
+	}
+	var te *TemplateError
+	if errors.As(err, &te) {
+		return te.Pos, true
+	}
+	return Pos{}, false
 }

@@ -75,11 +75,14 @@ func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
 	if root.Kind != yaml.SequenceNode {
 		return nil, errAt(Pos{s.display, root.Line}, "a playbook is a list of plays")
 	}
+	// Every play is loaded, so one run reports all their errors.
 	var plays []*Play
+	var errs errList
 	for _, n := range root.Content {
 		p := Pos{s.display, n.Line}
 		if n.Kind != yaml.MappingNode {
-			return nil, errAt(p, "a play must be a mapping")
+			errs.add(errAt(p, "a play must be a mapping"))
+			continue
 		}
 		if v := mapGet(n, "import_playbook"); v != nil {
 			var ivars map[string]any
@@ -97,17 +100,20 @@ func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
 			}
 			merged := mergeMaps(vars, ivars)
 			sub, err := l.loadPlaybookFile(s.dir().join(v.Value), merged)
-			if err != nil {
-				return nil, err
+			if errs.add(err) {
+				continue
 			}
 			plays = append(plays, sub...)
 			continue
 		}
 		pl, err := l.loadPlay(s, n, vars)
-		if err != nil {
-			return nil, err
+		if errs.add(err) {
+			continue
 		}
 		plays = append(plays, pl)
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
 	}
 	return plays, nil
 }
@@ -118,24 +124,26 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 		MaxFailPercentage: -1, Dir: s.dir()}
 	l.play = pl
 	d := &playDraft{pl: pl}
+	var errs errList
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		p := Pos{file, k.Line}
 		kw, ok := playKeywords[k.Value]
 		if !ok {
-			return nil, errAt(p, "unknown key %q in play", k.Value)
+			errs.add(errAt(p, "unknown key %q in play", k.Value))
+			continue
 		}
-		if err := kw(d, v, p); err != nil {
-			return nil, err
-		}
+		errs.add(kw(d, v, p))
 	}
 	if pl.Hosts == "" {
-		return nil, errAt(pl.Pos, "play has no hosts")
+		errs.add(errAt(pl.Pos, "play has no hosts"))
 	}
 	if pl.Name == "" {
 		pl.Name = pl.Hosts
 	}
-	if err := l.playTasks(d, s); err != nil {
+	// The tasks are checked even when a play keyword was wrong.
+	errs.add(l.playTasks(d, s))
+	if err := errs.err(); err != nil {
 		return nil, err
 	}
 	numberPlay(pl)
@@ -162,36 +170,31 @@ func (l *loader) playTasks(d *playDraft, s src) error {
 		all = append(all, &Task{Pos: pl.Pos, Name: "Gathering Facts", Action: "setup", Args: map[string]any{},
 			Implicit: true, Tags: []string{"always"}})
 	}
+	// Each section is loaded even when an earlier one had errors.
+	var errs errList
 	t, err := sect(d.pre, "pre_tasks")
-	if err != nil {
-		return err
-	}
+	errs.add(err)
 	all = append(all, t...)
 	all = append(all, flushTask(pl.Pos))
 	// roles
 	if d.roles != nil {
 		if d.roles.Kind != yaml.SequenceNode {
-			return errAt(Pos{file, d.roles.Line}, "roles must be a list")
-		}
-		seen := map[*Role]bool{}
-		for _, rn := range d.roles.Content {
-			rt, err := l.playRole(rn, s, inh, seen)
-			if err != nil {
-				return err
+			errs.add(errAt(Pos{file, d.roles.Line}, "roles must be a list"))
+		} else {
+			seen := map[*Role]bool{}
+			for _, rn := range d.roles.Content {
+				rt, err := l.playRole(rn, s, inh, seen)
+				errs.add(err)
+				all = append(all, rt...)
 			}
-			all = append(all, rt...)
 		}
 	}
 	t, err = sect(d.tasks, "tasks")
-	if err != nil {
-		return err
-	}
+	errs.add(err)
 	all = append(all, t...)
 	all = append(all, flushTask(pl.Pos))
 	t, err = sect(d.post, "post_tasks")
-	if err != nil {
-		return err
-	}
+	errs.add(err)
 	all = append(all, t...)
 	all = append(all, flushTask(pl.Pos))
 	pl.Tasks = all
@@ -199,11 +202,9 @@ func (l *loader) playTasks(d *playDraft, s src) error {
 		pl.Handlers = append(pl.Handlers, r.Handlers...)
 	}
 	h, err := sect(d.hdl, "handlers")
-	if err != nil {
-		return err
-	}
+	errs.add(err)
 	pl.Handlers = append(pl.Handlers, h...)
-	return nil
+	return errs.err()
 }
 
 // checkNotify reports a notify that names no handler (name or listen).

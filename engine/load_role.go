@@ -43,23 +43,25 @@ func (l *loader) playRole(rn *yaml.Node, s src, inh inherit, seen map[*Role]bool
 // roleTasks returns the tasks of a role preceded by those of its
 // dependencies (each role at most once per play unless it has params).
 func (l *loader) roleTasks(name, tasksFrom string, p Pos, in inherit, params map[string]any, seen map[*Role]bool) ([]*Task, error) {
+	// A role with errors in its defaults, vars, meta or handlers still has
+	// its tasks checked: one run reports every error.
+	var errs errList
 	r, err := l.loadRole(name, p)
-	if err != nil {
+	if r == nil {
 		return nil, err
 	}
+	errs.add(err)
 	var out []*Task
 	for _, d := range r.Deps {
 		if seen[d] {
 			continue
 		}
 		dt, err := l.roleTasks(d.Name, "main", p, in, nil, seen)
-		if err != nil {
-			return nil, err
-		}
+		errs.add(err)
 		out = append(out, dt...)
 	}
 	if seen[r] && len(params) == 0 && tasksFrom == "main" {
-		return out, nil
+		return out, errs.err()
 	}
 	seen[r] = true
 	tf := r.Dir.join("tasks/" + tasksFrom + ".yml")
@@ -67,9 +69,10 @@ func (l *loader) roleTasks(name, tasksFrom string, p Pos, in inherit, params map
 		if alt := r.Dir.join("tasks/" + tasksFrom + ".yaml"); alt.exists() {
 			tf = alt
 		} else if tasksFrom != "main" {
-			return nil, errAt(p, "role %s has no tasks/%s.yml", name, tasksFrom)
+			errs.add(errAt(p, "role %s has no tasks/%s.yml", name, tasksFrom))
+			return nil, errs.err()
 		} else {
-			return out, nil
+			return out, errs.err()
 		}
 	}
 	in.role = r
@@ -77,10 +80,8 @@ func (l *loader) roleTasks(name, tasksFrom string, p Pos, in inherit, params map
 		in.blockVars = append(append([]map[string]any(nil), in.blockVars...), params)
 	}
 	ts, err := l.loadTaskFile(tf, r.Dir.join("tasks"), in)
-	if err != nil {
-		return nil, err
-	}
-	return append(out, ts...), nil
+	errs.add(err)
+	return append(out, ts...), errs.err()
 }
 
 func (l *loader) findRole(name string) (src, bool) {
@@ -107,6 +108,9 @@ func (l *loader) findRole(name string) (src, bool) {
 	return src{}, false
 }
 
+// loadRole loads a role once per playbook. A role that was found comes
+// back even with errors (in its defaults, vars, meta or handlers), so its
+// tasks are checked too; nil means it was not found or is a cycle.
 func (l *loader) loadRole(name string, p Pos) (*Role, error) {
 	for _, s := range l.stack {
 		if s == name {
@@ -124,6 +128,7 @@ func (l *loader) loadRole(name string, p Pos) (*Role, error) {
 	l.stack = append(l.stack, name)
 	defer func() { l.stack = l.stack[:len(l.stack)-1] }()
 	r := &Role{Name: path.Base(filepath.ToSlash(name)), Dir: dir, Defaults: map[string]any{}, Vars: map[string]any{}}
+	var errs errList
 	for _, d := range []struct {
 		sub string
 		dst *map[string]any
@@ -132,31 +137,26 @@ func (l *loader) loadRole(name string, p Pos) (*Role, error) {
 			f := dir.join(d.sub + ext)
 			if f.exists() {
 				m, err := loadVarsFile(f, p)
-				if err != nil {
-					return nil, err
+				if !errs.add(err) {
+					*d.dst = m
 				}
-				*d.dst = m
 				break
 			}
 		}
 	}
-	if err := l.loadRoleMeta(r); err != nil {
-		return nil, err
-	}
+	errs.add(l.loadRoleMeta(r))
 	for _, ext := range []string{".yml", ".yaml"} {
 		f := dir.join("handlers/main" + ext)
 		if f.exists() {
 			hs, err := l.loadTaskFile(f, dir.join("tasks"), inherit{role: r})
-			if err != nil {
-				return nil, err
-			}
+			errs.add(err)
 			r.Handlers = hs
 			break
 		}
 	}
 	l.roleMemo[name] = r
 	addRole(l.play, r)
-	return r, nil
+	return r, errs.err()
 }
 
 // loadRoleMeta loads meta/main.yml: the role's dependencies (loaded now,
@@ -186,10 +186,12 @@ func (l *loader) loadRoleMeta(r *Role) error {
 						}
 					}
 					dep, err := l.loadRole(dname, Pos{f.display, dn.Line})
+					if dep != nil {
+						r.Deps = append(r.Deps, dep)
+					}
 					if err != nil {
 						return err
 					}
-					r.Deps = append(r.Deps, dep)
 				}
 			case "galaxy_info", "allow_duplicates", "argument_specs":
 			default:

@@ -136,15 +136,18 @@ func (l *loader) loadTaskList(n *yaml.Node, f src, base src, in inherit, pl *Pla
 	if n.Kind != yaml.SequenceNode {
 		return nil, errAt(Pos{f.display, n.Line}, "%s must be a list", what)
 	}
+	// Every task is loaded, so one run reports all their errors; the
+	// tasks that loaded come back with them.
 	var out []*Task
+	var errs errList
 	for _, tn := range n.Content {
 		ts, err := l.loadTask(tn, f, base, in)
-		if err != nil {
-			return nil, err
+		if errs.add(err) {
+			continue
 		}
 		out = append(out, ts...)
 	}
-	return out, nil
+	return out, errs.err()
 }
 
 // loadTask parses one list entry; includes expand into several tasks.
@@ -252,18 +255,19 @@ func (l *loader) loadBlock(d *taskDraft, f src, base src, in inherit) ([]*Task, 
 	t.IsBlock = true
 	cin := childInherit(t, in)
 	var err error
-	if t.Block, err = l.loadTaskList(d.block, f, base, cin, nil, "block"); err != nil {
-		return nil, err
-	}
+	var errs errList
+	t.Block, err = l.loadTaskList(d.block, f, base, cin, nil, "block")
+	errs.add(err)
 	if d.rescue != nil {
-		if t.Rescue, err = l.loadTaskList(d.rescue, f, base, cin, nil, "rescue"); err != nil {
-			return nil, err
-		}
+		t.Rescue, err = l.loadTaskList(d.rescue, f, base, cin, nil, "rescue")
+		errs.add(err)
 	}
 	if d.always != nil {
-		if t.Always, err = l.loadTaskList(d.always, f, base, cin, nil, "always"); err != nil {
-			return nil, err
-		}
+		t.Always, err = l.loadTaskList(d.always, f, base, cin, nil, "always")
+		errs.add(err)
+	}
+	if err := errs.err(); err != nil {
+		return nil, err
 	}
 	// The block's own conditions were handed down to every child.
 	t.When = nil

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -90,8 +92,12 @@ func Load(opts Options) (*Playbook, *inventory.Inventory, error) {
 	if reg == nil {
 		reg = modules.NewRegistry()
 	}
+	// The playbook's errors and the -e values' are reported together.
+	var errs errList
 	pb, err := LoadPlaybookRoles(opts.Playbook, reg, opts.BundledRoles, opts.RolesPath)
-	if err != nil {
+	errs.add(err)
+	errs.add(CheckExtraVars(opts.ExtraVars))
+	if err := errs.err(); err != nil {
 		return nil, nil, err
 	}
 	if opts.Inv == nil {
@@ -100,6 +106,56 @@ func Load(opts Options) (*Playbook, *inventory.Inventory, error) {
 		}
 	}
 	return pb, inv, nil
+}
+
+// CheckExtraVars reports every -e value that does not parse and every
+// template in them that does not (a Jinja habit included), each naming
+// the -e value and key; --syntax-check runs it.
+func CheckExtraVars(list []string) error {
+	var errs errList
+	fm := baseFuncs()
+	for _, e := range list {
+		m, err := ParseExtraVars([]string{e})
+		if err != nil {
+			errs.add(&LoadError{Pos: Pos{File: "-e"}, Msg: strings.TrimPrefix(err.Error(), "-e "), Err: err})
+			continue
+		}
+		for _, k := range slices.Sorted(maps.Keys(m)) {
+			for _, s := range stringsOf(m[k]) {
+				if !strings.Contains(s, "{{") {
+					continue
+				}
+				if _, err := parseTemplate(s, fm); err != nil {
+					var te *TemplateError
+					if errors.As(tmplError(Pos{}, "", err), &te) {
+						errs.add(&LoadError{Pos: Pos{File: "-e " + k}, Msg: strings.TrimPrefix(te.Error(), te.Pos.String()+": "), Err: te})
+					}
+				}
+			}
+		}
+	}
+	return errs.err()
+}
+
+// stringsOf lists the strings inside a value, deep.
+func stringsOf(v any) []string {
+	switch x := v.(type) {
+	case string:
+		return []string{x}
+	case []any:
+		var out []string
+		for _, e := range x {
+			out = append(out, stringsOf(e)...)
+		}
+		return out
+	case map[string]any:
+		var out []string
+		for _, e := range x {
+			out = append(out, stringsOf(e)...)
+		}
+		return out
+	}
+	return nil
 }
 
 // ParseExtraVars reads -e values: k=v pairs, @file (YAML or JSON), or inline JSON/YAML.

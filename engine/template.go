@@ -382,16 +382,17 @@ func dotPath(e string) string {
 // checkTemplates parses every template in a task at load time so syntax
 // errors surface before any host is contacted.
 func checkTemplates(t *Task) error {
-	if err := checkTemplates1(t); err != nil {
+	var errs errList
+	for _, err := range checkTemplates1(t) {
 		var te *TemplateError
 		if errors.As(err, &te) {
 			te.Host = ""
 			msg := strings.TrimPrefix(te.Error(), te.Pos.String()+": ")
-			return &LoadError{Pos: te.Pos, Msg: msg, Err: te}
+			err = &LoadError{Pos: te.Pos, Msg: msg, Err: te}
 		}
-		return err
+		errs.add(err)
 	}
-	return nil
+	return errs.err()
 }
 
 // checkTemplateFile parses the file a template task renders (found the
@@ -430,63 +431,58 @@ func (l *loader) checkTemplateFile(t *Task) error {
 	return nil
 }
 
-func checkTemplates1(t *Task) error {
+// checkTemplates1 lists every template error in t: its arguments, its
+// conditions, assert's that and its loop.
+func checkTemplates1(t *Task) []error {
 	fm := baseFuncs()
-	var walk func(v any, p Pos) error
-	walk = func(v any, p Pos) error {
+	var errs []error
+	var walk func(v any, p Pos)
+	walk = func(v any, p Pos) {
 		switch x := v.(type) {
 		case string:
 			if strings.Contains(x, "{{") {
 				if _, err := parseTemplate(x, fm); err != nil {
-					return tmplError(p, "", err)
+					errs = append(errs, tmplError(p, "", err))
 				}
 			} else if err := checkJinja(x); err != nil {
-				return tmplError(p, "", err)
+				errs = append(errs, tmplError(p, "", err))
 			}
 		case []any:
 			for _, e := range x {
-				if err := walk(e, p); err != nil {
-					return err
-				}
+				walk(e, p)
 			}
 		case map[string]any:
 			for _, k := range slices.Sorted(maps.Keys(x)) {
-				if err := walk(x[k], p); err != nil {
-					return err
-				}
+				walk(x[k], p)
 			}
 		}
-		return nil
 	}
 	for _, k := range slices.Sorted(maps.Keys(t.Args)) {
 		p := t.Pos
 		if ap, ok := t.ArgPos[k]; ok {
 			p = ap
 		}
-		if err := walk(t.Args[k], p); err != nil {
-			return err
+		walk(t.Args[k], p)
+	}
+	cond := func(c Cond) {
+		if _, err := parseTemplate(condText(c.Expr), fm); err != nil {
+			errs = append(errs, tmplError(c.Pos, "", err))
 		}
 	}
 	for _, cs := range [][]Cond{t.When, t.Until, t.Changed, t.Failed} {
 		for _, c := range cs {
-			if _, err := parseTemplate(condText(c.Expr), fm); err != nil {
-				return tmplError(c.Pos, "", err)
-			}
+			cond(c)
 		}
 	}
 	if t.Action == "assert" {
 		for _, c := range assertConds(t.Args["that"], t.Pos) {
-			if _, err := parseTemplate(condText(c.Expr), fm); err != nil {
-				return tmplError(c.Pos, "", err)
-			}
+			cond(c)
 		}
 	}
 	if t.HasLoop {
-		if err := walk(t.Loop, t.LoopPos); err != nil {
-			return err
-		}
+		walk(t.Loop, t.LoopPos)
 	}
-	return nil
+	return errs
 }
 
 func assertConds(v any, p Pos) []Cond {
