@@ -353,6 +353,7 @@ func newLabDelayProxyCmd() *cobra.Command {
 func newLabArtifactsCmd() *cobra.Command {
 	var artDir, k8sTools, etcdTools string
 	var k8s bool
+	var k8sBins []string
 	artifacts := &cobra.Command{
 		Use:   "artifacts",
 		Short: "cache the release binaries the roles install (etcd " + lab.EtcdDebianVersion + " from Debian, etcd " + lab.EtcdBuildVersion + " built from the module proxy; Kubernetes with --kubernetes) with SHA256SUMS",
@@ -382,12 +383,13 @@ func newLabArtifactsCmd() *cobra.Command {
 					return err
 				}
 			}
-			return lab.BuildKubernetes(ctx, artDir, k8sTools, os.Stderr)
+			return lab.BuildKubernetesBinaries(ctx, artDir, k8sTools, k8sBins, os.Stderr)
 		},
 	}
 	artifacts.Flags().StringVar(&artDir, "dir", lab.DefaultArtifactsDir, "artifact cache")
 	artifacts.Flags().BoolVar(&k8s, "kubernetes", false, "also build Kubernetes "+lab.KubernetesVersion+" binaries from the module proxy (~30 min cold on 2 cores, seconds when cached)")
 	artifacts.Flags().StringVar(&etcdTools, "etcd-tools", "", "the tools/etcd module directory (default: found above the working directory or the gokube binary)")
+	artifacts.Flags().StringSliceVar(&k8sBins, "kubernetes-binaries", lab.KubernetesBinaries(), "with --kubernetes: which binaries to build")
 	artifacts.Flags().StringVar(&k8sTools, "k8s-tools", "", "the tools/k8s module directory (default: found above the working directory or the gokube binary)")
 	return artifacts
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"maps"
 	"net"
+	"net/netip"
 	"regexp"
 	"slices"
 	"strconv"
@@ -95,9 +96,13 @@ func baseFuncs() template.FuncMap {
 	}
 	fm["joinHostPort"] = func(h string, port any) string { return net.JoinHostPort(h, fmt.Sprint(port)) }
 	ansibleFuncs(fm)
+	// cidrHost "10.233.0.0/18" 1 is "10.233.0.1": the n-th address of a
+	// range (Ansible's ipaddr filter, Terraform's cidrhost), e.g. the
+	// kubernetes service's address, which apiserver certificates must name.
+	fm["cidrHost"] = cidrHost
 	// Placeholders so templates parse at load time; each render binds the
 	// host's own versions.
-	for _, n := range []string{"hostsOf", "hostvar", fnSoftHVar, "inGroup", "groupIndex", "ipOf", "defined", "__gkcapture"} {
+	for _, n := range []string{"hostsOf", "hostvar", "hostvarsOf", fnSoftHVar, "inGroup", "groupIndex", "ipOf", "defined", "__gkcapture"} {
 		fm[n] = func(...any) any { return nil }
 	}
 	return fm
@@ -499,4 +504,23 @@ func assertConds(v any, p Pos) []Cond {
 		return []Cond{{Expr: strconv.FormatBool(x), Pos: p}}
 	}
 	return nil
+}
+
+func cidrHost(cidr string, n any) (string, error) {
+	pfx, err := netip.ParsePrefix(strings.TrimSpace(cidr))
+	if err != nil {
+		return "", fmt.Errorf("cidrHost: %w", err)
+	}
+	k, err := strconv.Atoi(fmt.Sprint(n))
+	if err != nil || k < 0 {
+		return "", fmt.Errorf("cidrHost: %v is not a host number", n)
+	}
+	a := pfx.Masked().Addr()
+	for i := 0; i < k; i++ {
+		a = a.Next()
+	}
+	if !pfx.Contains(a) {
+		return "", fmt.Errorf("cidrHost: %s has no host %d", cidr, k)
+	}
+	return a.String(), nil
 }

@@ -138,6 +138,27 @@ func hostFuncs(inst *tmplInst) template.FuncMap {
 			}
 			return v, err
 		},
+		// hostvarsOf "kube-master" "kube_apiserver_url" maps each host of
+		// the group to its value of the variable: roles pass a group's
+		// values to a module without looping in a template.
+		"hostvarsOf": func(group, name string) (map[string]any, error) {
+			out := map[string]any{}
+			for _, h := range inst.cur.r.inv.GroupHosts(group) {
+				o, err := inst.cur.other(h)
+				if err != nil {
+					return nil, err
+				}
+				v, err := o.get(name)
+				if _, ok := err.(*notDefined); ok {
+					return nil, fmt.Errorf("variable %q is not defined for host %s", name, h)
+				}
+				if err != nil {
+					return nil, err
+				}
+				out[h] = v
+			}
+			return out, nil
+		},
 		"ipOf":        func(host string) (string, error) { return inst.cur.ipOf(host) },
 		"defined":     func(path string) (bool, error) { return inst.cur.defined(path) },
 		"__gkcapture": func(v any) string { inst.got = v; return "" },

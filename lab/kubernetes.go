@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -43,6 +44,17 @@ func KubernetesBinaries() []string {
 // Cached: a binary whose file matches its SHA256SUMS entry is not rebuilt.
 func BuildKubernetes(ctx context.Context, artifactDir, toolsDir string, log io.Writer) error {
 	return buildKubernetes(ctx, artifactDir, toolsDir, KubernetesBinaries(), log)
+}
+
+// BuildKubernetesBinaries is BuildKubernetes for some of the binaries only
+// (a control plane needs four of the six; each costs minutes cold).
+func BuildKubernetesBinaries(ctx context.Context, artifactDir, toolsDir string, bins []string, log io.Writer) error {
+	for _, b := range bins {
+		if !slices.Contains(KubernetesBinaries(), b) {
+			return fmt.Errorf("kubernetes artifacts: %q is not one of %s", b, strings.Join(KubernetesBinaries(), ", "))
+		}
+	}
+	return buildKubernetes(ctx, artifactDir, toolsDir, bins, log)
 }
 
 func buildKubernetes(ctx context.Context, artifactDir, toolsDir string, bins []string, log io.Writer) error {
@@ -98,9 +110,10 @@ func buildKubernetes(ctx context.Context, artifactDir, toolsDir string, bins []s
 	}
 	defer os.RemoveAll(tmp)
 
-	for _, b := range missing {
+	fmt.Fprintf(log, "building %d Kubernetes binaries (%s) from the module proxy: the first build takes 15-30 minutes on 2 cores (kube-apiserver alone 10+), later ones seconds from Go's build cache\n", len(missing), strings.Join(missing, ", "))
+	for i, b := range missing {
 		start := time.Now()
-		fmt.Fprintf(log, "building %s/%s from the module proxy (a cold build takes minutes)\n", relDir, b)
+		fmt.Fprintf(log, "[%d/%d] building %s/%s\n", i+1, len(missing), relDir, b)
 		out := filepath.Join(tmp, b)
 		if err := runKubernetesBuild(ctx, goCmd, toolsDir, b, out, log); err != nil {
 			return err

@@ -31,6 +31,14 @@ func parseChecksum(a cargs) (checksum, error) {
 	if !ok || (algo != "sha256" && algo != "sha1") {
 		return checksum{}, a.err("checksum", "want sha256:<hex> (or sha1:<hex>), got %q", s)
 	}
+	if strings.HasPrefix(sum, "file://") {
+		// As Ansible's checksum: sha256:<URL of a SHA256SUMS file>, for a
+		// file on the control machine (an artifact cache's list).
+		var err error
+		if sum, err = checksumFromList(strings.TrimPrefix(sum, "file://"), a.str("url")); err != nil {
+			return checksum{}, a.err("checksum", "%v", err)
+		}
+	}
 	sum = strings.ToLower(strings.TrimSpace(sum))
 	want := 64
 	if algo == "sha1" {
@@ -40,6 +48,34 @@ func parseChecksum(a cargs) (checksum, error) {
 		return checksum{}, a.err("checksum", "%s digest must be %d hex digits, got %q", algo, want, sum)
 	}
 	return checksum{algo, sum}, nil
+}
+
+// checksumFromList finds the digest of rawURL's file in a checksum list
+// ("<hex>  <path>" lines, as sha256sum writes): the entry whose path is the
+// URL's file name, or a trailing part of the URL's path.
+func checksumFromList(listPath, rawURL string) (string, error) {
+	if !path.IsAbs(listPath) {
+		return "", fmt.Errorf("checksum list file://%s: want an absolute path", listPath)
+	}
+	b, err := os.ReadFile(listPath)
+	if err != nil {
+		return "", fmt.Errorf("checksum list: %w", err)
+	}
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return "", fmt.Errorf("checksum list: url %q: %w", rawURL, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) != 2 {
+			continue
+		}
+		name := strings.TrimPrefix(f[1], "*")
+		if name == path.Base(u.Path) || strings.HasSuffix(u.Path, "/"+strings.TrimPrefix(name, "./")) {
+			return f[0], nil
+		}
+	}
+	return "", fmt.Errorf("%s lists no checksum for %s", listPath, u.Path)
 }
 
 func (c checksum) newHash() hash.Hash {

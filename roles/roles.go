@@ -4,7 +4,8 @@ package roles
 
 import "embed"
 
-// FS holds every bundled role: gokube-defaults, pki, download, etcd, verify.
+// FS holds every bundled role: gokube-defaults, pki, download, etcd,
+// loadbalancer, kube-master, client, verify.
 //
-//go:embed all:pki all:download all:etcd all:verify all:gokube-defaults
+//go:embed all:pki all:download all:etcd all:loadbalancer all:kube-master all:client all:verify all:gokube-defaults
 var FS embed.FS
