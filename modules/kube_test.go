@@ -167,3 +167,17 @@ func TestChecksumFromList(t *testing.T) {
 		t.Fatal("relative list path accepted")
 	}
 }
+
+// In check mode on a fresh control machine the certificates do not exist
+// yet (x509 only predicts them): the kubeconfig is predicted too.
+func TestKubeconfigCheckModeBeforeCertificates(t *testing.T) {
+	dir := t.TempDir()
+	res, err := Kubeconfig{}.Run(context.Background(), &Env{Host: "h1", Check: true}, map[string]any{
+		"dest": filepath.Join(dir, "admin.conf"), "server": "https://10.0.0.10:6443",
+		"ca_cert": filepath.Join(dir, "kube-ca.pem"), "client_cert": filepath.Join(dir, "admin.pem"),
+		"client_key": filepath.Join(dir, "admin-key.pem"),
+	})
+	if err != nil || !res.Changed {
+		t.Fatalf("check mode without certificates: %+v %v", res, err)
+	}
+}

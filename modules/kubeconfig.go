@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
+	"io/fs"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -134,7 +136,7 @@ func (Kubeconfig) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 	check := env != nil && env.Check
 	want, err := p.render()
 	if err != nil {
-		if check && os.IsNotExist(err) {
+		if check && errors.Is(err, fs.ErrNotExist) {
 			// The x509 tasks earlier in this run would create the files.
 			return &Result{Changed: true, Data: data, Msg: "certificates made earlier in this run"}, nil
 		}
