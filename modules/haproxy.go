@@ -28,12 +28,19 @@ type HAProxyServer struct{}
 
 // Spec declares the haproxy_server arguments.
 func (HAProxyServer) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"backend":   {Type: String, Required: true},
-		"server":    {Type: String},
-		"stats_url": {Type: String},
-		"timeout":   {Type: Int},
-	}}
+	return Spec{
+		Doc: "How haproxy sees the servers of a backend, from its statistics page (CSV) on the host's loopback. Fails only when the page cannot be read. Read-only.",
+		Returns: map[string]string{
+			"servers": "map: server name -> status (UP, DOWN, DRAIN, MAINT, ...)",
+			"status":  "the named server's status (\"\" when absent)",
+			"up":      "bool: the named server is UP (without server: every server is)",
+		},
+		Args: map[string]Arg{
+			"backend":   {Type: String, Required: true, Doc: "Backend name in haproxy.cfg."},
+			"server":    {Type: String, Doc: "One server's name."},
+			"stats_url": {Type: String, Doc: "The statistics page as seen from the host.", Default: "http://127.0.0.1:8404/stats"},
+			"timeout":   {Type: Int, Doc: "Seconds for the request.", Default: "5"},
+		}}
 }
 
 // Run reads the statistics page.

@@ -32,15 +32,18 @@ type Kubeconfig struct{}
 
 // Spec declares the kubeconfig arguments.
 func (Kubeconfig) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"dest":        {Type: String, Required: true},
-		"server":      {Type: String, Required: true},
-		"ca_cert":     {Type: String, Required: true},
-		"client_cert": {Type: String, Required: true},
-		"client_key":  {Type: String, Required: true},
-		"cluster":     {Type: String},
-		"user":        {Type: String},
-	}}
+	return Spec{
+		Doc:     "A kubeconfig with the CA, client certificate and key embedded, written (0600) on the control machine when its content would change; roles copy it to hosts. Never contacts the host.",
+		Returns: map[string]string{"dest": "the file written", "server": "the apiserver URL in it"},
+		Args: map[string]Arg{
+			"dest":        {Type: String, Required: true, Doc: "File on the control machine."},
+			"server":      {Type: String, Required: true, Doc: "Apiserver URL (https://...)."},
+			"ca_cert":     {Type: String, Required: true, Doc: "CA certificate file on the control machine."},
+			"client_cert": {Type: String, Required: true, Doc: "Client certificate file on the control machine."},
+			"client_key":  {Type: String, Required: true, Doc: "Client key file on the control machine."},
+			"cluster":     {Type: String, Doc: "Cluster name in the file.", Default: "kubernetes"},
+			"user":        {Type: String, Doc: "User name in the file.", Default: "admin"},
+		}}
 }
 
 type kubeconfigParams struct {

@@ -39,18 +39,30 @@ type KubeVerify struct{}
 
 // Spec declares the kube_verify arguments.
 func (KubeVerify) Spec() Spec {
-	return Spec{Args: map[string]Arg{
-		"apiservers":   {Type: Map, Required: true},
-		"addresses":    {Type: Map},
-		"loadbalancer": {Type: String},
-		"ca_cert":      {Type: String, Required: true},
-		"client_cert":  {Type: String, Required: true},
-		"client_key":   {Type: String, Required: true},
-		"leases":       {Type: List},
-		"lb_calls":     {Type: Int},
-		"exclude":      {Type: List},
-		"timeout":      {Type: Int},
-	}}
+	return Spec{
+		Doc: "The control plane's health as one report, from one host's vantage point: each apiserver's /readyz directly, /readyz through the load balancer, the holders of the leader-election leases and the kubernetes service's endpoints. Does not fail by itself: assert on healthy. Read-only.",
+		Returns: map[string]string{
+			"healthy":      "bool: every check passed",
+			"problems":     "list of what failed, one sentence each",
+			"report":       "the report as text (a table)",
+			"ready":        "how many apiservers answered /readyz 200",
+			"apiservers":   "list of {name, url, ready, detail}",
+			"loadbalancer": "{url, ok, calls, failed}",
+			"leases":       "list of {name, holder, renew_time, age_seconds}",
+			"endpoints":    "sorted addresses of the kubernetes service",
+		},
+		Args: map[string]Arg{
+			"apiservers":   {Type: Map, Required: true, Doc: "Master name -> apiserver base URL as seen from the host, e.g. hostvarsOf \"kube-master\" \"kube_apiserver_url\"."},
+			"addresses":    {Type: Map, Doc: "Master name -> the address its apiserver advertises; the kubernetes endpoints must list exactly these."},
+			"loadbalancer": {Type: String, Doc: "Base URL of the load balancer; leases and endpoints are read through it."},
+			"ca_cert":      {Type: String, Required: true, Doc: "Cluster CA file on the control machine."},
+			"client_cert":  {Type: String, Required: true, Doc: "Client certificate file on the control machine (an admin identity)."},
+			"client_key":   {Type: String, Required: true, Doc: "Client key file on the control machine."},
+			"leases":       {Type: List, Doc: "Leases (namespace/name) whose holders are reported.", Default: "[kube-system/kube-controller-manager, kube-system/kube-scheduler]"},
+			"lb_calls":     {Type: Int, Doc: "How many /readyz calls go through the load balancer (each on a new connection).", Default: "3"},
+			"exclude":      {Type: List, Doc: "Master names left out of apiservers and addresses (masters being removed)."},
+			"timeout":      {Type: Int, Doc: "Seconds for each call.", Default: "5"},
+		}}
 }
 
 type kvParams struct {
