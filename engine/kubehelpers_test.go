@@ -19,7 +19,7 @@ func TestHostvarsOfAndCidrHost(t *testing.T) {
       register: h
     - name: cidr
       debug:
-        msg: "{{ cidrHost \"10.233.0.0/18\" 1 }} {{ cidrHost \"10.233.0.0/18\" 0 }} {{ cidrHost \"fd00::/64\" 10 }}"
+        msg: "{{ cidrHost \"10.233.0.0/18\" 1 }} {{ cidrHost \"10.233.0.0/18\" 0 }} {{ cidrHost \"fd00::/64\" 10 }} {{ difference (hostsOf \"kube-master\") (list \"m-1\" \"x\") | join \",\" }}"
       register: c
 `})
 	r := mustRun(t, e, e.opts("site.yml"))
@@ -27,7 +27,7 @@ func TestHostvarsOfAndCidrHost(t *testing.T) {
 	if got := r.Vars["m-2"]["h"].(map[string]any)["msg"]; !reflect.DeepEqual(got, want) {
 		t.Fatalf("hostvarsOf: %#v", got)
 	}
-	if got := fmt.Sprint(r.Vars["m-1"]["c"].(map[string]any)["msg"]); got != "10.233.0.1 10.233.0.0 fd00::a" {
+	if got := fmt.Sprint(r.Vars["m-1"]["c"].(map[string]any)["msg"]); got != "10.233.0.1 10.233.0.0 fd00::a m-2" {
 		t.Fatalf("cidrHost: %q", got)
 	}
 	for _, bad := range []struct {

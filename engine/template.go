@@ -100,6 +100,25 @@ func baseFuncs() template.FuncMap {
 	// range (Ansible's ipaddr filter, Terraform's cidrhost), e.g. the
 	// kubernetes service's address, which apiserver certificates must name.
 	fm["cidrHost"] = cidrHost
+	// difference A B: the items of A not in B, A's order kept (Ansible's
+	// difference filter), e.g. the masters that stay.
+	fm["difference"] = func(a, b any) ([]any, error) {
+		la, err := toList(a)
+		if err != nil {
+			return nil, fmt.Errorf("difference: %w", err)
+		}
+		lb, err := toList(b)
+		if err != nil {
+			return nil, fmt.Errorf("difference: %w", err)
+		}
+		out := []any{}
+		for _, x := range la {
+			if !slices.ContainsFunc(lb, func(y any) bool { return fmt.Sprint(x) == fmt.Sprint(y) }) {
+				out = append(out, x)
+			}
+		}
+		return out, nil
+	}
 	// Placeholders so templates parse at load time; each render binds the
 	// host's own versions.
 	for _, n := range []string{"hostsOf", "hostvar", "hostvarsOf", fnSoftHVar, "inGroup", "groupIndex", "ipOf", "defined", "__gkcapture"} {
@@ -523,4 +542,21 @@ func cidrHost(cidr string, n any) (string, error) {
 		return "", fmt.Errorf("cidrHost: %s has no host %d", cidr, k)
 	}
 	return a.String(), nil
+}
+
+// toList accepts the list shapes templates produce ([]any, []string).
+func toList(v any) ([]any, error) {
+	switch l := v.(type) {
+	case nil:
+		return nil, nil
+	case []any:
+		return l, nil
+	case []string:
+		out := make([]any, len(l))
+		for i, s := range l {
+			out[i] = s
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("want a list, got %T", v)
 }

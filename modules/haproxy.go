@@ -34,12 +34,14 @@ func (HAProxyServer) Spec() Spec {
 			"servers": "map: server name -> status (UP, DOWN, DRAIN, MAINT, ...)",
 			"status":  "the named server's status (\"\" when absent)",
 			"up":      "bool: the named server is UP (without server: every server is)",
+			"match":   "bool: the backend's servers are exactly expect_servers",
 		},
 		Args: map[string]Arg{
-			"backend":   {Type: String, Required: true, Doc: "Backend name in haproxy.cfg."},
-			"server":    {Type: String, Doc: "One server's name."},
-			"stats_url": {Type: String, Doc: "The statistics page as seen from the host.", Default: "http://127.0.0.1:8404/stats"},
-			"timeout":   {Type: Int, Doc: "Seconds for the request.", Default: "5"},
+			"backend":        {Type: String, Required: true, Doc: "Backend name in haproxy.cfg."},
+			"server":         {Type: String, Doc: "One server's name."},
+			"stats_url":      {Type: String, Doc: "The statistics page as seen from the host.", Default: "http://127.0.0.1:8404/stats"},
+			"timeout":        {Type: Int, Doc: "Seconds for the request.", Default: "5"},
+			"expect_servers": {Type: List, Doc: "The servers the backend should have: sets match (haproxy reports a failed reload only in its log, so a role checks what it runs)."},
 		}}
 }
 
@@ -80,6 +82,15 @@ func (HAProxyServer) Run(ctx context.Context, env *Env, args map[string]any) (*R
 		return &Result{Failed: true, Msg: "haproxy_server: " + err.Error()}, nil
 	}
 	data := map[string]any{"servers": servers, "status": "", "up": false}
+	if a.has("expect_servers") {
+		want := a.list("expect_servers")
+		match := len(want) == len(servers)
+		for _, w := range want {
+			_, ok := servers[w]
+			match = match && ok
+		}
+		data["match"] = match
+	}
 	if server != "" {
 		st, _ := servers[server].(string)
 		data["status"] = st
