@@ -34,6 +34,7 @@ type haCluster struct {
 	lbURL   string
 	client  *http.Client
 	groups  map[string][]int
+	names   map[int]string // inventory names, when not h-N
 }
 
 func newHACluster(t *testing.T, ctx context.Context, e *env, masters, etcd []int, lb int) *haCluster {
@@ -60,7 +61,37 @@ func (c *haCluster) writeInventory(t *testing.T) {
 	c.inv = c.e.inventory(t, c.work, "h", c.groups)
 }
 
-func (c *haCluster) name(i int) string        { return fmt.Sprintf("h-%d", i) }
+func (c *haCluster) name(i int) string {
+	if n, ok := c.names[i]; ok {
+		return n
+	}
+	return fmt.Sprintf("h-%d", i)
+}
+
+// useExampleInventory runs on an example inventory file of the demo lab
+// (10.231.0.1N, /var/lib/gokube/lab/gk), rewritten for the test lab's
+// addresses and key: the example itself is what is tested.
+func (c *haCluster) useExampleInventory(t *testing.T, file string, names map[int]string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(c.e.root, "examples/ha-cluster", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := string(b)
+	for i, h := range c.e.lab.Hosts() {
+		s = strings.ReplaceAll(s, fmt.Sprintf("=10.231.0.%d\n", 11+i), "="+h.Addr+"\n")
+	}
+	s = strings.ReplaceAll(s, "/var/lib/gokube/lab/gk/id_ed25519", c.e.lab.KeyPath())
+	s = strings.ReplaceAll(s, "/var/lib/gokube/lab/gk/known_hosts", c.e.lab.KnownHostsPath())
+	if a := os.Getenv("GOKUBE_ARTIFACTS"); a != "" {
+		s += "artifacts_dir=" + a + "\n"
+	}
+	c.inv = filepath.Join(c.work, "inventory.cfg")
+	if err := os.WriteFile(c.inv, []byte(s), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	c.names = names
+}
 func (c *haCluster) addr(i int) string        { return c.e.lab.Hosts()[i-1].Addr }
 func (c *haCluster) playbook(n string) string { return filepath.Join(c.work, n) }
 
@@ -632,6 +663,8 @@ func TestHASeparateEtcd(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	c := newHACluster(t, ctx, e, []int{4, 5}, []int{1, 2, 3}, 6)
+	c.useExampleInventory(t, "inventory-separate-etcd.cfg", map[int]string{
+		1: "etcd-1", 2: "etcd-2", 3: "etcd-3", 4: "master-1", 5: "master-2", 6: "lb-1"})
 	r := e.play(t, ctx, "-i", c.inv, c.playbook("cluster.yml"))
 	if r.code != 0 {
 		t.Fatalf("exit %d\n%s", r.code, tail(r.out, 80))

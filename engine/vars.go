@@ -324,8 +324,11 @@ func (s *scope) ipOf(host string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	if v, err := o.get("ansible_host"); err == nil && fmt.Sprint(v) != "" {
-		return fmt.Sprint(v), nil
+	// ansible_ssh_host is the pre-2.0 name kubespray's old inventories use.
+	for _, name := range []string{"ansible_host", "ansible_ssh_host"} {
+		if v, err := o.get(name); err == nil && fmt.Sprint(v) != "" {
+			return fmt.Sprint(v), nil
+		}
 	}
 	if v, err := o.get("ansible_default_ipv4"); err == nil {
 		if m, ok := v.(map[string]any); ok && m["address"] != nil && m["address"] != "" {
