@@ -320,7 +320,7 @@ func TestHAControlPlane(t *testing.T) {
 		}
 		c.allChanged(t, r, func(n int) bool { return n > 0 }, "check mode predicted no change on a fresh host")
 		for _, i := range c.hosts() {
-			out, err := e.ssh(t, i, "test ! -e /etc/kubernetes && test ! -e /usr/local/bin/kube-apiserver && test ! -e /etc/haproxy/kube-ca.pem && ! systemctl is-active -q haproxy && echo untouched")
+			out, err := e.ssh(t, i, "test ! -e /etc/kubernetes && test ! -e /usr/local/bin/kube-apiserver && test ! -e /etc/haproxy/kube-ca.pem && ! grep -q kube_apiserver /etc/haproxy/haproxy.cfg && echo untouched")
 			if err != nil || !strings.Contains(out, "untouched") {
 				t.Errorf("host %d changed by check mode: %v %s", i, err, out)
 			}
