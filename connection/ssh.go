@@ -127,21 +127,7 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 	}
 	var jump *sshConn
 	if cfg.Jump != nil {
-		jc := *cfg.Jump
-		if len(jc.KnownHosts) == 0 {
-			jc.KnownHosts = cfg.KnownHosts
-			jc.AcceptNewHostKeys = cfg.AcceptNewHostKeys
-		}
-		if len(jc.KeyFiles) == 0 {
-			jc.KeyFiles, jc.KeyPassphrase = cfg.KeyFiles, cfg.KeyPassphrase
-		}
-		if jc.Timeout == 0 {
-			jc.Timeout = cfg.Timeout
-		}
-		if jc.Host == "" {
-			jc.Host = cfg.Host + " via jump " + jc.Addr
-		}
-		if jump, err = dialSSH(ctx, jc); err != nil {
+		if jump, err = dialSSH(ctx, jumpConfig(cfg)); err != nil {
 			return nil, err
 		}
 	}
@@ -197,6 +183,27 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 		jump.Close()
 	}
 	return nil, &UnreachableError{Host: cfg.Host, Err: lastErr}
+}
+
+// jumpConfig is cfg.Jump with what it leaves unset taken from cfg: the
+// jump host is checked against the same known_hosts and reached with the
+// same keys and timeout unless it says otherwise.
+func jumpConfig(cfg SSHConfig) SSHConfig {
+	jc := *cfg.Jump
+	if len(jc.KnownHosts) == 0 {
+		jc.KnownHosts = cfg.KnownHosts
+		jc.AcceptNewHostKeys = cfg.AcceptNewHostKeys
+	}
+	if len(jc.KeyFiles) == 0 {
+		jc.KeyFiles, jc.KeyPassphrase = cfg.KeyFiles, cfg.KeyPassphrase
+	}
+	if jc.Timeout == 0 {
+		jc.Timeout = cfg.Timeout
+	}
+	if jc.Host == "" {
+		jc.Host = cfg.Host + " via jump " + jc.Addr
+	}
+	return jc
 }
 
 func dialOnce(ctx context.Context, cfg SSHConfig, hostport string, base *ssh.ClientConfig, creds *credentials, jump *sshConn) (*sshConn, error) {

@@ -20,6 +20,10 @@ type pendingDecl struct {
 // not an out-of-memory.
 const maxExpand = 100000
 
+// parseINI reads an INI inventory in one pass over its lines. It is long
+// because it is one small state machine (the current section's kind and
+// group, the groups declared and those only referred to so far); split,
+// that state would travel through every piece.
 func (inv *Inventory) parseINI(file string, data []byte) error {
 	state, cur := "hosts", "ungrouped"
 	declared := map[string]bool{"all": true, "ungrouped": true}

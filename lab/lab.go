@@ -164,25 +164,8 @@ func (l *Lab) host(name string) (*hostState, error) {
 // Up makes sure hosts 1..n exist and run, booting the missing and stopped
 // ones (a running lab just gains hosts), and waits until each answers SSH.
 func (l *Lab) Up(ctx context.Context, n int) error {
-	if n < 1 {
-		return fmt.Errorf("lab up: want at least 1 host, got %d", n)
-	}
-	sub, err := parseSubnet(l.cfg.Subnet)
+	sub, err := l.checkUp(n)
 	if err != nil {
-		return err
-	}
-	if n > maxHosts(sub) {
-		return fmt.Errorf("lab up %d: subnet %s has room for %d hosts", n, sub, maxHosts(sub))
-	}
-	for i := 1; i <= n; i++ {
-		if _, err := machineName(l.cfg.Name, i); err != nil {
-			return err
-		}
-	}
-	if os.Geteuid() != 0 {
-		return errors.New("lab up: needs root (mounts, bridges, systemd-nspawn)")
-	}
-	if err := needTools("systemd-nspawn", "ip"); err != nil {
 		return err
 	}
 	return l.locked(ctx, true, func() error {
@@ -222,31 +205,9 @@ func (l *Lab) Up(ctx context.Context, n int) error {
 		if err := raiseInotify(); err != nil {
 			return err
 		}
-		var booted []*hostState
-		for _, h := range l.st.Hosts[:n] {
-			if h.Proc.Alive() {
-				continue
-			}
-			if err := l.mountHost(h); err != nil {
-				return err
-			}
-			if err := l.writeHostFiles(h, labPub); err != nil {
-				return err
-			}
-			if err := l.bootHost(ctx, h); err != nil {
-				return err
-			}
-			booted = append(booted, h)
-		}
-		// Hosts that were already running learn the new names too.
-		if len(booted) > 0 {
-			for _, h := range l.st.Hosts {
-				if h.Proc.Alive() && isMountPoint(l.hostRoot(h)) {
-					if err := writeFileAtomic(filepath.Join(l.hostRoot(h), "etc/hosts"), []byte(l.etcHosts()), 0o644); err != nil {
-						return err
-					}
-				}
-			}
+		booted, err := l.bootStopped(ctx, n, labPub)
+		if err != nil {
+			return err
 		}
 		if l.st.Delay != nil && len(booted) > 0 {
 			if err := l.startDelay(ctx, l.st.Delay.MS); err != nil {
@@ -265,6 +226,65 @@ func (l *Lab) Up(ctx context.Context, n int) error {
 		}
 		return nil
 	})
+}
+
+// checkUp refuses, before anything is touched, what Up cannot do: too many
+// hosts for the subnet, an invalid machine name, no root, missing tools.
+func (l *Lab) checkUp(n int) (netip.Prefix, error) {
+	if n < 1 {
+		return netip.Prefix{}, fmt.Errorf("lab up: want at least 1 host, got %d", n)
+	}
+	sub, err := parseSubnet(l.cfg.Subnet)
+	if err != nil {
+		return netip.Prefix{}, err
+	}
+	if n > maxHosts(sub) {
+		return netip.Prefix{}, fmt.Errorf("lab up %d: subnet %s has room for %d hosts", n, sub, maxHosts(sub))
+	}
+	for i := 1; i <= n; i++ {
+		if _, err := machineName(l.cfg.Name, i); err != nil {
+			return netip.Prefix{}, err
+		}
+	}
+	if os.Geteuid() != 0 {
+		return netip.Prefix{}, errors.New("lab up: needs root (mounts, bridges, systemd-nspawn)")
+	}
+	if err := needTools("systemd-nspawn", "ip"); err != nil {
+		return netip.Prefix{}, err
+	}
+	return sub, nil
+}
+
+// bootStopped mounts, configures and boots every host of 1..n that is not
+// running, and gives the hosts already running the new /etc/hosts.
+func (l *Lab) bootStopped(ctx context.Context, n int, labPub string) ([]*hostState, error) {
+	var booted []*hostState
+	for _, h := range l.st.Hosts[:n] {
+		if h.Proc.Alive() {
+			continue
+		}
+		if err := l.mountHost(h); err != nil {
+			return nil, err
+		}
+		if err := l.writeHostFiles(h, labPub); err != nil {
+			return nil, err
+		}
+		if err := l.bootHost(ctx, h); err != nil {
+			return nil, err
+		}
+		booted = append(booted, h)
+	}
+	// Hosts that were already running learn the new names too.
+	if len(booted) > 0 {
+		for _, h := range l.st.Hosts {
+			if h.Proc.Alive() && isMountPoint(l.hostRoot(h)) {
+				if err := writeFileAtomic(filepath.Join(l.hostRoot(h), "etc/hosts"), []byte(l.etcHosts()), 0o644); err != nil {
+					return nil, err
+				}
+			}
+		}
+	}
+	return booted, nil
 }
 
 func dirExists(p string) bool {
