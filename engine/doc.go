@@ -181,6 +181,9 @@
 //	scope.go      variable precedence for a task (the list above), magic variables, become
 //	vars.go       scope lookups, lazy rendering, hostvars, the template cache
 //	template.go   template functions, error positions, load-time template checks
+//	tmplrewrite.go parse-tree rewrites: missing keys soft under default & co, one truthiness
+//	tmplfuncs.go  get, version, and eq/lt/... that compare numbers with numeric strings
+//	jinja.go      Jinja habits refused with the Go form; better "function not defined"
 //	module.go     calling a module: delegate_to, environment, file search path, modules.Env
 //	actions.go    engine actions (debug, set_fact, assert, fail, pause, meta, include_vars)
 //	facts.go      gather_facts / setup: one script, parsed in Go

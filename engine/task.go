@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
@@ -117,7 +118,7 @@ func (hr *hostRun) runLoop(ctx context.Context, t *Task, sc *scope) *outcome {
 	allSkipped := len(items) > 0
 	for i, it := range items {
 		isc := sc.with(loopVars(t, loopVar, it, i, len(items)))
-		label := fmt.Sprint(it)
+		label := itemLabel(it)
 		if t.Label != "" {
 			if l, err := isc.render(t.Pos, t.Label); err == nil {
 				label = l
@@ -425,4 +426,20 @@ func applyResultConds(t *Task, sc *scope, o *outcome, changed bool) error {
 		}
 	}
 	return nil
+}
+
+// itemLabel is how a loop item shows in the output when there is no
+// loop_control.label: scalars as they are, lists and maps as compact JSON
+// (Ansible's form), not Go's map[k:v].
+func itemLabel(it any) string {
+	switch it.(type) {
+	case map[string]any, []any, []string:
+		var b strings.Builder
+		enc := json.NewEncoder(&b)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(it); err == nil {
+			return strings.TrimSuffix(b.String(), "\n")
+		}
+	}
+	return fmt.Sprint(it)
 }

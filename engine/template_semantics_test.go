@@ -210,3 +210,38 @@ func TestNativeTypingOnlyForALoneAction(t *testing.T) {
 	}
 
 }
+
+// TestLoopLabelsAreJSON: a dict item shows as compact JSON like Ansible's,
+// not Go's map[groups:[sudo adm] ...]; loop_control.label still wins.
+func TestLoopLabelsAreJSON(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  vars:
+    users:
+      - {name: alice, groups: [sudo, adm], shell: /bin/zsh}
+      - {name: bob, groups: []}
+  tasks:
+    - name: users
+      debug: {msg: "{{ .item.name }} {{ .item.shell | default \"/bin/bash\" }}"}
+      loop: "{{ .users }}"
+    - name: labelled
+      debug: {msg: x}
+      loop: "{{ .users }}"
+      loop_control: {label: "{{ .item.name }}"}
+`})
+	mustRun(t, e, e.opts("site.yml"))
+	out := e.out.String()
+	for _, w := range []string{
+		`(item={"groups":["sudo","adm"],"name":"alice","shell":"/bin/zsh"})`,
+		`(item={"groups":[],"name":"bob"})`,
+		`(item=alice)`,
+	} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %s:\n%s", w, out)
+		}
+	}
+	if strings.Contains(out, "map[") {
+		t.Errorf("Go map syntax in the output:\n%s", out)
+	}
+}

@@ -43,7 +43,7 @@ import (
 //	ca_name            sign with PATH/CA_NAME.pem and PATH/CA_NAME-key.pem (one of ca, ca_name is required)
 //	common_name        subject CN (default: name)
 //	organization       subject O (a string or a list)
-//	dns_names          DNS SANs (list)
+//	dns_names          DNS SANs (list); an IP address here becomes an IP SAN
 //	ip_addresses       IP SANs (list)
 //	usages             server_auth, client_auth (default both for a leaf, none for a CA);
 //	                   key usages follow: digitalSignature+keyEncipherment, or certSign+crlSign for a CA
@@ -81,7 +81,7 @@ func (X509) Spec() Spec {
 			"ca_name":           {Type: String, Doc: "Sign with PATH/CA_NAME.pem and its key."},
 			"common_name":       {Type: String, Aliases: []string{"cn"}, Doc: "Subject CN.", Default: "name"},
 			"organization":      {Type: List, Doc: "Subject O (one or a list)."},
-			"dns_names":         {Type: List, Doc: "DNS subject alternative names."},
+			"dns_names":         {Type: List, Doc: "DNS subject alternative names; an IP address among them becomes an IP SAN."},
 			"ip_addresses":      {Type: List, Doc: "IP subject alternative names."},
 			"usages":            {Type: List, Choices: []string{"server_auth", "client_auth"}, Doc: "server_auth and/or client_auth (a leaf gets both by default)."},
 			"key_type":          {Type: String, Choices: []string{"ecdsa", "rsa"}, Doc: "ecdsa (P-256) or rsa (2048 bits).", Default: "ecdsa"},
@@ -157,7 +157,6 @@ func x509ParseArgs(args map[string]any) (*x509Params, error) {
 	} else {
 		p.org = a.list("organization")
 	}
-	p.dns = a.list("dns_names")
 	ips := a.list("ip_addresses")
 	for _, s := range ips {
 		ip := net.ParseIP(s)
@@ -165,6 +164,17 @@ func x509ParseArgs(args map[string]any) (*x509Params, error) {
 			return nil, a.err("ip_addresses", "%q is not an IP address", s)
 		}
 		p.ips = append(p.ips, ip)
+	}
+	// An address among dns_names (a VIP in etcd_extra_sans) is an IP SAN:
+	// clients connecting by IP check IP SANs only.
+	for _, s := range a.list("dns_names") {
+		if ip := net.ParseIP(s); ip != nil {
+			if !slices.ContainsFunc(p.ips, ip.Equal) {
+				p.ips = append(p.ips, ip)
+			}
+			continue
+		}
+		p.dns = append(p.dns, s)
 	}
 	if a.has("usages") {
 		p.usageNames = a.list("usages")

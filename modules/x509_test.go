@@ -445,3 +445,27 @@ func benchX509(b *testing.B, keyType string, regenerate bool) {
 func BenchmarkX509UnchangedECDSA(b *testing.B) { benchX509(b, "ecdsa", false) }
 func BenchmarkX509GenerateECDSA(b *testing.B)  { benchX509(b, "ecdsa", true) }
 func BenchmarkX509GenerateRSA(b *testing.B)    { benchX509(b, "rsa", true) }
+
+// TestX509IPAmongDNSNamesIsAnIPSAN: a VIP in dns_names (the pki role's
+// etcd_extra_sans) lands in the certificate's IP SANs, where a client
+// connecting by address looks, and a second run is unchanged.
+func TestX509IPAmongDNSNamesIsAnIPSAN(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "pki")
+	x509Run(t, false, x509CAArgs(dir))
+	args := x509LeafArgs(dir)
+	args["dns_names"] = []any{"etcd-1", "localhost", "10.20.0.20", "127.0.0.1", "fd00::20"}
+	x509Run(t, false, args)
+	cert, err := x509ReadCert(filepath.Join(dir, "member-1.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cert.DNSNames, ","); got != "etcd-1,localhost" {
+		t.Errorf("DNS SANs %s", got)
+	}
+	if got := strings.Join(x509IPStrings(cert.IPAddresses), ","); got != "10.0.0.1,10.20.0.20,127.0.0.1,fd00::20" {
+		t.Errorf("IP SANs %s", got)
+	}
+	if res := x509Run(t, false, args); res.Changed {
+		t.Errorf("second run changed: %v", res.Data["changed_reason"])
+	}
+}
