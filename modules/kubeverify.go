@@ -62,6 +62,7 @@ func (KubeVerify) Spec() Spec {
 			"lb_calls":     {Type: Int, Doc: "How many /readyz calls go through the load balancer (each on a new connection).", Default: "3"},
 			"exclude":      {Type: List, Doc: "Master names left out of apiservers and addresses (masters being removed)."},
 			"timeout":      {Type: Int, Doc: "Seconds for each call.", Default: "5"},
+			"settle":       {Type: Int, Doc: "Seconds the kubernetes endpoints may take to list a master that just became ready (the lease reconciler's delay); only waited when every apiserver is ready.", Default: "30"},
 		}}
 }
 
@@ -74,6 +75,7 @@ type kvParams struct {
 	leases     []string
 	lbCalls    int
 	timeout    time.Duration
+	settle     time.Duration
 }
 
 func kvBaseURL(a cargs, key, s string) (string, error) {
@@ -139,6 +141,9 @@ func kvParseArgs(args map[string]any) (*kvParams, error) {
 		return nil, a.err("lb_calls", "must be at least 1, got %d", p.lbCalls)
 	}
 	if p.timeout, err = a.seconds("timeout", 5*time.Second); err != nil {
+		return nil, err
+	}
+	if p.settle, err = a.seconds("settle", 30*time.Second); err != nil {
 		return nil, err
 	}
 	return p, nil
@@ -256,22 +261,36 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 				problems = append(problems, fmt.Sprintf("lease %s: no holder (no leader elected)", l))
 			}
 		}
-		endpoints, err = kvReadEndpoints(ctx, client, apiBase, p.timeout)
+		var want []string
+		for _, a := range p.addresses {
+			want = append(want, a)
+		}
+		slices.Sort(want)
+		want = slices.Compact(want)
+		// The lease reconciler adds an apiserver to the endpoints some
+		// seconds after it is ready (and drops a dead one after its lease
+		// expires): when every apiserver is ready, a mismatch is given
+		// p.settle to converge before it counts as a problem.
+		deadline := time.Now().Add(p.settle)
+		for {
+			endpoints, err = kvReadEndpoints(ctx, client, apiBase, p.timeout)
+			if err != nil || len(want) == 0 || slices.Equal(want, endpoints) ||
+				ready(checks) < len(checks) || time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Second):
+			}
+		}
 		if err != nil {
 			if hostErr := pkiHostErr(err); hostErr != nil {
 				return nil, hostErr
 			}
 			problems = append(problems, "endpoints default/kubernetes: "+kvShortErr(err))
-		} else if len(p.addresses) > 0 {
-			var want []string
-			for _, a := range p.addresses {
-				want = append(want, a)
-			}
-			slices.Sort(want)
-			want = slices.Compact(want)
-			if !slices.Equal(want, endpoints) {
-				problems = append(problems, fmt.Sprintf("endpoints default/kubernetes: %s, want %s", strings.Join(endpoints, ","), strings.Join(want, ",")))
-			}
+		} else if len(want) > 0 && !slices.Equal(want, endpoints) {
+			problems = append(problems, fmt.Sprintf("endpoints default/kubernetes: %s, want %s", strings.Join(endpoints, ","), strings.Join(want, ",")))
 		}
 	}
 
@@ -281,15 +300,11 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 		"endpoints": append([]string{}, endpoints...),
 	}
 	var aps []any
-	ready := 0
 	for _, c := range checks {
 		aps = append(aps, map[string]any{"name": c.name, "url": c.url, "ready": c.ready, "detail": c.detail})
-		if c.ready {
-			ready++
-		}
 	}
 	data["apiservers"] = aps
-	data["ready"] = ready
+	data["ready"] = ready(checks)
 	if p.lb != "" {
 		data["loadbalancer"] = map[string]any{"url": p.lb, "ok": lbFailed == 0, "calls": p.lbCalls, "failed": lbFailed}
 	}
@@ -299,11 +314,22 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 	}
 	data["leases"] = ls
 	data["report"] = kvReport(p, checks, lbFailed, leases, endpoints, problems)
-	msg := fmt.Sprintf("%d/%d apiservers ready", ready, len(checks))
+	msg := fmt.Sprintf("%d/%d apiservers ready", ready(checks), len(checks))
 	if len(problems) > 0 {
 		msg += "; " + strings.Join(problems, "; ")
 	}
 	return &Result{Msg: msg, Data: data}, nil
+}
+
+// ready counts the apiservers that answered /readyz 200.
+func ready(checks []kvCheck) int {
+	n := 0
+	for _, c := range checks {
+		if c.ready {
+			n++
+		}
+	}
+	return n
 }
 
 // kvShortErr keeps the end of Go's long error chains, where the cause is.
@@ -392,13 +418,7 @@ func kvHolderHost(holder string) string {
 
 func kvReport(p *kvParams, checks []kvCheck, lbFailed int, leases []kvLease, endpoints, problems []string) string {
 	var b strings.Builder
-	ready := 0
-	for _, c := range checks {
-		if c.ready {
-			ready++
-		}
-	}
-	fmt.Fprintf(&b, "control plane: %d/%d apiservers ready", ready, len(checks))
+	fmt.Fprintf(&b, "control plane: %d/%d apiservers ready", ready(checks), len(checks))
 	if p.lb != "" {
 		fmt.Fprintf(&b, ", load balancer %d/%d calls ok", p.lbCalls-lbFailed, p.lbCalls)
 	}
