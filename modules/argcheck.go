@@ -30,7 +30,9 @@ func (f *argFault) phrase() string {
 // and returns the arguments under their canonical names. With templated
 // set, a string containing "{{" passes the type and choice checks: it is
 // rendered later and checked again by the module. A nil value counts as
-// absent.
+// absent. It is long because it applies the Spec's rules in the order an
+// operator should hear about them, returning the first fault, so the
+// error for several bad keys is deterministic.
 func checkArgs(spec Spec, args map[string]any, templated bool) (map[string]any, *argFault) {
 	out := make(map[string]any, len(args))
 	alias := map[string]string{}

@@ -41,7 +41,9 @@ func srcDir(env *Env, src string) (fs.FS, string, bool) {
 // copyDir copies a directory tree like Ansible: src "dir" lands in
 // dest/dir, src "dir/" puts the contents into dest. One probe request
 // describes every file; missing directories are made in one request; each
-// changed file is one upload (or one attribute fix).
+// changed file is one upload (or one attribute fix). The listing, the
+// directories and the uploads share one probe's answer, which is why it
+// is one function.
 func copyDir(ctx context.Context, env *Env, a cargs, fsys fs.FS, root string, w attrs) (*Result, error) {
 	if a.has("validate") {
 		return nil, a.err("validate", "not supported when src is a directory")

@@ -86,6 +86,10 @@ func (m fileModule) Probe(args map[string]any) (string, bool) {
 	return m.probeScript(a), true
 }
 
+// Run is long because it is one probe of the path and one switch over the
+// state (absent, file, directory, touch, link, hard) that builds one
+// script; the cases share the probe, the temporary name and the attribute
+// fixing, and read best side by side.
 func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs("file", m.Spec(), args)
 	if err != nil {

@@ -96,7 +96,9 @@ func khParseArgs(args map[string]any) (*khParams, error) {
 	return p, nil
 }
 
-// Run asks the apiserver.
+// Run asks the apiserver livez, readyz?verbose and, when asked, the lease,
+// in that order, and folds the answers into one result. It is long because
+// each answer adds to the same data and problems.
 func (KubeHealth) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	p, err := khParseArgs(args)
 	if err != nil {

@@ -195,6 +195,9 @@ func insertAt(lines []string, i int, add ...string) []string {
 	return append(out, lines[i:]...)
 }
 
+// Run is long because the argument checks and the edit that editFile
+// applies to the host's lines (remove, replace at the match with or
+// without backrefs, insert) share the compiled regexp and the match rule.
 func (m lineInFile) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs("lineinfile", m.Spec(), args)
 	if err != nil {

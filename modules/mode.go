@@ -19,7 +19,9 @@ func symClassShift(c byte) uint {
 	return 0
 }
 
-// applySymbolic applies a symbolic mode to cur; isDir decides X.
+// applySymbolic applies a symbolic mode to cur; isDir decides X. It is a
+// small hand-written parser of chmod's grammar (clauses of who, operator,
+// permissions) whose loop follows the grammar in order, hence its length.
 func applySymbolic(cur uint32, isDir bool, sym string) (uint32, error) {
 	mode := cur & 0o7777
 	for _, clause := range strings.Split(sym, ",") {

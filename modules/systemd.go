@@ -110,13 +110,39 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		}
 		return &Result{Failed: true, Msg: "Could not find the requested service " + name, Data: data}, nil
 	}
+	cmds, fail := systemdCommands(a, kv, name, data)
+	if fail != nil {
+		return fail, nil
+	}
+	var diff string
+	if len(cmds) == 0 {
+		return &Result{Msg: "unchanged", Data: data}, nil
+	}
+	if env.Diff {
+		diff = systemdDiff(name, kv, a)
+	}
+	if _, err := mustRun(ctx, env, strings.Join(cmds, " && "), false); err != nil {
+		res, err := resultFail(err, data)
+		if res != nil {
+			res.Msg = "systemctl failed: " + res.Msg
+			res.Changed = true
+		}
+		return res, err
+	}
+	return &Result{Changed: true, Data: data, Diff: diff}, nil
+}
+
+// systemdCommands plans the systemctl commands that bring unit name from
+// its state kv (systemctl show) to what the task asks (masked, enabled,
+// state), recording the wanted state in data; a non-nil Result is the
+// task's failure.
+func systemdCommands(a cargs, kv map[string]string, name string, data map[string]any) ([]string, *Result) {
 	q := shq(name)
 	noBlock := ""
 	if a.boolean("no_block", false) {
 		noBlock = "--no-block "
 	}
 	var cmds []string
-	var diff string
 	ufs := kv["UnitFileState"]
 	masked := ufs == "masked" || ufs == "masked-runtime" || kv["LoadState"] == "masked"
 	if a.has("masked") {
@@ -133,7 +159,7 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		switch want := a.boolean("enabled", false); {
 		case want && !enabled:
 			if masked && !a.has("masked") {
-				return &Result{Failed: true, Msg: "cannot enable " + name + ": it is masked", Data: data}, nil
+				return nil, &Result{Failed: true, Msg: "cannot enable " + name + ": it is masked", Data: data}
 			}
 			cmds = append(cmds, "systemctl enable -- "+q)
 		case !want && (ufs == "enabled" || ufs == "enabled-runtime"):
@@ -164,21 +190,7 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 			}
 		}
 	}
-	if len(cmds) == 0 {
-		return &Result{Msg: "unchanged", Data: data}, nil
-	}
-	if env.Diff {
-		diff = systemdDiff(name, kv, a)
-	}
-	if _, err := mustRun(ctx, env, strings.Join(cmds, " && "), false); err != nil {
-		res, err := resultFail(err, data)
-		if res != nil {
-			res.Msg = "systemctl failed: " + res.Msg
-			res.Changed = true
-		}
-		return res, err
-	}
-	return &Result{Changed: true, Data: data, Diff: diff}, nil
+	return cmds, nil
 }
 
 // systemdDiff shows the unit's states before and as predicted after.

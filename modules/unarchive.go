@@ -137,6 +137,9 @@ func archiveMembers(ctx context.Context, data []byte, strip int) (members []memb
 	return out, true, plain, nil
 }
 
+// Run is long because it writes one probe (dest, creates, the checksum,
+// every member's hash and mode) and reads the answer back: the script and
+// its parse stay side by side so they cannot drift apart.
 func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs("unarchive", m.Spec(), args)
 	if err != nil {
@@ -228,49 +231,78 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 	}
 	same := kv["same"] == "1"
 	if canList {
-		same = true
-		have := map[string]string{}
-		for _, line := range strings.Split(string(out), "\n") {
-			if rest, ok := strings.CutPrefix(line, "m="); ok {
-				if sha, rest, ok := strings.Cut(rest, " "); ok {
-					if mode, name, ok := strings.Cut(rest, " "); ok {
-						have[name] = sha + " " + mode
-					}
-				}
-			}
-		}
-		for _, mb := range members {
-			// Modes count only when extracting as root, where tar keeps
-			// the archive's permissions instead of applying the umask.
-			mode := mb.mode
-			if m, ok := w.want(mode, false); ok {
-				mode = m
-			}
-			sha, gotMode, _ := strings.Cut(have[mb.name], " ")
-			if sha != mb.sha256 || (env.Become && (env.BecomeUser == "" || env.BecomeUser == "root") && gotMode != strconv.FormatUint(uint64(mode), 8)) {
-				same = false
-				break
-			}
-		}
+		same = membersSame(out, members, w, env)
 		data["files"] = len(members)
 	}
 	if same {
 		return &Result{Msg: "already extracted", Data: data}, nil
 	}
-	archivePath := src
+	archivePath, err := uploadArchive(ctx, env, a, archive, plainTar, kv["hostxz"] == "1")
+	if err != nil {
+		return nil, err
+	}
+	if _, err := mustRun(ctx, env, extractScript(a, archivePath, members, canList, w, tarOpts), false); err != nil {
+		return resultFail(err, data)
+	}
+	return &Result{Changed: true, Data: data}, nil
+}
+
+// membersSame reports whether every member of the archive is already on
+// the host with the same content (the probe's "m=" lines) and, when
+// extracting as root, the same mode.
+func membersSame(out []byte, members []member, w attrs, env *Env) bool {
+	have := map[string]string{}
+	for _, line := range strings.Split(string(out), "\n") {
+		if rest, ok := strings.CutPrefix(line, "m="); ok {
+			if sha, rest, ok := strings.Cut(rest, " "); ok {
+				if mode, name, ok := strings.Cut(rest, " "); ok {
+					have[name] = sha + " " + mode
+				}
+			}
+		}
+	}
+	for _, mb := range members {
+		// Modes count only when extracting as root, where tar keeps
+		// the archive's permissions instead of applying the umask.
+		mode := mb.mode
+		if m, ok := w.want(mode, false); ok {
+			mode = m
+		}
+		sha, gotMode, _ := strings.Cut(have[mb.name], " ")
+		if sha != mb.sha256 || (env.Become && (env.BecomeUser == "" || env.BecomeUser == "root") && gotMode != strconv.FormatUint(uint64(mode), 8)) {
+			return false
+		}
+	}
+	return true
+}
+
+// uploadArchive puts a local archive beside dest on the host (the tar
+// decompressed here when the host has no xz) and returns its path; a
+// remote_src archive is used where it is.
+func uploadArchive(ctx context.Context, env *Env, a cargs, archive, plainTar []byte, hostXZ bool) (string, error) {
+	if a.boolean("remote_src", false) {
+		return a.str("src"), nil
+	}
+	if plainTar != nil && !hostXZ {
+		// The host's tar cannot run xz: send the tar decompressed here.
+		archive = plainTar
+	}
+	archivePath := path.Join(a.str("dest"), ".gokube-"+randHex()+".archive")
+	if err := env.Conn.Put(ctx, connection.Upload{
+		Path: archivePath, Content: bytes.NewReader(archive), Size: int64(len(archive)), Mode: 0o600,
+		Become: env.Become, BecomeUser: env.BecomeUser,
+	}); err != nil {
+		return "", fmt.Errorf("upload %s: %w", archivePath, err)
+	}
+	return archivePath, nil
+}
+
+// extractScript extracts archivePath into dest (removing an uploaded
+// archive after); owner, group and mode then apply to the members.
+func extractScript(a cargs, archivePath string, members []member, canList bool, w attrs, tarOpts string) string {
+	dest := a.str("dest")
 	var script strings.Builder
-	if !remote {
-		if plainTar != nil && kv["hostxz"] != "1" {
-			// The host's tar cannot run xz: send the tar decompressed here.
-			archive = plainTar
-		}
-		archivePath = path.Join(dest, ".gokube-"+randHex()+".archive")
-		if err := env.Conn.Put(ctx, connection.Upload{
-			Path: archivePath, Content: bytes.NewReader(archive), Size: int64(len(archive)), Mode: 0o600,
-			Become: env.Become, BecomeUser: env.BecomeUser,
-		}); err != nil {
-			return nil, fmt.Errorf("upload %s: %w", archivePath, err)
-		}
+	if !a.boolean("remote_src", false) {
 		fmt.Fprintf(&script, "trap 'rm -f %s' EXIT\n", shq(archivePath))
 	}
 	fmt.Fprintf(&script, "tar -x -f %s -C %s %s", shq(archivePath), shq(dest), tarOpts)
@@ -281,8 +313,5 @@ func (m unarchive) Run(ctx context.Context, env *Env, args map[string]any) (*Res
 		}
 	}
 	script.WriteString("\n")
-	if _, err := mustRun(ctx, env, script.String(), false); err != nil {
-		return resultFail(err, data)
-	}
-	return &Result{Changed: true, Data: data}, nil
+	return script.String()
 }

@@ -104,36 +104,7 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		}
 		data["system"] = a.boolean("system", false)
 	case state == "present":
-		for _, o := range [][3]string{{"-s", "shell", pw[6]}, {"-d", "home", pw[5]}, {"-u", "uid", pw[2]}, {"-c", "comment", pw[4]}} {
-			if a.has(o[1]) && a.str(o[1]) != o[2] {
-				cmd = append(cmd, o[0], shq(a.str(o[1])))
-			}
-		}
-		if g := a.str("group"); g != "" && g != kv["primary"] && g != pw[3] {
-			cmd = append(cmd, "-g", shq(g))
-		}
-		if a.has("groups") {
-			have := map[string]bool{}
-			for _, g := range strings.Fields(kv["groups"]) {
-				if g != kv["primary"] {
-					have[g] = true
-				}
-			}
-			want := a.list("groups")
-			var missing []string
-			for _, g := range want {
-				if !have[g] {
-					missing = append(missing, g)
-				}
-			}
-			if a.boolean("append", false) {
-				if len(missing) > 0 {
-					cmd = append(cmd, "-a", "-G", shq(strings.Join(missing, ",")))
-				}
-			} else if len(missing) > 0 || len(have) != len(slices.Compact(slices.Sorted(slices.Values(want)))) {
-				cmd = append(cmd, "-G", shq(strings.Join(want, ",")))
-			}
-		}
+		cmd = usermodArgs(a, kv, pw)
 		if len(cmd) > 0 {
 			cmd = append([]string{"usermod"}, cmd...)
 		}
@@ -145,6 +116,44 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		return resultFail(err, data)
 	}
 	return &Result{Changed: true, Data: data}, nil
+}
+
+// usermodArgs are the usermod options that bring an existing user (its
+// passwd entry pw, its groups in kv) to what the task asks; none when it
+// already matches.
+func usermodArgs(a cargs, kv map[string]string, pw []string) []string {
+	var cmd []string
+	for _, o := range [][3]string{{"-s", "shell", pw[6]}, {"-d", "home", pw[5]}, {"-u", "uid", pw[2]}, {"-c", "comment", pw[4]}} {
+		if a.has(o[1]) && a.str(o[1]) != o[2] {
+			cmd = append(cmd, o[0], shq(a.str(o[1])))
+		}
+	}
+	if g := a.str("group"); g != "" && g != kv["primary"] && g != pw[3] {
+		cmd = append(cmd, "-g", shq(g))
+	}
+	if a.has("groups") {
+		have := map[string]bool{}
+		for _, g := range strings.Fields(kv["groups"]) {
+			if g != kv["primary"] {
+				have[g] = true
+			}
+		}
+		want := a.list("groups")
+		var missing []string
+		for _, g := range want {
+			if !have[g] {
+				missing = append(missing, g)
+			}
+		}
+		if a.boolean("append", false) {
+			if len(missing) > 0 {
+				cmd = append(cmd, "-a", "-G", shq(strings.Join(missing, ",")))
+			}
+		} else if len(missing) > 0 || len(have) != len(slices.Compact(slices.Sorted(slices.Values(want)))) {
+			cmd = append(cmd, "-G", shq(strings.Join(want, ",")))
+		}
+	}
+	return cmd
 }
 
 type groupModule struct{}
