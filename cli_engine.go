@@ -71,7 +71,8 @@ func newPlayCmdFlags(f *playFlags) *cobra.Command {
 		Long: `Run an Ansible-style playbook over SSH: one connection per host, hosts in
 parallel (--forks), probes of many tasks batched in one round trip.
 
-Exit codes: 0 all ok, 2 a host failed, 4 a host was unreachable, 1 usage or
+Exit codes: 0 all ok, 2 a host failed, 4 a host was unreachable (even if
+another failed), 99 interrupted, 1 usage or
 parse error (bad flag, inventory, playbook, template syntax).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runPlay(cmd, f, args[0]) },

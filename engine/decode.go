@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"gokube/internal/yamlcheck"
 )
 
 func parseYAML(s src) (*yaml.Node, error) {
@@ -33,6 +35,9 @@ func parseYAMLBytes(b []byte, name string) (*yaml.Node, error) {
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return &yaml.Node{Kind: yaml.SequenceNode, Line: 1}, nil
+	}
+	if e := yamlcheck.Check(&doc); e != nil {
+		return nil, &LoadError{Pos: Pos{name, e.Line}, Msg: e.Msg, Err: e}
 	}
 	return doc.Content[0], nil
 }

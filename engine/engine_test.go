@@ -391,6 +391,27 @@ func TestAnyErrorsFatal(t *testing.T) {
 	want(t, eventsOf(r, "node-1"), []string{"t1=changed"})
 }
 
+// With one host unreachable and another failed the run exits 4, as
+// Ansible's does (the unreachable host outranks the failure).
+func TestUnreachableOutranksFailed(t *testing.T) {
+	e := newEnv(t, "node-1\nnode-2\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - {name: t, command: "false"}
+`})
+	e.fake("node-1").On("false", connection.Result{RC: 1})
+	e.fake("node-2").SetUnreachable(errors.New("connection refused"))
+	r, err := e.run(e.opts("site.yml"))
+	var re *RunError
+	if !errors.As(err, &re) || re.ExitCode() != 4 || r.ExitCode() != 4 {
+		t.Fatalf("want exit 4, got %v", err)
+	}
+	if r.Hosts["node-1"].Failed != 1 || r.Hosts["node-2"].Unreachable != 1 {
+		t.Fatalf("stats: %+v %+v", *r.Hosts["node-1"], *r.Hosts["node-2"])
+	}
+}
+
 func TestCtrlCStopsAndRecaps(t *testing.T) {
 	e := newEnv(t, "node-1\nnode-2\n", map[string]string{"site.yml": `
 - hosts: all
@@ -411,6 +432,11 @@ func TestCtrlCStopsAndRecaps(t *testing.T) {
 	}
 	if err == nil || r == nil || !r.Interrupted {
 		t.Fatalf("want interrupted recap, got %v %v", r, err)
+	}
+	// 99, Ansible's code for a user interrupt (1 is bad input).
+	var re *RunError
+	if !errors.As(err, &re) || re.ExitCode() != ExitInterrupted || ExitInterrupted != 99 {
+		t.Fatalf("exit code of %v is not 99", err)
 	}
 	if !strings.Contains(e.out.String(), "PLAY RECAP") {
 		t.Fatalf("no recap:\n%s", e.out.String())

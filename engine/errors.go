@@ -26,7 +26,8 @@ func (e *RunError) Error() string { return e.Msg }
 
 func (e *RunError) Unwrap() error { return e.Err }
 
-// ExitCode is what the process should exit with (2 failed, 4 unreachable).
+// ExitCode is what the process should exit with (2 failed, 4 unreachable,
+// 99 interrupted).
 func (e *RunError) ExitCode() int { return e.Code }
 
 // HostError is one host's failure in a run: the task and what went wrong.

@@ -156,11 +156,17 @@ var taskKeywords = map[string]taskKeyword{
 		d.t.Until, err = condList(v, d.file, "until")
 		return err
 	},
-	"retries": func(d *taskDraft, _ string, v *yaml.Node, _ Pos) (err error) {
+	"retries": func(d *taskDraft, key string, v *yaml.Node, p Pos) (err error) {
+		if err := intOrTemplate(v, p, key); err != nil {
+			return err
+		}
 		d.t.Retries, err = decodeAny(v)
 		return err
 	},
-	"delay": func(d *taskDraft, _ string, v *yaml.Node, _ Pos) (err error) {
+	"delay": func(d *taskDraft, key string, v *yaml.Node, p Pos) (err error) {
+		if err := intOrTemplate(v, p, key); err != nil {
+			return err
+		}
 		d.t.Delay, err = decodeAny(v)
 		return err
 	},
@@ -236,6 +242,18 @@ var taskKeywords = map[string]taskKeyword{
 	"always": func(d *taskDraft, _ string, v *yaml.Node, _ Pos) error { d.always = v; return nil },
 }
 
+// intOrTemplate refuses a literal that is not a non-negative integer; a
+// template is checked when it is rendered.
+func intOrTemplate(v *yaml.Node, p Pos, key string) error {
+	if v.Kind == yaml.ScalarNode && strings.Contains(v.Value, "{{") {
+		return nil
+	}
+	if n, err := strconv.Atoi(strings.TrimSpace(v.Value)); v.Kind != yaml.ScalarNode || err != nil || n < 0 {
+		return errAt(p, "%s: want a whole number of %s, got %q", key, map[string]string{"retries": "attempts", "delay": "seconds"}[key], v.Value)
+	}
+	return nil
+}
+
 // parseLoop is loop and with_items (which flattens one level, as Ansible's).
 func parseLoop(d *taskDraft, key string, v *yaml.Node, p Pos) (err error) {
 	t := d.t
@@ -243,8 +261,13 @@ func parseLoop(d *taskDraft, key string, v *yaml.Node, p Pos) (err error) {
 		return errAt(p, "task has both loop and with_items")
 	}
 	t.HasLoop, t.LoopPos = true, p
-	if v.Kind == yaml.ScalarNode && v.Tag != "!!str" && v.Tag != "!!null" {
-		return errAt(p, "%s: want a list or a template", key)
+	switch {
+	case v.Kind == yaml.MappingNode:
+		return errAt(p, "%s: want a list or a template (\"{{ .list }}\"), got a mapping (loop over a dict with \"{{ dict2items .d }}\")", key)
+	case v.Kind == yaml.ScalarNode && v.Tag == "!!str" && !strings.Contains(v.Value, "{{"):
+		return errAt(p, "%s: want a list or a template, got the string %q (a variable is \"{{ .%s }}\")", key, v.Value, v.Value)
+	case v.Kind == yaml.ScalarNode && v.Tag != "!!str":
+		return errAt(p, "%s: want a list or a template, got %q", key, v.Value)
 	}
 	t.Loop, err = decodeAny(v)
 	if key == "with_items" {

@@ -26,7 +26,6 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 	if err != nil {
 		return nil, delegate, err
 	}
-	local, _ := hr.r.pool.get(ctx, "localhost", check)
 	become, buser := hr.r.becomeFor(sc, t)
 	env, err := hr.environment(sc, t)
 	if err != nil {
@@ -46,7 +45,7 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 	}
 	e := &modules.Env{Conn: conn, Host: hr.hs.name, Check: check, Diff: hr.r.opts.Diff, Become: become,
 		BecomeUser: buser, Environment: env, Files: files, Vars: sc.vars, Probe: probe,
-		ArtifactDir: hr.r.opts.ArtifactDir, Local: local,
+		ArtifactDir: hr.r.opts.ArtifactDir,
 		Render: func(name, text string) (string, error) {
 			return sc.render(Pos{File: displayName(dirs, name), Line: 1}, text)
 		}}

@@ -105,6 +105,9 @@ func Load(opts Options) (*Playbook, *inventory.Inventory, error) {
 			return nil, nil, &UsageError{err}
 		}
 	}
+	if err := checkAgainstInventory(pb, inv); err != nil {
+		return nil, nil, err
+	}
 	return pb, inv, nil
 }
 

@@ -65,24 +65,31 @@ type Recap struct {
 	failures map[string]*HostError
 }
 
-// ExitCode follows Ansible: 2 when a host failed, 4 when one was
-// unreachable (and none failed), 0 otherwise.
+// ExitCode follows Ansible: 4 when a host was unreachable, else 2 when one
+// failed, 0 otherwise; 99 when the run was interrupted.
 func (r *Recap) ExitCode() int {
+	if r.Interrupted {
+		return ExitInterrupted
+	}
 	code := 0
 	for _, s := range r.Hosts {
-		if s.Failed > 0 {
-			return 2
-		}
 		if s.Unreachable > 0 {
-			code = 4
+			return 4 // as Ansible: an unreachable host outranks a failed one
+		}
+		if s.Failed > 0 {
+			code = 2
 		}
 	}
 	return code
 }
 
+// ExitInterrupted is the exit code of a run stopped by Ctrl-C or SIGTERM,
+// Ansible's code for a user interrupt (1 is bad input).
+const ExitInterrupted = 99
+
 func (r *Recap) err(ctx context.Context) error {
 	if ctx.Err() != nil {
-		return &RunError{Code: 1, Msg: "interrupted: " + ctx.Err().Error(), Err: ctx.Err()}
+		return &RunError{Code: ExitInterrupted, Msg: "interrupted", Err: ctx.Err()}
 	}
 	switch r.ExitCode() {
 	case 2:

@@ -9,6 +9,8 @@ import (
 	"strings"
 
 	"gopkg.in/yaml.v3"
+
+	"gokube/internal/yamlcheck"
 )
 
 var yamlErrLine = regexp.MustCompile(`^yaml: (?:unmarshal errors:\n\s*)?line (\d+): (.*)$`)
@@ -29,6 +31,9 @@ func parseYAMLDoc(file string, data []byte) (*yaml.Node, error) {
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, nil
+	}
+	if e := yamlcheck.CheckTemplates(&doc); e != nil {
+		return nil, &Error{File: file, Line: e.Line, Msg: e.Msg}
 	}
 	root := doc.Content[0]
 	if root.Kind == yaml.ScalarNode && root.ShortTag() == "!!null" {

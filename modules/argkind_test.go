@@ -40,7 +40,7 @@ func TestArgKindAtRunTime(t *testing.T) {
 			t.Fatalf("no module %s", c.module)
 		}
 		conn := connection.NewFake("h1")
-		_, err := m.Run(context.Background(), &Env{Conn: conn, Local: conn, Host: "h1", Render: func(_, s string) (string, error) { return s, nil }}, c.args)
+		_, err := m.Run(context.Background(), &Env{Conn: conn, Host: "h1", Render: func(_, s string) (string, error) { return s, nil }}, c.args)
 		var ae *ArgError
 		if !errors.As(err, &ae) || ae.Key != c.key || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("%s %v: got %v, want an ArgError on %q containing %q", c.module, c.args, err, c.key, c.want)

@@ -95,8 +95,6 @@ type Env struct {
 	Probe []byte
 	// ArtifactDir is the control machine's artifact cache.
 	ArtifactDir string
-	// Local runs commands on the control machine (delegate_to: localhost).
-	Local connection.Conn
 }
 
 // Result is what a module did. Data is what `register` stores, merged with
