@@ -58,6 +58,10 @@ func TestLiteralArgsRefusedAtLoad(t *testing.T) {
 		{"get_url no scheme", "get_url: {url: 'h/f', dest: /x}", `site.yml:3: get_url: argument "url": want an http://, https:// or file:// URL, got "h/f"`},
 		{"get_url relative file", "get_url: {url: 'file:rel/f', dest: /x}", `site.yml:3: get_url: argument "url": a file:// URL needs an absolute path`},
 		{"kube_health url", "kube_health: {url: '127.0.0.1:6443'}", `site.yml:3: kube_health: argument "url": want an http:// or https:// URL`},
+		{"kubeconfig server no scheme", "kubeconfig: {dest: /k, server: '10.0.0.1:6443', ca_cert: /c, client_cert: /c, client_key: /k}", `site.yml:3: kubeconfig: argument "server": want an http:// or https:// URL with a host, got "10.0.0.1:6443"`},
+		{"kube_verify apiserver no scheme", "kube_verify: {apiservers: {m1: 'https://10.0.0.1:6443', m2: '10.0.0.2:6443'}, ca_cert: /c, client_cert: /c, client_key: /k}", `site.yml:3: kube_verify: argument "apiservers": want an http:// or https:// URL with a host, got "10.0.0.2:6443"`},
+		{"kube_verify loadbalancer no scheme", "kube_verify: {apiservers: {m1: 'https://10.0.0.1:6443'}, loadbalancer: 'lb:6443', ca_cert: /c, client_cert: /c, client_key: /k}", `site.yml:3: kube_verify: argument "loadbalancer": want an http:// or https:// URL`},
+		{"haproxy_server stats_url no scheme", "haproxy_server: {backend: b, stats_url: '127.0.0.1:8404/stats'}", `site.yml:3: haproxy_server: argument "stats_url": want an http:// or https:// URL`},
 		// HTTP status codes
 		{"uri status word", "uri: {url: 'https://h/', status_code: ok}", `site.yml:3: uri: argument "status_code": ok is not an HTTP status code`},
 		{"uri status out of range", "uri: {url: 'https://h/', status_code: 42}", `site.yml:3: uri: argument "status_code": 42 is not an HTTP status code`},

@@ -6,6 +6,7 @@ import (
 	"net/url"
 	"path"
 	"regexp"
+	"sort"
 	"strconv"
 	"strings"
 )
@@ -102,51 +103,63 @@ func checkKind(arg Arg, v any, templated bool) string {
 			return ""
 		}
 	}
-	if arg.Type == List || arg.Kind == HTTPStatus {
-		items := []string{}
-		switch t := v.(type) {
-		case []any:
-			for _, e := range t {
-				s, ok := toStr(e)
-				if !ok {
-					return "want a list of scalars, got an element that is " + KindOf(e)
-				}
-				items = append(items, s)
-			}
-		case []string:
-			items = t
-		default:
-			s, ok := toStr(v)
+	var items []string
+	switch t := v.(type) {
+	case []any:
+		for _, e := range t {
+			s, ok := toStr(e)
 			if !ok {
-				return "want a scalar or a list, got " + KindOf(v)
+				return "want a list of scalars, got an element that is " + KindOf(e)
 			}
-			if skip(s) {
-				return ""
+			items = append(items, s)
+		}
+		if len(items) == 0 && arg.Kind == HTTPStatus {
+			return "no status code given"
+		}
+	case []string:
+		items = t
+	case map[string]any:
+		// A Map argument's rule applies to each value (kube_verify's
+		// apiservers: master name -> URL).
+		if arg.Type != Map {
+			return "want a scalar or a list, got a mapping"
+		}
+		for k, e := range t {
+			s, ok := toStr(e)
+			if !ok {
+				return fmt.Sprintf("%s: want a scalar, got %s", k, KindOf(e))
 			}
+			items = append(items, s)
+		}
+	default:
+		s, ok := toStr(v)
+		if !ok {
+			return "want a scalar or a list, got " + KindOf(v)
+		}
+		if strings.TrimSpace(s) == "" || skip(s) {
+			return "" // unset, or rendered later
+		}
+		if arg.Type == List || arg.Kind == HTTPStatus {
+			// "a,b" is a list, as toList reads it.
 			for _, e := range strings.Split(s, ",") {
 				if e = strings.TrimSpace(e); e != "" {
 					items = append(items, e)
 				}
 			}
+		} else {
+			items = []string{s}
 		}
-		if arg.Kind == HTTPStatus && len(items) == 0 {
-			return "no status code given"
-		}
-		for _, s := range items {
-			if skip(s) {
-				continue
-			}
-			if msg := rule.check(s); msg != "" {
-				return msg
-			}
-		}
-		return ""
 	}
-	s, ok := toStr(v)
-	if !ok || skip(s) {
-		return ""
+	sort.Strings(items) // a deterministic message for a Map
+	for _, s := range items {
+		if skip(s) {
+			continue
+		}
+		if msg := rule.check(s); msg != "" {
+			return msg
+		}
 	}
-	return rule.check(s)
+	return ""
 }
 
 func checkModeText(s string) string {

@@ -67,9 +67,12 @@ func TestKindRules(t *testing.T) {
 		{URL, "https://10.0.0.1:2379", true}, {URL, "http://[::1]:80/x", true}, {URL, "10.0.0.1:2379", false}, {URL, "file:///x", false},
 		{URLOrFile, "file:///srv/a", true}, {URLOrFile, "file:a", false}, {URLOrFile, "https://h/a", true}, {URLOrFile, "s3://b/k", false},
 		{HTTPStatus, 200, true}, {HTTPStatus, []any{200, 301}, true}, {HTTPStatus, "200, 404", true},
-		{HTTPStatus, 600, false}, {HTTPStatus, "", false}, {HTTPStatus, []any{}, false}, {HTTPStatus, true, false},
+		{HTTPStatus, 600, false}, {HTTPStatus, "", true}, {HTTPStatus, []any{}, false}, {HTTPStatus, true, false},
 		{Checksum, "sha256:" + strings.Repeat("0", 64), true}, {Checksum, "SHA1:" + strings.Repeat("f", 40), true},
 		{Checksum, "sha256:file:///s/SUMS", true}, {Checksum, "sha512:00", false}, {Checksum, strings.Repeat("0", 64), false},
+		{URL, map[string]any{"m1": "https://10.0.0.1:6443", "m2": "https://10.0.0.2:6443"}, true},
+		{URL, map[string]any{"m1": "https://10.0.0.1:6443", "m2": "10.0.0.2:6443"}, false},
+		{URL, "", true}, // unset: the module's default or its own check applies
 		{Validate, "visudo -cf %s", true}, {Validate, "visudo -cf", false},
 		{HexID, "8e9e05c52164694d", true}, {HexID, "8e9e05c52164694g", false},
 	}
@@ -80,6 +83,8 @@ func TestKindRules(t *testing.T) {
 			typ = Int
 		case string:
 			typ = String
+		case map[string]any:
+			typ = Map
 		}
 		msg := checkKind(Arg{Type: typ, Kind: c.kind}, c.v, false)
 		if (msg == "") != c.ok {

@@ -39,7 +39,7 @@ func (HAProxyServer) Spec() Spec {
 		Args: map[string]Arg{
 			"backend":        {Type: String, Required: true, Doc: "Backend name in haproxy.cfg."},
 			"server":         {Type: String, Doc: "One server's name."},
-			"stats_url":      {Type: String, Doc: "The statistics page as seen from the host.", Default: "http://127.0.0.1:8404/stats"},
+			"stats_url":      {Type: String, Kind: URL, Doc: "The statistics page as seen from the host.", Default: "http://127.0.0.1:8404/stats"},
 			"timeout":        {Type: Int, Doc: "Seconds for the request.", Default: "5"},
 			"expect_servers": {Type: List, Doc: "The servers the backend should have: sets match (haproxy reports a failed reload only in its log, so a role checks what it runs)."},
 		}}

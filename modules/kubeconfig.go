@@ -37,7 +37,7 @@ func (Kubeconfig) Spec() Spec {
 		Returns: map[string]string{"dest": "the file written", "server": "the apiserver URL in it"},
 		Args: map[string]Arg{
 			"dest":        {Type: String, Required: true, Doc: "File on the control machine."},
-			"server":      {Type: String, Required: true, Doc: "Apiserver URL (https://...)."},
+			"server":      {Type: String, Required: true, Kind: URL, Doc: "Apiserver URL (https://...)."},
 			"ca_cert":     {Type: String, Required: true, Doc: "CA certificate file on the control machine."},
 			"client_cert": {Type: String, Required: true, Doc: "Client certificate file on the control machine."},
 			"client_key":  {Type: String, Required: true, Doc: "Client key file on the control machine."},

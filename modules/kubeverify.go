@@ -52,9 +52,9 @@ func (KubeVerify) Spec() Spec {
 			"endpoints":    "sorted addresses of the kubernetes service",
 		},
 		Args: map[string]Arg{
-			"apiservers":   {Type: Map, Required: true, Doc: "Master name -> apiserver base URL as seen from the host, e.g. hostvarsOf \"kube-master\" \"kube_apiserver_url\"."},
+			"apiservers":   {Type: Map, Required: true, Kind: URL, Doc: "Master name -> apiserver base URL as seen from the host, e.g. hostvarsOf \"kube-master\" \"kube_apiserver_url\"."},
 			"addresses":    {Type: Map, Doc: "Master name -> the address its apiserver advertises; the kubernetes endpoints must list exactly these."},
-			"loadbalancer": {Type: String, Doc: "Base URL of the load balancer; leases and endpoints are read through it."},
+			"loadbalancer": {Type: String, Kind: URL, Doc: "Base URL of the load balancer; leases and endpoints are read through it."},
 			"ca_cert":      {Type: String, Required: true, Doc: "Cluster CA file on the control machine."},
 			"client_cert":  {Type: String, Required: true, Doc: "Client certificate file on the control machine (an admin identity)."},
 			"client_key":   {Type: String, Required: true, Doc: "Client key file on the control machine."},
