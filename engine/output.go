@@ -284,10 +284,10 @@ func (t *textReporter) hostResult(task *Task, host string, o *outcome, handler b
 		return
 	}
 	msg := o.msg
-	if o.status == stFailed && !task.NoLog {
+	if o.status == stFailed && !o.redacted {
 		msg += failDetail(o.data)
 	}
-	if t.verbose >= 2 && !task.NoLog && o.data != nil && o.output == nil {
+	if t.verbose >= 2 && !o.redacted && o.data != nil && o.output == nil {
 		if b, err := json.MarshalIndent(o.data, "    ", "  "); err == nil {
 			msg += "\n    " + string(b)
 		}
@@ -494,7 +494,7 @@ func (j *jsonReporter) hostResult(t *Task, host string, o *outcome, handler bool
 		}
 		m["items"] = items
 	}
-	if t.NoLog {
+	if o.redacted {
 		delete(m, "output")
 	}
 	jt.Hosts[host] = m

@@ -23,6 +23,7 @@ type outcome struct {
 	output   any // debug output
 	runOnce  bool
 	delegate string
+	redacted bool // no_log: only noLogMsg may be shown (redact)
 	// when it ran on the host and what the connection did meanwhile (the
 	// timeline's bar); zero for outcomes made without running.
 	begin, end time.Time
@@ -66,6 +67,9 @@ func (hr *hostRun) execute(ctx context.Context, t *Task, handler bool) (res *out
 		}
 	}()
 	defer hr.progress(ctx, t, start, b0)()
+	if t.NoLog {
+		defer func() { redact(res) }()
+	}
 	sc := hr.r.taskScope(hr.hs, t)
 	if !t.HasLoop {
 		ok, err := sc.conds(t.When)
@@ -343,9 +347,6 @@ func (hr *hostRun) runOnce(ctx context.Context, t *Task, sc *scope, idx int, ite
 			return failOutcome(err)
 		}
 	}
-	if t.NoLog {
-		o.msg, o.diff = "the output has been hidden due to the 'no_log: true' specified for this result", ""
-	}
 	return o
 }
 
@@ -442,4 +443,22 @@ func itemLabel(it any) string {
 		}
 	}
 	return fmt.Sprint(it)
+}
+
+// noLogMsg is what a no_log task shows instead of its output.
+const noLogMsg = "the output has been hidden due to the 'no_log: true' specified for this result"
+
+// redact is the one no_log step, applied to a task's outcome before
+// anything reports it: the message, diff and debug output of the task and
+// of each loop item (whose label shows as None, as in Ansible) are
+// replaced; the registered data keeps the values, as in Ansible. The
+// reporters show nothing else of a redacted outcome.
+func redact(o *outcome) {
+	if o == nil {
+		return
+	}
+	o.msg, o.diff, o.output, o.redacted = noLogMsg, "", nil, true
+	for i, it := range o.items {
+		o.items[i] = itemOutcome{label: "None", status: it.status, msg: noLogMsg}
+	}
 }
