@@ -173,11 +173,12 @@
 // Running:
 //
 //	options.go    Options, Load, -e extra vars
+//	preflight.go  checks against the inventory before the first play (host patterns, delegate_to)
 //	run.go        Run, plays, --limit, --tags, --start-at-task, serial batches, the recap
 //	strategy.go   a batch in flight; the strategy interface (linear lockstep, free); run_once
 //	hostrun.go    one host's walk: tasks, blocks/rescue/always, handlers, notify, stats
 //	task.go       one task on one host: loop, until/retries, when, changed_when/failed_when,
-//	              timeout, no_log
+//	              timeout, the one no_log redaction step (redact)
 //	scope.go      variable precedence for a task (the list above), magic variables, become
 //	vars.go       scope lookups, lazy rendering, hostvars, the template cache
 //	template.go   template functions, error positions, load-time template checks
@@ -192,7 +193,7 @@
 //	output.go     text and JSON output, the recap (HostStats, Event)
 //	list.go       --list-tasks, --list-hosts, graph
 //	retry.go      PLAYBOOK.retry after failed hosts
-//	errors.go     LoadError, RunError (joined HostErrors), UsageError
+//	errors.go     LoadError (LoadErrors: every one found), RunError (joined HostErrors), UsageError
 //
 // CONTRIBUTING.md at the repository root walks through adding a keyword,
 // a module and a role.
