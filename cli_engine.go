@@ -5,9 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"syscall"
 	"time"
 
@@ -23,7 +25,7 @@ import (
 
 // addEngineCommands adds play, inventory and graph.
 func addEngineCommands(root *cobra.Command) {
-	root.AddCommand(newPlayCmd(), newInventoryCmd(), newGraphCmd())
+	root.AddCommand(newPlayCmd(), newInventoryCmd(), newGraphCmd(), newRenderCmd())
 }
 
 func asExit(err error, target *interface{ ExitCode() int }) bool {
@@ -187,6 +189,7 @@ func newInventoryCmd() *cobra.Command {
 	var inv string
 	var list, graph bool
 	var host string
+	var varsSource bool
 	cmd := &cobra.Command{
 		Use:   "inventory",
 		Short: "show the inventory as the engine sees it (--list, --graph, --host)",
@@ -214,6 +217,18 @@ func newInventoryCmd() *cobra.Command {
 				if !ok {
 					return &engine.UsageError{Err: fmt.Errorf("host %q is not in the inventory", host)}
 				}
+				if varsSource {
+					// One line per variable: name, value, and the file:line that set it.
+					for _, k := range slices.Sorted(maps.Keys(h.Vars)) {
+						v, _ := json.Marshal(h.Vars[k])
+						src := i.VarSource(host, k)
+						if src == "" {
+							src = "-"
+						}
+						fmt.Fprintf(w, "%s = %s\t# %s\n", k, v, src)
+					}
+					return nil
+				}
 				return printJSON(w, h.Vars)
 			case graph:
 				fmt.Fprint(w, i.Graph())
@@ -233,6 +248,7 @@ func newInventoryCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&list, "list", false, "all groups and hosts with their merged vars (ansible-inventory --list shape; the default)")
 	cmd.Flags().BoolVar(&graph, "graph", false, "the group tree")
 	cmd.Flags().StringVar(&host, "host", "", "one host's merged vars")
+	cmd.Flags().BoolVar(&varsSource, "vars-source", false, "with --host: each variable with the file:line that set it")
 	return cmd
 }
 
