@@ -90,6 +90,14 @@ func TestBadInputRefusedBeforeContact(t *testing.T) {
 			`delegate_to: host "nope" is not in the inventory`},
 		{"delegate_to in a handler", map[string]string{"site.yml": "- hosts: all\n  tasks: []\n  handlers:\n    - name: h\n      command: 'true'\n      delegate_to: nope\n"},
 			`site.yml:4: delegate_to: host "nope" is not in the inventory`},
+		{"missing vars_files entry", map[string]string{"site.yml": "- hosts: all\n  vars_files:\n    - there.yml\n  tasks: []\n"},
+			`site.yml:2: vars_files: `},
+		{"missing import_playbook", map[string]string{"site.yml": "- hosts: all\n  tasks: []\n- import_playbook: gone.yml\n"},
+			`site.yml:3: import_playbook: `},
+		{"import_playbook cycle", map[string]string{"site.yml": "- import_playbook: b.yml\n", "b.yml": "- hosts: all\n  tasks: []\n- import_playbook: site.yml\n"},
+			`b.yml:3: import_playbook: `},
+		{"import_tasks cycle", map[string]string{"site.yml": "- hosts: all\n  tasks:\n    - import_tasks: a.yml\n", "a.yml": "- debug: {msg: x}\n- import_tasks: b.yml\n", "b.yml": "- import_tasks: a.yml\n"},
+			`b.yml:1: import_tasks: `},
 		{"bad host pattern in a later play", map[string]string{"site.yml": "- hosts: all\n  tasks:\n    - command: 'true'\n- hosts: 'all:&'\n  tasks:\n    - command: 'true'\n"},
 			`site.yml:4: hosts:`},
 	}
@@ -108,6 +116,12 @@ func TestBadInputRefusedBeforeContact(t *testing.T) {
 			_, err := Run(t.Context(), opts)
 			if err == nil || !strings.Contains(err.Error(), c.want) {
 				t.Fatalf("got %v\nwant %q", err, c.want)
+			}
+			if strings.Contains(c.name, "cycle") && !strings.Contains(err.Error(), "cycle: ") {
+				t.Fatalf("%v does not say cycle", err)
+			}
+			if strings.HasPrefix(c.name, "missing") && !strings.Contains(err.Error(), "no such file") {
+				t.Fatalf("%v does not say the file is missing", err)
 			}
 			var ec interface{ ExitCode() int }
 			if !errors.As(err, &ec) || ec.ExitCode() != 1 {

@@ -49,7 +49,7 @@ var playKeywords = map[string]playKeyword{
 		for _, f := range files {
 			m, err := loadVarsFile(d.pl.Dir.join(f), p)
 			if err != nil {
-				return err
+				return fromRef(p, "vars_files", err)
 			}
 			d.pl.VarsFiles = append(d.pl.VarsFiles, m)
 		}

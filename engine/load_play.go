@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"io/fs"
 	"path/filepath"
@@ -49,6 +50,16 @@ func LoadPlaybookRoles(file string, reg *modules.Registry, bundled fs.FS, rolesP
 	}
 	pb.Plays = plays
 	return pb, nil
+}
+
+// fromRef places a file-level error (a missing or cyclic file, which has
+// no line of its own) at the line that refers to the file.
+func fromRef(p Pos, what string, err error) error {
+	var le *LoadError
+	if errors.As(err, &le) && le.Pos.Line == 0 {
+		return errAt(p, "%s: %w", what, err)
+	}
+	return err
 }
 
 // enter pushes file on the include stack, refusing a cycle; leave pops it.
@@ -100,7 +111,7 @@ func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
 			}
 			merged := mergeMaps(vars, ivars)
 			sub, err := l.loadPlaybookFile(s.dir().join(v.Value), merged)
-			if errs.add(err) {
+			if errs.add(fromRef(Pos{s.display, v.Line}, "import_playbook", err)) {
 				continue
 			}
 			plays = append(plays, sub...)

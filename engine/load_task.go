@@ -341,7 +341,8 @@ func (l *loader) expandInclude(t *Task, f src, base src, in inherit) ([]*Task, e
 	}
 	for _, c := range cand {
 		if c.exists() {
-			return l.loadTaskFile(c, base, childInherit(t, in))
+			ts, err := l.loadTaskFile(c, base, childInherit(t, in))
+			return ts, fromRef(t.Pos, t.Action, err)
 		}
 	}
 	return nil, errAt(t.Pos, "%s: %s not found", t.Action, name)

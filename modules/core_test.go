@@ -535,6 +535,25 @@ func TestFetch(t *testing.T) {
 	if res := mustRunModule(t, fetchModule{}, newEnv(f), map[string]any{"src": "/etc/etcd/ca.pem", "dest": dir}); res.Changed {
 		t.Fatal("fetch not idempotent")
 	}
+	// Fetched files are often credentials: 0600 in 0700 directories,
+	// whatever the host's mode (0644 here) and the umask.
+	for p, want := range map[string]os.FileMode{want: 0o600, filepath.Dir(want): 0o700, filepath.Join(dir, "h1"): 0o700} {
+		if st, err := os.Stat(p); err != nil || st.Mode().Perm() != want {
+			t.Fatalf("%s: mode %v, want %v (%v)", p, st.Mode().Perm(), want, err)
+		}
+	}
+	// mode is honoured (octal or symbolic on 0600), and a mode change alone
+	// is a change.
+	for _, c := range []struct {
+		mode any
+		want os.FileMode
+	}{{"0640", 0o640}, {0o600, 0o600}, {"g+r", 0o640}, {"u=r,go=", 0o400}} {
+		mustRunModule(t, fetchModule{}, newEnv(f), map[string]any{"src": "/etc/etcd/ca.pem", "dest": dir, "mode": "0644"})
+		res := mustRunModule(t, fetchModule{}, newEnv(f), map[string]any{"src": "/etc/etcd/ca.pem", "dest": dir, "mode": c.mode})
+		if st, err := os.Stat(want); err != nil || st.Mode().Perm() != c.want || !res.Changed || res.Data["mode"] != modeString(uint32(c.want)) {
+			t.Fatalf("mode %v: got %v changed=%v, want %v", c.mode, st.Mode().Perm(), res.Changed, c.want)
+		}
+	}
 	// Check mode reads (read-only) but writes nothing on the control machine.
 	env := newEnv(connection.NewDry(f))
 	env.Check = true

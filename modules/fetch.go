@@ -32,6 +32,7 @@ func (fetchModule) Spec() Spec {
 			"flat":              {Type: Bool, Doc: "Write dest itself (or dest/BASENAME when dest ends in /) instead of dest/HOST/PATH.", Default: "no"},
 			"fail_on_missing":   {Type: Bool, Doc: "Fail when src does not exist; no makes it ok.", Default: "yes"},
 			"validate_checksum": {Type: Bool, Doc: "Accepted for Ansible playbooks; the content is compared byte for byte anyway."},
+			"mode":              {Type: Any, Kind: Mode, Doc: "Permissions of the local file: octal or symbolic (applied to 0600). Fetched files are often credentials (a kubeconfig), so the default is 0600 and directories made for them are 0700.", Default: "0600"},
 		}}
 }
 
@@ -50,6 +51,10 @@ func (m fetchModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 			local = filepath.Join(dest, path.Base(src))
 		}
 	}
+	perm, err := fetchMode(a)
+	if err != nil {
+		return nil, err
+	}
 	data := map[string]any{"dest": local, "file": src}
 	content, err := env.Conn.Get(ctx, src, env.Become)
 	if err != nil {
@@ -63,18 +68,55 @@ func (m fetchModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 	}
 	sum := sha1.Sum(content)
 	data["checksum"] = hex.EncodeToString(sum[:])
+	data["mode"] = modeString(uint32(perm))
 	if old, err := os.ReadFile(local); err == nil && string(old) == string(content) {
-		return &Result{Msg: "unchanged", Data: data}, nil
+		st, err := os.Stat(local)
+		if err != nil {
+			return nil, fmt.Errorf("fetch: %w", err)
+		}
+		if st.Mode().Perm() == perm {
+			return &Result{Msg: "unchanged", Data: data}, nil
+		}
+		if env.Check {
+			return &Result{Changed: true, Data: data}, nil
+		}
+		if err := os.Chmod(local, perm); err != nil {
+			return nil, fmt.Errorf("fetch: %w", err)
+		}
+		return &Result{Changed: true, Msg: "mode changed", Data: data}, nil
 	}
 	if env.Check {
 		// The control machine's disk is not behind the dry connection.
 		return &Result{Changed: true, Data: data}, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(local), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(local), 0o700); err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
-	if err := atomicfile.Write(local, content, 0o644); err != nil {
+	if err := atomicfile.Write(local, content, perm); err != nil {
+		return nil, fmt.Errorf("fetch: %w", err)
+	}
+	// The file may have existed with other permissions.
+	if err := os.Chmod(local, perm); err != nil {
 		return nil, fmt.Errorf("fetch: %w", err)
 	}
 	return &Result{Changed: true, Data: data}, nil
+}
+
+// fetchMode is the local file's permissions: mode, or 0600.
+func fetchMode(a cargs) (os.FileMode, error) {
+	if s, ok := a.m["mode"].(string); ok && s != "" && (s[0] < '0' || s[0] > '9') {
+		m, err := applySymbolic(0o600, false, s)
+		if err != nil {
+			return 0, a.err("mode", "%v", err)
+		}
+		return os.FileMode(m) & os.ModePerm, nil
+	}
+	m, ok, err := parseMode(a, "mode")
+	if err != nil {
+		return 0, err
+	}
+	if !ok {
+		return 0o600, nil
+	}
+	return os.FileMode(m) & os.ModePerm, nil
 }
