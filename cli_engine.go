@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -139,6 +140,13 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 			return err
 		}
 		w := cmd.OutOrStdout()
+		if inv != nil {
+			// What a run would warn about (a group_vars file matching no
+			// group) is shown before anything runs too.
+			for _, warn := range inv.Warnings() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "[WARNING]: %s\n", warn)
+			}
+		}
 		if f.syntax {
 			fmt.Fprintf(w, "playbook: %s\n", playbook)
 		}
@@ -211,6 +219,9 @@ func newInventoryCmd() *cobra.Command {
 				return &engine.UsageError{Err: err}
 			}
 			w := cmd.OutOrStdout()
+			for _, warn := range i.Warnings() {
+				fmt.Fprintf(cmd.ErrOrStderr(), "[WARNING]: %s\n", warn)
+			}
 			switch {
 			case host != "":
 				h, ok := i.Host(host)
@@ -231,7 +242,11 @@ func newInventoryCmd() *cobra.Command {
 				}
 				return printJSON(w, h.Vars)
 			case graph:
-				fmt.Fprint(w, i.Graph())
+				g := i.Graph()
+				if !strings.HasSuffix(g, "\n") {
+					g += "\n"
+				}
+				fmt.Fprint(w, g)
 				return nil
 			default:
 				_ = list

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bytes"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -29,5 +31,29 @@ func TestRenderAndVarsSourceCommands(t *testing.T) {
 	}
 	if !strings.HasSuffix(buf.String(), "\n") {
 		t.Fatal("no final newline")
+	}
+}
+
+// A group_vars file that matches no group is reported by --syntax-check
+// and --list-tasks too, not only by a real run.
+func TestSyntaxCheckShowsInventoryWarnings(t *testing.T) {
+	dir := t.TempDir()
+	os.Mkdir(filepath.Join(dir, "group_vars"), 0o755)
+	os.WriteFile(filepath.Join(dir, "inv.ini"), []byte("[k8s-cluster]\nn1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "group_vars", "k8s_cluster.yml"), []byte("x: 1\n"), 0o644)
+	os.WriteFile(filepath.Join(dir, "p.yml"), []byte("- hosts: all\n  gather_facts: false\n  tasks: [{debug: {msg: hi}}]\n"), 0o644)
+	t.Setenv("ANSIBLE_CONFIG", "")
+	for _, flag := range []string{"--syntax-check", "--list-tasks"} {
+		cmd := newPlayCmd()
+		var out, errb bytes.Buffer
+		cmd.SetOut(&out)
+		cmd.SetErr(&errb)
+		cmd.SetArgs([]string{"-i", filepath.Join(dir, "inv.ini"), flag, filepath.Join(dir, "p.yml")})
+		if err := cmd.Execute(); err != nil {
+			t.Fatalf("%s: %v", flag, err)
+		}
+		if !strings.Contains(errb.String(), "[WARNING]: "+filepath.Join(dir, "group_vars", "k8s_cluster.yml")+": no group of that name in the inventory; ignored (did you mean k8s-cluster?") {
+			t.Errorf("%s: stderr %q", flag, errb.String())
+		}
 	}
 }

@@ -101,12 +101,13 @@ func TestPrecedence(t *testing.T) {
 
 func TestVarSourceAndWarnings(t *testing.T) {
 	dir := writeTree(t, map[string]string{
-		"hosts":                  "[web]\nh1\n",
-		"group_vars/web.yml":     "a: 1\n\nb: 2\na: 3\n",
-		"group_vars/web.yaml":    "a: shadowed\n",
-		"group_vars/webb.yml":    "typo: 1\n",
-		"host_vars/ghost.yml":    "x: 1\n",
-		"group_vars/.hidden.yml": "x: 1\n",
+		"hosts":                      "[web]\nh1\n[k8s-cluster:children]\nweb\n",
+		"group_vars/k8s_cluster.yml": "x: 1\n",
+		"group_vars/web.yml":         "a: 1\n\nb: 2\na: 3\n",
+		"group_vars/web.yaml":        "a: shadowed\n",
+		"group_vars/webb.yml":        "typo: 1\n",
+		"host_vars/ghost.yml":        "x: 1\n",
+		"group_vars/.hidden.yml":     "x: 1\n",
 	})
 	inv, err := Load(filepath.Join(dir, "hosts"))
 	if err != nil {
@@ -116,7 +117,8 @@ func TestVarSourceAndWarnings(t *testing.T) {
 		t.Errorf("VarSource = %q, want %q", got, want)
 	}
 	w := strings.Join(inv.Warnings(), "\n")
-	for _, s := range []string{"web.yml:4: duplicate key \"a\" (first at line 1)", "web.yaml ignored", "webb.yml: no group", "ghost.yml: no host"} {
+	for _, s := range []string{"web.yml:4: duplicate key \"a\" (first at line 1)", "web.yaml ignored", "webb.yml: no group", "ghost.yml: no host",
+		"k8s_cluster.yml: no group of that name in the inventory; ignored (did you mean k8s-cluster? - and _ differ)"} {
 		if !strings.Contains(w, s) {
 			t.Errorf("warnings lack %q:\n%s", s, w)
 		}

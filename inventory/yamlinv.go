@@ -246,7 +246,13 @@ func (inv *Inventory) loadVarsDir(dir string, layer int) error {
 			if kind == "host_vars" {
 				what = "host"
 			}
-			inv.warnings = append(inv.warnings, fmt.Sprintf("%s: no %s of that name in the inventory; ignored", filepath.Join(base, n), what))
+			msg := fmt.Sprintf("%s: no %s of that name in the inventory; ignored", filepath.Join(base, n), what)
+			if kind == "group_vars" {
+				if g := inv.sameGroupName(strings.TrimSuffix(strings.TrimSuffix(strings.TrimSuffix(n, ".yml"), ".yaml"), ".json")); g != "" {
+					msg += fmt.Sprintf(" (did you mean %s? - and _ differ)", g)
+				}
+			}
+			inv.warnings = append(inv.warnings, msg)
 		}
 	}
 	return nil
@@ -311,4 +317,16 @@ func (inv *Inventory) loadVarsFile(path string, vs *varSet) error {
 		return errAt(path, root.Line, "a vars file must be a mapping of variable names to values")
 	}
 	return inv.setMapping(path, root, vs)
+}
+
+// sameGroupName is the group whose name differs from n only in - versus _
+// (k8s_cluster.yml beside a [k8s-cluster] group), or "".
+func (inv *Inventory) sameGroupName(n string) string {
+	norm := func(s string) string { return strings.ReplaceAll(s, "-", "_") }
+	for g := range inv.groups {
+		if g != n && norm(g) == norm(n) {
+			return g
+		}
+	}
+	return ""
 }
