@@ -2,6 +2,7 @@ package engine
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 
@@ -111,10 +112,14 @@ func isLocalName(h string) bool { return h == "localhost" || h == "127.0.0.1" ||
 func (r *run) dial(ctx context.Context, host string) (connection.Conn, error) {
 	h, inInv := r.inv.Host(host)
 	var vars map[string]any
+	var cverr error
 	if inInv {
-		vars = h.Vars
+		vars, cverr = r.connVars(host, h.Vars)
 	}
 	if r.opts.ConnFactory != nil {
+		if cverr != nil {
+			return nil, &connection.UnreachableError{Host: host, Err: cverr}
+		}
 		return r.opts.ConnFactory(host, vars)
 	}
 	if !inInv {
@@ -123,8 +128,8 @@ func (r *run) dial(ctx context.Context, host string) (connection.Conn, error) {
 		}
 		return nil, fmt.Errorf("delegate_to: host %q is not in the inventory", host)
 	}
-	cv, err := h.CheckConnVars()
-	if err != nil {
+	cv, err := inventory.CheckConnVarsOf(host, vars)
+	if err = errors.Join(cverr, err); err != nil {
 		return nil, &connection.UnreachableError{Host: host, Err: err}
 	}
 	if cv.Connection == "local" {
@@ -144,6 +149,48 @@ func (r *run) dial(ctx context.Context, host string) (connection.Conn, error) {
 		cfg.Jump = &j
 	}
 	return connection.DialSSH(ctx, cfg)
+}
+
+// connVars is the host's variables with its connection variables as the
+// run sees them: extra vars win over the inventory (all names of one
+// setting: -e ansible_host beats the inventory's gokube_host too), play
+// vars over the inventory, and templated values are rendered with the
+// host's variables, so the run dials what its variables say.
+func (r *run) connVars(host string, inv map[string]any) (map[string]any, error) {
+	out := make(map[string]any, len(inv))
+	for k, v := range inv {
+		out[k] = v
+	}
+	sc := r.hostScope(host)
+	if sc == nil {
+		return out, nil
+	}
+	var errs []error
+	for _, group := range inventory.ConnVarGroups() {
+		fromExtra := false
+		for _, k := range group {
+			_, ok := r.extra[k]
+			fromExtra = fromExtra || ok
+		}
+		for _, k := range group {
+			if fromExtra {
+				if _, ok := r.extra[k]; !ok {
+					delete(out, k)
+					continue
+				}
+			}
+			if !sc.has(k) {
+				continue
+			}
+			v, err := sc.get(k)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", k, err))
+				continue
+			}
+			out[k] = v
+		}
+	}
+	return out, errors.Join(errs...)
 }
 
 // sshConfig: inventory variables win over command-line defaults, as in

@@ -46,16 +46,40 @@ func (h *Host) ConnVars() ConnVars {
 // CheckConnVars is ConnVars that also reports invalid values (a port that
 // is not a number, an unsupported connection type, a ProxyCommand gokube
 // cannot turn into a jump host, ...).
-func (h *Host) CheckConnVars() (ConnVars, error) {
-	c, kerrs := parseConnVars(h.Name, h.Vars, false)
+func (h *Host) CheckConnVars() (ConnVars, error) { return CheckConnVarsOf(h.Name, h.Vars) }
+
+// CheckConnVarsOf is CheckConnVars for host name with the variables vars:
+// the engine passes the host's variables after precedence (extra vars win)
+// and with templated values rendered.
+func CheckConnVarsOf(name string, vars map[string]any) (ConnVars, error) {
+	c, kerrs := parseConnVars(name, vars, false)
 	if len(kerrs) == 0 {
 		return c, nil
 	}
 	errs := make([]error, len(kerrs))
 	for i, ke := range kerrs {
-		errs[i] = fmt.Errorf("host %s: %s", h.Name, ke.msg)
+		errs[i] = fmt.Errorf("host %s: %s", name, ke.msg)
 	}
 	return c, errors.Join(errs...)
+}
+
+// ConnVarGroups lists the connection variables, each group one setting
+// under its names (the first name wins when several are set).
+func ConnVarGroups() [][]string {
+	return [][]string{
+	{"gokube_host", "ansible_host", "ansible_ssh_host"},
+	{"gokube_port", "ansible_port", "ansible_ssh_port"},
+	{"gokube_user", "ansible_user", "ansible_ssh_user"},
+	{"ansible_ssh_private_key_file", "ansible_private_key_file"},
+	{"ansible_password", "ansible_ssh_pass", "ansible_ssh_password"},
+	{"ansible_become"},
+	{"ansible_become_user"},
+	{"ansible_become_password", "ansible_become_pass"},
+	{"ansible_connection"},
+	{"ansible_ssh_common_args"},
+	{"ansible_ssh_extra_args"},
+	{"ansible_ssh_known_hosts_file"},
+	}
 }
 
 type keyErr struct {
