@@ -67,18 +67,18 @@ func CheckConnVarsOf(name string, vars map[string]any) (ConnVars, error) {
 // under its names (the first name wins when several are set).
 func ConnVarGroups() [][]string {
 	return [][]string{
-	{"gokube_host", "ansible_host", "ansible_ssh_host"},
-	{"gokube_port", "ansible_port", "ansible_ssh_port"},
-	{"gokube_user", "ansible_user", "ansible_ssh_user"},
-	{"ansible_ssh_private_key_file", "ansible_private_key_file"},
-	{"ansible_password", "ansible_ssh_pass", "ansible_ssh_password"},
-	{"ansible_become"},
-	{"ansible_become_user"},
-	{"ansible_become_password", "ansible_become_pass"},
-	{"ansible_connection"},
-	{"ansible_ssh_common_args"},
-	{"ansible_ssh_extra_args"},
-	{"ansible_ssh_known_hosts_file"},
+		{"gokube_host", "ansible_host", "ansible_ssh_host"},
+		{"gokube_port", "ansible_port", "ansible_ssh_port"},
+		{"gokube_user", "ansible_user", "ansible_ssh_user"},
+		{"ansible_ssh_private_key_file", "ansible_private_key_file"},
+		{"ansible_password", "ansible_ssh_pass", "ansible_ssh_password"},
+		{"ansible_become"},
+		{"ansible_become_user"},
+		{"ansible_become_password", "ansible_become_pass"},
+		{"ansible_connection"},
+		{"ansible_ssh_common_args"},
+		{"ansible_ssh_extra_args"},
+		{"ansible_ssh_known_hosts_file"},
 	}
 }
 
