@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -202,7 +203,7 @@ func (l *loader) parseTaskKeys(d *taskDraft, n *yaml.Node) (actionKey, actionVal
 			_, eng := engineActions[a]
 			_, mod := l.reg.Lookup(a)
 			if !eng && !mod {
-				return nil, nil, errAt(kp, "unknown key %q in task (not a task keyword, module or action)", k.Value)
+				return nil, nil, errAt(kp, "unknown key %q in task (not a task keyword, module or action)%s", k.Value, l.suggestKey(k.Value))
 			}
 			if actionKey != nil {
 				return nil, nil, errAt(kp, "task has two actions: %q and %q", actionKey.Value, k.Value)
@@ -366,4 +367,49 @@ func (l *loader) expandIncludeRole(t *Task, in inherit) ([]*Task, error) {
 	// the memo, handlers are collected by the play after loading.
 	c := childInherit(t, in)
 	return l.roleTasks(name, from, t.Pos, c, nil, map[*Role]bool{})
+}
+
+// suggestKey is "; did you mean X?" for the task keyword, module or action
+// closest to a typo (whenn, becom, templat), or "".
+func (l *loader) suggestKey(key string) string {
+	best, bestD := "", 3 // at most two edits away
+	try := func(c string) {
+		if d := editDistance(key, c); d < bestD || d == bestD && c < best {
+			best, bestD = c, d
+		}
+	}
+	for c := range taskKeywords {
+		try(c)
+	}
+	for c := range engineActions {
+		try(c)
+	}
+	for _, c := range l.reg.Names() {
+		try(c)
+	}
+	if best == "" || len(key) <= bestD {
+		return ""
+	}
+	return fmt.Sprintf("; did you mean %s?", best)
+}
+
+// editDistance is the Levenshtein distance between a and b.
+func editDistance(a, b string) int {
+	prev := make([]int, len(b)+1)
+	cur := make([]int, len(b)+1)
+	for j := range prev {
+		prev[j] = j
+	}
+	for i := 1; i <= len(a); i++ {
+		cur[0] = i
+		for j := 1; j <= len(b); j++ {
+			cost := 1
+			if a[i-1] == b[j-1] {
+				cost = 0
+			}
+			cur[j] = min(prev[j]+1, cur[j-1]+1, prev[j-1]+cost)
+		}
+		prev, cur = cur, prev
+	}
+	return prev[len(b)]
 }

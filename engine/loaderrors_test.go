@@ -50,7 +50,7 @@ func TestEveryLoadErrorAtOnce(t *testing.T) {
 		"-e: \"novalue\": want key=value, @file or JSON",
 		"-e t: Jinja filter call | default(…)",
 		"roles/app/defaults/main.yml:1:",
-		"roles/app/tasks/main.yml:4: unknown key \"whenn\" in task",
+		"roles/app/tasks/main.yml:4: unknown key \"whenn\" in task (not a task keyword, module or action); did you mean when?",
 		"roles/app/templates/app.conf.tmpl:2: Jinja statement {% if %}",
 		"site.yml:4: unknown key \"becom\" in play",
 		"site.yml:7: app_name is not a function; did you mean .app_name?",
@@ -102,5 +102,21 @@ func TestLoadErrorsCapped(t *testing.T) {
 	// Sorted by line, not as text: line 4 before line 10.
 	if strings.Index(msg, "site.yml:4:") > strings.Index(msg, "site.yml:10:") {
 		t.Errorf("not sorted by line:\n%s", msg)
+	}
+}
+
+func TestUnknownTaskKeySuggestion(t *testing.T) {
+	for key, want := range map[string]string{"whenn": "did you mean when?", "becom": "did you mean become?",
+		"templat": "did you mean template?", "notfy": "did you mean notify?", "xyzzy_frob": ""} {
+		e := newEnv(t, "node-1\n", map[string]string{"site.yml": "- hosts: all\n  tasks:\n    - command: 'true'\n      " + key + ": x\n"})
+		o := e.opts("site.yml")
+		o.Registry = modules.NewRegistry()
+		_, err := e.run(o)
+		if err == nil {
+			t.Fatalf("%s: no error", key)
+		}
+		if want == "" && strings.Contains(err.Error(), "did you mean") || want != "" && !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want %q", key, err, want)
+		}
 	}
 }

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"reflect"
 	"slices"
+	"strings"
 
 	"gopkg.in/yaml.v3"
 )
@@ -70,45 +72,71 @@ func RenderFor(w io.Writer, opts Options, host, target string) error {
 // varSource names the layer (and file, where known) whose value of key
 // wins for host, walking taskScope's precedence from the top.
 func (r *run) varSource(host, key string) string {
+	src, _ := r.varLayer(host, key)
+	return src
+}
+
+// varLayer is varSource with the raw value that layer holds.
+func (r *run) varLayer(host, key string) (string, any) {
 	switch key {
 	case "inventory_hostname", "inventory_hostname_short", "groups", "group_names", "play_hosts",
 		"ansible_play_batch", "ansible_play_hosts", "ansible_play_hosts_all", "ansible_check_mode",
 		"ansible_diff_mode", "ansible_verbosity", "playbook_dir", "inventory_dir", "inventory_file":
-		return "gokube (a magic variable)"
+		return "gokube (a magic variable)", nil
 	}
-	if _, ok := r.extra[key]; ok {
-		return "-e"
+	if v, ok := r.extra[key]; ok {
+		return "-e", v
+	}
+	hs := r.hosts[host]
+	if hs != nil {
+		hs.mu.Lock()
+		v, ok := hs.vars[key]
+		hs.mu.Unlock()
+		if ok {
+			return "set_fact or register", v
+		}
 	}
 	pl := r.play
 	if pl != nil {
 		for i := len(pl.Roles) - 1; i >= 0; i-- {
-			if _, ok := pl.Roles[i].Vars[key]; ok {
-				return pl.Roles[i].Dir.join("vars").display + "/main.yml (role vars)"
+			if v, ok := pl.Roles[i].Vars[key]; ok {
+				return pl.Roles[i].Dir.join("vars").display + "/main.yml (role vars)", v
 			}
 		}
 		for i := len(pl.VarsFiles) - 1; i >= 0; i-- {
-			if _, ok := pl.VarsFiles[i][key]; ok {
-				return fmt.Sprintf("vars_files of the play at %s", pl.Pos)
+			if v, ok := pl.VarsFiles[i][key]; ok {
+				return fmt.Sprintf("vars_files of the play at %s", pl.Pos), v
 			}
 		}
-		if _, ok := pl.Vars[key]; ok {
-			return fmt.Sprintf("vars of the play at %s", pl.Pos)
+		if v, ok := pl.Vars[key]; ok {
+			return fmt.Sprintf("vars of the play at %s", pl.Pos), v
 		}
 	}
-	if hs := r.hosts[host]; hs != nil {
-		if _, ok := hs.inv[key]; ok {
+	if hs != nil {
+		if v, ok := hs.inv[key]; ok {
 			if src := r.inv.VarSource(host, key); src != "" {
-				return src + " (inventory)"
+				return src + " (inventory)", v
 			}
-			return "the inventory"
+			return "the inventory", v
 		}
 	}
 	if pl != nil {
 		for i := len(pl.Roles) - 1; i >= 0; i-- {
-			if _, ok := pl.Roles[i].Defaults[key]; ok {
-				return pl.Roles[i].Dir.join("defaults").display + "/main.yml (role defaults)"
+			if v, ok := pl.Roles[i].Defaults[key]; ok {
+				return pl.Roles[i].Dir.join("defaults").display + "/main.yml (role defaults)", v
 			}
 		}
 	}
-	return "unknown"
+	return "unknown", nil
+}
+
+// sourceOf names the file that set a variable of this scope, for error
+// messages; "" when the layer that wins here is not one varLayer knows
+// (task or block vars) or holds another value.
+func (s *scope) sourceOf(name string) string {
+	src, v := s.r.varLayer(s.host, name)
+	if src == "unknown" || strings.HasPrefix(src, "gokube") || !reflect.DeepEqual(v, s.vars[name]) {
+		return ""
+	}
+	return src
 }

@@ -27,8 +27,11 @@ type TemplateError struct {
 	Host    string
 	Msg     string
 	Via     []string // variables being resolved when it failed, outermost first
-	Err     error    // the text/template or helper error underneath, if any
-	cycle   bool
+	// ViaSource is where the innermost of Via was set (a vars file, the
+	// inventory, -e), when known.
+	ViaSource string
+	Err       error // the text/template or helper error underneath, if any
+	cycle     bool
 }
 
 func (e *TemplateError) Unwrap() error { return e.Err }
@@ -49,7 +52,11 @@ func (e *TemplateError) Error() string {
 		fmt.Fprintf(&b, " (host %s)", e.Host)
 	}
 	if len(e.Via) > 0 && !e.cycle {
-		fmt.Fprintf(&b, " (while rendering variable %s)", strings.Join(e.Via, " -> "))
+		fmt.Fprintf(&b, " (while rendering variable %s", strings.Join(e.Via, " -> "))
+		if e.ViaSource != "" {
+			fmt.Fprintf(&b, ", set in %s", e.ViaSource)
+		}
+		b.WriteString(")")
 	}
 	return b.String()
 }

@@ -52,6 +52,9 @@ func (s *scope) get(name string) (any, error) {
 	if err != nil {
 		var te *TemplateError
 		if errors.As(err, &te) && !te.cycle {
+			if len(te.Via) == 0 {
+				te.ViaSource = s.sourceOf(name) // the variable whose own template failed
+			}
 			te.Via = append([]string{name}, te.Via...)
 		}
 		return nil, err

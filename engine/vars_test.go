@@ -121,7 +121,22 @@ func TestErrorInsideVariableNamesUseAndChain(t *testing.T) {
         msg: "{{ .a }}"
 `})
 	_, err := e.run(e.opts("site.yml"))
-	w := "site.yml:10: .missing is not defined (host node-1) (while rendering variable a -> b)"
+	// b's own template failed: the message names the file that set b.
+	w := "site.yml:10: .missing is not defined (host node-1) (while rendering variable a -> b, set in vars of the play at "
+	if err == nil || !strings.Contains(e.out.String(), w) || !strings.Contains(e.out.String(), "site.yml:2)") {
+		t.Fatalf("want %q in\n%s", w, e.out.String())
+	}
+}
+
+// TestErrorNamesTheVarsFileOfTheVariable: a variable from group_vars whose
+// template fails is named with its file and line.
+func TestErrorNamesTheVarsFileOfTheVariable(t *testing.T) {
+	e := newEnv(t, "[etcd]\nnode-1\n", map[string]string{
+		"group_vars/etcd.yml": "etcd_port: 2379\netcd_url: \"https://{{ .etcd_adress }}:{{ .etcd_port }}\"\n",
+		"site.yml":            "- hosts: all\n  gather_facts: false\n  tasks:\n    - debug: {msg: \"{{ .etcd_url }}\"}\n",
+	})
+	_, err := e.run(e.opts("site.yml"))
+	w := ".etcd_adress is not defined (host node-1) (while rendering variable etcd_url, set in " + filepath.Join(e.dir, "group_vars/etcd.yml") + ":2 (inventory))"
 	if err == nil || !strings.Contains(e.out.String(), w) {
 		t.Fatalf("want %q in\n%s", w, e.out.String())
 	}
