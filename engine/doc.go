@@ -192,6 +192,7 @@
 //	pool.go       one connection per host, SSH configuration from inventory and flags
 //	output.go     text and JSON output, the recap (HostStats, Event)
 //	list.go       --list-tasks, --list-hosts, graph
+//	render.go     gokube render: a template or a variable for one host, offline; where a variable was set
 //	retry.go      PLAYBOOK.retry after failed hosts
 //	errors.go     LoadError (LoadErrors: every one found), RunError (joined HostErrors), UsageError
 //
