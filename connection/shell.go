@@ -254,13 +254,17 @@ func readB64Until(r *bufio.Reader, end string) ([]byte, error) {
 // putScript writes its stdin to path atomically: a temp file in the same
 // directory gets content, mode and owner, then is renamed over the target.
 // Without an explicit mode or owner the existing file's are kept.
-func putScript(up Upload, from string) string {
+//
+// The temp file is named by tag (putTemp), so that when a cancellation
+// kills the script before its trap runs, the caller can remove it.
+func putScript(up Upload, from, tag string) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "set -e\ngk_t=\np=%s\n", shQuote(up.Path))
 	b.WriteString(`trap 'if [ -n "$gk_t" ]; then rm -f -- "$gk_t"; fi' EXIT
 case $p in */*) gk_d=${p%/*};; *) gk_d=.;; esac
-gk_t=$(mktemp "${gk_d:-/}/.gokube.XXXXXXXX")
 `)
+	// noclobber: the name is the caller's, the file must be new.
+	fmt.Fprintf(&b, "gk_t=\"${gk_d:-/}/.gokube.%s\"\n(set -C; : >\"$gk_t\") || { gk_t=; exit 1; }\n", tag)
 	if from == "" {
 		b.WriteString("cat >\"$gk_t\"\n")
 	} else {
@@ -289,6 +293,18 @@ gk_t=$(mktemp "${gk_d:-/}/.gokube.XXXXXXXX")
 		fmt.Fprintf(&b, "rm -f -- %s 2>/dev/null || true\n", shQuote(from))
 	}
 	return b.String()
+}
+
+// putTemp is the temp file putScript uses for a put of path with tag.
+func putTemp(p, tag string) string {
+	d := "."
+	if i := strings.LastIndexByte(p, '/'); i >= 0 {
+		d = p[:i]
+	}
+	if d == "" {
+		d = "/"
+	}
+	return strings.TrimSuffix(d, "/") + "/.gokube." + tag
 }
 
 // getRCMissing is the exit code getScript uses for a missing file.

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"strings"
+	"time"
 
 	"github.com/pkg/sftp"
 	"golang.org/x/crypto/ssh"
@@ -30,10 +31,12 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 	if err != nil {
 		return fmt.Errorf("%s: put %s: reading content: %w", c.cfg.Host, up.Path, err)
 	}
+	tag := newMarker()[3:]
 	if len(head) <= SmallPutLimit {
-		req := Request{Script: putScript(up, ""), Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser}
+		req := Request{Script: putScript(up, "", tag), Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser}
 		res, err := c.Run(ctx, req)
 		if err != nil {
+			c.cleanupPut(ctx, up, putTemp(up.Path, tag), "")
 			return err
 		}
 		if err := CheckResult(c.cfg.Host, req, res); err != nil {
@@ -45,12 +48,13 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 	if err != nil {
 		return err
 	}
-	req := Request{Script: putScript(up, tmp), Become: up.Become, BecomeUser: up.BecomeUser}
+	req := Request{Script: putScript(up, tmp, tag), Become: up.Become, BecomeUser: up.BecomeUser}
 	res, err := c.Run(ctx, req)
-	if err == nil {
-		err = CheckResult(c.cfg.Host, req, res)
-	}
 	if err != nil {
+		c.cleanupPut(ctx, up, putTemp(up.Path, tag), tmp)
+		return fmt.Errorf("put %s: %w", up.Path, err)
+	}
+	if err = CheckResult(c.cfg.Host, req, res); err != nil {
 		// The script removes the upload itself; this is for the failures.
 		if cl, _, err := c.sftpClient(); err == nil {
 			_ = cl.Remove(tmp)
@@ -58,6 +62,28 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 		return fmt.Errorf("put %s: %w", up.Path, err)
 	}
 	return nil
+}
+
+// putCleanupBound bounds the cleanup after a cancelled put: it waits for
+// the removal (so an interrupted run leaves nothing behind) but never hangs
+// an interrupt on a host that stopped answering.
+const putCleanupBound = 10 * time.Second
+
+// cleanupPut removes a cancelled put's temp files: cancelling kills the
+// script's process group, so its own trap never runs. Only after a
+// cancellation: a script that ran removed them itself.
+// The temp file beside the destination is removed as the put's user, the
+// upload in the login user's home (if any) as the login user.
+func (c *sshConn) cleanupPut(ctx context.Context, up Upload, beside, upload string) {
+	if ctx.Err() == nil || c.closed() {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), putCleanupBound)
+	defer cancel()
+	_, _ = c.Run(cctx, Request{Script: "rm -f -- " + shQuote(beside), Become: up.Become, BecomeUser: up.BecomeUser})
+	if upload != "" {
+		_, _ = c.Run(cctx, Request{Script: "rm -f -- " + shQuote(upload)})
+	}
 }
 
 // upload copies r to a private temp file in the login user's home over

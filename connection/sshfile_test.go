@@ -189,3 +189,75 @@ func TestSSHPutCancel(t *testing.T) {
 	}
 	checkFile(t, p, big, 0o644)
 }
+
+// An interrupt at any point of a put leaves the destination as it was and
+// no temp file anywhere: beside the destination (.gokube.*) or in the login
+// user's home (.gokube-upload-*). The script is stopped at a chosen command
+// (a stand-in for cat, chown/chmod or mv on PATH that reports it was reached
+// and hangs), then the put is cancelled, which kills the script's process
+// group before its own trap can run.
+func TestSSHPutInterruptedLeavesNothing(t *testing.T) {
+	bin := t.TempDir()
+	signal := filepath.Join(t.TempDir(), "reached")
+	for _, cmd := range []string{"cat", "chmod", "mv"} {
+		script := "#!/bin/sh\n: >\"$GK_TEST_REACHED.$(basename \"$0\")\"\nexec sleep 600\n"
+		if err := os.WriteFile(filepath.Join(bin, cmd), []byte(script), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Setenv("GK_TEST_REACHED", signal)
+	env := newTestEnv(t)
+	for _, size := range []int{1 << 10, SmallPutLimit + 200<<10} {
+		for _, at := range []string{"cat", "chmod", "mv"} {
+			t.Run(fmt.Sprintf("%s/%d", at, size), func(t *testing.T) {
+				// Only the chosen command hangs; the others are the real ones.
+				path := filepath.Join(t.TempDir(), "fakebin")
+				if err := os.MkdirAll(path, 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.Symlink(filepath.Join(bin, at), filepath.Join(path, at)); err != nil {
+					t.Fatal(err)
+				}
+				t.Setenv("PATH", path+":"+os.Getenv("PATH"))
+				c := env.dial(t)
+				dir := t.TempDir()
+				dest := filepath.Join(dir, "dest")
+				old := []byte("old content\n")
+				if err := os.WriteFile(dest, old, 0o640); err != nil {
+					t.Fatal(err)
+				}
+				reached := signal + "." + at
+				os.Remove(reached)
+				ctx, cancel := context.WithCancel(context.Background())
+				defer cancel()
+				done := make(chan error, 1)
+				go func() {
+					done <- c.Put(ctx, Upload{Path: dest, Content: bytes.NewReader(bytes.Repeat([]byte("n"), size)), Mode: 0o644})
+				}()
+				waitFor(t, func() bool { _, err := os.Stat(reached); return err == nil }, "the put to reach "+at)
+				cancel()
+				if err := <-done; !errors.Is(err, context.Canceled) {
+					t.Fatalf("put returned %v, want context.Canceled", err)
+				}
+				checkFile(t, dest, old, 0o640)
+				for _, pat := range []string{filepath.Join(dir, ".gokube*"), filepath.Join(env.srv.home, ".gokube*")} {
+					if m, _ := filepath.Glob(pat); len(m) > 0 {
+						t.Errorf("left behind: %v", m)
+					}
+				}
+			})
+		}
+	}
+}
+
+// waitFor polls cond until it holds; the bound only stops a hang.
+func waitFor(t *testing.T, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
