@@ -30,9 +30,12 @@ type env struct {
 	root string // the repository root
 }
 
-func setup(t *testing.T) *env {
+func setup(t *testing.T) *env { t.Helper(); return setupN(t, 6) }
+
+// setupN is setup for a test that needs only n lab hosts.
+func setupN(t *testing.T, n int) *env {
 	t.Helper()
-	l := labtest.Require(t, 6)
+	l := labtest.Require(t, n)
 	bin := os.Getenv("GOKUBE_BIN")
 	if bin == "" {
 		t.Fatal("GOKUBE_BIN is not set")
