@@ -21,7 +21,9 @@ import (
 // library.
 //
 // Arguments: endpoint (default https://127.0.0.1:2379, as seen from the
-// host), ca_cert, cert, key (files on the control machine), timeout (seconds,
+// host) or endpoints (a list, as etcdctl's --endpoints: the first that
+// answers is used, so a task still works when some members are down),
+// ca_cert, cert, key (files on the control machine), timeout (seconds,
 // default 10), action:
 //
 //	status         (default) health from GET /health, and from
@@ -34,16 +36,26 @@ import (
 //	               initial_cluster (for the new member's --initial-cluster,
 //	               with --initial-cluster-state existing).
 //	member_remove  name or id (hex): removes the member if present, through
-//	               another member's endpoint.
+//	               another member's endpoint. Unless quorum_check is false,
+//	               it first asks every other voting member for its health
+//	               (at the member's advertised client URL, through the
+//	               host's connection) and refuses, changing nothing, when
+//	               one is unhealthy or the target is the last voting member:
+//	               a cluster already degraded could lose its quorum.
+//	member_promote name or id (hex): promotes a learner to a voting member
+//	               (unchanged when it votes already). etcd refuses until the
+//	               learner has caught up with the leader: retry the task
+//	               (until/retries) to wait for that.
 //
 // Member ids are hex strings, as etcdctl prints them. Under check mode the
-// read-only actions run, member_add and member_remove predict only.
+// read-only actions run, member_add, member_remove and member_promote
+// predict only.
 type Etcd struct{}
 
 // Spec declares the etcd arguments.
 func (Etcd) Spec() Spec {
 	return Spec{
-		Doc: "Health, status and membership of an etcd cluster through etcd's TLS client API, reached from the control machine through the host's connection; nothing needed on the host besides etcd. Read-only actions run in check mode; member_add and member_remove predict.",
+		Doc: "Health, status and membership of an etcd cluster through etcd's TLS client API, reached from the control machine through the host's connection; nothing needed on the host besides etcd. Read-only actions run in check mode; member_add, member_remove and member_promote predict.",
 		Returns: map[string]string{
 			"db_size":         "status: bytes",
 			"health":          "status: whether /health says true",
@@ -52,20 +64,23 @@ func (Etcd) Spec() Spec {
 			"is_leader":       "status: whether this member leads",
 			"leader":          "status: the leader's id (hex)",
 			"member_id":       "status: this member's id",
-			"members":         "members, member_add, member_remove: list of {id, name, peer_urls, client_urls, is_learner}",
+			"members":         "members, member_add, member_remove, member_promote: list of {id, name, peer_urls, client_urls, is_learner}",
+			"is_learner":      "status: whether this member is a learner (non-voting)",
 			"raft_index":      "status",
 			"raft_term":       "status",
 			"version":         "status: etcd version",
 		},
 		Args: map[string]Arg{
 			"endpoint":       {Type: String, Doc: "Client URL as seen from the host.", Default: "https://127.0.0.1:2379"},
+			"endpoints":      {Type: List, Doc: "Client URLs as seen from the host, instead of endpoint: the first that answers is used."},
+			"quorum_check":   {Type: Bool, Doc: "member_remove: refuse when another voting member is unhealthy or the target is the last voter.", Default: "yes"},
 			"ca_cert":        {Type: String, Aliases: []string{"cacert"}, Doc: "CA certificate file on the control machine."},
 			"cert":           {Type: String, Doc: "Client certificate file on the control machine."},
 			"key":            {Type: String, Doc: "Client key file on the control machine."},
-			"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove"}, Doc: "status (fails unless healthy), members, member_add or member_remove.", Default: "status"},
+			"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove", "member_promote"}, Doc: "status (fails unless healthy), members, member_add, member_remove or member_promote.", Default: "status"},
 			"peer_urls":      {Type: List, Doc: "member_add: the new member's peer URLs; no change when a member has them."},
-			"name":           {Type: String, Doc: "member_add: the new member's name; member_remove: the member to remove."},
-			"id":             {Type: String, Doc: "member_remove: the member's id (hex, as etcdctl prints it)."},
+			"name":           {Type: String, Doc: "member_add: the new member's name; member_remove, member_promote: the member."},
+			"id":             {Type: String, Doc: "member_remove, member_promote: the member's id (hex, as etcdctl prints it)."},
 			"is_learner":     {Type: Bool, Doc: "member_add: add as a learner.", Default: "no"},
 			"timeout":        {Type: Int, Doc: "Seconds for each request.", Default: "10"},
 			"validate_certs": {Type: Bool, Doc: "Verify the server's certificate.", Default: "yes"},
@@ -74,6 +89,8 @@ func (Etcd) Spec() Spec {
 
 type etcdParams struct {
 	endpoint  string
+	endpoints []string // candidates, the first that answers is used
+	quorum    bool
 	tls       pkiTLS
 	action    string
 	peerURLs  []string
@@ -88,12 +105,26 @@ func etcdParseArgs(args map[string]any) (*etcdParams, error) {
 		return nil, err
 	}
 	p := &etcdParams{}
-	p.endpoint = a.strOr("endpoint", "https://127.0.0.1:2379")
-	u, err := url.Parse(p.endpoint)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, a.err("endpoint", "want an https:// URL, got %q", p.endpoint)
+	if a.has("endpoint") && a.has("endpoints") {
+		return nil, a.err("endpoints", "endpoint and endpoints exclude each other")
 	}
-	p.endpoint = strings.TrimRight(p.endpoint, "/")
+	p.endpoints = []string{a.strOr("endpoint", "https://127.0.0.1:2379")}
+	key := "endpoint"
+	if a.has("endpoints") {
+		key, p.endpoints = "endpoints", a.list("endpoints")
+		if len(p.endpoints) == 0 {
+			return nil, a.err("endpoints", "an empty list")
+		}
+	}
+	for i, e := range p.endpoints {
+		u, err := url.Parse(e)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, a.err(key, "want an https:// URL, got %q", e)
+		}
+		p.endpoints[i] = strings.TrimRight(e, "/")
+	}
+	p.endpoint = p.endpoints[0]
+	p.quorum = a.boolean("quorum_check", true)
 	p.tls.caPath = a.str("ca_cert")
 	p.tls.certPath = a.str("cert")
 	p.tls.keyPath = a.str("key")
@@ -108,12 +139,15 @@ func etcdParseArgs(args map[string]any) (*etcdParams, error) {
 	p.id = a.str("id")
 	p.isLearner = a.boolean("is_learner", false)
 	defTimeout := 10 * time.Second
-	if p.action == "member_add" || p.action == "member_remove" {
+	if p.action == "member_add" || p.action == "member_remove" || p.action == "member_promote" {
 		// Room for a retry after etcd's own request timeout (about 7s).
 		defTimeout = 30 * time.Second
 	}
 	if p.timeout, err = a.seconds("timeout", defTimeout); err != nil {
 		return nil, err
+	}
+	if a.has("quorum_check") && p.action != "member_remove" {
+		return nil, a.err("quorum_check", "only for member_remove")
 	}
 	switch p.action {
 	case "member_add":
@@ -128,9 +162,9 @@ func etcdParseArgs(args map[string]any) (*etcdParams, error) {
 		if p.name == "" {
 			return nil, a.err("name", "required for member_add (it names the member in initial_cluster)")
 		}
-	case "member_remove":
+	case "member_remove", "member_promote":
 		if (p.name == "") == (p.id == "") {
-			return nil, a.err("name", "member_remove needs name or id (one of them)")
+			return nil, a.err("name", "%s needs name or id (one of them)", p.action)
 		}
 		if p.id != "" {
 			if _, err := strconv.ParseUint(p.id, 16, 64); err != nil {
@@ -140,7 +174,7 @@ func etcdParseArgs(args map[string]any) (*etcdParams, error) {
 	default:
 		for _, k := range []string{"peer_urls", "name", "id", "is_learner"} {
 			if a.has(k) {
-				return nil, a.err(k, "only for member_add or member_remove")
+				return nil, a.err(k, "only for member_add, member_remove or member_promote")
 			}
 		}
 	}
@@ -342,6 +376,13 @@ func (Etcd) Run(ctx context.Context, env *Env, args map[string]any) (*Result, er
 	ctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	ec := &etcdClient{c: client, endpoint: p.endpoint}
+	if len(p.endpoints) > 1 {
+		if ec.endpoint, err = etcdFirstAnswering(ctx, client, p.endpoints); err != nil {
+			msg := fmt.Sprintf("etcd %s: %s", p.action, pkiErrText(err))
+			return &Result{Failed: true, Msg: msg, Data: map[string]any{"endpoint": "", "msg": msg, "health": false}}, nil
+		}
+		p.endpoint = ec.endpoint
+	}
 	check := env.Check
 	var res *Result
 	switch p.action {
@@ -356,8 +397,15 @@ func (Etcd) Run(ctx context.Context, env *Env, args map[string]any) (*Result, er
 		sent := false
 		res, err = etcdRetry(ctx, func(ctx context.Context) (*Result, error) { return etcdMemberAdd(ctx, ec, p, check, &sent) })
 	case "member_remove":
-		sent := false
-		res, err = etcdRetry(ctx, func(ctx context.Context) (*Result, error) { return etcdMemberRemove(ctx, ec, p, check, &sent) })
+		if p.quorum {
+			err = etcdQuorumGuard(ctx, ec, p)
+		}
+		if err == nil {
+			sent := false
+			res, err = etcdRetry(ctx, func(ctx context.Context) (*Result, error) { return etcdMemberRemove(ctx, ec, p, check, &sent) })
+		}
+	case "member_promote":
+		res, err = etcdMemberPromote(ctx, ec, p, check)
 	}
 	if err != nil {
 		if hostErr := pkiHostErr(err); hostErr != nil {
@@ -527,18 +575,9 @@ func etcdMemberRemove(ctx context.Context, ec *etcdClient, p *etcdParams, check 
 	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
 		return nil, err
 	}
-	var id uint64
-	if p.id != "" {
-		id, _ = strconv.ParseUint(p.id, 16, 64) // validated by etcdParseArgs
-	}
-	var target *etcdMember
-	for i, m := range ms.Members {
-		if (p.id != "" && uint64(m.ID) == id) || (p.name != "" && m.Name == p.name) {
-			if target != nil {
-				return nil, fmt.Errorf("more than one member named %q; remove by id", p.name)
-			}
-			target = &ms.Members[i]
-		}
+	target, err := etcdFindMember(ms.Members, p)
+	if err != nil {
+		return nil, err
 	}
 	who := p.name
 	if who == "" {

@@ -1,0 +1,159 @@
+package modules
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// etcdFirstAnswering returns the first endpoint whose member answers
+// /health at all (healthy or not): the one the action talks to, as etcdctl
+// does with several --endpoints.
+func etcdFirstAnswering(ctx context.Context, c *http.Client, endpoints []string) (string, error) {
+	var errs []error
+	for _, e := range endpoints {
+		actx, cancel := context.WithTimeout(ctx, etcdProbeTimeout)
+		_, err := pkiDo(actx, c, http.MethodGet, e+"/health", nil, nil)
+		cancel()
+		if err == nil {
+			return e, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", e, err))
+	}
+	return "", fmt.Errorf("no endpoint answered: %w", errors.Join(errs...))
+}
+
+// etcdProbeTimeout bounds one health probe of a member: a powered-off
+// member's address may swallow packets, and the answer of a live one takes
+// milliseconds.
+const etcdProbeTimeout = 3 * time.Second
+
+// etcdFindMember returns the member named p.name or with id p.id.
+func etcdFindMember(ms []etcdMember, p *etcdParams) (*etcdMember, error) {
+	var id uint64
+	if p.id != "" {
+		id, _ = strconv.ParseUint(p.id, 16, 64) // validated by etcdParseArgs
+	}
+	var target *etcdMember
+	for i, m := range ms {
+		if (p.id != "" && uint64(m.ID) == id) || (p.name != "" && m.Name == p.name) {
+			if target != nil {
+				return nil, fmt.Errorf("more than one member named %q; use its id", p.name)
+			}
+			target = &ms[i]
+		}
+	}
+	return target, nil
+}
+
+// etcdMemberHealthy asks one member, at its advertised client URLs, for
+// its health; "" means healthy, otherwise why not.
+func etcdMemberHealthy(ctx context.Context, c *http.Client, m etcdMember) string {
+	if len(m.ClientURLs) == 0 {
+		return "never started (no client URL)"
+	}
+	var why []string
+	for _, u := range m.ClientURLs {
+		actx, cancel := context.WithTimeout(ctx, etcdProbeTimeout)
+		ok, reason, err := (&etcdClient{c: c, endpoint: strings.TrimRight(u, "/")}).health(actx)
+		cancel()
+		switch {
+		case err != nil:
+			why = append(why, pkiErrText(err))
+		case !ok && reason != "":
+			why = append(why, "unhealthy: "+reason)
+		case !ok:
+			why = append(why, "unhealthy")
+		default:
+			return ""
+		}
+	}
+	return strings.Join(why, "; ")
+}
+
+// etcdQuorumGuard refuses a removal that could cost the cluster its
+// quorum: every other voting member must be healthy, and the target must
+// not be the last voting member. Removing a member that is down (the
+// replacement of a dead host) is fine while all the others are healthy.
+func etcdQuorumGuard(ctx context.Context, ec *etcdClient, p *etcdParams) error {
+	var ms etcdMembers
+	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
+		return err
+	}
+	target, err := etcdFindMember(ms.Members, p)
+	if err != nil || target == nil || target.IsLearner {
+		return err // absent: nothing to remove; a learner does not vote
+	}
+	voters := 0
+	var bad []string
+	for _, m := range ms.Members {
+		if m.IsLearner {
+			continue
+		}
+		voters++
+		if m.ID == target.ID {
+			continue
+		}
+		if why := etcdMemberHealthy(ctx, ec.c, m); why != "" {
+			name := m.Name
+			if name == "" {
+				name = m.ID.hex()
+			}
+			bad = append(bad, fmt.Sprintf("%s (%s)", name, why))
+		}
+	}
+	who := target.Name
+	if who == "" {
+		who = target.ID.hex()
+	}
+	if voters == 1 {
+		return fmt.Errorf("refusing to remove %s: it is the last voting member, and the cluster would be gone. Nothing was changed", who)
+	}
+	if len(bad) > 0 {
+		after, quorum := voters-1-len(bad), (voters-1)/2+1
+		return fmt.Errorf("refusing to remove %s: the cluster is already degraded, %d of its %d other voting members are unhealthy: %s. "+
+			"Without %s, %d healthy of %d voting members would remain (quorum %d)%s. "+
+			"Bring the unhealthy members back, or remove them first, then retry. Nothing was changed",
+			who, len(bad), voters-1, strings.Join(bad, ", "), who, after, voters-1, quorum,
+			map[bool]string{true: ": the quorum would be lost", false: ", and one more failure would lose it"}[after < quorum])
+	}
+	return nil
+}
+
+// etcdMemberPromote promotes a learner; a voting member is left alone.
+// etcd refuses while the learner lags the leader ("can only promote a
+// learner member which is in sync with leader"): the task retries.
+func etcdMemberPromote(ctx context.Context, ec *etcdClient, p *etcdParams, check bool) (*Result, error) {
+	var ms etcdMembers
+	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
+		return nil, err
+	}
+	target, err := etcdFindMember(ms.Members, p)
+	if err != nil {
+		return nil, err
+	}
+	who := p.name
+	if who == "" {
+		who = p.id
+	}
+	if target == nil {
+		return nil, fmt.Errorf("member %s is not in the cluster (add it first)", who)
+	}
+	data := map[string]any{"id": target.ID.hex(), "members": etcdMemberList(ms.Members)}
+	if !target.IsLearner {
+		return &Result{Msg: fmt.Sprintf("member %s (%s) votes already", who, target.ID.hex()), Data: data}, nil
+	}
+	if check {
+		return &Result{Changed: true, Msg: fmt.Sprintf("learner %s (%s) would be promoted", who, target.ID.hex()), Data: data}, nil
+	}
+	var after etcdMembers
+	if err := ec.post(ctx, "/v3/cluster/member/promote", map[string]any{"ID": strconv.FormatUint(uint64(target.ID), 10)}, &after); err != nil {
+		return nil, err
+	}
+	data["members"] = etcdMemberList(after.Members)
+	return &Result{Changed: true, Msg: fmt.Sprintf("learner %s (%s) promoted to a voting member", who, target.ID.hex()), Data: data}, nil
+}
