@@ -17,7 +17,7 @@ func TestPKIModuleArgsCheckedAtLoad(t *testing.T) {
 	cases := []struct{ name, task, want string }{
 		{"etcd bad choice", "etcd: {action: bogus}", `site.yml:3: etcd: argument "action": "bogus" is not one of status, members, member_add, member_remove`},
 		{"etcd bad int", "etcd:\n        action: status\n        timeout: soon", `site.yml:5: etcd: argument "timeout": want an integer`},
-		{"etcd unknown", "etcd: {action: status, endpoints: x}", `site.yml:3: etcd: unknown argument "endpoints"`},
+		{"etcd unknown", "etcd: {action: status, endpoint_list: x}", `site.yml:3: etcd: unknown argument "endpoint_list"`},
 		{"etcd alias twice", "etcd: {ca_cert: /a, cacert: /b}", `site.yml:3: etcd: argument "ca_cert" given twice (as "cacert" too)`},
 		{"uri bad choice", "uri: {url: 'https://x/', via: ssh}", `site.yml:3: uri: argument "via": "ssh" is not one of connection, host`},
 		{"uri headers not a map", "uri: {url: 'https://x/', headers: 'X: y'}", `site.yml:3: uri: argument "headers": want a mapping, got a string`},
