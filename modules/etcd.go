@@ -65,6 +65,7 @@ func (Etcd) Spec() Spec {
 			"leader":          "status: the leader's id (hex)",
 			"member_id":       "status: this member's id",
 			"members":         "members, member_add, member_remove, member_promote: list of {id, name, peer_urls, client_urls, is_learner}",
+			"member_names":    "with members: the names of the started members",
 			"is_learner":      "status: whether this member is a learner (non-voting)",
 			"raft_index":      "status",
 			"raft_term":       "status",
@@ -420,6 +421,16 @@ func (Etcd) Run(ctx context.Context, env *Env, args map[string]any) (*Result, er
 	}
 	res.Data["endpoint"] = p.endpoint
 	res.Data["msg"] = res.Msg
+	if ms, ok := res.Data["members"].([]any); ok {
+		// For conditions such as `has .etcd_member_name .x.member_names`.
+		names := make([]any, 0, len(ms))
+		for _, m := range ms {
+			if n, _ := m.(map[string]any)["name"].(string); n != "" {
+				names = append(names, n)
+			}
+		}
+		res.Data["member_names"] = names
+	}
 	return res, nil
 }
 

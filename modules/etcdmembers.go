@@ -10,19 +10,44 @@ import (
 	"time"
 )
 
-// etcdFirstAnswering returns the first endpoint whose member answers
-// /health at all (healthy or not): the one the action talks to, as etcdctl
-// does with several --endpoints.
+// etcdFirstAnswering picks the endpoint the action talks to, as etcdctl
+// does with several --endpoints, but with care for membership changes: the
+// first healthy voting member; failing that the first voting member that
+// answers; failing that the first endpoint that answers at all. A learner
+// refuses member list and changes ("rpc not supported for learner"), and
+// a member without a leader cannot commit them.
 func etcdFirstAnswering(ctx context.Context, c *http.Client, endpoints []string) (string, error) {
 	var errs []error
+	var voter, any string
 	for _, e := range endpoints {
 		actx, cancel := context.WithTimeout(ctx, etcdProbeTimeout)
-		_, err := pkiDo(actx, c, http.MethodGet, e+"/health", nil, nil)
-		cancel()
+		ec := &etcdClient{c: c, endpoint: e}
+		var st etcdStatus
+		err := ec.post(actx, "/v3/maintenance/status", struct{}{}, &st)
+		healthy := false
 		if err == nil {
-			return e, nil
+			healthy, _, err = ec.health(actx)
 		}
-		errs = append(errs, fmt.Errorf("%s: %w", e, err))
+		cancel()
+		switch {
+		case err != nil:
+			errs = append(errs, fmt.Errorf("%s: %w", e, err))
+			continue
+		case st.IsLearner:
+		case healthy:
+			return e, nil
+		case voter == "":
+			voter = e
+		}
+		if any == "" {
+			any = e
+		}
+	}
+	if voter != "" {
+		return voter, nil
+	}
+	if any != "" {
+		return any, nil
 	}
 	return "", fmt.Errorf("no endpoint answered: %w", errors.Join(errs...))
 }
