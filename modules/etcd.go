@@ -57,19 +57,21 @@ func (Etcd) Spec() Spec {
 	return Spec{
 		Doc: "Health, status and membership of an etcd cluster through etcd's TLS client API, reached from the control machine through the host's connection; nothing needed on the host besides etcd. Read-only actions run in check mode; member_add, member_remove and member_promote predict.",
 		Returns: map[string]string{
-			"db_size":         "status: bytes",
-			"health":          "status: whether /health says true",
-			"id":              "member_add: the new member's id",
-			"initial_cluster": "member_add: value for the new member's --initial-cluster",
-			"is_leader":       "status: whether this member leads",
-			"leader":          "status: the leader's id (hex)",
-			"member_id":       "status: this member's id",
-			"members":         "members, member_add, member_remove, member_promote: list of {id, name, peer_urls, client_urls, is_learner}",
-			"member_names":    "with members: the names of the started members",
-			"is_learner":      "status: whether this member is a learner (non-voting)",
-			"raft_index":      "status",
-			"raft_term":       "status",
-			"version":         "status: etcd version",
+			"db_size":            "status: bytes",
+			"health":             "status: whether /health says true",
+			"id":                 "member_add: the new member's id",
+			"initial_cluster":    "member_add: value for the new member's --initial-cluster",
+			"is_leader":          "status: whether this member leads",
+			"leader":             "status: the leader's id (hex)",
+			"member_id":          "status: this member's id",
+			"members":            "members, member_add, member_remove, member_promote: list of {id, name, peer_urls, client_urls, is_learner}",
+			"member_names":       "with members: the names of the started members",
+			"is_learner":         "status: whether this member is a learner (non-voting)",
+			"raft_index":         "status",
+			"raft_term":          "status",
+			"version":            "status: etcd version",
+			"alarms":             "status: alarms raised in the cluster (NOSPACE, CORRUPT); any fails the status",
+			"peer_round_trip_ms": "status: mean round-trip time in ms to each peer (hex id), from the member's /metrics",
 		},
 		Args: map[string]Arg{
 			"endpoint":       {Type: String, Doc: "Client URL as seen from the host.", Default: "https://127.0.0.1:2379"},
@@ -459,10 +461,26 @@ func etcdStatusAction(ctx context.Context, ec *etcdClient) (*Result, error) {
 		"is_learner":         st.IsLearner,
 		"errors":             append([]string{}, st.Errors...),
 	}
+	// What the recipe reads from the leader's /v2/stats/leader, on v3:
+	// alarms, and the round-trip time to each peer from /metrics.
+	alarms, err := ec.alarms(ctx)
+	if err != nil {
+		return nil, err
+	}
+	data["alarms"] = alarms
+	rtt, err := ec.peerRoundTrips(ctx)
+	if err != nil {
+		return nil, err
+	}
+	data["peer_round_trip_ms"] = rtt
 	if st.Leader == 0 {
 		data["leader"] = ""
 	}
 	res := &Result{Data: data}
+	if healthy && len(alarms) > 0 {
+		healthy = false
+		reason = "alarm " + strings.Join(etcdStrings(alarms), ", ")
+	}
 	if healthy {
 		res.Msg = fmt.Sprintf("healthy, member %s, leader %s, raft term %d", data["member_id"], data["leader"], st.RaftTerm)
 	} else {

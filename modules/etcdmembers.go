@@ -182,3 +182,79 @@ func etcdMemberPromote(ctx context.Context, ec *etcdClient, p *etcdParams, check
 	data["members"] = etcdMemberList(after.Members)
 	return &Result{Changed: true, Msg: fmt.Sprintf("learner %s (%s) promoted to a voting member", who, target.ID.hex()), Data: data}, nil
 }
+
+// alarms lists the cluster's raised alarms (POST /v3/maintenance/alarm,
+// action GET): "NOSPACE", "CORRUPT".
+func (e *etcdClient) alarms(ctx context.Context) ([]any, error) {
+	var ar struct {
+		Alarms []struct {
+			MemberID etcdUint `json:"memberID"`
+			Alarm    string   `json:"alarm"`
+		} `json:"alarms"`
+	}
+	if err := e.post(ctx, "/v3/maintenance/alarm", map[string]any{"action": "GET"}, &ar); err != nil {
+		return nil, err
+	}
+	out := []any{}
+	for _, a := range ar.Alarms {
+		if a.Alarm != "" && a.Alarm != "NONE" {
+			out = append(out, a.Alarm)
+		}
+	}
+	return out, nil
+}
+
+// peerRoundTrips reads etcd_network_peer_round_trip_time_seconds from the
+// member's /metrics (Prometheus text): the mean round trip, in ms, to each
+// peer it has measured, keyed by the peer's hex id.
+func (e *etcdClient) peerRoundTrips(ctx context.Context) (map[string]any, error) {
+	r, err := pkiDo(ctx, e.c, http.MethodGet, e.endpoint+"/metrics", nil, nil)
+	if err != nil {
+		return nil, err
+	}
+	if r.status != http.StatusOK {
+		return nil, fmt.Errorf("GET /metrics: HTTP %d", r.status)
+	}
+	return etcdParseRoundTrips(string(r.body)), nil
+}
+
+func etcdParseRoundTrips(metrics string) map[string]any {
+	const name = "etcd_network_peer_round_trip_time_seconds"
+	sum, count := map[string]float64{}, map[string]float64{}
+	for _, line := range strings.Split(metrics, "\n") {
+		var into map[string]float64
+		switch {
+		case strings.HasPrefix(line, name+"_sum{"):
+			into = sum
+		case strings.HasPrefix(line, name+"_count{"):
+			into = count
+		default:
+			continue
+		}
+		_, rest, _ := strings.Cut(line, `To="`)
+		peer, rest, ok := strings.Cut(rest, `"`)
+		if !ok {
+			continue
+		}
+		_, val, _ := strings.Cut(rest, "} ")
+		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		if err == nil {
+			into[peer] = v
+		}
+	}
+	out := map[string]any{}
+	for p, c := range count {
+		if c > 0 {
+			out[p] = float64(int(sum[p]/c*1e6)) / 1e3 // ms, three decimals
+		}
+	}
+	return out
+}
+
+func etcdStrings(v []any) []string {
+	out := make([]string, len(v))
+	for i, x := range v {
+		out[i] = fmt.Sprint(x)
+	}
+	return out
+}

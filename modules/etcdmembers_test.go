@@ -113,3 +113,51 @@ func TestEtcdMembershipArgErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestEtcdParseRoundTrips(t *testing.T) {
+	m := `# TYPE etcd_network_peer_round_trip_time_seconds histogram
+etcd_network_peer_round_trip_time_seconds_bucket{To="8279cb08d18d89e",le="0.0001"} 0
+etcd_network_peer_round_trip_time_seconds_sum{To="8279cb08d18d89e"} 0.012
+etcd_network_peer_round_trip_time_seconds_count{To="8279cb08d18d89e"} 8
+etcd_network_peer_round_trip_time_seconds_sum{To="fdf7c98ad583f6cf"} 0.5
+etcd_network_peer_round_trip_time_seconds_count{To="fdf7c98ad583f6cf"} 0
+`
+	got := etcdParseRoundTrips(m)
+	if len(got) != 1 || got["8279cb08d18d89e"] != 1.5 {
+		t.Fatalf("round trips %v, want 8279cb08d18d89e: 1.5 ms only", got)
+	}
+}
+
+// TestEtcdStatusRoundTripsAndAlarms: a real member reports no alarm and,
+// once its prober has run, a round trip to each peer.
+func TestEtcdStatusRoundTripsAndAlarms(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts etcd")
+	}
+	c := newEtcdTestCluster(t, 3)
+	local := connection.NewLocal("ctl")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		res := etcdRun(t, local, false, c.members[0].clientArgs, nil)
+		if res.Failed {
+			t.Fatalf("status: %+v", res)
+		}
+		if a := res.Data["alarms"].([]any); len(a) != 0 {
+			t.Fatalf("alarms on a fresh cluster: %v", a)
+		}
+		rtt := res.Data["peer_round_trip_ms"].(map[string]any)
+		if len(rtt) == 2 {
+			for id, ms := range rtt {
+				if ms.(float64) <= 0 || id == res.Data["member_id"] {
+					t.Fatalf("round trips %v (member %v)", rtt, res.Data["member_id"])
+				}
+			}
+			t.Logf("round trips: %v", rtt)
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("round trips after 60 s: %v", rtt)
+		}
+		time.Sleep(time.Second)
+	}
+}
