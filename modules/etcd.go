@@ -71,7 +71,7 @@ func (Etcd) Spec() Spec {
 			"raft_term":          "status",
 			"version":            "status: etcd version",
 			"alarms":             "status: alarms raised in the cluster (NOSPACE, CORRUPT); any fails the status",
-			"peer_round_trip_ms": "status: mean round-trip time in ms to each peer (hex id), from the member's /metrics",
+			"peer_round_trip_ms": "status: mean round-trip time in ms to each peer (by name), from the member's /metrics",
 		},
 		Args: map[string]Arg{
 			"endpoint":       {Type: String, Doc: "Client URL as seen from the host.", Default: "https://127.0.0.1:2379"},
@@ -471,6 +471,16 @@ func etcdStatusAction(ctx context.Context, ec *etcdClient) (*Result, error) {
 	rtt, err := ec.peerRoundTrips(ctx)
 	if err != nil {
 		return nil, err
+	}
+	// Keyed by member name (the id when a member has not started yet).
+	var ms etcdMembers
+	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err == nil {
+		for _, m := range ms.Members {
+			if v, ok := rtt[m.ID.hex()]; ok && m.Name != "" {
+				delete(rtt, m.ID.hex())
+				rtt[m.Name] = v
+			}
+		}
 	}
 	data["peer_round_trip_ms"] = rtt
 	if st.Leader == 0 {
