@@ -463,9 +463,13 @@ func etcdStatusAction(ctx context.Context, ec *etcdClient) (*Result, error) {
 	}
 	// What the recipe reads from the leader's /v2/stats/leader, on v3:
 	// alarms, and the round-trip time to each peer from /metrics.
-	alarms, err := ec.alarms(ctx)
-	if err != nil {
-		return nil, err
+	// A learner answers neither alarms nor member list ("rpc not
+	// supported for learner"); the voting members report the alarms.
+	alarms := []any{}
+	if !st.IsLearner {
+		if alarms, err = ec.alarms(ctx); err != nil {
+			return nil, err
+		}
 	}
 	data["alarms"] = alarms
 	rtt, err := ec.peerRoundTrips(ctx)
