@@ -108,16 +108,24 @@ func (c *sshConn) upload(ctx context.Context, r io.Reader) (string, error) {
 		}
 		return a.path, nil
 	case <-ctx.Done():
-		// Closing the SFTP channel aborts the transfer at once. The
-		// goroutine is not waited for: it may be blocked reading the
-		// caller's content; it cleans up under sftpMu when it returns.
+		// Closing the SFTP channel aborts the transfer at once; the
+		// goroutine then removes its partial upload over a fresh client.
+		// That is waited for, within a bound, so an interrupted run that
+		// exits next leaves nothing behind; a goroutine blocked reading
+		// the caller's content is not (it cleans up when it returns).
 		c.abortSFTP()
-		c.sftpMu.Lock()
-		if c.sftp != nil {
-			c.sftp.Close()
-			c.sftp = nil
+		bound := time.NewTimer(putCleanupBound)
+		defer bound.Stop()
+		select {
+		case <-got:
+		case <-bound.C:
+			c.sftpMu.Lock()
+			if c.sftp != nil {
+				c.sftp.Close()
+				c.sftp = nil
+			}
+			c.sftpMu.Unlock()
 		}
-		c.sftpMu.Unlock()
 		return "", ctx.Err()
 	}
 }

@@ -1,0 +1,99 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// TestInterruptedCopyLeavesNothing: Ctrl-C (SIGINT) during a large copy,
+// at several points, exits 99 with "interrupted" in the recap, leaves the
+// destination as it was and no temp file on the host: none in the login
+// user's home (.gokube-upload-*), none beside the destination (.gokube.*).
+// Each point is an event seen on the host, not a delay.
+func TestInterruptedCopyLeavesNothing(t *testing.T) {
+	e := setupN(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	work := t.TempDir()
+	inv := e.inventory(t, work, "node", map[string][]int{"nodes": {1}})
+	big := filepath.Join(work, "big.bin")
+	f, err := os.Create(big)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// 256 MiB of incompressible-enough data: long enough to interrupt.
+	chunk := bytes.Repeat([]byte("0123456789abcdef"), 1<<16)
+	for i := 0; i < 256; i++ {
+		chunk[i] = byte(i) // vary the chunks a little
+		if _, err := f.Write(chunk); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f.Close()
+	pb := filepath.Join(work, "play.yml")
+	if err := os.WriteFile(pb, []byte(`
+- hosts: nodes
+  gather_facts: false
+  tasks:
+    - copy: {src: `+big+`, dest: /root/gk-big, mode: "0644"}
+`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	leftovers := "find / -xdev -name '.gokube-upload-*' -o -xdev -name '.gokube.*' -type f 2>/dev/null | grep -v '^/tmp/' || true"
+	points := map[string]string{
+		// the upload into the login home is under way
+		"during the upload": "ls -a ~deploy | grep -q '^.gokube-upload-'",
+		// the upload is done and the script copies it beside the destination
+		"beside the destination": "ls -a /root | grep -q '^.gokube\\.'",
+	}
+	for name, reached := range points {
+		t.Run(name, func(t *testing.T) {
+			if _, err := e.ssh(t, 1, "printf old > /root/gk-big; rm -f ~deploy/.gokube-upload-* /root/.gokube.*"); err != nil {
+				t.Fatal(err)
+			}
+			cmd := exec.CommandContext(ctx, e.bin, "play", "-i", inv, pb)
+			var out bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &out
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			hit := false
+			for i := 0; i < 3000 && !hit; i++ {
+				_, err := e.ssh(t, 1, reached)
+				hit = err == nil
+			}
+			if !hit {
+				cmd.Process.Kill()
+				cmd.Wait()
+				t.Fatalf("the copy never reached %s\n%s", name, out.String())
+			}
+			if err := cmd.Process.Signal(syscall.SIGINT); err != nil {
+				t.Fatal(err)
+			}
+			err := cmd.Wait()
+			code := 0
+			if ee, ok := err.(*exec.ExitError); ok {
+				code = ee.ExitCode()
+			}
+			if code != 99 || !strings.Contains(out.String(), "interrupted") {
+				t.Errorf("exit %d, want 99 and \"interrupted\":\n%s", code, out.String())
+			}
+			if got, err := e.ssh(t, 1, "cat /root/gk-big | head -c 16"); err != nil || (got != "old" && !strings.HasPrefix(got, "0123")) {
+				t.Errorf("destination is %q (%v), want the old or the whole new file", got, err)
+			}
+			if got, err := e.ssh(t, 1, "cat /root/gk-big | wc -c"); err != nil || (strings.TrimSpace(got) != "3" && strings.TrimSpace(got) != "268435456") {
+				t.Errorf("destination has %s bytes (%v): half a file", strings.TrimSpace(got), err)
+			}
+			if got, err := e.ssh(t, 1, leftovers); err != nil || strings.TrimSpace(got) != "" {
+				t.Errorf("left behind on the host:\n%s (%v)", got, err)
+			}
+		})
+	}
+}
