@@ -62,7 +62,7 @@ func (KubeVerify) Spec() Spec {
 			"lb_calls":     {Type: Int, Doc: "How many /readyz calls go through the load balancer (each on a new connection).", Default: "3"},
 			"exclude":      {Type: List, Doc: "Master names left out of apiservers and addresses (masters being removed)."},
 			"timeout":      {Type: Int, Doc: "Seconds for each call.", Default: "5"},
-			"settle":       {Type: Int, Doc: "Seconds the kubernetes endpoints may take to list a master that just became ready (the lease reconciler's delay); only waited when every apiserver is ready.", Default: "30"},
+			"settle":       {Type: Int, Doc: "Seconds the leases may take to get a holder and the kubernetes endpoints to list exactly the masters (right after a start); only waited when every apiserver is ready.", Default: "30"},
 		}}
 }
 
@@ -162,7 +162,10 @@ type kvLease struct {
 	found               bool
 }
 
-// Run makes the calls and builds the report.
+// Run makes the calls and builds the report, in the report's order:
+// apiservers, the load balancer, then leases and endpoints (which get a
+// settle window right after a start). It is long because it reads best as
+// that one sequence; each call is a helper.
 func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	p, err := kvParseArgs(args)
 	if err != nil {
@@ -178,25 +181,7 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 	client.Transport.(*http.Transport).DisableKeepAlives = true
 
 	var problems []string
-	readyz := func(base string) (bool, string, error) {
-		cctx, cancel := context.WithTimeout(ctx, p.timeout)
-		defer cancel()
-		r, err := pkiDo(cctx, client, http.MethodGet, base+"/readyz?verbose", nil, nil)
-		if err != nil {
-			if hostErr := pkiHostErr(err); hostErr != nil {
-				return false, "", hostErr
-			}
-			return false, "unreachable: " + kvShortErr(err), nil
-		}
-		if r.status != http.StatusOK {
-			detail := strings.Join(khFailedChecks(r.body), ",")
-			if detail == "" {
-				detail = khFirstLine(r.body)
-			}
-			return false, fmt.Sprintf("HTTP %d %s", r.status, detail), nil
-		}
-		return true, "ok", nil
-	}
+	readyz := func(base string) (bool, string, error) { return kvReadyz(ctx, client, base, p.timeout) }
 
 	var checks []kvCheck
 	for _, name := range p.names {
@@ -245,37 +230,27 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 	if apiBase == "" {
 		problems = append(problems, "no apiserver answers: leases and endpoints not read")
 	} else {
-		now := time.Now()
-		for _, l := range p.leases {
-			lease, err := kvReadLease(ctx, client, apiBase, l, p.timeout, now)
-			if err != nil {
-				if hostErr := pkiHostErr(err); hostErr != nil {
-					return nil, hostErr
-				}
-				problems = append(problems, fmt.Sprintf("lease %s: %s", l, kvShortErr(err)))
-				leases = append(leases, kvLease{name: l, age: -1})
-				continue
-			}
-			leases = append(leases, lease)
-			if lease.holder == "" {
-				problems = append(problems, fmt.Sprintf("lease %s: no holder (no leader elected)", l))
-			}
-		}
 		var want []string
 		for _, a := range p.addresses {
 			want = append(want, a)
 		}
 		slices.Sort(want)
 		want = slices.Compact(want)
-		// The lease reconciler adds an apiserver to the endpoints some
-		// seconds after it is ready (and drops a dead one after its lease
-		// expires): when every apiserver is ready, a mismatch is given
-		// p.settle to converge before it counts as a problem.
+		// Right after a start the components need seconds to elect their
+		// leaders, and the lease reconciler to list a ready apiserver (or
+		// to drop a dead one when its lease expires): when every apiserver
+		// is ready, leases and endpoints get p.settle to converge before a
+		// difference counts as a problem.
 		deadline := time.Now().Add(p.settle)
 		for {
-			endpoints, err = kvReadEndpoints(ctx, client, apiBase, p.timeout)
-			if err != nil || len(want) == 0 || slices.Equal(want, endpoints) ||
-				ready(checks) < len(checks) || time.Now().After(deadline) {
+			var found []string
+			var err error
+			leases, endpoints, found, err = kvReadState(ctx, client, apiBase, p, want)
+			if err != nil {
+				return nil, err
+			}
+			if len(found) == 0 || ready(checks) < len(checks) || time.Now().After(deadline) {
+				problems = append(problems, found...)
 				break
 			}
 			select {
@@ -284,16 +259,35 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 			case <-time.After(time.Second):
 			}
 		}
-		if err != nil {
-			if hostErr := pkiHostErr(err); hostErr != nil {
-				return nil, hostErr
-			}
-			problems = append(problems, "endpoints default/kubernetes: "+kvShortErr(err))
-		} else if len(want) > 0 && !slices.Equal(want, endpoints) {
-			problems = append(problems, fmt.Sprintf("endpoints default/kubernetes: %s, want %s", strings.Join(endpoints, ","), strings.Join(want, ",")))
-		}
 	}
 
+	return kvResult(p, checks, lbFailed, leases, endpoints, problems), nil
+}
+
+// kvReadyz asks one apiserver (or the load balancer) for /readyz: ok, or
+// why not; err is only a lost host connection or a cancelled run.
+func kvReadyz(ctx context.Context, client *http.Client, base string, timeout time.Duration) (bool, string, error) {
+	cctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	r, err := pkiDo(cctx, client, http.MethodGet, base+"/readyz?verbose", nil, nil)
+	if err != nil {
+		if hostErr := pkiHostErr(err); hostErr != nil {
+			return false, "", hostErr
+		}
+		return false, "unreachable: " + kvShortErr(err), nil
+	}
+	if r.status != http.StatusOK {
+		detail := strings.Join(khFailedChecks(r.body), ",")
+		if detail == "" {
+			detail = khFirstLine(r.body)
+		}
+		return false, fmt.Sprintf("HTTP %d %s", r.status, detail), nil
+	}
+	return true, "ok", nil
+}
+
+// kvResult is what kube_verify registers.
+func kvResult(p *kvParams, checks []kvCheck, lbFailed int, leases []kvLease, endpoints, problems []string) *Result {
 	data := map[string]any{
 		"healthy":   len(problems) == 0,
 		"problems":  append([]string{}, problems...),
@@ -318,7 +312,7 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 	if len(problems) > 0 {
 		msg += "; " + strings.Join(problems, "; ")
 	}
-	return &Result{Msg: msg, Data: data}, nil
+	return &Result{Msg: msg, Data: data}
 }
 
 // ready counts the apiservers that answered /readyz 200.
@@ -375,6 +369,40 @@ func kvReadLease(ctx context.Context, c *http.Client, base, nsName string, timeo
 		out.age = now.Sub(t).Round(100 * time.Millisecond).Seconds()
 	}
 	return out, nil
+}
+
+// kvReadState reads the leases and the kubernetes endpoints once and says
+// what differs from a healthy control plane; err is only a lost host
+// connection or a cancelled run.
+func kvReadState(ctx context.Context, client *http.Client, apiBase string, p *kvParams, want []string) ([]kvLease, []string, []string, error) {
+	var problems []string
+	var leases []kvLease
+	now := time.Now()
+	for _, l := range p.leases {
+		lease, err := kvReadLease(ctx, client, apiBase, l, p.timeout, now)
+		if err != nil {
+			if hostErr := pkiHostErr(err); hostErr != nil {
+				return nil, nil, nil, hostErr
+			}
+			problems = append(problems, fmt.Sprintf("lease %s: %s", l, kvShortErr(err)))
+			leases = append(leases, kvLease{name: l, age: -1})
+			continue
+		}
+		leases = append(leases, lease)
+		if lease.holder == "" {
+			problems = append(problems, fmt.Sprintf("lease %s: no holder (no leader elected)", l))
+		}
+	}
+	endpoints, err := kvReadEndpoints(ctx, client, apiBase, p.timeout)
+	if err != nil {
+		if hostErr := pkiHostErr(err); hostErr != nil {
+			return nil, nil, nil, hostErr
+		}
+		problems = append(problems, "endpoints default/kubernetes: "+kvShortErr(err))
+	} else if len(want) > 0 && !slices.Equal(want, endpoints) {
+		problems = append(problems, fmt.Sprintf("endpoints default/kubernetes: %s, want %s", strings.Join(endpoints, ","), strings.Join(want, ",")))
+	}
+	return leases, endpoints, problems, nil
 }
 
 // kvReadEndpoints returns the sorted addresses of the `kubernetes` service,
