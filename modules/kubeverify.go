@@ -326,11 +326,20 @@ func ready(checks []kvCheck) int {
 	return n
 }
 
-// kvShortErr keeps the end of Go's long error chains, where the cause is.
+// kvShortErr names the usual causes in a word or two: Go's wording of a
+// failed forwarded dial is a long chain that buries them.
 func kvShortErr(err error) string {
 	s := pkiErrText(err)
-	if i := strings.LastIndex(s, ": dial "); i >= 0 && !strings.HasPrefix(s, "timed out") {
-		s = s[i+2:]
+	low := strings.ToLower(s)
+	switch {
+	case strings.HasPrefix(s, "timed out"):
+		return "timed out"
+	case strings.Contains(low, "connection refused"):
+		return "connection refused"
+	case strings.Contains(low, "no route to host"):
+		return "no route to host"
+	case strings.Contains(low, "connection reset"), strings.HasSuffix(s, ": EOF"):
+		return "connection closed (" + s + ")"
 	}
 	return s
 }
