@@ -79,6 +79,15 @@ func TestLiteralArgsRefusedAtLoad(t *testing.T) {
 		// certificate usages
 		{"x509 usage unknown", "x509: {path: /p, name: n, ca_name: ca, usages: [server_auth, code_signing]}", `site.yml:3: x509: argument "usages": "code_signing" is not one of server_auth, client_auth`},
 		{"x509 usage string", "x509: {path: /p, name: n, ca_name: ca, usages: server}", `site.yml:3: x509: argument "usages": "server" is not one of server_auth, client_auth`},
+		// etcd arguments that cannot work
+		{"etcd endpoint no scheme", "etcd: {endpoint: '10.0.0.1:2379'}", `site.yml:3: etcd: argument "endpoint": want an http:// or https:// URL with a host, got "10.0.0.1:2379"`},
+		{"etcd endpoints no scheme", "etcd: {endpoints: ['https://10.0.0.1:2379', '10.0.0.2:2379']}", `site.yml:3: etcd: argument "endpoints": want an http:// or https:// URL with a host, got "10.0.0.2:2379"`},
+		{"etcd endpoint and endpoints", "etcd: {endpoint: 'https://a:2379', endpoints: ['https://b:2379']}", `site.yml:3: etcd: endpoint and endpoints are mutually exclusive`},
+		{"etcd peer url no scheme", "etcd:\n        action: member_add\n        name: e4\n        peer_urls: ['10.0.0.4:2380']", `site.yml:6: etcd: argument "peer_urls": want an http:// or https:// URL with a host, got "10.0.0.4:2380"`},
+		{"etcd member_add without peer urls", "etcd: {action: member_add, name: e4}", `site.yml:3: etcd: action=member_add needs "peer_urls"`},
+		{"etcd member_add without name", "etcd: {action: member_add, peer_urls: ['https://10.0.0.4:2380']}", `site.yml:3: etcd: action=member_add needs "name"`},
+		{"etcd id not hex", "etcd: {action: member_remove, id: xyz}", `site.yml:3: etcd: argument "id": "xyz" is not a hexadecimal id`},
+		{"etcd name and id", "etcd: {action: member_remove, name: e1, id: 8e9e05c52164694d}", `site.yml:3: etcd: name and id are mutually exclusive`},
 		// arguments that need or exclude each other
 		{"file link without src", "file: {path: /x, state: link}", `site.yml:3: file: state=link needs "src"`},
 		{"file hard without src", "file:\n        path: /x\n        state: hard", `site.yml:3: file: state=hard needs "src"`},

@@ -74,20 +74,23 @@ func (Etcd) Spec() Spec {
 			"peer_round_trip_ms": "status: mean round-trip time in ms to each peer (by name), from the member's /metrics",
 		},
 		Args: map[string]Arg{
-			"endpoint":       {Type: String, Doc: "Client URL as seen from the host.", Default: "https://127.0.0.1:2379"},
-			"endpoints":      {Type: List, Doc: "Client URLs as seen from the host, instead of endpoint: the first that answers is used."},
+			"endpoint":       {Type: String, Kind: URL, Doc: "Client URL as seen from the host.", Default: "https://127.0.0.1:2379"},
+			"endpoints":      {Type: List, Kind: URL, Doc: "Client URLs as seen from the host, instead of endpoint: the first that answers is used."},
 			"quorum_check":   {Type: Bool, Doc: "member_remove: refuse when another voting member is unhealthy or the target is the last voter.", Default: "yes"},
 			"ca_cert":        {Type: String, Aliases: []string{"cacert"}, Doc: "CA certificate file on the control machine."},
 			"cert":           {Type: String, Doc: "Client certificate file on the control machine."},
 			"key":            {Type: String, Doc: "Client key file on the control machine."},
 			"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove", "member_promote"}, Doc: "status (fails unless healthy), members, member_add, member_remove or member_promote.", Default: "status"},
-			"peer_urls":      {Type: List, Doc: "member_add: the new member's peer URLs; no change when a member has them."},
+			"peer_urls":      {Type: List, Kind: URL, Doc: "member_add: the new member's peer URLs; no change when a member has them."},
 			"name":           {Type: String, Doc: "member_add: the new member's name; member_remove, member_promote: the member."},
-			"id":             {Type: String, Doc: "member_remove, member_promote: the member's id (hex, as etcdctl prints it)."},
+			"id":             {Type: String, Kind: HexID, Doc: "member_remove, member_promote: the member's id (hex, as etcdctl prints it)."},
 			"is_learner":     {Type: Bool, Doc: "member_add: add as a learner.", Default: "no"},
 			"timeout":        {Type: Int, Doc: "Seconds for each request.", Default: "10"},
 			"validate_certs": {Type: Bool, Doc: "Verify the server's certificate.", Default: "yes"},
-		}}
+		},
+		Exclusive:  [][]string{{"endpoint", "endpoints"}, {"name", "id"}},
+		RequiredIf: []Requirement{{If: "action", Is: "member_add", Need: []string{"peer_urls", "name"}}},
+	}
 }
 
 type etcdParams struct {

@@ -102,8 +102,8 @@ func TestEtcdMembershipArgErrors(t *testing.T) {
 		args map[string]any
 		want string
 	}{
-		{map[string]any{"endpoint": "https://a:1", "endpoints": []any{"https://b:1"}}, "exclude each other"},
-		{map[string]any{"endpoints": []any{"ftp://b"}}, "want an https:// URL"},
+		{map[string]any{"endpoint": "https://a:1", "endpoints": []any{"https://b:1"}}, "endpoint and endpoints are mutually exclusive"},
+		{map[string]any{"endpoints": []any{"ftp://b"}}, "want an http:// or https:// URL"},
 		{map[string]any{"action": "member_promote"}, "member_promote needs name or id"},
 		{map[string]any{"action": "members", "quorum_check": false}, "only for member_remove"},
 	} {
