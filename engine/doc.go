@@ -108,7 +108,7 @@
 //	                               {{ range hostsOf "etcd" }}{{ . }} {{ end }}
 //	hostvar "node-1" "ansible_host" a variable of another host;
 //	                               hostvar H "x" 8080 with a default
-//	get .item "shell" "/bin/bash"  the value at the keys, else the default
+//	get .item "shell" "/bin/bash"  the value at the keys, else the default (sprig's get .m "k" still works)
 //	                               get $.hostvars $h "app_port" 8080
 //	version .ansible_kernel "<" "5.10"  Ansible's version test (loose);
 //	                               "strict" as a 4th argument for N.N[.N][aN|bN]

@@ -47,6 +47,7 @@ func TestNestedDefaults(t *testing.T) {
 		{`{{ get .item "shell" "/bin/bash" }}`, "/bin/bash"},
 		{`{{ get .m "inner" "k" "d" }}`, "v"},
 		{`{{ get .nope "x" "d" }}`, "d"},
+		{`{{ get .m "name" }}|{{ get .m "nope" }}|{{ not (get .m "nope") }}`, "x||true"}, // sprig's 2-argument get
 		{`{{ range .users }}{{ .name }}:{{ .shell | default "/bin/bash" }} {{ end }}`, "alice:/bin/zsh bob:/bin/bash "},
 		{`{{ range $u := .users }}{{ $u.shell | default "-" }} {{ end }}`, "/bin/zsh - "},
 		{`{{ (index .users 1).shell | default "idx" }}`, "idx"},

@@ -66,10 +66,21 @@ func pathGet(v any, keys ...string) (any, error) {
 
 // getOr is `get OBJ KEY... DEFAULT`: the value at the keys, or DEFAULT
 // when a key is missing or the value is nil. Keys are separate arguments
-// (host names contain dots).
+// (host names contain dots). With one key and no default it is sprig's
+// get: the value, or "" when the key is missing.
 func getOr(v any, args ...any) (any, error) {
-	if len(args) < 2 {
-		return nil, errors.New(`get wants an object, at least one key and a default: get .item "shell" "/bin/bash"`)
+	switch len(args) {
+	case 0:
+		return nil, errors.New(`get wants an object, keys and a default: get .item "shell" "/bin/bash"`)
+	case 1:
+		got, err := pathGet(v, fmt.Sprint(args[0]))
+		if err != nil {
+			return nil, fmt.Errorf("get: %w", err)
+		}
+		if got == nil {
+			return "", nil
+		}
+		return got, nil
 	}
 	keys := make([]string, len(args)-1)
 	for i, k := range args[:len(args)-1] {
