@@ -101,6 +101,7 @@ func newLabCmd() *cobra.Command {
 
 func newLabUpCmd(lf *labFlags) *cobra.Command {
 	var subnet, images string
+	var kubelet []int
 	up := &cobra.Command{
 		Use:   "up [N]",
 		Short: "boot hosts 1..N (default 3); idempotent, adds hosts to a running lab",
@@ -131,6 +132,7 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 			}
 			l.Log = os.Stderr
 			l.StopTimeout = lf.stopTimeout
+			l.KubeletHosts = kubelet
 			ctx, stop := signalContext()
 			defer stop()
 			t0 := time.Now()
@@ -143,6 +145,7 @@ func newLabUpCmd(lf *labFlags) *cobra.Command {
 	}
 	up.Flags().StringVar(&subnet, "subnet", lab.DefaultSubnet, "the lab's IPv4 range (bridge .1, host i .(10+i))")
 	up.Flags().StringVar(&images, "images", lab.DefaultImageDir, "base image cache")
+	up.Flags().IntSliceVar(&kubelet, "kubelet", nil, "host numbers to boot as kubelet hosts: /dev/kmsg, writable /proc/sys and cgroups, all capabilities (kept across reboots)")
 	return up
 }
 
@@ -352,7 +355,7 @@ func newLabDelayProxyCmd() *cobra.Command {
 
 func newLabArtifactsCmd() *cobra.Command {
 	var artDir, k8sTools, etcdTools string
-	var k8s bool
+	var k8s, images bool
 	var k8sBins []string
 	artifacts := &cobra.Command{
 		Use:   "artifacts",
@@ -373,6 +376,11 @@ func newLabArtifactsCmd() *cobra.Command {
 			if err := lab.BuildEtcd(ctx, artDir, etcdTools, os.Stderr); err != nil {
 				return err
 			}
+			if images {
+				if err := lab.BuildImages(ctx, artDir, os.Stderr); err != nil {
+					return err
+				}
+			}
 			if !k8s {
 				fmt.Fprintln(os.Stderr, lab.KubernetesNote)
 				return nil
@@ -389,6 +397,7 @@ func newLabArtifactsCmd() *cobra.Command {
 	artifacts.Flags().StringVar(&artDir, "dir", lab.DefaultArtifactsDir, "artifact cache")
 	artifacts.Flags().BoolVar(&k8s, "kubernetes", false, "also build Kubernetes "+lab.KubernetesVersion+" binaries from the module proxy (~30 min cold on 2 cores, seconds when cached)")
 	artifacts.Flags().StringVar(&etcdTools, "etcd-tools", "", "the tools/etcd module directory (default: found above the working directory or the gokube binary)")
+	artifacts.Flags().BoolVar(&images, "images", false, "also build the pause and test images (OCI archives under images/) for kubelet hosts, which cannot pull")
 	artifacts.Flags().StringSliceVar(&k8sBins, "kubernetes-binaries", lab.KubernetesBinaries(), "with --kubernetes: which binaries to build")
 	artifacts.Flags().StringVar(&k8sTools, "k8s-tools", "", "the tools/k8s module directory (default: found above the working directory or the gokube binary)")
 	return artifacts

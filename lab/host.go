@@ -198,6 +198,9 @@ func (l *Lab) bootHost(ctx context.Context, h *hostState) error {
 		"-D", l.hostRoot(h), "-M", h.Machine,
 		"--resolv-conf=off", "--timezone=off", "--link-journal=no",
 	}
+	if h.Kubelet {
+		args = append(args, kubeletNspawnArgs()...)
+	}
 	var cmd *exec.Cmd
 	if cgs := hostCgroups(h.Machine); len(cgs) > 0 {
 		// A leftover of an earlier boot would mix two boots' units.
@@ -217,6 +220,9 @@ func (l *Lab) bootHost(ctx context.Context, h *hostState) error {
 		cmd = exec.Command("/bin/sh", append([]string{"-c", script + `exec "$0" "$@"`}, args...)...)
 	} else {
 		cmd = exec.Command(args[0], args[1:]...)
+	}
+	if h.Kubelet {
+		cmd.Env = append(os.Environ(), kubeletNspawnEnv...)
 	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf

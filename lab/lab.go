@@ -32,6 +32,10 @@ type Lab struct {
 	StopTimeout time.Duration
 	// BootTimeout bounds the wait for SSH after a boot (default 120s).
 	BootTimeout time.Duration
+	// KubeletHosts are the indices of hosts Up boots as kubelet hosts
+	// (see kubeletNspawn). A host keeps the option once given; a running
+	// host gets it at its next boot.
+	KubeletHosts []int
 }
 
 // Host is a lab host as seen from the control machine.
@@ -202,6 +206,13 @@ func (l *Lab) Up(ctx context.Context, n int) error {
 			}
 			l.st.Hosts = append(l.st.Hosts, h)
 		}
+		for _, i := range l.KubeletHosts {
+			h := l.st.Hosts[i-1]
+			if !h.Kubelet && h.Proc.Alive() {
+				l.logf("%s: running; it becomes a kubelet host at its next boot (`gokube lab stop` and `start`)", h.Name)
+			}
+			h.Kubelet = true
+		}
 		if err := raiseInotify(); err != nil {
 			return err
 		}
@@ -244,6 +255,11 @@ func (l *Lab) checkUp(n int) (netip.Prefix, error) {
 	for i := 1; i <= n; i++ {
 		if _, err := machineName(l.cfg.Name, i); err != nil {
 			return netip.Prefix{}, err
+		}
+	}
+	for _, i := range l.KubeletHosts {
+		if i < 1 || i > n {
+			return netip.Prefix{}, fmt.Errorf("lab up %d: kubelet host %d is not one of hosts 1..%d", n, i, n)
 		}
 	}
 	if os.Geteuid() != 0 {

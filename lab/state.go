@@ -42,6 +42,9 @@ type hostState struct {
 	Init Proc `json:"init"`
 	// Cut is set while the host's veth is off the bridge.
 	Cut bool `json:"cut,omitempty"`
+	// Kubelet hosts boot with what a kubelet and its container runtime
+	// need from the container (see kubeletNspawn); kept across reboots.
+	Kubelet bool `json:"kubelet,omitempty"`
 }
 
 type delayState struct {
