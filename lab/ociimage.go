@@ -163,7 +163,7 @@ func ociArchive(im LabImage, exe []byte) ([]byte, error) {
 	manDesc := add("application/vnd.oci.image.manifest.v1+json", manifest)
 	manDesc.Annotations = map[string]string{
 		// containerd names the imported image after this one.
-		"io.containerd.image.name":         im.Ref,
+		"io.containerd.image.name":          im.Ref,
 		"org.opencontainers.image.ref.name": im.Ref,
 	}
 	index, err := json.Marshal(map[string]any{
