@@ -198,31 +198,40 @@ func (l *Lab) bootHost(ctx context.Context, h *hostState) error {
 		"-D", l.hostRoot(h), "-M", h.Machine,
 		"--resolv-conf=off", "--timezone=off", "--link-journal=no",
 	}
+	cgs := hostCgroups(h.Machine)
+	h.Cgroups = nil
 	if h.Kubelet {
-		args = append(args, kubeletNspawnArgs()...)
+		if err := l.writeKubeletFiles(h); err != nil {
+			return err
+		}
+		args = append(args, l.kubeletNspawnArgs(h)...)
+		kcgs, err := kubeletCgroups(h.Machine)
+		if err != nil {
+			return fmt.Errorf("%s: %w", h.Name, err)
+		}
+		h.Cgroups = kcgs
+		cgs = append(cgs, kcgs...)
 	}
 	var cmd *exec.Cmd
-	if cgs := hostCgroups(h.Machine); len(cgs) > 0 {
+	if len(cgs) > 0 {
 		// A leftover of an earlier boot would mix two boots' units.
 		if err := sweepCgroups(cgs); err != nil {
 			return fmt.Errorf("%s: %w", h.Name, err)
 		}
 		// The shell enters the cgroups, then becomes nspawn (same PID), so
 		// nspawn starts inside them and builds the container's tree there.
-		// The paths are made of fixed parts and the machine name only.
+		// The paths are made of fixed parts, the machine name and (on
+		// kubelet hosts) this process's own cgroups, quoted.
 		script := ""
 		for _, cg := range cgs {
-			if err := os.MkdirAll(cg, 0o755); err != nil {
-				return fmt.Errorf("%s: cgroup: %w", h.Name, err)
+			if err := makeCgroup(cg); err != nil {
+				return fmt.Errorf("%s: %w", h.Name, err)
 			}
-			script += "echo $$ > " + cg + "/cgroup.procs && "
+			script += "echo $$ > '" + cg + "/cgroup.procs' && "
 		}
 		cmd = exec.Command("/bin/sh", append([]string{"-c", script + `exec "$0" "$@"`}, args...)...)
 	} else {
 		cmd = exec.Command(args[0], args[1:]...)
-	}
-	if h.Kubelet {
-		cmd.Env = append(os.Environ(), kubeletNspawnEnv...)
 	}
 	cmd.Stdout = logf
 	cmd.Stderr = logf
@@ -275,10 +284,10 @@ func (l *Lab) stopHost(ctx context.Context, h *hostState, timeout time.Duration)
 			return fmt.Errorf("%s: container init (pid %d) does not end", h.Name, h.Init.PID)
 		}
 	}
-	if err := sweepCgroups(hostCgroups(h.Machine)); err != nil {
+	if err := sweepCgroups(append(hostCgroups(h.Machine), h.Cgroups...)); err != nil {
 		return fmt.Errorf("%s: %w", h.Name, err)
 	}
-	h.Proc, h.Init = Proc{}, Proc{}
+	h.Proc, h.Init, h.Cgroups = Proc{}, Proc{}, nil
 	h.Cut = false
 	return l.unmountHost(h)
 }

@@ -45,6 +45,10 @@ type hostState struct {
 	// Kubelet hosts boot with what a kubelet and its container runtime
 	// need from the container (see kubeletNspawn); kept across reboots.
 	Kubelet bool `json:"kubelet,omitempty"`
+	// Cgroups are a kubelet host's cgroups in the v1 controller
+	// hierarchies, recorded at boot: they sit below the booting process's
+	// own cgroups, which another process may not share.
+	Cgroups []string `json:"cgroups,omitempty"`
 }
 
 type delayState struct {
