@@ -8,9 +8,8 @@ LAB_DIR   ?= /var/lib/gokube/lab
 DEMO_LAB  ?= gk
 TEST_LAB  ?= gkt
 ARTIFACTS ?= /var/lib/gokube/artifacts
-# The Kubernetes binaries the control-plane roles install (kubelet and
-# kube-proxy are built only when asked for).
-KUBE_BINS ?= kube-apiserver,kube-controller-manager,kube-scheduler,kubectl
+# The Kubernetes binaries the control-plane and kube-node roles install.
+KUBE_BINS ?= kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubelet,kube-proxy
 # Debian packages the lab, the roles' artifacts, the benchmark and the tests need on the control
 # machine (chromium renders --timeline in a headless browser test).
 APT_PKGS  := systemd-container debootstrap iproute2 iptables openssh-client curl \
@@ -42,7 +41,7 @@ artifacts: build
 # module proxy: 15-30 min cold on 2 cores, seconds when Go's build cache is
 # warm or the cache already holds them.
 k8s-artifacts: build
-	$(BIN) lab artifacts --dir $(ARTIFACTS) --kubernetes --kubernetes-binaries $(KUBE_BINS)
+	$(BIN) lab artifacts --dir $(ARTIFACTS) --images --kubernetes --kubernetes-binaries $(KUBE_BINS)
 
 image: build
 	$(BIN) lab image
@@ -60,7 +59,7 @@ unit:
 # hosts that this target brings up and tears down (even when a test fails).
 # Packages run one at a time (-p 1) because they share the lab's hosts.
 integration: build artifacts k8s-artifacts image
-	$(BIN) lab up 6 --name $(TEST_LAB) --subnet 10.232.0.0/24
+	$(BIN) lab up 6 --name $(TEST_LAB) --subnet 10.232.0.0/24 --kubelet 6
 	set -o pipefail; status=0; \
 	GOKUBE_LAB_DIR=$(LAB_DIR)/$(TEST_LAB) GOKUBE_INTEGRATION=1 GOKUBE_BIN=$(CURDIR)/$(BIN) \
 	  GOKUBE_LAB_TEST=1 GOKUBE_LAB_BIG=1 \

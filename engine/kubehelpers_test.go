@@ -39,3 +39,29 @@ func TestHostvarsOfAndCidrHost(t *testing.T) {
 		}
 	}
 }
+
+func TestCidrSubnet(t *testing.T) {
+	for _, c := range []struct {
+		cidr       string
+		newbits, n int
+		want       string
+	}{
+		{"10.233.64.0/18", 6, 0, "10.233.64.0/24"},
+		{"10.233.64.0/18", 6, 1, "10.233.65.0/24"},
+		{"10.233.64.0/18", 6, 63, "10.233.127.0/24"},
+		{"10.0.0.0/8", 8, 3, "10.3.0.0/16"},
+	} {
+		got, err := cidrSubnet(c.cidr, c.newbits, c.n)
+		if err != nil || got != c.want {
+			t.Errorf("cidrSubnet(%q, %d, %d) = %q, %v; want %q", c.cidr, c.newbits, c.n, got, err, c.want)
+		}
+	}
+	for _, bad := range []struct {
+		cidr       string
+		newbits, n any
+	}{{"10.233.64.0/18", 6, 64}, {"10.233.64.0/18", 6, -1}, {"10.233.64.0/18", 15, 0}, {"fd00::/64", 8, 0}, {"nonsense", 1, 0}} {
+		if _, err := cidrSubnet(bad.cidr, bad.newbits, bad.n); err == nil {
+			t.Errorf("cidrSubnet(%q, %v, %v): no error", bad.cidr, bad.newbits, bad.n)
+		}
+	}
+}

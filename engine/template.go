@@ -107,6 +107,10 @@ func baseFuncs() template.FuncMap {
 	// range (Ansible's ipaddr filter, Terraform's cidrhost), e.g. the
 	// kubernetes service's address, which apiserver certificates must name.
 	fm["cidrHost"] = cidrHost
+	// cidrSubnet "10.233.64.0/18" 6 1 is "10.233.65.0/24": the n-th range
+	// of a range split newbits further (Terraform's cidrsubnet), e.g. each
+	// node's pod range.
+	fm["cidrSubnet"] = cidrSubnet
 	// difference A B: the items of A not in B, A's order kept (Ansible's
 	// difference filter), e.g. the masters that stay.
 	fm["difference"] = func(a, b any) ([]any, error) {
@@ -549,6 +553,24 @@ func cidrHost(cidr string, n any) (string, error) {
 		return "", fmt.Errorf("cidrHost: %s has no host %d", cidr, k)
 	}
 	return a.String(), nil
+}
+
+func cidrSubnet(cidr string, newbits, n any) (string, error) {
+	pfx, err := netip.ParsePrefix(strings.TrimSpace(cidr))
+	if err != nil {
+		return "", fmt.Errorf("cidrSubnet: %w", err)
+	}
+	nb, err1 := strconv.Atoi(fmt.Sprint(newbits))
+	k, err2 := strconv.Atoi(fmt.Sprint(n))
+	bits := pfx.Bits() + nb
+	if err1 != nil || err2 != nil || nb < 0 || k < 0 || !pfx.Addr().Is4() || bits > 32 || (nb < 31 && k >= 1<<nb) {
+		return "", fmt.Errorf("cidrSubnet: %s has no subnet %v of %v more bits (IPv4 only)", cidr, n, newbits)
+	}
+	a := pfx.Masked().Addr().As4()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= uint32(k) << (32 - bits)
+	out := netip.PrefixFrom(netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)}), bits)
+	return out.String(), nil
 }
 
 // toList accepts the list shapes templates produce ([]any, []string).

@@ -42,6 +42,11 @@ func DefaultRecipe() Recipe {
 			"openssh-server", "sudo", "python3",
 			"haproxy", "curl", "ca-certificates", "iproute2", "iputils-ping",
 			"procps", "dnsmasq", "less", "netbase",
+			// Kubelet hosts' container runtime, pod network and
+			// kube-proxy's rules (the kube-node role configures and
+			// starts them; kubelet hosts: `lab up --kubelet`).
+			"containerd", "runc", "containernetworking-plugins",
+			"iptables", "conntrack",
 		},
 		Setup: imageSetup,
 	}
@@ -53,6 +58,8 @@ const imageSetup = `
 systemctl enable systemd-networkd.service ssh.service
 # Roles start dnsmasq where they need it.
 systemctl disable dnsmasq.service || true
+# Only kubelet hosts run a container runtime; the kube-node role starts it.
+systemctl disable containerd.service || true
 # Nothing here needs these, and they slow boots or wake up at random times.
 systemctl mask systemd-networkd-wait-online.service apt-daily.timer \
   apt-daily-upgrade.timer e2scrub_all.timer fstrim.timer man-db.timer \

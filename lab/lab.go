@@ -47,7 +47,8 @@ type Host struct {
 	Veth    string // host-side interface on the bridge
 	Running bool
 	Cut     bool
-	PID     int // systemd-nspawn's PID while running
+	Kubelet bool // booted for a kubelet (`lab up --kubelet`)
+	PID     int  // systemd-nspawn's PID while running
 	// SSHAddr and SSHPort are where to dial SSH: Addr:22, or the delaying
 	// forwarder on the gateway while `lab delay` is active.
 	SSHAddr string
@@ -456,7 +457,8 @@ func (l *Lab) Reset(ctx context.Context, name string) error {
 		if err := l.stopHost(ctx, h, l.stopTimeout()); err != nil {
 			return err
 		}
-		for _, sub := range []string{"upper", "work"} {
+		// containerd's store (kubelet hosts) is part of the disk too.
+		for _, sub := range []string{"upper", "work", "containerd"} {
 			if err := removeUnmounted(filepath.Join(l.hostDir(h), sub)); err != nil {
 				return err
 			}
@@ -527,7 +529,7 @@ func (l *Lab) hostsOf(st *state) []Host {
 	out := make([]Host, 0, len(st.Hosts))
 	for _, h := range st.Hosts {
 		x := Host{Name: h.Name, Index: h.Index, Addr: h.Addr, Machine: h.Machine, Veth: vethName(h.Machine),
-			Running: h.Proc.Alive(), Cut: h.Cut, SSHAddr: h.Addr, SSHPort: 22}
+			Running: h.Proc.Alive(), Cut: h.Cut, Kubelet: h.Kubelet, SSHAddr: h.Addr, SSHPort: 22}
 		if x.Running {
 			x.PID = h.Proc.PID
 		}

@@ -5,7 +5,7 @@ package roles
 import "embed"
 
 // FS holds every bundled role: gokube-defaults, pki, download, etcd,
-// loadbalancer, kube-master, client, verify.
+// loadbalancer, kube-master, client, verify, kube-node.
 //
-//go:embed all:pki all:download all:etcd all:loadbalancer all:kube-master all:client all:verify all:gokube-defaults
+//go:embed all:pki all:download all:etcd all:loadbalancer all:kube-master all:client all:verify all:gokube-defaults all:kube-node
 var FS embed.FS
