@@ -96,6 +96,9 @@ func TestNodes(t *testing.T) {
 	if r.code != 0 {
 		t.Fatalf("first run: exit %d\n%s", r.code, tail(r.out, 80))
 	}
+	if !strings.Contains(r.out, "workers: 1/1 nodes Ready") {
+		t.Errorf("verify did not report the worker Ready:\n%s", tail(r.out, 40))
+	}
 
 	t.Run("the worker's services and images", func(t *testing.T) {
 		for _, u := range []string{"containerd", "kubelet", "kube-proxy"} {
@@ -204,10 +207,14 @@ func TestNodes(t *testing.T) {
 		}
 	})
 
+	// verify's kube_nodes also checks the Deployment's pod this time.
 	t.Run("second run changes nothing on the worker", func(t *testing.T) {
-		r := e.play(t, ctx, "-i", c.inv, c.playbook("cluster.yml"))
+		r := e.play(t, ctx, "-i", c.inv, c.playbook("cluster.yml"), "-e", "kube_verify_pod_selector=default/app=hello")
 		if r.code != 0 {
 			t.Fatalf("exit %d\n%s", r.code, tail(r.out, 60))
+		}
+		if !strings.Contains(r.out, "workers: 1/1 nodes Ready") {
+			t.Errorf("no workers report of verify:\n%s", tail(r.out, 40))
 		}
 		if rc := r.recap[nodeName]; rc.changed != 0 || rc.ok == 0 {
 			t.Errorf("worker recap %+v\n%s", rc, tail(r.out, 80))
