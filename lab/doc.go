@@ -5,13 +5,13 @@
 //
 // # Commands
 //
-//	gokube lab up [N] [--name gk] [--dir D] [--subnet 10.231.0.0/24]
+//	gokube lab up [N] [--name gk] [--dir D] [--subnet 10.231.0.0/24] [--kubelet I,J]
 //	gokube lab down | reset [HOST] | status | image
 //	gokube lab inventory [--groups etcd=1-3,kube-master=1-2] [--user deploy] [-o FILE]
 //	gokube lab ssh HOST [CMD...]
 //	gokube lab stop|start|cut|heal HOST...
 //	gokube lab delay MS
-//	gokube lab artifacts [--dir /var/lib/gokube/artifacts]
+//	gokube lab artifacts [--dir /var/lib/gokube/artifacts] [--images] [--kubernetes]
 //
 // up is idempotent and adds hosts to a running lab; down powers everything
 // off (disks stay) and removes the bridge; reset also forgets the disks
@@ -38,6 +38,12 @@
 // unified and name=systemd hierarchies): started side by side in one
 // cgroup, the containers' systemds would share and break each other's unit
 // cgroups (units failing with 219/CGROUP under load).
+//
+// Kubelet hosts (up --kubelet) get what a kubelet and runc need; see
+// kubelet.go: /dev/kmsg, all capabilities, cgroups of their own in every v1
+// controller (remounted writable inside), kubelet's sysctl values bound
+// over /proc/sys (the machine's own stay untouched), containerd's store on
+// the lab's disk.
 // up returns when every booted host accepts a login as deploy with sudo
 // through connection.DialSSH, host key checked.
 //

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -179,5 +180,35 @@ func TestKubeconfigCheckModeBeforeCertificates(t *testing.T) {
 	})
 	if err != nil || !res.Changed {
 		t.Fatalf("check mode without certificates: %+v %v", res, err)
+	}
+}
+
+// kube_nodes refuses bad arguments before it reaches for a connection, and
+// reads a node's Ready condition.
+func TestKubeNodesArgsAndReady(t *testing.T) {
+	ok := map[string]any{"api": "https://10.0.0.9:6443", "nodes": []any{"n-1"}, "ca_cert": "ca", "client_cert": "c", "client_key": "k"}
+	if _, err := (KubeNodes{}).Run(context.Background(), nil, ok); err == nil || !strings.Contains(err.Error(), "no connection") {
+		t.Fatalf("good arguments: err %v, want the missing connection", err)
+	}
+	for key, bad := range map[string]any{"api": "10.0.0.9:6443", "pod_selector": "app=hello", "timeout": "soon"} {
+		args := map[string]any{}
+		for k, v := range ok {
+			args[k] = v
+		}
+		args[key] = bad
+		if _, err := (KubeNodes{}).Run(context.Background(), nil, args); err == nil || !strings.Contains(err.Error(), key) {
+			t.Errorf("%s=%v: err %v", key, bad, err)
+		}
+	}
+	var n knNode
+	if err := json.Unmarshal([]byte(`{"metadata":{"name":"n-1"},"status":{"conditions":[{"type":"MemoryPressure","status":"False"},{"type":"Ready","status":"False","reason":"KubeletNotReady","message":"network not ready"}]}}`), &n); err != nil {
+		t.Fatal(err)
+	}
+	if ready, why := knReady(n); ready || why != "KubeletNotReady network not ready" {
+		t.Errorf("knReady: %v %q", ready, why)
+	}
+	n.Status.Conditions[1].Status = "True"
+	if ready, _ := knReady(n); !ready {
+		t.Error("knReady: a True Ready condition is not ready")
 	}
 }
