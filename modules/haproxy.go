@@ -72,14 +72,14 @@ func (HAProxyServer) Run(ctx context.Context, env *Env, args map[string]any) (*R
 		if hostErr := pkiHostErr(err); hostErr != nil {
 			return nil, hostErr
 		}
-		return &Result{Failed: true, Msg: "haproxy_server: " + pkiErrText(err)}, nil
+		return &Result{Failed: true, Msg: "haproxy_server: " + pkiErrText(err), Data: haproxyNone()}, nil
 	}
 	if r.status != http.StatusOK {
-		return &Result{Failed: true, Msg: fmt.Sprintf("haproxy_server: %s: HTTP %d", statsURL, r.status)}, nil
+		return &Result{Failed: true, Msg: fmt.Sprintf("haproxy_server: %s: HTTP %d", statsURL, r.status), Data: haproxyNone()}, nil
 	}
 	servers, err := haproxyServers(string(r.body), backend)
 	if err != nil {
-		return &Result{Failed: true, Msg: "haproxy_server: " + err.Error()}, nil
+		return &Result{Failed: true, Msg: "haproxy_server: " + err.Error(), Data: haproxyNone()}, nil
 	}
 	data := map[string]any{"servers": servers, "status": "", "up": false}
 	if a.has("expect_servers") {
@@ -103,6 +103,12 @@ func (HAProxyServer) Run(ctx context.Context, env *Env, args map[string]any) (*R
 		data["up"] = up
 	}
 	return &Result{Data: data, Msg: fmt.Sprintf("backend %s: %v", backend, servers)}, nil
+}
+
+// haproxyNone is what a failed read registers: every key an `until:` may
+// test is there (haproxy is briefly unreachable while it reloads).
+func haproxyNone() map[string]any {
+	return map[string]any{"servers": map[string]any{}, "status": "", "up": false, "match": false}
 }
 
 // haproxyServers picks the server rows of one backend from haproxy's CSV

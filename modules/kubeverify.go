@@ -201,14 +201,29 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 	lbFailed := 0
 	lbDetail := ""
 	if p.lb != "" {
-		for i := 0; i < p.lbCalls; i++ {
-			ok, detail, err := readyz(p.lb)
-			if err != nil {
-				return nil, err
+		// Right after the masters start, haproxy needs its `rise` checks
+		// before it routes to them: when every apiserver is ready, failed
+		// calls through it are tried again within the settle window.
+		deadline := time.Now().Add(p.settle)
+		for {
+			lbFailed = 0
+			for i := 0; i < p.lbCalls; i++ {
+				ok, detail, err := readyz(p.lb)
+				if err != nil {
+					return nil, err
+				}
+				if !ok {
+					lbFailed++
+					lbDetail = detail
+				}
 			}
-			if !ok {
-				lbFailed++
-				lbDetail = detail
+			if lbFailed == 0 || ready(checks) < len(checks) || time.Now().After(deadline) {
+				break
+			}
+			select {
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			case <-time.After(time.Second):
 			}
 		}
 		if lbFailed > 0 {
