@@ -229,9 +229,6 @@ func etcdMemberNames(t *testing.T, res *Result) map[string]map[string]any {
 // TestEtcdRealCluster runs the module against a real 3-member etcd with TLS
 // and client certificate authentication on loopback ports.
 func TestEtcdRealCluster(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd")
-	}
 	c := newEtcdTestCluster(t, 3)
 	local := connection.NewLocal("ctl")
 
@@ -412,9 +409,6 @@ func TestEtcdRealCluster(t *testing.T) {
 // TestEtcdStatusUnhealthy: a member that lost its quorum answers, but is
 // reported unhealthy, without a leader.
 func TestEtcdStatusUnhealthy(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd")
-	}
 	c := newEtcdTestCluster(t, 3)
 	c.stop(c.members[1])
 	c.stop(c.members[2])

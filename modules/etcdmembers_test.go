@@ -13,9 +13,6 @@ import (
 // dead member is removed; a learner is added, refused promotion only while
 // it lags, then promoted; endpoints falls over to a member that answers.
 func TestEtcdMembershipSafety(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd")
-	}
 	c := newEtcdTestCluster(t, 3)
 	local := connection.NewLocal("ctl")
 	m1, m2, m3 := c.members[0], c.members[1], c.members[2]
@@ -131,9 +128,6 @@ etcd_network_peer_round_trip_time_seconds_count{To="fdf7c98ad583f6cf"} 0
 // TestEtcdStatusRoundTripsAndAlarms: a real member reports no alarm and,
 // once its prober has run, a round trip to each peer.
 func TestEtcdStatusRoundTripsAndAlarms(t *testing.T) {
-	if testing.Short() {
-		t.Skip("starts etcd")
-	}
 	c := newEtcdTestCluster(t, 3)
 	local := connection.NewLocal("ctl")
 	deadline := time.Now().Add(60 * time.Second)
