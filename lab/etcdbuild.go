@@ -3,12 +3,12 @@ package lab
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 )
@@ -65,32 +65,21 @@ func FindEtcdTools() (string, error) {
 // build is a few minutes on 2 cores.
 func BuildEtcd(ctx context.Context, artifactDir, toolsDir string, log io.Writer) error {
 	relDir := "etcd/" + EtcdBuildVersion
-	outDir := filepath.Join(artifactDir, filepath.FromSlash(relDir))
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return fmt.Errorf("etcd artifacts: %w", err)
+	var names []string
+	for _, c := range etcdCommands() {
+		names = append(names, c[0])
 	}
-	unlock, err := lockFile(ctx, filepath.Join(artifactDir, ".lock"))
+	cd, err := openCacheDir(ctx, artifactDir, relDir, "etcd", names)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-
-	sumsPath := filepath.Join(artifactDir, "SHA256SUMS")
-	old, err := os.ReadFile(sumsPath)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("etcd artifacts: %w", err)
-	}
-	sums, err := parseSums(sumsPath, old)
-	if err != nil {
-		return err
-	}
+	defer cd.unlock()
+	outDir, sumsPath := cd.outDir, cd.sumsPath
 	var missing [][2]string
 	for _, c := range etcdCommands() {
-		rel := relDir + "/" + c[0]
-		if got, err := fileSHA256(filepath.Join(outDir, c[0])); err == nil && got == sums[rel] {
-			continue
+		if slices.Contains(cd.missing, c[0]) {
+			missing = append(missing, c)
 		}
-		missing = append(missing, c)
 	}
 	if len(missing) == 0 {
 		fmt.Fprintf(log, "cached etcd %s (etcd, etcdctl, etcdutl)\n", EtcdBuildVersion)

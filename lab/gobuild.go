@@ -2,6 +2,7 @@ package lab
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -95,4 +96,43 @@ func isModuleDir(dir, module string) bool {
 		}
 	}
 	return false
+}
+
+// cacheDir is one directory of the artifact cache opened for a build.
+type cacheDir struct {
+	outDir, sumsPath string
+	missing          []string // names whose file is absent or differs from SHA256SUMS
+	unlock           func()
+}
+
+// openCacheDir takes the cache's lock (every build and Artifacts rewrite
+// SHA256SUMS, and two builds of the same binaries at once would only double
+// the work) and says which of names under relDir must be built. The caller
+// calls unlock when done.
+func openCacheDir(ctx context.Context, artifactDir, relDir, what string, names []string) (*cacheDir, error) {
+	c := &cacheDir{outDir: filepath.Join(artifactDir, filepath.FromSlash(relDir)), sumsPath: filepath.Join(artifactDir, "SHA256SUMS")}
+	if err := os.MkdirAll(c.outDir, 0o755); err != nil {
+		return nil, fmt.Errorf("%s artifacts: %w", what, err)
+	}
+	unlock, err := lockFile(ctx, filepath.Join(artifactDir, ".lock"))
+	if err != nil {
+		return nil, err
+	}
+	old, err := os.ReadFile(c.sumsPath)
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		unlock()
+		return nil, fmt.Errorf("%s artifacts: %w", what, err)
+	}
+	sums, err := parseSums(c.sumsPath, old)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	for _, n := range names {
+		if got, err := fileSHA256(filepath.Join(c.outDir, n)); err != nil || got != sums[relDir+"/"+n] {
+			c.missing = append(c.missing, n)
+		}
+	}
+	c.unlock = unlock
+	return c, nil
 }

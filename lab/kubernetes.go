@@ -59,36 +59,16 @@ func BuildKubernetesBinaries(ctx context.Context, artifactDir, toolsDir string, 
 
 func buildKubernetes(ctx context.Context, artifactDir, toolsDir string, bins []string, log io.Writer) error {
 	relDir := "kubernetes/" + KubernetesVersion
-	outDir := filepath.Join(artifactDir, filepath.FromSlash(relDir))
-	if err := os.MkdirAll(outDir, 0o755); err != nil {
-		return fmt.Errorf("kubernetes artifacts: %w", err)
-	}
-	// The same lock as Artifacts: both rewrite SHA256SUMS, and two builds of
-	// the same binaries at once would only double the work.
-	unlock, err := lockFile(ctx, filepath.Join(artifactDir, ".lock"))
+	c, err := openCacheDir(ctx, artifactDir, relDir, "kubernetes", bins)
 	if err != nil {
 		return err
 	}
-	defer unlock()
-
-	sumsPath := filepath.Join(artifactDir, "SHA256SUMS")
-	old, err := os.ReadFile(sumsPath)
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
-		return fmt.Errorf("kubernetes artifacts: %w", err)
-	}
-	sums, err := parseSums(sumsPath, old)
-	if err != nil {
-		return err
-	}
-	var missing []string
+	defer c.unlock()
+	outDir, sumsPath, missing := c.outDir, c.sumsPath, c.missing
 	for _, b := range bins {
-		rel := relDir + "/" + b
-		got, err := fileSHA256(filepath.Join(outDir, b))
-		if err == nil && got == sums[rel] {
-			fmt.Fprintf(log, "cached %s\n", rel)
-			continue
+		if !slices.Contains(missing, b) {
+			fmt.Fprintf(log, "cached %s/%s\n", relDir, b)
 		}
-		missing = append(missing, b)
 	}
 	if len(missing) == 0 {
 		return nil
