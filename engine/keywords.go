@@ -144,7 +144,11 @@ var taskKeywords = map[string]taskKeyword{
 				d.t.Label = lv.Value
 			case "index_var":
 				d.t.IndexVar = lv.Value
-			case "extended", "pause":
+			case "extended":
+				// ansible_loop is always set (extended is always on), so
+				// extended: true is honoured; false only hides nothing.
+			case "pause":
+				return errAt(Pos{d.file, lk.Line}, "loop_control: pause is not supported (gokube does not sleep between items); use a separate pause task or until/delay")
 			default:
 				return errAt(Pos{d.file, lk.Line}, "unknown key %q in loop_control", lk.Value)
 			}

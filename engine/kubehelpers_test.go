@@ -3,6 +3,7 @@ package engine
 import (
 	"fmt"
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -63,5 +64,21 @@ func TestCidrSubnet(t *testing.T) {
 		if _, err := cidrSubnet(bad.cidr, bad.newbits, bad.n); err == nil {
 			t.Errorf("cidrSubnet(%q, %v, %v): no error", bad.cidr, bad.newbits, bad.n)
 		}
+	}
+}
+
+// A loop_control key gokube cannot honour is refused, not ignored.
+func TestLoopControlPauseRefused(t *testing.T) {
+	e := newEnv(t, "[g]\nh1\n", map[string]string{"site.yml": `
+- hosts: g
+  gather_facts: false
+  tasks:
+    - debug: {msg: "{{ .item }}"}
+      loop: [1, 2]
+      loop_control: {pause: 1}
+`})
+	_, _, err := Load(e.opts("site.yml"))
+	if err == nil || !strings.Contains(err.Error(), "pause is not supported") || !strings.Contains(err.Error(), "site.yml:7") {
+		t.Fatalf("want a load error naming site.yml:7, got %v", err)
 	}
 }
