@@ -49,7 +49,10 @@ func newHACluster(t *testing.T, ctx context.Context, e *env, masters, etcd []int
 	c := &haCluster{e: e, work: t.TempDir(), masters: masters, etcd: etcd, lb: lb}
 	copyTree(t, filepath.Join(e.root, "examples/ha-cluster"), c.work)
 	c.pki = filepath.Join(c.work, "pki")
-	c.groups = map[string][]int{"kube-master": masters, "etcd": etcd, "loadbalancer": {lb}}
+	// [kube-node] is there and empty, as in the example inventory:
+	// cluster.yml has a play for it, and a play naming a missing group is
+	// refused at load.
+	c.groups = map[string][]int{"kube-master": masters, "etcd": etcd, "loadbalancer": {lb}, "kube-node": {}}
 	c.writeInventory(t)
 	c.lbURL = "https://" + e.lab.Hosts()[lb-1].Addr + ":6443"
 	return c
