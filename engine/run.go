@@ -275,6 +275,13 @@ func (r *run) groupsVar() map[string]any {
 		}
 		g[name] = l
 	}
+	// index .groups "kube-master" works on a kubespray inventory too, as
+	// hostsOf does (inventory.GroupAlias).
+	for _, name := range r.inv.GroupNames() {
+		if a := inventory.GroupAlias(name); a != "" && g[a] == nil {
+			g[a] = g[name]
+		}
+	}
 	if _, ok := g["all"]; !ok {
 		l := []any{}
 		for _, h := range r.inv.HostNames() {

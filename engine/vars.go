@@ -104,8 +104,9 @@ func hostFuncs(inst *tmplInst) template.FuncMap {
 	return template.FuncMap{
 		"hostsOf": func(group string) []string { return inst.cur.r.inv.GroupHosts(group) },
 		"inGroup": func(group string) bool {
+			real := inst.cur.r.inv.ResolveGroup(group) // kube-master on a kubespray inventory
 			for _, g := range inst.cur.r.hostGroups(inst.cur.host) {
-				if g == group {
+				if g == group || g == real {
 					return true
 				}
 			}

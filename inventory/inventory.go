@@ -447,7 +447,8 @@ func (inv *Inventory) GroupNames() []string {
 }
 
 // GroupHosts returns all hosts of a group incl. its children, in inventory
-// order; nil for an unknown group.
+// order; nil for an unknown group. A renamed group's other name works
+// (GroupAlias).
 func (inv *Inventory) GroupHosts(group string) []string {
 	inv.mu.RLock()
 	defer inv.mu.RUnlock()
@@ -455,6 +456,7 @@ func (inv *Inventory) GroupHosts(group string) []string {
 }
 
 func (inv *Inventory) groupHosts(name string) []string {
+	name = inv.resolveGroup(name)
 	g, ok := inv.groups[name]
 	if !ok {
 		return nil

@@ -268,7 +268,7 @@ func subscript(hosts []string, idx, start, end string) []string {
 // enumerate mirrors Ansible's _enumerate_matches: groups first; hosts too
 // when no group matched or the term is a wildcard/regex.
 func (inv *Inventory) enumerate(t string) ([]string, bool, error) {
-	if _, ok := inv.groups[t]; ok {
+	if _, ok := inv.groups[inv.resolveGroup(t)]; ok {
 		return inv.groupHosts(t), true, nil
 	}
 	if _, ok := inv.hosts[t]; ok {
