@@ -46,8 +46,8 @@ func TestKubesprayGroupNames(t *testing.T) {
 		}
 		for _, w := range []string{
 			"+ETCD_INITIAL_CLUSTER=h-1=https://" + a1 + ":2380\n", // etcd_group
-			"+    server h-1 " + a1 + ":6443\n",                     // kube-master in haproxy.cfg
-			"TASK [kube-master : start the components]",            // the masters play matched
+			"+    server h-1 " + a1 + ":6443\n",                   // kube-master in haproxy.cfg
+			"TASK [kube-master : start the components]",           // the masters play matched
 		} {
 			if !strings.Contains(r.out, w) {
 				t.Errorf("output lacks %q\n%s", w, tail(r.out, 80))
