@@ -59,6 +59,7 @@ type playFlags struct {
 	retryFile   string
 	retryDir    string // ansible.cfg's retry_files_save_path
 	noRetry     bool
+	lockWait    int
 	timeline    string
 	rolesPath   []string        // ansible.cfg's roles_path
 	proxyJump   *inventory.Jump // ansible.cfg's ssh_args
@@ -106,6 +107,7 @@ parse error (bad flag, inventory, playbook, template syntax).`,
 	fl.StringVar(&f.artifacts, "artifact-dir", "", "control machine's artifact cache for modules that upload binaries")
 	fl.StringVar(&f.retryFile, "retry-file", "", "where to list failed and unreachable hosts for --limit @FILE (default PLAYBOOK.retry beside the playbook)")
 	fl.BoolVar(&f.noRetry, "no-retry-file", false, "do not write a retry file")
+	fl.IntVar(&f.lockWait, "lock-wait", 60, "seconds a run waits for another gokube run's lock on a host (/run/gokube/lock) before that host fails")
 	fl.StringVar(&f.timeline, "timeline", "", "write a picture of the run to FILE.html or FILE.svg: one row per host, one bar per task (outcome, round trips, bytes), slowest marked")
 	return cmd
 }
@@ -123,7 +125,7 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 		StartAtTask: f.startAt, Become: f.become, BecomeUser: f.becomeUser, User: f.user,
 		PrivateKey: f.key, KnownHosts: f.knownHosts, AcceptNewHostKeys: f.acceptNew,
 		ConnectTimeout: f.timeout, Output: f.output, Out: cmd.OutOrStdout(), BundledRoles: roles.FS,
-		ArtifactDir: f.artifacts, RolesPath: f.rolesPath, ProxyJump: f.proxyJump,
+		ArtifactDir: f.artifacts, RolesPath: f.rolesPath, ProxyJump: f.proxyJump, LockWait: f.lockWait,
 	}
 	if f.listTasks || f.listHosts || f.syntax {
 		var pb *engine.Playbook

@@ -41,8 +41,9 @@ import (
 // process group (the shell is a session leader under sshd), which holds
 // the script and everything it started.
 const shellPreamble = `gk_D=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) || gk_D=
-trap 'if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi; kill -KILL 0; exit 143' TERM HUP INT
-trap 'if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi' EXIT
+gk_unlock() { :; }
+trap 'gk_unlock; if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi; kill -KILL 0; exit 143' TERM HUP INT
+trap 'gk_unlock; if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi' EXIT
 gk_n() { gk_bad=; if [ -n "$gk_D" ]; then : >"$gk_D/i"; fi; }
 gk_w() {
 if [ -z "$gk_D" ]; then while read -r gk_l; do :; done; return; fi
@@ -264,6 +265,7 @@ func putScript(up Upload, from, tag string) string {
 case $p in */*) gk_d=${p%/*};; *) gk_d=.;; esac
 `)
 	// noclobber: the name is the caller's, the file must be new.
+	b.WriteString(staleTempsScript)
 	fmt.Fprintf(&b, "gk_t=\"${gk_d:-/}/.gokube.%s\"\n(set -C; : >\"$gk_t\") || { gk_t=; exit 1; }\n", tag)
 	if from == "" {
 		b.WriteString("cat >\"$gk_t\"\n")

@@ -31,6 +31,10 @@ type SSHConfig struct {
 	Jump              *SSHConfig
 	Timeout           time.Duration // dial timeout (default 10s)
 
+	// Lock, when set, is the run's per-host lock, taken by the first
+	// shell the connection opens (see RunLock).
+	Lock *RunLock
+
 	// KeepAlive is the interval of keepalive requests (default 5s); a
 	// connection that does not answer within two intervals is closed.
 	KeepAlive time.Duration
@@ -63,6 +67,8 @@ type sshConn struct {
 
 	mu     sync.Mutex
 	shells map[string]*shellSession
+	// lockShell is the shell that took the run lock (Lock set).
+	lockShell *shellSession
 	// runSem serializes Runs: a shell carries one frame at a time. The
 	// executor never overlaps a host's tasks, but a delegated task might.
 	runSem chan struct{}

@@ -44,6 +44,16 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 		}
 		return nil
 	}
+	// The lock first: taking it removes uploads older than it, and an
+	// upload made before it would be one.
+	c.mu.Lock()
+	need := c.needLock(shellKey(up.Become, up.BecomeUser))
+	c.mu.Unlock()
+	if need {
+		if _, err := c.Run(ctx, Request{Script: ":", ReadOnly: true, Become: up.Become, BecomeUser: up.BecomeUser}); err != nil {
+			return fmt.Errorf("put %s: %w", up.Path, err)
+		}
+	}
 	tmp, err := c.upload(ctx, io.MultiReader(bytes.NewReader(head), content))
 	if err != nil {
 		return err

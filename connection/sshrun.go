@@ -86,7 +86,7 @@ exec sudo -A -H -p GK_PW -u ` + shQuote(key) + " -- /bin/sh -c " + shQuote(inner
 // openShell opens a session channel and starts the shell without waiting
 // for the exec reply: the first frame follows at once, so opening costs
 // the channel-open round trip only.
-func (c *sshConn) openShell(ctx context.Context, key string) (*shellSession, error) {
+func (c *sshConn) openShell(ctx context.Context, key string, lock bool) (*shellSession, error) {
 	type opened struct {
 		ch   ssh.Channel
 		reqs <-chan *ssh.Request
@@ -129,6 +129,9 @@ func (c *sshConn) openShell(ctx context.Context, key string) (*shellSession, err
 		stderr:  &tailBuffer{max: 4 << 10},
 		errDone: make(chan struct{}),
 	}
+	if lock {
+		s.pending = append(s.pending, lockPreamble(c.cfg.Lock, c.cfg.User, LockPath)...)
+	}
 	go func() {
 		_, _ = io.Copy(s.stderr, o.ch.Stderr())
 		close(s.errDone)
@@ -144,12 +147,19 @@ func (c *sshConn) shell(ctx context.Context, become bool, user string) (*shellSe
 	if s != nil && !s.dead.Load() {
 		return s, nil
 	}
-	s, err := c.openShell(ctx, key)
+	// Runs are serialised (runSem), so no two shells race for the lock.
+	c.mu.Lock()
+	lock := c.needLock(key)
+	c.mu.Unlock()
+	s, err := c.openShell(ctx, key, lock)
 	if err != nil {
 		return nil, err
 	}
 	c.mu.Lock()
 	c.shells[key] = s
+	if lock {
+		c.lockShell = s
+	}
 	c.mu.Unlock()
 	return s, nil
 }
@@ -196,6 +206,9 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 	select {
 	case a := <-got:
 		if a.err == nil {
+			if err := lockedResult(c.cfg.Host, a.res); err != nil {
+				return Result{}, err
+			}
 			return a.res, nil
 		}
 		s.close()

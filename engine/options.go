@@ -67,6 +67,9 @@ type Options struct {
 	// ProxyJump is the bastion of hosts whose inventory names none
 	// (ansible.cfg's ssh_args).
 	ProxyJump *inventory.Jump
+	// LockWait is how many seconds a run waits for another run's lock on
+	// a host before that host fails (default 60; see connection.RunLock).
+	LockWait int
 }
 
 // Load parses the playbook and inventory of opts without contacting hosts.

@@ -2,9 +2,14 @@ package engine
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"os/user"
 	"sync"
+	"time"
 
 	"gokube/connection"
 	"gokube/inventory"
@@ -105,6 +110,21 @@ func (p *connPool) closeAll() {
 			e.conn.Close()
 		}
 	}
+}
+
+// newRunLock is this run's lock: a random id, who runs it and since when,
+// so a second run's refusal says who to ask.
+func newRunLock(wait int) *connection.RunLock {
+	var id [8]byte
+	_, _ = rand.Read(id[:])
+	who := "unknown"
+	if u, err := user.Current(); err == nil {
+		who = u.Username
+	}
+	if h, err := os.Hostname(); err == nil {
+		who += "@" + h
+	}
+	return &connection.RunLock{ID: hex.EncodeToString(id[:]), User: who, Start: time.Now(), Wait: wait}
 }
 
 func isLocalName(h string) bool { return h == "localhost" || h == "127.0.0.1" || h == "::1" }
@@ -214,5 +234,6 @@ func (r *run) sshConfig(host string, cv inventory.ConnVars) connection.SSHConfig
 	if cfg.BecomePassword == "" {
 		cfg.BecomePassword = r.opts.BecomePassword
 	}
+	cfg.Lock = r.lock
 	return cfg
 }

@@ -13,6 +13,7 @@ import (
 	"text/template"
 	"time"
 
+	"gokube/connection"
 	"gokube/inventory"
 	"gokube/modules"
 )
@@ -97,6 +98,9 @@ type run struct {
 	start  time.Time
 	// batchNum counts the serial batches of the current play.
 	batchNum int
+	// lock is the per-host run lock every SSH connection takes (nil in
+	// check mode, which changes nothing).
+	lock *connection.RunLock
 }
 
 type timeKey struct {
@@ -147,6 +151,9 @@ func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[stri
 		r.recap.Hosts[name] = st
 	}
 	r.pool = newConnPool(r)
+	if !opts.Check {
+		r.lock = newRunLock(opts.LockWait)
+	}
 	// The inventory does not change during a run; templates share this.
 	r.groups = r.groupsVar()
 	if opts.Output == "json" {

@@ -1,0 +1,167 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestRunLock: two runs against one host. The second waits for the
+// first's /run/gokube/lock, so their lineinfile edits of one file do not
+// interleave and none is lost; with a short --lock-wait it fails naming
+// the holder and changes nothing; a lock whose shell was killed (no trap
+// ran) is taken over; the run that takes the lock removes stale uploads
+// and put temp files of earlier runs, and no lock is left after a run.
+func TestRunLock(t *testing.T) {
+	e := setupN(t, 1)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+	work := t.TempDir()
+	inv := e.inventory(t, work, "node", map[string][]int{"nodes": {1}})
+	const n = 5
+	var nums []string
+	for i := 0; i < n; i++ {
+		nums = append(nums, fmt.Sprint(i))
+	}
+	items := "[" + strings.Join(nums, ", ") + "]"
+	write := func(name, body string) string {
+		p := filepath.Join(work, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	// A holds the lock until /root/gk-go appears (an event the test makes).
+	pbA := write("a.yml", fmt.Sprintf(`
+- hosts: nodes
+  gather_facts: false
+  tasks:
+    - command: sh -c 'while [ ! -e /root/gk-go ]; do sleep 0.2; done'
+      changed_when: false
+    - lineinfile: {path: /root/gk-lock.txt, line: "a-{{ .item }}", create: true}
+      loop: %s
+`, items))
+	pbB := write("b.yml", fmt.Sprintf(`
+- hosts: nodes
+  gather_facts: false
+  tasks:
+    - lineinfile: {path: /root/gk-lock.txt, line: "b-{{ .item }}", create: true}
+      loop: %s
+`, items))
+	ssh := func(cmd string) string {
+		t.Helper()
+		out, err := e.ssh(t, 1, cmd)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", cmd, err, out)
+		}
+		return out
+	}
+	// waitHost polls the host until cond (a shell test) holds: an event,
+	// bounded by ctx only.
+	waitHost := func(what, cond string) {
+		t.Helper()
+		for ctx.Err() == nil {
+			if _, err := e.ssh(t, 1, cond); err == nil {
+				return
+			}
+		}
+		t.Fatalf("never saw %s", what)
+	}
+	start := func(args ...string) (*bytes.Buffer, chan error) {
+		var out bytes.Buffer
+		cmd := exec.CommandContext(ctx, e.bin, append([]string{"play"}, args...)...)
+		cmd.Stdout, cmd.Stderr = &out, &out
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		return &out, done
+	}
+	ssh("rm -f /root/gk-go /root/gk-lock.txt; [ ! -e /run/gokube/lock ]")
+
+	t.Run("second run waits, no lost update", func(t *testing.T) {
+		outA, doneA := start("-i", inv, pbA)
+		waitHost("run A's lock", "grep -q '^run=' /run/gokube/lock")
+		holder := ssh("cat /run/gokube/lock")
+		outB, doneB := start("-i", inv, pbB)
+		// B's shell is in its wait loop (a sleep 1 under it) before A goes on.
+		waitHost("run B waiting", "pgrep -fx 'sleep 1' >/dev/null")
+		if got := ssh("cat /run/gokube/lock"); got != holder {
+			t.Fatalf("lock changed while A holds it: %q -> %q", holder, got)
+		}
+		ssh("touch /root/gk-go")
+		if err := <-doneA; err != nil {
+			t.Fatalf("run A: %v\n%s", err, outA)
+		}
+		if err := <-doneB; err != nil {
+			t.Fatalf("run B: %v\n%s", err, outB)
+		}
+		var want []string
+		for _, p := range []string{"a", "b"} {
+			for i := 0; i < n; i++ {
+				want = append(want, fmt.Sprintf("%s-%d", p, i))
+			}
+		}
+		got := strings.Fields(ssh("cat /root/gk-lock.txt"))
+		if strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("file after both runs:\n%v\nwant\n%v", got, want)
+		}
+		ssh("[ ! -e /run/gokube/lock ]")
+	})
+
+	t.Run("short wait fails naming the holder", func(t *testing.T) {
+		ssh("rm -f /root/gk-go /root/gk-lock.txt")
+		outA, doneA := start("-i", inv, pbA)
+		waitHost("run A's lock", "grep -q '^run=' /run/gokube/lock")
+		holder := strings.TrimSpace(ssh("cat /run/gokube/lock"))
+		r := e.play(t, ctx, "-i", inv, pbB, "--lock-wait", "1")
+		if r.code != 2 || r.recap["node-1"].failed != 1 || r.recap["node-1"].changed != 0 {
+			t.Errorf("refused run: exit %d, recap %+v\n%s", r.code, r.recap["node-1"], r.out)
+		}
+		if !strings.Contains(r.out, "another gokube run holds /run/gokube/lock ("+holder+")") {
+			t.Errorf("message does not name the holder %q:\n%s", holder, r.out)
+		}
+		if out, _ := e.ssh(t, 1, "cat /root/gk-lock.txt"); strings.Contains(out, "b-") {
+			t.Errorf("the refused run changed the file: %q", out)
+		}
+		ssh("touch /root/gk-go")
+		if err := <-doneA; err != nil {
+			t.Fatalf("run A: %v\n%s", err, outA)
+		}
+	})
+
+	t.Run("dead holder taken over, stale temp files removed", func(t *testing.T) {
+		ssh("rm -f /root/gk-go /root/gk-lock.txt")
+		outA, doneA := start("-i", inv, pbA)
+		waitHost("run A's lock", "grep -q '^run=' /run/gokube/lock")
+		// The holding shell dies without its trap: the lock stays behind.
+		ssh(`l=$(cat /run/gokube/lock); p=${l##* pid=}; kill -KILL ${p%% *}`)
+		<-doneA // A fails or ends: its shell is gone
+		_ = outA
+		ssh("grep -q '^run=' /run/gokube/lock")
+		// Leftovers of an earlier interrupted run, older than any lock,
+		// and files that only look like them.
+		tag := strings.Repeat("0f", 12)
+		ssh("touch -d '1 hour ago' ~deploy/.gokube-upload-" + tag + " /root/.gokube." + tag +
+			"; touch -d '1 hour ago' /root/.gokube.keep ~deploy/.gokube-upload-keep; touch /root/gk-go")
+		r := e.play(t, ctx, "-i", inv, pbB, "--lock-wait", "1")
+		if r.code != 0 || r.recap["node-1"].changed != 1 {
+			t.Fatalf("run after a dead holder: exit %d %+v\n%s", r.code, r.recap["node-1"], r.out)
+		}
+		left := ssh("ls -a ~deploy /root | grep -e '^.gokube' || true")
+		if strings.Contains(left, tag) {
+			t.Errorf("stale temp files left:\n%s", left)
+		}
+		if !strings.Contains(left, ".gokube.keep") || !strings.Contains(left, ".gokube-upload-keep") {
+			t.Errorf("files that are not gokube's temp files were removed:\n%s", left)
+		}
+		ssh("rm -f /root/.gokube.keep ~deploy/.gokube-upload-keep /root/gk-go /root/gk-lock.txt; [ ! -e /run/gokube/lock ]")
+	})
+}
