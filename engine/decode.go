@@ -13,9 +13,9 @@ import (
 func parseYAML(s src) (*yaml.Node, error) {
 	b, err := s.read()
 	if err != nil {
-		return nil, &LoadError{Pos: Pos{File: s.display}, Msg: err.Error(), Err: err}
+		return nil, &LoadError{Pos: Pos{File: s.where()}, Msg: err.Error(), Err: err}
 	}
-	return parseYAMLBytes(b, s.display)
+	return parseYAMLBytes(b, s.where())
 }
 
 func parseYAMLBytes(b []byte, name string) (*yaml.Node, error) {
@@ -178,7 +178,7 @@ func loadVarsFile(s src, p Pos) (map[string]any, error) {
 	if root.Kind == yaml.SequenceNode && len(root.Content) == 0 {
 		return map[string]any{}, nil
 	}
-	return decodeMap(root, Pos{s.display, root.Line}, "vars file")
+	return decodeMap(root, Pos{s.where(), root.Line}, "vars file")
 }
 
 func flatten1(l []any) []any {

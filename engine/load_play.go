@@ -84,13 +84,13 @@ func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
 		return nil, err
 	}
 	if root.Kind != yaml.SequenceNode {
-		return nil, errAt(Pos{s.display, root.Line}, "a playbook is a list of plays")
+		return nil, errAt(Pos{s.where(), root.Line}, "a playbook is a list of plays")
 	}
 	// Every play is loaded, so one run reports all their errors.
 	var plays []*Play
 	var errs errList
 	for _, n := range root.Content {
-		p := Pos{s.display, n.Line}
+		p := Pos{s.where(), n.Line}
 		if n.Kind != yaml.MappingNode {
 			errs.add(errAt(p, "a play must be a mapping"))
 			continue
@@ -103,15 +103,15 @@ func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
 				case "import_playbook", "name":
 				case "vars":
 					if err := n.Content[i+1].Decode(&ivars); err != nil {
-						return nil, errAt(Pos{s.display, n.Content[i].Line}, "vars: %w", err)
+						return nil, errAt(Pos{s.where(), n.Content[i].Line}, "vars: %w", err)
 					}
 				default:
-					return nil, errAt(Pos{s.display, n.Content[i].Line}, "unknown key %q in import_playbook", k)
+					return nil, errAt(Pos{s.where(), n.Content[i].Line}, "unknown key %q in import_playbook", k)
 				}
 			}
 			merged := mergeMaps(vars, ivars)
 			sub, err := l.loadPlaybookFile(s.dir().join(v.Value), merged)
-			if errs.add(fromRef(Pos{s.display, v.Line}, "import_playbook", err)) {
+			if errs.add(fromRef(Pos{s.where(), v.Line}, "import_playbook", err)) {
 				continue
 			}
 			plays = append(plays, sub...)
@@ -130,7 +130,7 @@ func (l *loader) loadPlaybookFile(s src, vars map[string]any) ([]*Play, error) {
 }
 
 func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, error) {
-	file := s.display
+	file := s.where()
 	pl := &Play{Pos: Pos{file, n.Line}, Vars: mergeMaps(ivars), GatherFacts: true, Strategy: "linear",
 		MaxFailPercentage: -1, Dir: s.dir()}
 	l.play = pl
@@ -168,7 +168,7 @@ func (l *loader) loadPlay(s src, n *yaml.Node, ivars map[string]any) (*Play, err
 // pre_tasks, roles, tasks, post_tasks (a handler flush after each of the
 // three groups), then the handlers (roles' first).
 func (l *loader) playTasks(d *playDraft, s src) error {
-	pl, file := d.pl, s.display
+	pl, file := d.pl, s.where()
 	inh := inherit{tags: pl.Tags, env: pl.Environment}
 	sect := func(n *yaml.Node, key string) ([]*Task, error) {
 		if n == nil {

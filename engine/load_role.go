@@ -11,13 +11,13 @@ import (
 
 // playRole loads a `roles:` entry (with its dependencies) into tasks.
 func (l *loader) playRole(rn *yaml.Node, s src, inh inherit, seen map[*Role]bool) ([]*Task, error) {
-	p := Pos{s.display, rn.Line}
-	e := &roleEntry{name: rn.Value, in: inh, file: s.display}
+	p := Pos{s.where(), rn.Line}
+	e := &roleEntry{name: rn.Value, in: inh, file: s.where()}
 	if rn.Kind == yaml.MappingNode {
 		e.params = map[string]any{}
 		for i := 0; i+1 < len(rn.Content); i += 2 {
 			k, v := rn.Content[i], rn.Content[i+1]
-			kp := Pos{s.display, k.Line}
+			kp := Pos{s.where(), k.Line}
 			if kw, ok := roleEntryKeywords[k.Value]; ok {
 				if err := kw(e, v, kp); err != nil {
 					return nil, err
@@ -185,7 +185,7 @@ func (l *loader) loadRoleMeta(r *Role) error {
 							dname = x.Value
 						}
 					}
-					dep, err := l.loadRole(dname, Pos{f.display, dn.Line})
+					dep, err := l.loadRole(dname, Pos{f.where(), dn.Line})
 					if dep != nil {
 						r.Deps = append(r.Deps, dep)
 					}
@@ -195,7 +195,7 @@ func (l *loader) loadRoleMeta(r *Role) error {
 				}
 			case "galaxy_info", "allow_duplicates", "argument_specs":
 			default:
-				return errAt(Pos{f.display, k.Line}, "unknown key %q in role meta", k.Value)
+				return errAt(Pos{f.where(), k.Line}, "unknown key %q in role meta", k.Value)
 			}
 		}
 		break

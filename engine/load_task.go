@@ -135,7 +135,7 @@ func (l *loader) loadTaskList(n *yaml.Node, f src, base src, in inherit, pl *Pla
 		return nil, nil
 	}
 	if n.Kind != yaml.SequenceNode {
-		return nil, errAt(Pos{f.display, n.Line}, "%s must be a list", what)
+		return nil, errAt(Pos{f.where(), n.Line}, "%s must be a list", what)
 	}
 	// Every task is loaded, so one run reports all their errors; the
 	// tasks that loaded come back with them.
@@ -153,11 +153,11 @@ func (l *loader) loadTaskList(n *yaml.Node, f src, base src, in inherit, pl *Pla
 
 // loadTask parses one list entry; includes expand into several tasks.
 func (l *loader) loadTask(n *yaml.Node, f src, base src, in inherit) ([]*Task, error) {
-	p := Pos{f.display, n.Line}
+	p := Pos{f.where(), n.Line}
 	if n.Kind != yaml.MappingNode {
 		return nil, errAt(p, "a task must be a mapping")
 	}
-	d := &taskDraft{t: &Task{Pos: p, Role: in.role, ArgPos: map[string]Pos{}}, file: f.display}
+	d := &taskDraft{t: &Task{Pos: p, Role: in.role, ArgPos: map[string]Pos{}}, file: f.where()}
 	actionKey, actionVal, err := l.parseTaskKeys(d, n)
 	if err != nil {
 		return nil, err

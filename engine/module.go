@@ -110,7 +110,7 @@ func displayName(dirs []src, name string) string {
 	}
 	for _, d := range dirs {
 		if f := d.join(name); f.exists() {
-			return f.display
+			return f.where()
 		}
 	}
 	return name

@@ -100,7 +100,7 @@ func (r *run) varLayer(host, key string) (string, any) {
 	if pl != nil {
 		for i := len(pl.Roles) - 1; i >= 0; i-- {
 			if v, ok := pl.Roles[i].Vars[key]; ok {
-				return pl.Roles[i].Dir.join("vars").display + "/main.yml (role vars)", v
+				return roleFile(pl.Roles[i].Dir.join("vars/main.yml"), "role vars"), v
 			}
 		}
 		for i := len(pl.VarsFiles) - 1; i >= 0; i-- {
@@ -123,7 +123,7 @@ func (r *run) varLayer(host, key string) (string, any) {
 	if pl != nil {
 		for i := len(pl.Roles) - 1; i >= 0; i-- {
 			if v, ok := pl.Roles[i].Defaults[key]; ok {
-				return pl.Roles[i].Dir.join("defaults").display + "/main.yml (role defaults)", v
+				return roleFile(pl.Roles[i].Dir.join("defaults/main.yml"), "role defaults"), v
 			}
 		}
 	}
@@ -139,4 +139,13 @@ func (s *scope) sourceOf(name string) string {
 		return ""
 	}
 	return src
+}
+
+// roleFile names a role's vars or defaults file and its layer:
+// "roles/etcd/defaults/main.yml (bundled role defaults)".
+func roleFile(f src, layer string) string {
+	if f.fsys != nil {
+		return f.display + " (bundled " + layer + ")"
+	}
+	return f.display + " (" + layer + ")"
 }

@@ -70,3 +70,13 @@ func displayPath(p string) string {
 	}
 	return p
 }
+
+// where is the file as messages name it: a bundled file says so, since
+// roles/pki/tasks/main.yml is not a file beside the playbook (a local
+// roles/ folder overrides a bundled role by name).
+func (s src) where() string {
+	if s.fsys != nil {
+		return s.display + " (bundled)"
+	}
+	return s.display
+}

@@ -452,14 +452,14 @@ func (l *loader) checkTemplateFile(t *Task) error {
 		}
 		b, err := f.read()
 		if err != nil {
-			return errAt(t.Pos, "template %s: %v", f.display, err)
+			return errAt(t.Pos, "template %s: %v", f.where(), err)
 		}
 		if _, err := parseTemplate(string(b), baseFuncs()); err != nil {
 			var te *TemplateError
-			if errors.As(tmplError(Pos{File: f.display, Line: 1}, "", err), &te) {
+			if errors.As(tmplError(Pos{File: f.where(), Line: 1}, "", err), &te) {
 				return &LoadError{Pos: te.Pos, Msg: strings.TrimPrefix(te.Error(), te.Pos.String()+": "), Err: te}
 			}
-			return errAt(Pos{File: f.display, Line: 1}, "%w", err)
+			return errAt(Pos{File: f.where(), Line: 1}, "%w", err)
 		}
 		return nil
 	}
