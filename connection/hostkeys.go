@@ -23,10 +23,16 @@ type HostKeyError struct {
 	Known       []string // "file:line SHA256:..." of the keys on record (changed key)
 	Revoked     bool
 	Files       []string
+	// Offered is the server's host key types when none is of a type on
+	// record (the key's type changed): the server never showed a key.
+	Offered []string
 }
 
 func (e *HostKeyError) Error() string {
 	switch {
+	case len(e.Offered) > 0:
+		return fmt.Sprintf("%s (%s): HOST KEY CHANGED: known_hosts has %s but the server offers only host keys of type %s; refusing to connect (possible man-in-the-middle; if the host was reinstalled, remove the old entry)",
+			e.Host, e.Addr, strings.Join(e.Known, ", "), strings.Join(e.Offered, ", "))
 	case e.Revoked:
 		return fmt.Sprintf("%s (%s): host key %s %s is marked revoked in known_hosts; refusing to connect", e.Host, e.Addr, e.KeyType, e.Fingerprint)
 	case len(e.Known) == 0:
@@ -83,6 +89,38 @@ type probeKey struct{}
 func (probeKey) Type() string                        { return "gokube-probe" }
 func (probeKey) Marshal() []byte                     { return []byte("gokube-probe") }
 func (probeKey) Verify([]byte, *ssh.Signature) error { return errors.New("probe key") }
+
+// known lists the keys on record for addr as "file:line type fingerprint".
+func (hk *hostKeys) known(addr string) []string {
+	if hk.cb == nil {
+		return nil
+	}
+	var ke *knownhosts.KeyError
+	if !errors.As(hk.cb(addr, &net.TCPAddr{IP: net.IPv4zero, Port: 22}, probeKey{}), &ke) {
+		return nil
+	}
+	var out []string
+	for _, w := range ke.Want {
+		out = append(out, fmt.Sprintf("%s:%d %s %s", w.Filename, w.Line, w.Key.Type(), ssh.FingerprintSHA256(w.Key)))
+	}
+	return out
+}
+
+// typeChanged turns a handshake that found no common host key algorithm
+// into the host key error it is: known_hosts records keys for addr, the
+// client asked for their types only (algorithms), and the server has none
+// of them, so the host's key is not the one on record. Nil otherwise.
+func (hk *hostKeys) typeChanged(addr string, err error) *HostKeyError {
+	var ne *ssh.AlgorithmNegotiationError
+	if !errors.As(err, &ne) || ne.What != "host key" {
+		return nil
+	}
+	known := hk.known(addr)
+	if len(known) == 0 {
+		return nil
+	}
+	return &HostKeyError{Host: hk.host, Addr: addr, Known: known, Offered: ne.RequestedAlgorithms, Files: hk.files}
+}
 
 // algorithms lists the host key algorithms recorded for addr, so the
 // client asks the server for a key type it can verify instead of failing

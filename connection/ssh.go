@@ -122,9 +122,11 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 	if strings.ContainsAny(cfg.BecomePassword, "\r\n") {
 		return nil, fmt.Errorf("%s: become password must not contain a newline", cfg.Host)
 	}
+	// Credentials that cannot work make the host unreachable, as a key the
+	// server refuses does: the same exit code (4) for every "cannot log in".
 	creds, closeAgent, err := loadCredentials(cfg)
 	if err != nil {
-		return nil, err
+		return nil, &UnreachableError{Host: cfg.Host, Err: err}
 	}
 	defer closeAgent()
 	hk, err := newHostKeys(cfg.Host, cfg.KnownHosts, cfg.AcceptNewHostKeys)
@@ -170,6 +172,10 @@ func dialSSH(ctx context.Context, cfg SSHConfig) (*sshConn, error) {
 		}
 		if hkErr := hk.lastErr(); hkErr != nil {
 			lastErr = hkErr
+			break
+		}
+		if kerr := hk.typeChanged(hostport, err); kerr != nil {
+			lastErr = kerr
 			break
 		}
 		lastErr = err

@@ -19,23 +19,26 @@ type credentials struct {
 	password string
 }
 
+// Its errors (a key that is missing, unreadable, encrypted without a
+// passphrase, not a key) are the caller's to report as unreachable, like
+// a key the server refuses: all are "cannot log in".
 func loadCredentials(cfg SSHConfig) (*credentials, func(), error) {
 	cr := &credentials{password: cfg.Password}
 	for _, f := range cfg.KeyFiles {
 		pem, err := os.ReadFile(f)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: private key: %w", cfg.Host, err)
+			return nil, nil, fmt.Errorf("private key: %w", err)
 		}
 		s, err := ssh.ParsePrivateKey(pem)
 		var pm *ssh.PassphraseMissingError
 		if errors.As(err, &pm) {
 			if cfg.KeyPassphrase == "" {
-				return nil, nil, fmt.Errorf("%s: private key %s: %w (or load the key into ssh-agent)", cfg.Host, f, ErrPassphraseNeeded)
+				return nil, nil, fmt.Errorf("private key %s: %w (or load the key into ssh-agent)", f, ErrPassphraseNeeded)
 			}
 			s, err = ssh.ParsePrivateKeyWithPassphrase(pem, []byte(cfg.KeyPassphrase))
 		}
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: private key %s: %w", cfg.Host, f, err)
+			return nil, nil, fmt.Errorf("private key %s: %w", f, err)
 		}
 		cr.signers = append(cr.signers, s)
 	}
@@ -52,7 +55,7 @@ func loadCredentials(cfg SSHConfig) (*credentials, func(), error) {
 	}
 	if len(cr.signers) == 0 && cr.password == "" {
 		closeAgent()
-		return nil, nil, fmt.Errorf("%s: no SSH credentials: give a private key, a password, or run ssh-agent", cfg.Host)
+		return nil, nil, errors.New("no SSH credentials: give a private key, a password, or run ssh-agent")
 	}
 	return cr, closeAgent, nil
 }

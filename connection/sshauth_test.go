@@ -166,3 +166,70 @@ func TestSSHDialerAndJump(t *testing.T) {
 		t.Fatal("normalize")
 	}
 }
+
+// TestSSHCredentialErrors: every credential that cannot log in is
+// UNREACHABLE (exit 4), named, and never retried: a missing key file, an
+// encrypted key without its passphrase, a file that is not a key, no
+// credentials at all, and a key the server refuses.
+func TestSSHCredentialErrors(t *testing.T) {
+	env := newTestEnv(t)
+	ctx := context.Background()
+	_, enc := newKeyFile(t, env.dir, "pass")
+	notKey := filepath.Join(env.dir, "not-a-key")
+	if err := os.WriteFile(notKey, []byte("hello\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, wrong := newKeyFile(t, t.TempDir(), "")
+	missing := filepath.Join(env.dir, "missing")
+	t.Setenv("SSH_AUTH_SOCK", "")
+	for _, c := range []struct {
+		name, key, want string
+	}{
+		{"missing", missing, "private key: open " + missing},
+		{"encrypted", enc, "private key " + enc + ": key is encrypted"},
+		{"not a key", notKey, "private key " + notKey},
+		{"none", "", "no SSH credentials"},
+		{"refused", wrong, "authentication failed as \"root\""},
+	} {
+		cfg := env.config()
+		cfg.KeyFiles = nil
+		if c.key != "" {
+			cfg.KeyFiles = []string{c.key}
+		}
+		before := env.srv.acceptCount()
+		_, err := DialSSH(ctx, cfg)
+		if !IsUnreachable(err) || !strings.Contains(err.Error(), c.want) || !strings.HasPrefix(err.Error(), cfg.Host+": unreachable: ") {
+			t.Errorf("%s: %v, want unreachable with %q", c.name, err, c.want)
+		}
+		if strings.Count(err.Error(), cfg.Host+":") != 1 {
+			t.Errorf("%s: host named more than once: %v", c.name, err)
+		}
+		if n := env.srv.acceptCount() - before; c.name != "refused" && n != 0 || c.name == "refused" && n != 1 {
+			t.Errorf("%s: %d connection attempts", c.name, n)
+		}
+	}
+}
+
+// TestSSHHostKeyTypeChanged: known_hosts records an RSA key, the server
+// now has only an ed25519 key: the host key changed, said so (not "no
+// common algorithm"), and not retried.
+func TestSSHHostKeyTypeChanged(t *testing.T) {
+	dir := t.TempDir()
+	client, keyFile := newKeyFile(t, dir, "")
+	srv := startServer(t, client.PublicKey(), newSigner(t, false))
+	kh := filepath.Join(dir, "known_hosts")
+	old := newSigner(t, true)
+	addKnownHost(t, kh, srv.addr, old.PublicKey())
+	h, p := srv.hostPort()
+	cfg := SSHConfig{Host: "h", Addr: h, Port: p, User: "root", KeyFiles: []string{keyFile}, KnownHosts: []string{kh}, AcceptNewHostKeys: true}
+	_, err := DialSSH(context.Background(), cfg)
+	var hk *HostKeyError
+	if !IsUnreachable(err) || !errors.As(err, &hk) || !strings.Contains(err.Error(), "HOST KEY CHANGED") ||
+		!strings.Contains(err.Error(), ssh.FingerprintSHA256(old.PublicKey())) || !strings.Contains(err.Error(), "ssh-ed25519") ||
+		strings.Contains(err.Error(), "no common algorithm") {
+		t.Fatalf("type changed: %v", err)
+	}
+	if n := srv.acceptCount(); n != 1 {
+		t.Errorf("%d connection attempts, want 1", n)
+	}
+}
