@@ -149,6 +149,9 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 				fmt.Fprintf(cmd.ErrOrStderr(), "[WARNING]: %s\n", warn)
 			}
 		}
+		if f.output == "json" && (f.listHosts || f.listTasks) {
+			return engine.ListJSON(w, playbook, pb, inv, f.listHosts, f.listTasks, f.limit, f.tags, f.skipTags)
+		}
 		if f.syntax {
 			fmt.Fprintf(w, "playbook: %s\n", playbook)
 		}

@@ -34,8 +34,8 @@ func TestRenderAndVarsSourceCommands(t *testing.T) {
 	}
 }
 
-// A group_vars file that matches no group is reported by --syntax-check
-// and --list-tasks too, not only by a real run.
+// A group_vars file that matches no group is reported by --syntax-check,
+// --list-tasks, --list-hosts and `inventory` too, not only by a real run.
 func TestSyntaxCheckShowsInventoryWarnings(t *testing.T) {
 	dir := t.TempDir()
 	os.Mkdir(filepath.Join(dir, "group_vars"), 0o755)
@@ -43,17 +43,30 @@ func TestSyntaxCheckShowsInventoryWarnings(t *testing.T) {
 	os.WriteFile(filepath.Join(dir, "group_vars", "k8s_cluster.yml"), []byte("x: 1\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "p.yml"), []byte("- hosts: all\n  gather_facts: false\n  tasks: [{debug: {msg: hi}}]\n"), 0o644)
 	t.Setenv("ANSIBLE_CONFIG", "")
-	for _, flag := range []string{"--syntax-check", "--list-tasks"} {
+	for _, args := range [][]string{
+		{"play", "--syntax-check"}, {"play", "--list-tasks"}, {"play", "--list-hosts"},
+		{"inventory", "--list"}, {"inventory", "--host", "n1"}, {"inventory", "--graph"},
+	} {
+		flag := strings.Join(args, " ")
 		cmd := newPlayCmd()
+		if args[0] == "inventory" {
+			cmd = newInventoryCmd()
+		}
 		var out, errb bytes.Buffer
 		cmd.SetOut(&out)
 		cmd.SetErr(&errb)
-		cmd.SetArgs([]string{"-i", filepath.Join(dir, "inv.ini"), flag, filepath.Join(dir, "p.yml")})
+		cmd.SetArgs(append([]string{"-i", filepath.Join(dir, "inv.ini")}, args[1:]...))
+		if args[0] == "play" {
+			cmd.SetArgs(append([]string{"-i", filepath.Join(dir, "inv.ini"), args[1]}, filepath.Join(dir, "p.yml")))
+		}
 		if err := cmd.Execute(); err != nil {
 			t.Fatalf("%s: %v", flag, err)
 		}
 		if !strings.Contains(errb.String(), "[WARNING]: "+filepath.Join(dir, "group_vars", "k8s_cluster.yml")+": no group of that name in the inventory; ignored (did you mean k8s-cluster?") {
 			t.Errorf("%s: stderr %q", flag, errb.String())
+		}
+		if !strings.HasSuffix(out.String(), "\n") {
+			t.Errorf("%s: output does not end with a newline: %q", flag, out.String())
 		}
 	}
 }

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -13,26 +14,35 @@ import (
 func ListTasks(w io.Writer, pb *Playbook, tags, skipTags []string) {
 	for i, pl := range pb.Plays {
 		fmt.Fprintf(w, "\nplay #%d (%s): %s\tTAGS: [%s]\n    tasks:\n", i+1, pl.Hosts, pl.Name, strings.Join(pl.Tags, ","))
-		var walk func(ts []*Task, indent string)
-		walk = func(ts []*Task, indent string) {
-			for _, t := range ts {
-				if t.Implicit {
-					continue
-				}
-				if t.IsBlock {
-					walk(t.Block, indent)
-					walk(t.Rescue, indent)
-					walk(t.Always, indent)
-					continue
-				}
-				if !tagsSelected(t.Tags, tags, skipTags) {
-					continue
-				}
-				fmt.Fprintf(w, "%s%s\tTAGS: [%s]\t%s\n", indent, t.Display(), strings.Join(uniq(t.Tags), ","), t.Pos)
+		for _, t := range listedTasks(pl, tags, skipTags) {
+			fmt.Fprintf(w, "      %s\tTAGS: [%s]\t%s\n", t.Display(), strings.Join(uniq(t.Tags), ","), t.Pos)
+		}
+	}
+}
+
+// listedTasks is a play's tasks as --list-tasks shows them: blocks
+// flattened, implicit tasks (fact gathering) left out, tags applied.
+func listedTasks(pl *Play, tags, skipTags []string) []*Task {
+	var out []*Task
+	var walk func(ts []*Task)
+	walk = func(ts []*Task) {
+		for _, t := range ts {
+			if t.Implicit {
+				continue
+			}
+			if t.IsBlock {
+				walk(t.Block)
+				walk(t.Rescue)
+				walk(t.Always)
+				continue
+			}
+			if tagsSelected(t.Tags, tags, skipTags) {
+				out = append(out, t)
 			}
 		}
-		walk(pl.Tasks, "      ")
 	}
+	walk(pl.Tasks)
+	return out
 }
 
 // uniq drops repeated tags, keeping the first of each in order (a
@@ -51,27 +61,10 @@ func uniq(l []string) []string {
 
 // ListHosts prints the hosts each play would run on.
 func ListHosts(w io.Writer, pb *Playbook, inv *inventory.Inventory, limit string) error {
-	var lim map[string]bool
-	if limit != "" {
-		hs, err := inv.Match(limit)
-		if err != nil {
-			return &UsageError{fmt.Errorf("--limit: %w", err)}
-		}
-		lim = map[string]bool{}
-		for _, h := range hs {
-			lim[h] = true
-		}
-	}
 	for i, pl := range pb.Plays {
-		hs, err := inv.Match(pl.Hosts)
+		sel, err := listedHosts(pl, inv, limit)
 		if err != nil {
-			return &UsageError{fmt.Errorf("%s: hosts: %w", pl.Pos, err)}
-		}
-		var sel []string
-		for _, h := range hs {
-			if lim == nil || lim[h] {
-				sel = append(sel, h)
-			}
+			return err
 		}
 		fmt.Fprintf(w, "\nplay #%d (%s): %s\tTAGS: [%s]\n    pattern: [%q]\n    hosts (%d):\n", i+1, pl.Hosts, pl.Name,
 			strings.Join(pl.Tags, ","), pl.Hosts, len(sel))
@@ -80,6 +73,84 @@ func ListHosts(w io.Writer, pb *Playbook, inv *inventory.Inventory, limit string
 		}
 	}
 	return nil
+}
+
+// listedHosts is the hosts a play would run on, --limit applied.
+func listedHosts(pl *Play, inv *inventory.Inventory, limit string) ([]string, error) {
+	var lim map[string]bool
+	if limit != "" {
+		hs, err := inv.Match(limit)
+		if err != nil {
+			return nil, &UsageError{fmt.Errorf("--limit: %w", err)}
+		}
+		lim = map[string]bool{}
+		for _, h := range hs {
+			lim[h] = true
+		}
+	}
+	hs, err := inv.Match(pl.Hosts)
+	if err != nil {
+		return nil, &UsageError{fmt.Errorf("%s: hosts: %w", pl.Pos, err)}
+	}
+	sel := []string{}
+	for _, h := range hs {
+		if lim == nil || lim[h] {
+			sel = append(sel, h)
+		}
+	}
+	return sel, nil
+}
+
+// ListJSON is --list-hosts and --list-tasks with --output json: one
+// document, {"playbook": …, "plays": [{"play", "name", "pattern", "tags",
+// "hosts" (with hosts), "tasks" (with tasks: name, tags, pos "file:line")}]}.
+// inv may be nil when hosts is false.
+func ListJSON(w io.Writer, playbook string, pb *Playbook, inv *inventory.Inventory, hosts, tasks bool, limit string, tags, skipTags []string) error {
+	type task struct {
+		Name string   `json:"name"`
+		Tags []string `json:"tags"`
+		Pos  string   `json:"pos"`
+	}
+	type play struct {
+		Play    int       `json:"play"`
+		Name    string    `json:"name"`
+		Pattern string    `json:"pattern"`
+		Tags    []string  `json:"tags"`
+		Hosts   *[]string `json:"hosts,omitempty"`
+		Tasks   *[]task   `json:"tasks,omitempty"`
+	}
+	doc := struct {
+		Playbook string `json:"playbook"`
+		Plays    []play `json:"plays"`
+	}{Playbook: playbook, Plays: []play{}}
+	for i, pl := range pb.Plays {
+		p := play{Play: i + 1, Name: pl.Name, Pattern: pl.Hosts, Tags: nonNil(pl.Tags)}
+		if hosts {
+			sel, err := listedHosts(pl, inv, limit)
+			if err != nil {
+				return err
+			}
+			p.Hosts = &sel
+		}
+		if tasks {
+			ts := []task{}
+			for _, t := range listedTasks(pl, tags, skipTags) {
+				ts = append(ts, task{Name: t.Display(), Tags: nonNil(uniq(t.Tags)), Pos: t.Pos.String()})
+			}
+			p.Tasks = &ts
+		}
+		doc.Plays = append(doc.Plays, p)
+	}
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(doc)
+}
+
+func nonNil(l []string) []string {
+	if l == nil {
+		return []string{}
+	}
+	return l
 }
 
 // Graph writes the playbook's plan as a Graphviz DOT digraph: plays, their
