@@ -66,7 +66,7 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	}
 	reqs := []probeReq{{key, script}}
 	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser)...)
-	outs, err := runProbes(ctx, conn, reqs, become, buser, hr.r.debugf)
+	outs, err := runProbes(ctx, conn, reqs, become, buser, modules.HashCache{Dir: modules.DefaultHashCacheDir, Write: !hr.r.opts.Check}, hr.r.debugf)
 	if err != nil {
 		return nil, err
 	}
@@ -201,7 +201,7 @@ func (hr *hostRun) probeOf(u *Task, p modules.Prober, sc *scope, idx int) (*prob
 
 // runProbes runs every script in one read-only request and splits the
 // output at per-run markers.
-func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, become bool, buser string, debugf func(string, ...any)) ([][]byte, error) {
+func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, become bool, buser string, hc modules.HashCache, debugf func(string, ...any)) ([][]byte, error) {
 	var nb [8]byte
 	if _, err := rand.Read(nb[:]); err != nil {
 		return nil, err
@@ -213,7 +213,7 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, becom
 		all.WriteByte('\n')
 	}
 	var b strings.Builder
-	b.WriteString(modules.ProbePrelude(all.String()))
+	b.WriteString(modules.ProbePrelude(all.String(), hc))
 	for i, rq := range reqs {
 		// A brace group, not a subshell: forks cost ~10 ms each on a
 		// loaded host, and probes are read-only scripts that neither exit

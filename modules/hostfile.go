@@ -144,12 +144,41 @@ func boolFlag(b bool) string {
 // reading their answers from memory. Starting a process costs 10-30 ms on a
 // busy host, so a batch of 25 file probes drops from ~50 processes to 2.
 // Package probes share one dpkg-query the same way (pkgPrelude).
-// It returns "" when there is nothing to share.
-func ProbePrelude(batch string) string {
-	return filePrelude(batch) + pkgPrelude(batch)
+// With hc.Dir set, checksums come from the host's hash cache when the file
+// is provably unchanged (see hashCacheScript), so a warm run reads no file
+// content at all. It returns "" when there is nothing to share.
+func ProbePrelude(batch string, hc HashCache) string {
+	return filePrelude(batch, hc) + pkgPrelude(batch)
 }
 
-func filePrelude(batch string) string {
+// HashCache says where the probe batch keeps the host's sha256 cache.
+type HashCache struct {
+	// Dir is the root-owned 0700 directory holding the cache file; ""
+	// turns the cache off.
+	Dir string
+	// Write lets the batch record new checksums; false in check mode,
+	// which changes nothing on the host, so the batch only reads.
+	Write bool
+}
+
+// DefaultHashCacheDir is where hosts keep gokube's hash cache: a cache in
+// the FHS sense, deleting it only costs one run its hashing.
+const DefaultHashCacheDir = "/var/cache/gokube"
+
+// hashCacheFile is the cache's name inside HashCache.Dir.
+const hashCacheFile = "sha256"
+
+// hashCacheMax bounds the entries kept for paths other than the batch's
+// (the batch's own are always kept): past it the others are dropped, so
+// the cache never grows with the history of a host.
+const hashCacheMax = 1024
+
+// statKey is what the prelude's stat prints before a path's statFormat
+// lines: the raw mode (type and permissions) and owner, then the cache
+// key: device:inode, size, mtime and ctime with nanoseconds.
+const statKey = `%f %u %d:%i:%s:%.9Y:%.9Z`
+
+func filePrelude(batch string, hc HashCache) string {
 	var stats, sums []string
 	seen := map[string]bool{}
 	for _, line := range strings.Split(batch, "\n") {
@@ -170,26 +199,144 @@ func filePrelude(batch string) string {
 		}
 		if !seen[p] {
 			seen[p] = true
-			stats = append(stats, shq(p))
+			stats = append(stats, p)
 		}
 		if flag == "1" && !seen["sha:"+p] {
 			seen["sha:"+p] = true
-			sums = append(sums, shq(p))
+			sums = append(sums, p)
 		}
 	}
 	if len(stats) < 2 {
 		return ""
 	}
-	var b strings.Builder
-	b.WriteString("gk_RS='\x1e'; gk_US='\x1f'; gk_NL='\n'\n")
-	fmt.Fprintf(&b, "gk_S=$(stat --printf=\"$gk_RS%%n$gk_US\"'%s' -- %s 2>/dev/null)\n", statFormat, strings.Join(stats, " "))
-	b.WriteString(`gk_stat() { gk_r=${gk_S#*"$gk_RS$1$gk_US"}; if [ "$gk_r" != "$gk_S" ]; then gk_r=${gk_r%%"$gk_RS"*}; printf '%s\n' "${gk_r%"$gk_NL"}"; else stat --printf='` + statFormat + `' -- "$1"; fi; }
-`)
-	if len(sums) > 0 {
-		fmt.Fprintf(&b, "gk_H=\"$gk_NL$(sha256sum -- %s 2>/dev/null)$gk_NL\"\n", strings.Join(sums, " "))
-		b.WriteString(`gk_sha256() { gk_r=${gk_H%%"  $1$gk_NL"*}; if [ "$gk_r" != "$gk_H" ]; then echo "sha256=${gk_r##*"$gk_NL"}"; else h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; fi; }
-`)
+	cache := hc.Dir != "" && len(sums) > 0 && !strings.ContainsAny(hc.Dir, "\n\x1e\x1f\\")
+	names := stats
+	if cache {
+		// /proc/self/ first: its times are the moment this stat started,
+		// the host's "now" on the clock that stamps files (no date process).
+		names = append([]string{"/proc/self/", hc.Dir, path.Join(hc.Dir, hashCacheFile)}, stats...)
 	}
+	// Every path gets a number: dash's ${v#*pattern} is quadratic in the
+	// length of v, so records live in variables gk_s<n> and gk_h<n> found
+	// through one case statement (gk_idx), never by searching one string.
+	idx := map[string]int{}
+	var b strings.Builder
+	b.WriteString("gk_RS='\x1e'; gk_US='\x1f'; gk_NL='\n'\ngk_idx() { case $1 in\n")
+	for i, p := range names {
+		idx[p] = i
+		fmt.Fprintf(&b, "%s) gk_i=%d;;\n", shq(p), i)
+	}
+	b.WriteString("*) gk_i=;; esac; }\n")
+	quoted := make([]string, len(names))
+	for i, p := range names {
+		quoted[i] = shq(p)
+	}
+	fmt.Fprintf(&b, "gk_t=$(stat --printf=\"$gk_RS%%n$gk_US\"'%s'\"$gk_US\"'%s' -- %s 2>/dev/null)\n", statKey, statFormat, strings.Join(quoted, " "))
+	b.WriteString(`while :; do case $gk_t in *"$gk_RS"*) ;; *) break;; esac
+gk_t=${gk_t#*"$gk_RS"}; gk_r=${gk_t%%"$gk_RS"*}; gk_idx "${gk_r%%"$gk_US"*}"
+if [ -n "$gk_i" ]; then eval "gk_s$gk_i=\${gk_r#*\"\$gk_US\"}"; fi
+done
+gk_rec() { gk_idx "$1"; gk_r=; if [ -n "$gk_i" ]; then eval "gk_r=\${gk_s$gk_i-}"; fi; [ -n "$gk_r" ]; }
+gk_stat() { if gk_rec "$1"; then gk_r=${gk_r#*"$gk_US"}; printf '%s\n' "${gk_r%"$gk_NL"}"; else stat --printf='` + statFormat + `' -- "$1"; fi; }
+`)
+	if len(sums) == 0 {
+		return b.String()
+	}
+	if cache {
+		b.WriteString(hashCacheRead(hc))
+	}
+	// gk_hit <n> '<quoted path>': gk_h<n> from the cache, or the path joins
+	// gk_m, the one sha256sum's arguments.
+	b.WriteString(`gk_m=; gk_N=
+gk_hit() {
+gk_k=; gk_h=; if [ -n "$gk_C" ] && eval "gk_r=\${gk_s$1-}" && [ -n "$gk_r" ]; then gk_k=${gk_r%%"$gk_US"*}; gk_k=${gk_k##* }; eval "gk_t=\${gk_c$1-}"; if [ "${gk_t%"$gk_US"*}" = "$gk_k" ]; then gk_h=${gk_t##*"$gk_US"}; fi; fi
+case $gk_h in *[!0-9a-f]*) gk_h=;; ????????????????????????????????????????????????????????????????) ;; *) gk_h=;; esac
+if [ -n "$gk_h" ]; then eval "gk_h$1=\$gk_h"; gk_N=$gk_N"$3$gk_US$gk_k$gk_US$gk_h$gk_NL"; return; fi
+gk_m="$gk_m $2"
+}
+`)
+	b.WriteString("gk_C=${gk_C-}\n")
+	for _, p := range sums {
+		fmt.Fprintf(&b, "gk_hit %d %s %s\n", idx[p], shq(shq(p)), shq(p))
+	}
+	b.WriteString(`if [ -n "$gk_m" ]; then
+while IFS= read -r gk_l; do gk_idx "${gk_l#*"  "}"; if [ -n "$gk_i" ]; then eval "gk_h$gk_i=\${gk_l%%\" \"*}"; fi; done <<GK_SUMS_EOF
+$(eval "sha256sum --$gk_m" 2>/dev/null)
+GK_SUMS_EOF
+fi
+gk_sha256() { gk_idx "$1"; gk_r=; if [ -n "$gk_i" ]; then eval "gk_r=\${gk_h$gk_i-}"; fi; if [ -n "$gk_r" ]; then echo "sha256=$gk_r"; else h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; fi; }
+`)
+	if cache {
+		b.WriteString(hashCacheRecord(sums, idx, hc))
+	}
+	return b.String()
+}
+
+// hashCacheRead loads the host's hash cache, when it can be trusted, into
+// gk_c<n> ("<key><US><sha256>") for the batch's paths and gk_o (the other
+// paths' lines, kept when the cache is rewritten).
+//
+// Why a cache on the host and not, say, comparing size and mtime as rsync
+// does: a warm run must still notice any change to a file's content, and
+// mtime can be set back (touch -d, cp -p, tar). The key is device:inode,
+// size, mtime and ctime with nanoseconds: every write, rename over, chmod
+// or chown sets ctime to the current time, and nothing but the clock can
+// set it, so a file whose key matches has not been written since it was
+// hashed. An entry is recorded only for a file whose ctime is at least two
+// seconds older than the stat that read the key (the time of /proc/self/
+// in the same stat call): a write after that stat sets a later ctime, so a
+// (key, checksum) pair can never describe content that followed it, even
+// with coarse file timestamps (the "racy git" problem).
+//
+// Trust: the cache is used only when the directory is root's with mode
+// 0700 and the file root's with mode 0600 (so reading it needs root too),
+// so no other user can plant a checksum. It is written atomically (a temp
+// file in the same directory, then mv); a torn or garbled line fails the
+// checks of gk_hit and is a miss. Any doubt is a miss, and a miss costs
+// only the hashing, as without the cache.
+func hashCacheRead(hc HashCache) string {
+	return fmt.Sprintf(`gk_cd=%s; gk_cf=%s
+gk_own() { gk_rec "$1" && case $gk_r in "$2 0 "*) return 0;; esac; return 1; }
+gk_now=; if gk_rec /proc/self/; then gk_now=${gk_r%%%%"$gk_US"*}; gk_now=${gk_now##*:}; gk_now=${gk_now%%.*}; fi
+gk_C=; gk_ok=; gk_o=; gk_n=0; gk_dirty=
+if gk_own "$gk_cd" 41c0; then
+gk_ok=1; gk_C=1
+if gk_own "$gk_cf" 8180; then
+while IFS= read -r gk_l; do gk_idx "${gk_l%%%%"$gk_US"*}"
+if [ -n "$gk_i" ]; then eval "gk_c$gk_i=\${gk_l#*\"\$gk_US\"}"; else gk_o=$gk_o$gk_l$gk_NL; gk_n=$((gk_n + 1)); fi
+done <"$gk_cf"
+elif gk_rec "$gk_cf"; then gk_dirty=1; fi
+elif [ ! -e "$gk_cd" ]; then gk_C=1; fi
+`, shq(hc.Dir), shq(path.Join(hc.Dir, hashCacheFile)))
+}
+
+// hashCacheRecord adds the checksums just computed to the cache and
+// rewrites it when anything changed (never in check mode).
+func hashCacheRecord(sums []string, idx map[string]int, hc HashCache) string {
+	var b strings.Builder
+	b.WriteString(`gk_new() {
+eval "gk_h=\${gk_h$1-}"; eval "gk_t=\${gk_c$1-}"; eval "gk_r=\${gk_s$1-}"
+if [ -n "$gk_t" ]; then gk_dirty=1; fi
+if [ -z "$gk_h" ] || [ -z "$gk_r" ] || [ -z "$gk_now" ]; then return; fi
+gk_k=${gk_r%%"$gk_US"*}; gk_k=${gk_k##* }; gk_c=${gk_k##*:}; gk_c=${gk_c%.*}
+case $gk_c in ''|*[!0-9]*) return;; esac
+if [ $((gk_c + 2)) -gt "$gk_now" ]; then return; fi
+gk_N=$gk_N"$2$gk_US$gk_k$gk_US$gk_h$gk_NL"; gk_dirty=1
+}
+`)
+	for _, p := range sums {
+		fmt.Fprintf(&b, "case \"$gk_m \" in *%s*) gk_new %d %s;; esac\n", shq(" "+shq(p)+" "), idx[p], shq(p))
+	}
+	if !hc.Write {
+		return b.String()
+	}
+	// Written only into a directory that passed the checks, or a new one
+	// made with mode 0700 (by root: /var/cache is root's).
+	fmt.Fprintf(&b, `if [ -n "$gk_dirty" ] && [ -n "$gk_C" ] && { { [ -n "$gk_ok" ] && [ -w "$gk_cd" ]; } || { [ ! -e "$gk_cd" ] && [ -w %s ]; }; }; then
+if [ "$gk_n" -gt %d ]; then gk_o=; fi
+(umask 077; if [ ! -d "$gk_cd" ]; then mkdir -m 700 -- "$gk_cd" || exit; fi; printf '%%s' "$gk_o$gk_N" >"$gk_cf.$$" && mv -f -- "$gk_cf.$$" "$gk_cf" || rm -f -- "$gk_cf.$$") 2>/dev/null
+fi
+`, shq(path.Dir(hc.Dir)), hashCacheMax)
 	return b.String()
 }
 

@@ -122,7 +122,7 @@ func TestPackagePreludeSameOutput(t *testing.T) {
 		pkgQuery([]string{"bash", "dpkg"}, false),
 	}
 	batch := "{\n" + strings.Join(scripts, "\n}\n{\n") + "\n}\n"
-	prelude := ProbePrelude(batch)
+	prelude := ProbePrelude(batch, HashCache{})
 	if strings.Count(prelude, "dpkg-query") != 1 {
 		t.Fatalf("prelude does not run one dpkg-query:\n%s", prelude)
 	}
@@ -154,7 +154,7 @@ func TestPackagePreludeSameOutput(t *testing.T) {
 	if !st["dpkg"].installed() || !st["bash"].installed() || st["gokube-no-such-package"].installed() {
 		t.Errorf("parsed states %+v", st)
 	}
-	if ProbePrelude(scripts[0]) != "" {
+	if ProbePrelude(scripts[0], HashCache{}) != "" {
 		t.Error("one package probe: no prelude expected")
 	}
 }

@@ -45,8 +45,8 @@ func TestProbePreludeSameOutput(t *testing.T) {
 		fileProbe{content: true}.script(a),
 	}
 	batch := "{\n" + strings.Join(scripts, "\n}\n{\n") + "\n}\n"
-	prelude := ProbePrelude(batch)
-	if !strings.Contains(prelude, "gk_S=$(stat") || !strings.Contains(prelude, "sha256sum --") {
+	prelude := ProbePrelude(batch, HashCache{})
+	if !strings.Contains(prelude, "$(stat --printf") || !strings.Contains(prelude, "sha256sum --") {
 		t.Fatalf("prelude does not batch stat and sha256sum:\n%s", prelude)
 	}
 	if strings.Contains(prelude, "line") {
@@ -91,7 +91,7 @@ func TestProbePreludeSameOutput(t *testing.T) {
 			t.Errorf("probe output lacks %q:\n%s", want, alone)
 		}
 	}
-	if ProbePrelude(scripts[0]) != "" {
+	if ProbePrelude(scripts[0], HashCache{}) != "" {
 		t.Error("one path: no prelude expected")
 	}
 }

@@ -1,0 +1,141 @@
+package modules
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// TestHashCache runs batches of file probes on the control machine through
+// the prelude with a hash cache and checks, by counting sha256sum
+// processes through a shim, that a warm batch hashes nothing, that any
+// write (even one that keeps size and mtime) is seen, that an untrusted
+// cache file is ignored, and that check mode writes nothing; the output is
+// always the same as without the prelude.
+func TestHashCache(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the hash cache is root's: run the tests as root (make test does)")
+	}
+	dir := t.TempDir()
+	a := filepath.Join(dir, "a.bin")
+	b := filepath.Join(dir, "b bin's")
+	for p, c := range map[string]string{a: "alpha\n", b: "beta\n"} {
+		if err := os.WriteFile(p, []byte(c), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cacheDir := filepath.Join(t.TempDir(), "gokube")
+	cacheFile := filepath.Join(cacheDir, hashCacheFile)
+	batch := "{\n" + fileProbe{sha256: true}.script(a) + "\n}\n{\n" + fileProbe{sha256: true}.script(b) + "\n}\n"
+
+	shims, calls := t.TempDir(), filepath.Join(t.TempDir(), "calls")
+	real, err := exec.LookPath("sha256sum")
+	if err != nil {
+		t.Fatal(err)
+	}
+	shim := "#!/bin/sh\necho sha256sum >>" + shq(calls) + "\nexec " + real + " \"$@\"\n"
+	if err := os.WriteFile(filepath.Join(shims, "sha256sum"), []byte(shim), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	run := func(script string) (string, int) {
+		t.Helper()
+		os.Remove(calls)
+		cmd := exec.CommandContext(context.Background(), "/bin/sh", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		log, _ := os.ReadFile(calls)
+		return string(out), strings.Count(string(log), "\n")
+	}
+	rw := ProbePrelude(batch, HashCache{Dir: cacheDir, Write: true})
+	ro := ProbePrelude(batch, HashCache{Dir: cacheDir})
+	same := func(step, script string, wantHash int) {
+		t.Helper()
+		alone, _ := run(batch)
+		got, n := run(script + batch)
+		if got != alone {
+			t.Errorf("%s: output differs with the cache\n--- alone\n%s\n--- with the cache\n%s", step, alone, got)
+		}
+		if n != wantHash {
+			t.Errorf("%s: %d sha256sum processes, want %d", step, n, wantHash)
+		}
+	}
+
+	// Just written: too recent to be recorded (a write in the same clock
+	// tick could follow unseen), so hashed and not cached.
+	same("fresh files", rw, 1)
+	if _, err := os.Stat(cacheFile); err == nil {
+		t.Error("a file changed within the last two seconds was recorded")
+	}
+	time.Sleep(2100 * time.Millisecond) // let the files' ctime age past the margin
+	same("check mode", ro, 1)
+	if _, err := os.Stat(cacheDir); err == nil {
+		t.Error("check mode (Write false) created the cache")
+	}
+	same("first run", rw, 1)
+	fi, err := os.Stat(cacheFile)
+	if err != nil {
+		t.Fatalf("no cache after a run: %v", err)
+	}
+	if fi.Mode().Perm() != 0o600 {
+		t.Errorf("cache file mode %v, want 0600", fi.Mode().Perm())
+	}
+	if di, err := os.Stat(cacheDir); err != nil || di.Mode().Perm() != 0o700 {
+		t.Errorf("cache dir: %v %v, want mode 0700", di.Mode(), err)
+	}
+	same("warm run", rw, 0)
+	same("warm run, check mode", ro, 0)
+
+	// Same size, same mtime, other content: ctime tells.
+	old, err := os.Stat(a)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(a, []byte("ALPHA\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chtimes(a, old.ModTime(), old.ModTime()); err != nil {
+		t.Fatal(err)
+	}
+	same("content changed, mtime set back", rw, 1)
+	if out, _ := run(rw + batch); !strings.Contains(out, "sha256=") || strings.Count(out, "sha256=") != 2 {
+		t.Errorf("want two checksums:\n%s", out)
+	}
+
+	// A cache file anyone but root could have written is not read.
+	time.Sleep(2100 * time.Millisecond)
+	same("recorded again", rw, 1)
+	same("warm again", rw, 0)
+	if err := os.Chmod(cacheFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	same("cache file mode 0644", ro, 1)
+	if err := os.Chmod(cacheFile, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(cacheDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	same("cache dir mode 0755", rw, 1)
+	if err := os.Chmod(cacheDir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	// A planted wrong checksum under the right key is what the cache
+	// would answer: the trust rests on the file's owner and mode, which
+	// the checks above cover; a garbled line is a miss.
+	data, err := os.ReadFile(cacheFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	garbled := strings.Replace(string(data), "\x1f", "\x1fx", 1)
+	if err := os.WriteFile(cacheFile, []byte(garbled), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	same("garbled entry", rw, 1)
+}
