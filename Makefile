@@ -9,7 +9,7 @@ DEMO_LAB  ?= gk
 TEST_LAB  ?= gkt
 ARTIFACTS ?= /var/lib/gokube/artifacts
 # The Kubernetes binaries the control-plane and kube-node roles install.
-KUBE_BINS ?= kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubelet,kube-proxy
+KUBE_BINS ?= kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubelet,kube-proxy,kubeadm
 # Debian packages the lab, the roles' artifacts, the benchmark and the tests need on the control
 # machine (chromium renders --timeline in a headless browser test).
 APT_PKGS  := systemd-container debootstrap iproute2 iptables openssh-client curl \

@@ -391,7 +391,15 @@ func newLabArtifactsCmd() *cobra.Command {
 					return err
 				}
 			}
-			return lab.BuildKubernetesBinaries(ctx, artDir, k8sTools, k8sBins, os.Stderr)
+			if err := lab.BuildKubernetesBinaries(ctx, artDir, k8sTools, k8sBins, os.Stderr); err != nil {
+				return err
+			}
+			if !images {
+				return nil
+			}
+			// kubeadm's static pods run images: the control-plane binaries
+			// just built, one per image.
+			return lab.BuildControlPlaneImages(ctx, artDir, k8sBins, os.Stderr)
 		},
 	}
 	artifacts.Flags().StringVar(&artDir, "dir", lab.DefaultArtifactsDir, "artifact cache")

@@ -34,7 +34,7 @@ const kubernetesToolsModule = "gokube/tools/k8s"
 // build order (the largest first, so a cold build fills the build cache with
 // the shared packages early).
 func KubernetesBinaries() []string {
-	return []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy"}
+	return []string{"kube-apiserver", "kube-controller-manager", "kube-scheduler", "kubectl", "kubelet", "kube-proxy", "kubeadm"}
 }
 
 // BuildKubernetes builds the Kubernetes control-plane and node binaries from
@@ -182,8 +182,11 @@ func checkKubernetesTools(ctx context.Context, goCmd, toolsDir string) error {
 // that stamped the wrong version never reaches the cache.
 func checkKubernetesBinary(ctx context.Context, path string) error {
 	args := []string{"--version"}
-	if filepath.Base(path) == "kubectl" {
+	switch filepath.Base(path) {
+	case "kubectl":
 		args = []string{"version", "--client"}
+	case "kubeadm":
+		args = []string{"version", "-o", "short"}
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()

@@ -34,6 +34,9 @@ type LabImage struct {
 	Src, Bin string
 	// Rel is the archive's path in the artifact cache.
 	Rel string
+	// Env is the image's environment (a control-plane image needs PATH:
+	// kubeadm's static pods name their command, not its path).
+	Env []string
 }
 
 // LabImages are the images BuildImages makes.
@@ -144,7 +147,7 @@ func ociArchive(im LabImage, exe []byte) ([]byte, error) {
 		"created":      imageEpoch,
 		"architecture": runtime.GOARCH,
 		"os":           "linux",
-		"config":       map[string]any{"Entrypoint": []string{im.Bin}},
+		"config":       imageConfig(im),
 		"rootfs":       map[string]any{"type": "layers", "diff_ids": []string{layerDesc.Digest}},
 	})
 	if err != nil {
@@ -200,4 +203,14 @@ func ociArchive(im LabImage, exe []byte) ([]byte, error) {
 		return nil, err
 	}
 	return out.Bytes(), nil
+}
+
+// imageConfig is the runtime part of an image's configuration. Env is left
+// out when empty so the pause and test images keep their digests.
+func imageConfig(im LabImage) map[string]any {
+	c := map[string]any{"Entrypoint": []string{im.Bin}}
+	if len(im.Env) > 0 {
+		c["Env"] = im.Env
+	}
+	return c
 }

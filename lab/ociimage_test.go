@@ -3,8 +3,12 @@ package lab
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 )
 
@@ -67,5 +71,55 @@ func TestOCIArchive(t *testing.T) {
 	}
 	if body, _ := io.ReadAll(lr); h.Name != "pause" || h.Mode != 0o755 || string(body) != "binary" {
 		t.Errorf("layer: %s mode %o %q", h.Name, h.Mode, body)
+	}
+}
+
+// The control-plane images: one per binary the cache holds, named as
+// kubeadm looks for them, with PATH set (a static pod names its command),
+// recorded in SHA256SUMS, and not rewritten when they match it.
+func TestBuildControlPlaneImages(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "kubernetes", KubernetesVersion)
+	if err := os.MkdirAll(bin, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for _, b := range []string{"kube-apiserver", "kube-scheduler"} {
+		if err := os.WriteFile(filepath.Join(bin, b), []byte("exe of "+b), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var log bytes.Buffer
+	if err := BuildControlPlaneImages(context.Background(), dir, []string{"kube-apiserver", "kube-scheduler"}, &log); err != nil {
+		t.Fatal(err)
+	}
+	sums, err := ReadSums(filepath.Join(dir, "SHA256SUMS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(sums) != 2 {
+		t.Fatalf("SHA256SUMS: %v", sums)
+	}
+	for _, im := range ControlPlaneImages() {
+		_, err := os.Stat(filepath.Join(dir, im.Rel))
+		if want := im.Src != "kube-controller-manager"; (err == nil) != want {
+			t.Errorf("%s: exists %v, want %v", im.Rel, err == nil, want)
+		}
+	}
+	if got := ControlPlaneImages()[0].Ref; got != "localhost/gokube/kube-apiserver:"+KubernetesVersion {
+		t.Errorf("ref %s", got)
+	}
+	a, err := ociArchive(ControlPlaneImages()[0], []byte("x"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Contains(a, []byte(`"Env":["PATH=/usr/local/bin:/usr/bin:/bin"]`)) || !bytes.Contains(a, []byte("usr/local/bin/kube-apiserver")) {
+		t.Error("the apiserver image has no PATH or no binary at /usr/local/bin")
+	}
+	log.Reset()
+	if err := BuildControlPlaneImages(context.Background(), dir, []string{"kube-apiserver", "kube-scheduler"}, &log); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Count(log.String(), "cached images/") != 2 {
+		t.Errorf("second build: %s", log.String())
 	}
 }
