@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -111,7 +112,51 @@ func decodeMap(n *yaml.Node, p Pos, what string) (map[string]any, error) {
 	if m == nil {
 		m = map[string]any{}
 	}
+	if err := checkNodeTemplates(n, p.File); err != nil {
+		return nil, err
+	}
 	return m, nil
+}
+
+// checkNodeTemplates parses every template in n's scalars (variables,
+// environment, args), so a syntax error or a function that is not there
+// is refused at load with the value's line and key, not when a host first
+// renders it (or never, for a variable no task on the run's hosts reads).
+func checkNodeTemplates(n *yaml.Node, file string) error {
+	fm := baseFuncs()
+	var errs errList
+	var walk func(n *yaml.Node, key string)
+	walk = func(n *yaml.Node, key string) {
+		switch n.Kind {
+		case yaml.ScalarNode:
+			if !strings.Contains(n.Value, "{{") {
+				return
+			}
+			if _, err := parseTemplate(n.Value, fm); err != nil {
+				err = tmplError(Pos{file, n.Line}, "", err)
+				var te *TemplateError
+				if !errors.As(err, &te) {
+					errs.add(errAt(Pos{file, n.Line}, "%s: %w", key, err))
+					return
+				}
+				msg := strings.TrimPrefix(te.Error(), te.Pos.String()+": ")
+				if key != "" {
+					msg = key + ": " + msg
+				}
+				errs.add(&LoadError{Pos: te.Pos, Msg: msg, Err: te})
+			}
+		case yaml.MappingNode:
+			for i := 0; i+1 < len(n.Content); i += 2 {
+				walk(n.Content[i+1], n.Content[i].Value)
+			}
+		case yaml.SequenceNode, yaml.DocumentNode:
+			for _, c := range n.Content {
+				walk(c, key)
+			}
+		}
+	}
+	walk(n, "")
+	return errs.err()
 }
 
 func boolNode(n *yaml.Node, p Pos, key string) (bool, error) {

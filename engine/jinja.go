@@ -259,6 +259,8 @@ func explainParseError(err error) error {
 	switch {
 	case name == "True" || name == "False":
 		why = fmt.Sprintf("%s is Jinja/Python; Go templates write %s", name, strings.ToLower(name))
+	case removedFunc(name) != "":
+		why = fmt.Sprintf("%s is not available: %s", name, removedFunc(name))
 	case name == "None":
 		why = "None is Jinja/Python; Go templates write nil"
 	case jinjaFilters[name] != "" && jinjaFilters[name] != name:

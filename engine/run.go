@@ -131,6 +131,11 @@ func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[stri
 		reg = modules.NewRegistry()
 	}
 	funcs := baseFuncs()
+	// now is the run's start, one value for every host and task of the
+	// run: a stamp (a backup's name) is the same wherever it is rendered,
+	// and a task rendered twice (probe, then run) sees one value.
+	t0 := time.Now()
+	funcs["now"] = func() time.Time { return t0 }
 	r := &run{opts: opts, inv: inv, pb: pb, reg: reg, extra: extra, funcs: funcs, tmpl: newTmplCache(funcs),
 		hosts: map[string]*hostState{}, times: map[timeKey]*TaskTime{},
 		recap: &Recap{Hosts: map[string]*HostStats{}, Vars: map[string]map[string]any{}, failures: map[string]*HostError{}}}

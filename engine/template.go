@@ -67,10 +67,34 @@ func (e *TemplateError) ExitCode() int { return 2 }
 
 // baseFuncs is sprig's text function map without the functions that read
 // the control machine's environment, plus gokube's host-independent helpers.
+// removedFunc says why sprig's function name is not in the template
+// function set ("" when it is): a value that differs on every rendering
+// makes every run report changed, and check mode predict a change the run
+// then makes differently; a DNS lookup on the control machine answers for
+// the control machine, not the host.
+func removedFunc(name string) string {
+	switch name {
+	case "randAlphaNum", "randAlpha", "randNumeric", "randAscii", "randInt", "randBytes", "shuffle", "uuidv4":
+		return "it gives a different value on every run, so a task using it reports changed every time and check mode cannot predict it; generate the value once (a file on the control machine, a vars file) and read it"
+	case "genPrivateKey", "genCA", "genCAWithKey", "genSelfSignedCert", "genSelfSignedCertWithKey", "genSignedCert", "genSignedCertWithKey", "buildCustomCert":
+		return "it makes a new key or certificate on every run; the pki module issues them once and keeps them"
+	case "htpasswd", "bcrypt", "encryptAES":
+		return "its random salt or IV makes a different value on every run, so a task using it reports changed every time"
+	case "getHostByName":
+		return "it resolves on the control machine, while the run acts on the host, and its answer can change between runs; use the inventory's ansible_host or a fact"
+	}
+	return ""
+}
+
 func baseFuncs() template.FuncMap {
 	fm := sprig.TxtFuncMap()
 	delete(fm, "env")
 	delete(fm, "expandenv")
+	for name := range fm {
+		if removedFunc(name) != "" {
+			delete(fm, name)
+		}
+	}
 	fm["bool"] = truthy
 	fm["toYaml"] = func(v any) (string, error) {
 		b, err := yaml.Marshal(v)

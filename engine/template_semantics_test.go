@@ -246,3 +246,30 @@ func TestLoopLabelsAreJSON(t *testing.T) {
 		t.Errorf("Go map syntax in the output:\n%s", out)
 	}
 }
+
+// now is the run's start: one value on every host and in every task, so a
+// stamp (a backup's name) rendered twice or on two hosts is one stamp.
+func TestNowIsTheRunsStart(t *testing.T) {
+	play := `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - set_fact: {t1: "{{ now.UnixNano }}"}
+    - command: "true"
+    - set_fact: {t2: "{{ now.UnixNano }}"}
+`
+	e := newEnv(t, "node-1\nnode-2\n", map[string]string{"site.yml": play})
+	r, err := e.run(e.opts("site.yml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var seen []any
+	for _, h := range []string{"node-1", "node-2"} {
+		seen = append(seen, r.Vars[h]["t1"], r.Vars[h]["t2"])
+	}
+	for _, v := range seen {
+		if v == nil || v != seen[0] {
+			t.Fatalf("now differs between tasks or hosts: %v", seen)
+		}
+	}
+}
