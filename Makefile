@@ -60,9 +60,9 @@ unit:
 # Packages run one at a time (-p 1) because they share the lab's hosts.
 integration: build artifacts k8s-artifacts image
 	# Fresh disks on the current image: a lab keeps the image it was made
-	# with, and host 6 needs the kubelet packages of today's recipe.
+	# with, and hosts 5 and 6 need the kubelet packages of today's recipe.
 	if [ -e $(LAB_DIR)/$(TEST_LAB)/state.json ]; then $(BIN) lab reset --name $(TEST_LAB); fi
-	$(BIN) lab up 6 --name $(TEST_LAB) --subnet 10.232.0.0/24 --kubelet 6
+	$(BIN) lab up 6 --name $(TEST_LAB) --subnet 10.232.0.0/24 --kubelet 5,6
 	set -o pipefail; status=0; \
 	GOKUBE_LAB_DIR=$(LAB_DIR)/$(TEST_LAB) GOKUBE_INTEGRATION=1 GOKUBE_BIN=$(CURDIR)/$(BIN) \
 	  GOKUBE_LAB_TEST=1 GOKUBE_LAB_BIG=1 \

@@ -70,3 +70,32 @@ func TestSyntaxCheckShowsInventoryWarnings(t *testing.T) {
 		}
 	}
 }
+
+// The pod network unit of a worker routes every other worker's pod range
+// to that worker's address (host-gw), its own range to nobody.
+func TestRenderPodNetworkRoutes(t *testing.T) {
+	inv := filepath.Join(t.TempDir(), "inventory.cfg")
+	os.WriteFile(inv, []byte("[etcd]\nm-1 ansible_host=192.0.2.1\n[kube-master]\nm-1\n[loadbalancer]\nlb ansible_host=192.0.2.9\n"+
+		"[kube-node]\nn-1 ansible_host=192.0.2.11\nn-2 ansible_host=192.0.2.12\nn-3 ansible_host=192.0.2.13\n"), 0o644)
+	cmd := newRenderCmd()
+	var buf bytes.Buffer
+	cmd.SetOut(&buf)
+	cmd.SetArgs([]string{"-i", inv, "--host", "n-2", "--playbook", "examples/ha-cluster/nodes.yml", "roles/kube-node/templates/gokube-pod-network.service.tmpl"})
+	if err := cmd.Execute(); err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for _, l := range strings.Split(buf.String(), "\n") {
+		if strings.Contains(l, "route replace") || strings.Contains(l, "MASQUERADE'") {
+			routes = append(routes, l)
+		}
+	}
+	want := []string{
+		"ExecStart=/usr/sbin/ip route replace 10.233.64.0/24 via 192.0.2.11 proto 186",
+		"ExecStart=/usr/sbin/ip route replace 10.233.66.0/24 via 192.0.2.13 proto 186",
+		"ExecStart=/bin/sh -c 'iptables -t nat -C POSTROUTING -s 10.233.65.0/24 ! -d 10.233.64.0/18 -j MASQUERADE 2>/dev/null || iptables -t nat -A POSTROUTING -s 10.233.65.0/24 ! -d 10.233.64.0/18 -j MASQUERADE'",
+	}
+	if strings.Join(routes, "\n") != strings.Join(want, "\n") {
+		t.Errorf("routes of n-2:\n%s\nwant\n%s", strings.Join(routes, "\n"), strings.Join(want, "\n"))
+	}
+}

@@ -126,6 +126,9 @@
 //	b64decode .slurped.content     base64 to text (sprig's b64enc encodes)
 //	default "x" .y                 sprig's default
 //	dict2items .m                  [{key, value}] sorted by key, for loop:
+//	cidrHost / cidrSubnet          the n-th address / subrange of a range
+//	routesVia DSTS VIAS .inventory_hostname   [{host, dst, via}] of the other hosts
+//	                               (DSTS, VIAS: hostvarsOf maps), host-gw routes
 //
 // # Execution
 //

@@ -82,3 +82,33 @@ func TestLoopControlPauseRefused(t *testing.T) {
 		t.Fatalf("want a load error naming site.yml:7, got %v", err)
 	}
 }
+
+// routesVia gives the other hosts' ranges with their addresses, sorted by
+// host, and refuses a range or address that does not parse.
+func TestRoutesVia(t *testing.T) {
+	dsts := map[string]any{"n-2": "10.233.65.0/24", "n-1": "10.233.64.0/24", "n-3": "10.233.66.0/24"}
+	vias := map[string]any{"n-1": "192.0.2.1", "n-2": "192.0.2.2", "n-3": "192.0.2.3"}
+	got, err := routesVia(dsts, vias, "n-2")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []any{
+		map[string]any{"host": "n-1", "dst": "10.233.64.0/24", "via": "192.0.2.1"},
+		map[string]any{"host": "n-3", "dst": "10.233.66.0/24", "via": "192.0.2.3"},
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("routesVia: %#v", got)
+	}
+	if got, err := routesVia(map[string]any{"n-1": "10.233.64.0/24"}, vias, "n-1"); err != nil || len(got) != 0 {
+		t.Errorf("a single host routes nowhere: %v %v", got, err)
+	}
+	for _, bad := range []struct{ dsts, vias map[string]any }{
+		{map[string]any{"n-1": "10.233.64.0"}, vias},
+		{map[string]any{"n-1": "10.233.64.0/24"}, map[string]any{"n-1": "host-1"}},
+		{map[string]any{"n-9": "10.233.64.0/24"}, vias},
+	} {
+		if _, err := routesVia(bad.dsts, bad.vias, "n-2"); err == nil {
+			t.Errorf("routesVia(%v, %v): no error", bad.dsts, bad.vias)
+		}
+	}
+}

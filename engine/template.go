@@ -135,6 +135,10 @@ func baseFuncs() template.FuncMap {
 	// of a range split newbits further (Terraform's cidrsubnet), e.g. each
 	// node's pod range.
 	fm["cidrSubnet"] = cidrSubnet
+	// routesVia (hostvarsOf G "range") (hostvarsOf G "address") .inventory_hostname:
+	// the other hosts' ranges and their addresses, as {host, dst, via}
+	// (a host-gw network's static routes).
+	fm["routesVia"] = routesVia
 	// difference A B: the items of A not in B, A's order kept (Ansible's
 	// difference filter), e.g. the masters that stay.
 	fm["difference"] = func(a, b any) ([]any, error) {

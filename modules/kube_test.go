@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -210,5 +211,25 @@ func TestKubeNodesArgsAndReady(t *testing.T) {
 	n.Status.Conditions[1].Status = "True"
 	if ready, _ := knReady(n); !ready {
 		t.Error("knReady: a True Ready condition is not ready")
+	}
+}
+
+// knPods counts a pod as running only when it is Running with every
+// container ready, and says why not.
+func TestKubeNodesPods(t *testing.T) {
+	var items []knPod
+	if err := json.Unmarshal([]byte(`[
+{"metadata":{"name":"a"},"spec":{"nodeName":"n-1"},"status":{"phase":"Running","containerStatuses":[{"name":"hello","ready":true}]}},
+{"metadata":{"name":"b"},"spec":{"nodeName":"n-2"},"status":{"phase":"Running","containerStatuses":[{"name":"hello","ready":false}]}},
+{"metadata":{"name":"c"},"spec":{},"status":{"phase":"Pending"}}]`), &items); err != nil {
+		t.Fatal(err)
+	}
+	pods, running, problems := knPods("default", items)
+	if len(pods) != 3 || running != 1 {
+		t.Fatalf("pods %v, running %d", pods, running)
+	}
+	want := []string{`pod default/b on "n-2": Running, containers not ready: hello`, `pod default/c on "": Pending`}
+	if !slices.Equal(problems, want) {
+		t.Errorf("problems %q, want %q", problems, want)
 	}
 }

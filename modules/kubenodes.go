@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"time"
@@ -25,7 +26,7 @@ func (KubeNodes) Spec() Spec {
 			"healthy":  "bool: every check passed",
 			"problems": "list of what failed, one sentence each",
 			"nodes":    "list of {name, ready, detail} for every node the API has",
-			"pods":     "list of {name, node, phase} of the selected pods",
+			"pods":     "list of {name, node, phase, ready} of the selected pods",
 		},
 		Args: map[string]Arg{
 			"api":          {Type: String, Required: true, Doc: "Base URL of the API (the load balancer), as seen from the host."},
@@ -63,6 +64,48 @@ func knReady(n knNode) (bool, string) {
 		}
 	}
 	return false, "no Ready condition yet"
+}
+
+type knPod struct {
+	Metadata struct {
+		Name string `json:"name"`
+	} `json:"metadata"`
+	Spec struct {
+		NodeName string `json:"nodeName"`
+	} `json:"spec"`
+	Status struct {
+		Phase             string `json:"phase"`
+		ContainerStatuses []struct {
+			Name  string `json:"name"`
+			Ready bool   `json:"ready"`
+		} `json:"containerStatuses"`
+	} `json:"status"`
+}
+
+// knPods reports the selected pods: a pod counts as running when its phase
+// is Running and every container is ready (a container that keeps
+// restarting leaves the phase Running).
+func knPods(ns string, items []knPod) (pods []any, running int, problems []string) {
+	for _, p := range items {
+		ready := p.Status.Phase == "Running" && len(p.Status.ContainerStatuses) > 0
+		var notReady []string
+		for _, c := range p.Status.ContainerStatuses {
+			if !c.Ready {
+				ready = false
+				notReady = append(notReady, c.Name)
+			}
+		}
+		pods = append(pods, map[string]any{"name": p.Metadata.Name, "node": p.Spec.NodeName, "phase": p.Status.Phase, "ready": ready})
+		switch {
+		case ready:
+			running++
+		case p.Status.Phase != "Running":
+			problems = append(problems, fmt.Sprintf("pod %s/%s on %q: %s", ns, p.Metadata.Name, p.Spec.NodeName, p.Status.Phase))
+		default:
+			problems = append(problems, fmt.Sprintf("pod %s/%s on %q: Running, containers not ready: %s", ns, p.Metadata.Name, p.Spec.NodeName, strings.Join(notReady, ",")))
+		}
+	}
+	return pods, running, problems
 }
 
 // Run reads the nodes (and pods) and builds the report.
@@ -139,35 +182,23 @@ func (KubeNodes) Run(ctx context.Context, env *Env, args map[string]any) (*Resul
 		}
 	}
 	var pods []any
+	running := 0
 	if hasPods {
 		var pl struct {
-			Items []struct {
-				Metadata struct {
-					Name string `json:"name"`
-				} `json:"metadata"`
-				Spec struct {
-					NodeName string `json:"nodeName"`
-				} `json:"spec"`
-				Status struct {
-					Phase string `json:"phase"`
-				} `json:"status"`
-			} `json:"items"`
+			Items []knPod `json:"items"`
 		}
-		q := "/api/v1/namespaces/" + ns + "/pods?labelSelector=" + strings.ReplaceAll(selector, "=", "%3D")
+		q := "/api/v1/namespaces/" + ns + "/pods?labelSelector=" + url.QueryEscape(selector)
 		if why, err := get(q, &pl); err != nil {
 			return nil, err
 		} else if why != "" {
 			problems = append(problems, "pods "+a.str("pod_selector")+": "+why)
 		} else {
+			var pp []string
+			pods, running, pp = knPods(ns, pl.Items)
 			if len(pl.Items) == 0 {
-				problems = append(problems, "pods "+a.str("pod_selector")+": none")
+				pp = append(pp, "pods "+a.str("pod_selector")+": none")
 			}
-			for _, p := range pl.Items {
-				pods = append(pods, map[string]any{"name": p.Metadata.Name, "node": p.Spec.NodeName, "phase": p.Status.Phase})
-				if p.Status.Phase != "Running" {
-					problems = append(problems, fmt.Sprintf("pod %s/%s on %q: %s", ns, p.Metadata.Name, p.Spec.NodeName, p.Status.Phase))
-				}
-			}
+			problems = append(problems, pp...)
 		}
 	}
 	ready := 0
@@ -177,6 +208,9 @@ func (KubeNodes) Run(ctx context.Context, env *Env, args map[string]any) (*Resul
 		}
 	}
 	msg := fmt.Sprintf("%d/%d nodes Ready", ready, len(nodes))
+	if hasPods {
+		msg += fmt.Sprintf(", %d/%d pods %s Running", running, len(pods), a.str("pod_selector"))
+	}
 	if len(problems) > 0 {
 		msg += "; " + strings.Join(problems, "; ")
 	}
