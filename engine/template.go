@@ -332,7 +332,10 @@ var missingRe = regexp.MustCompile(`^map has no entry for key "(.*)"$`)
 func tmplError(pos Pos, host string, err error) error {
 	var te *TemplateError
 	if errors.As(err, &te) {
-		return err
+		// Raised by a nested render (a variable whose value calls
+		// hostvarsOf, say): its own position and message, not the chain of
+		// "executing … error calling …" around it.
+		return te
 	}
 	msg := err.Error()
 	out := &TemplateError{Pos: pos, Host: host, Msg: msg, Err: err}

@@ -273,3 +273,30 @@ func TestNowIsTheRunsStart(t *testing.T) {
 		}
 	}
 }
+
+// TestUntakenBranchDoesNotRenderItsVariables: a variable whose value fails
+// to render fails only a template that reads it, as Jinja evaluates only
+// the branch it takes; read, it fails with its own error, not "no entry".
+func TestUntakenBranchDoesNotRenderItsVariables(t *testing.T) {
+	sc := semScope(t, map[string]any{"bad": "{{ .nope }}", "cyc": "{{ .cyc }}"})
+	for _, tc := range []struct{ tmpl, want, wantErr string }{
+		{`{{ if false }}{{ .bad }}{{ end }}ok`, "ok", ""},
+		{`{{ if inGroup "db" }}{{ .bad.x }}{{ else }}web{{ end }}`, "web", ""},
+		{`{{ if false }}{{ .cyc }}{{ end }}ok`, "ok", ""},
+		{`{{ .bad }}`, "", ".nope is not defined (host node-1) (while rendering variable bad"},
+		{`x{{ .bad.x }}`, "", ".nope is not defined (host node-1) (while rendering variable bad"},
+		{`{{ if true }}{{ .cyc }}{{ end }}`, "", "variable cycle: cyc -> cyc"},
+	} {
+		got, err := sc.render(Pos{"x.yml", 1}, tc.tmpl)
+		switch {
+		case tc.wantErr == "" && (err != nil || got != tc.want):
+			t.Errorf("%s: got %q, %v; want %q", tc.tmpl, got, err, tc.want)
+		case tc.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tc.wantErr) || strings.Contains(err.Error(), "no entry")):
+			t.Errorf("%s: got %q, %v; want error %q", tc.tmpl, got, err, tc.wantErr)
+		}
+		v, err := sc.renderNative(Pos{"x.yml", 1}, tc.tmpl)
+		if tc.wantErr == "" && (err != nil || v != tc.want) {
+			t.Errorf("native %s: got %v, %v", tc.tmpl, v, err)
+		}
+	}
+}

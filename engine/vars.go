@@ -3,6 +3,7 @@ package engine
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"text/template"
@@ -343,16 +344,23 @@ func (s *scope) ipOf(host string) (string, error) {
 }
 
 // data builds the template's data map: only the variables it reads, so
-// unrelated broken variables cannot fail it and missing ones still do.
-func (s *scope) data(rf *refs) (map[string]any, error) {
-	d := make(map[string]any, len(rf.hard)+len(rf.soft)+2)
+// unrelated broken variables cannot fail it and missing ones still do. A
+// variable whose own value fails to render is left out and its error kept
+// in deferred: a branch not taken does not read it (Jinja does not evaluate
+// one either), and one that does gets that error back (deferredErr).
+func (s *scope) data(rf *refs) (d map[string]any, deferred map[string]error, err error) {
+	d = make(map[string]any, len(rf.hard)+len(rf.soft)+2)
 	for name := range rf.hard {
 		v, err := s.get(name)
 		if err != nil {
 			if _, ok := err.(*notDefined); ok {
 				continue // missingkey=error reports it with the expression
 			}
-			return nil, err
+			if deferred == nil {
+				deferred = map[string]error{}
+			}
+			deferred[name] = err
+			continue
 		}
 		d[name] = v
 	}
@@ -363,7 +371,7 @@ func (s *scope) data(rf *refs) (map[string]any, error) {
 		v, err := s.get(name)
 		if err != nil {
 			if _, ok := err.(*notDefined); !ok {
-				return nil, err
+				return nil, nil, err
 			}
 			v = nil
 		}
@@ -406,7 +414,7 @@ func (s *scope) data(rf *refs) (map[string]any, error) {
 						if _, ok := err.(*notDefined); ok {
 							continue
 						}
-						return nil, err
+						return nil, nil, err
 					}
 					m[n] = v
 				}
@@ -415,7 +423,28 @@ func (s *scope) data(rf *refs) (map[string]any, error) {
 		}
 		d["hostvars"] = hv
 	}
-	return d, nil
+	return d, deferred, nil
+}
+
+// execErr is a template's execution error; when the template failed for
+// reading a variable data left out, that variable's own rendering error,
+// placed at the line of the template that read it.
+func (s *scope) execErr(pos Pos, err error, deferred map[string]error) error {
+	for name, derr := range deferred {
+		if !strings.Contains(err.Error(), fmt.Sprintf("map has no entry for key %q", name)) {
+			continue
+		}
+		if m := tmplErrRe.FindStringSubmatch(err.Error()); m != nil {
+			line, _ := strconv.Atoi(m[1])
+			if pos.Line > 0 {
+				pos.Line += line - 1
+			} else {
+				pos.Line = line
+			}
+		}
+		return s.wrapErr(pos, derr)
+	}
+	return s.wrapErr(pos, err)
 }
 
 func (s *scope) parse(pos Pos, text string) (*tmplEntry, error) {
@@ -448,13 +477,13 @@ func (s *scope) render(pos Pos, text string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	d, err := s.data(e.refs)
+	d, deferred, err := s.data(e.refs)
 	if err != nil {
 		return "", s.wrapErr(pos, err)
 	}
 	out, _, err := s.r.tmpl.exec(e, s, d)
 	if err != nil {
-		return "", s.wrapErr(pos, err)
+		return "", s.execErr(pos, err, deferred)
 	}
 	return out, nil
 }
@@ -473,13 +502,13 @@ func (s *scope) renderNative(pos Pos, text string) (any, error) {
 		// A pipeline that does not accept another stage renders as text.
 		return s.render(pos, text)
 	}
-	d, err := s.data(e.refs)
+	d, deferred, err := s.data(e.refs)
 	if err != nil {
 		return nil, s.wrapErr(pos, err)
 	}
 	_, got, err := s.r.tmpl.exec(ne, s, d)
 	if err != nil {
-		return nil, s.wrapErr(pos, err)
+		return nil, s.execErr(pos, err, deferred)
 	}
 	return got, nil
 }

@@ -129,7 +129,7 @@ func (m copyModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 			}
 			out, err := env.Render(name, string(data))
 			if err != nil {
-				return nil, fmt.Errorf("template %s: %w", name, err)
+				return nil, err // Render names the file and line (Env.Render)
 			}
 			content = []byte(out)
 		}
