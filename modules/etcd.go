@@ -46,6 +46,13 @@ import (
 //	               (unchanged when it votes already). etcd refuses until the
 //	               learner has caught up with the leader: retry the task
 //	               (until/retries) to wait for that.
+//	discovery_token token, size, protocol (v3 or v2): on this (existing)
+//	               cluster, the discovery token a new cluster of size
+//	               members bootstraps from (etcd's --discovery-token, or
+//	               for v2 the --discovery URL it registers); unchanged when
+//	               the token exists with that size, refused when it exists
+//	               with another. Registers registered (members already
+//	               in the token) and, for v2, url.
 //
 // Member ids are hex strings, as etcdctl prints them. Under check mode the
 // read-only actions run, member_add, member_remove and member_promote
@@ -72,6 +79,9 @@ func (Etcd) Spec() Spec {
 			"version":            "status: etcd version",
 			"alarms":             "status: alarms raised in the cluster (NOSPACE, CORRUPT); any fails the status",
 			"peer_round_trip_ms": "status: mean round-trip time in ms to each peer (by name), from the member's /metrics",
+			"registered":         "discovery_token: members registered in the token so far",
+			"size":               "discovery_token: the token's cluster size",
+			"url":                "discovery_token with protocol v2: the --discovery URL",
 		},
 		Args: map[string]Arg{
 			"endpoint":       {Type: String, Kind: URL, Doc: "Client URL as seen from the host.", Default: "https://127.0.0.1:2379"},
@@ -80,7 +90,10 @@ func (Etcd) Spec() Spec {
 			"ca_cert":        {Type: String, Aliases: []string{"cacert"}, Doc: "CA certificate file on the control machine."},
 			"cert":           {Type: String, Doc: "Client certificate file on the control machine."},
 			"key":            {Type: String, Doc: "Client key file on the control machine."},
-			"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove", "member_promote"}, Doc: "status (fails unless healthy), members, member_add, member_remove or member_promote.", Default: "status"},
+			"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove", "member_promote", "discovery_token"}, Doc: "status (fails unless healthy), members, member_add, member_remove, member_promote or discovery_token.", Default: "status"},
+			"token":          {Type: String, Doc: "discovery_token: the token (letters, digits, . _ -)."},
+			"size":           {Type: Int, Doc: "discovery_token: the new cluster's member count."},
+			"protocol":       {Type: String, Choices: []string{"v3", "v2"}, Doc: "discovery_token: v3 (etcd 3.6+ members: keys through the v3 API) or v2 (3.4/3.5 members: keys through the v2 API, which the discovery cluster must serve).", Default: "v3"},
 			"peer_urls":      {Type: List, Kind: URL, Doc: "member_add: the new member's peer URLs; no change when a member has them."},
 			"name":           {Type: String, Doc: "member_add: the new member's name; member_remove, member_promote: the member."},
 			"id":             {Type: String, Kind: HexID, Doc: "member_remove, member_promote: the member's id (hex, as etcdctl prints it)."},
@@ -89,7 +102,7 @@ func (Etcd) Spec() Spec {
 			"validate_certs": {Type: Bool, Doc: "Verify the server's certificate.", Default: "yes"},
 		},
 		Exclusive:  [][]string{{"endpoint", "endpoints"}, {"name", "id"}},
-		RequiredIf: []Requirement{{If: "action", Is: "member_add", Need: []string{"peer_urls", "name"}}},
+		RequiredIf: []Requirement{{If: "action", Is: "member_add", Need: []string{"peer_urls", "name"}}, {If: "action", Is: "discovery_token", Need: []string{"token", "size"}}},
 	}
 }
 
@@ -103,6 +116,9 @@ type etcdParams struct {
 	name, id  string
 	isLearner bool
 	timeout   time.Duration
+	token     string // discovery_token
+	size      int
+	protocol  string
 }
 
 func etcdParseArgs(args map[string]any) (*etcdParams, error) {
@@ -177,7 +193,23 @@ func etcdParseArgs(args map[string]any) (*etcdParams, error) {
 				return nil, a.err("id", "%q is not a hex member id", p.id)
 			}
 		}
-	default:
+	case "discovery_token":
+		p.token, p.size, p.protocol = a.str("token"), a.integer("size", 0), a.strOr("protocol", "v3")
+		if !etcdTokenRe.MatchString(p.token) {
+			return nil, a.err("token", "%q: want letters, digits, '.', '_' or '-' (it becomes a key path)", p.token)
+		}
+		if p.size < 1 {
+			return nil, a.err("size", "want a member count of 1 or more, got %d", p.size)
+		}
+	}
+	if p.action != "discovery_token" {
+		for _, k := range []string{"token", "size", "protocol"} {
+			if a.has(k) {
+				return nil, a.err(k, "only for discovery_token")
+			}
+		}
+	}
+	if p.action != "member_add" && p.action != "member_remove" && p.action != "member_promote" {
 		for _, k := range []string{"peer_urls", "name", "id", "is_learner"} {
 			if a.has(k) {
 				return nil, a.err(k, "only for member_add, member_remove or member_promote")
@@ -412,6 +444,8 @@ func (Etcd) Run(ctx context.Context, env *Env, args map[string]any) (*Result, er
 		}
 	case "member_promote":
 		res, err = etcdMemberPromote(ctx, ec, p, check)
+	case "discovery_token":
+		res, err = etcdDiscoveryToken(ctx, ec, p, check)
 	}
 	if err != nil {
 		if hostErr := pkiHostErr(err); hostErr != nil {

@@ -2,9 +2,11 @@ package modules
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -278,6 +280,23 @@ func TestEtcdRealCluster(t *testing.T) {
 		}
 	}
 
+	// discovery_token: created once (a v3 size key a new cluster's members
+	// read), then present; another size for the same token is refused.
+	tok := map[string]any{"action": "discovery_token", "token": "t-1", "size": 3}
+	for i, wantChanged := range []bool{true, false} {
+		res = etcdRun(t, local, false, c.members[0].clientArgs, tok)
+		if res.Failed || res.Changed != wantChanged || res.Data["registered"] != 0 || res.Data["size"] != 3 {
+			t.Fatalf("discovery_token run %d: %+v", i+1, res)
+		}
+	}
+	if out := etcdGetKey(t, c, "/_etcd/registry/t-1/_config/size"); out != "3" {
+		t.Fatalf("size key: %q", out)
+	}
+	res = etcdRun(t, local, false, c.members[0].clientArgs, map[string]any{"action": "discovery_token", "token": "t-1", "size": 5})
+	if !res.Failed || !strings.Contains(res.Msg, "exists for a cluster of 3 members, not 5") {
+		t.Fatalf("discovery_token with another size: %+v", res)
+	}
+
 	// A client without a certificate is refused by etcd (TLS handshake).
 	noCert := map[string]any{"endpoint": c.members[0].clientURL, "ca_cert": filepath.Join(c.pki, "ca.pem")}
 	res = etcdRun(t, local, false, noCert, nil)
@@ -445,6 +464,11 @@ func TestEtcdArgErrors(t *testing.T) {
 		{map[string]any{"endpoint": "127.0.0.1:2379"}, "endpoint"},
 		{map[string]any{"cert": "/c.pem"}, "key"},
 		{map[string]any{"timeout": "soon"}, "timeout"},
+		{map[string]any{"action": "discovery_token", "size": 3}, "token"},
+		{map[string]any{"action": "discovery_token", "token": "a/b", "size": 3}, "token"},
+		{map[string]any{"action": "discovery_token", "token": "t", "size": 0}, "size"},
+		{map[string]any{"action": "discovery_token", "token": "t", "size": 3, "protocol": "v1"}, "protocol"},
+		{map[string]any{"action": "members", "token": "t"}, "token"},
 	}
 	for _, c := range cases {
 		_, err := Etcd{}.Run(context.Background(), &Env{Conn: conn, Host: "h1"}, c.args)
@@ -484,4 +508,28 @@ func FuzzEtcdUint(f *testing.F) {
 			}
 		}
 	})
+}
+
+// etcdGetKey reads a key from the test cluster's first member with a client
+// of its own (not the module under test).
+func etcdGetKey(t *testing.T, c *etcdTestCluster, key string) string {
+	t.Helper()
+	cfg, err := pkiTLS{caPath: filepath.Join(c.pki, "ca.pem"), certPath: filepath.Join(c.pki, "client.pem"), keyPath: filepath.Join(c.pki, "client-key.pem")}.config("test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: cfg}, Timeout: 10 * time.Second}
+	ec := &etcdClient{c: hc, endpoint: c.members[0].clientURL}
+	var r etcdRange
+	if err := ec.post(context.Background(), "/v3/kv/range", map[string]any{"key": etcdB64(key)}, &r); err != nil {
+		t.Fatal(err)
+	}
+	if len(r.KVs) == 0 {
+		return ""
+	}
+	v, err := base64.StdEncoding.DecodeString(r.KVs[0].Value)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(v)
 }
