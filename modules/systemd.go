@@ -18,7 +18,7 @@ func (systemdModule) Spec() Spec {
 			"enabled": "the enablement asked for",
 			"name":    "the unit",
 			"state":   "the state asked for",
-			"status":  "mapping of Id, LoadState, ActiveState, SubState, UnitFileState before the task",
+			"status":  "mapping of Id, LoadState, ActiveState, SubState, UnitFileState, NRestarts (automatic restarts so far) before the task",
 		},
 		Args: map[string]Arg{
 			"name":          {Type: String, Aliases: []string{"service", "unit"}, Doc: "Unit name (foo or foo.service)."},
@@ -33,7 +33,7 @@ func (systemdModule) Spec() Spec {
 		}}
 }
 
-const systemdProps = "Id,LoadState,ActiveState,SubState,UnitFileState"
+const systemdProps = "Id,LoadState,ActiveState,SubState,UnitFileState,NRestarts"
 
 func showScript(name string) string {
 	return "systemctl show -p " + systemdProps + " -- " + shq(name)
