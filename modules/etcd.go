@@ -651,17 +651,9 @@ func etcdAddResult(changed, check bool, id etcdUint, ms []etcdMember, p *etcdPar
 }
 
 func etcdMemberRemove(ctx context.Context, ec *etcdClient, p *etcdParams, check bool, sent *bool) (*Result, error) {
-	var ms etcdMembers
-	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
-		return nil, err
-	}
-	target, err := etcdFindMember(ms.Members, p)
+	ms, target, who, err := etcdLookupMember(ctx, ec, p)
 	if err != nil {
 		return nil, err
-	}
-	who := p.name
-	if who == "" {
-		who = p.id
 	}
 	if target == nil {
 		if *sent {

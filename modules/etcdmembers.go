@@ -75,6 +75,22 @@ func etcdFindMember(ms []etcdMember, p *etcdParams) (*etcdMember, error) {
 	return target, nil
 }
 
+// etcdLookupMember lists the members and finds the one p names (nil when
+// absent); who is how messages name it (its name, else its id).
+func etcdLookupMember(ctx context.Context, ec *etcdClient, p *etcdParams) (ms etcdMembers, target *etcdMember, who string, err error) {
+	if err = ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
+		return ms, nil, "", err
+	}
+	if target, err = etcdFindMember(ms.Members, p); err != nil {
+		return ms, nil, "", err
+	}
+	who = p.name
+	if who == "" {
+		who = p.id
+	}
+	return ms, target, who, nil
+}
+
 // etcdMemberHealthy asks one member, at its advertised client URLs, for
 // its health; "" means healthy, otherwise why not.
 func etcdMemberHealthy(ctx context.Context, c *http.Client, m etcdMember) string {
@@ -105,11 +121,7 @@ func etcdMemberHealthy(ctx context.Context, c *http.Client, m etcdMember) string
 // not be the last voting member. Removing a member that is down (the
 // replacement of a dead host) is fine while all the others are healthy.
 func etcdQuorumGuard(ctx context.Context, ec *etcdClient, p *etcdParams) error {
-	var ms etcdMembers
-	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
-		return err
-	}
-	target, err := etcdFindMember(ms.Members, p)
+	ms, target, _, err := etcdLookupMember(ctx, ec, p)
 	if err != nil || target == nil || target.IsLearner {
 		return err // absent: nothing to remove; a learner does not vote
 	}
@@ -153,17 +165,9 @@ func etcdQuorumGuard(ctx context.Context, ec *etcdClient, p *etcdParams) error {
 // etcd refuses while the learner lags the leader ("can only promote a
 // learner member which is in sync with leader"): the task retries.
 func etcdMemberPromote(ctx context.Context, ec *etcdClient, p *etcdParams, check bool) (*Result, error) {
-	var ms etcdMembers
-	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err != nil {
-		return nil, err
-	}
-	target, err := etcdFindMember(ms.Members, p)
+	ms, target, who, err := etcdLookupMember(ctx, ec, p)
 	if err != nil {
 		return nil, err
-	}
-	who := p.name
-	if who == "" {
-		who = p.id
 	}
 	if target == nil {
 		return nil, fmt.Errorf("member %s is not in the cluster (add it first)", who)
