@@ -317,6 +317,13 @@ var roleEntryKeywords = map[string]roleEntryKeyword{
 		e.in.buser = &u
 		return nil
 	},
+	// A keyword, as in Ansible, not a role parameter: every task of the
+	// role is no_log.
+	"no_log": func(e *roleEntry, v *yaml.Node, p Pos) error {
+		b, err := boolNode(v, p, "no_log")
+		e.in.noLog = e.in.noLog || b
+		return err
+	},
 	"vars": func(e *roleEntry, v *yaml.Node, p Pos) error {
 		m, err := decodeMap(v, p, "vars")
 		for k, x := range m {

@@ -1,9 +1,15 @@
 package engine
 
 import (
+	"encoding/base64"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+
+	"gokube/connection"
+	"gokube/modules"
 )
 
 // no_log hides every value a task would print, in text and JSON output:
@@ -49,5 +55,83 @@ func TestNoLogHidesEverythingItWouldPrint(t *testing.T) {
 				t.Fatalf("register lost the values: %s", vars)
 			}
 		})
+	}
+}
+
+// At -vvvv the probe batch is dumped (script and output); a batch that
+// holds a no_log task's probe, whose script carries its arguments and
+// whose output what it read on the host, is shown without them. Real
+// probes on the control machine (a local connection), text and JSON.
+func TestNoLogHidesProbesAtVVVV(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			dir := t.TempDir()
+			f := filepath.Join(dir, "conf")
+			if err := os.WriteFile(f, []byte("s3cret-in-file\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			play := `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - lineinfile: {path: ` + f + `, line: "{{ .pw }}"}
+      vars: {pw: s3cret-line}
+      no_log: true
+    - lineinfile: {path: ` + f + `.other, line: plain, create: true}
+`
+			e := newEnv(t, "node-1\n", map[string]string{"site.yml": play})
+			o := e.opts("site.yml")
+			o.Registry = modules.NewRegistry()
+			o.ConnFactory = func(host string, _ map[string]any) (connection.Conn, error) { return connection.NewLocal(host), nil }
+			o.Output = format
+			o.Verbosity = 4
+			if _, err := e.run(o); err != nil {
+				t.Fatal(err)
+			}
+			out := e.out.String()
+			// Probes send file contents base64-encoded.
+			enc := base64.StdEncoding.EncodeToString([]byte("s3cret-in-file\n"))
+			if strings.Contains(out, "s3cret") || strings.Contains(out, enc[:12]) {
+				t.Fatalf("no_log leaked at -vvvv:\n%s", out)
+			}
+			if !strings.Contains(out, "the batch holds a no_log task") {
+				t.Fatalf("no probe batch shown:\n%s", out)
+			}
+			if b, _ := os.ReadFile(f); string(b) != "s3cret-in-file\ns3cret-line\n" {
+				t.Fatalf("file: %q", b)
+			}
+		})
+	}
+}
+
+// no_log on a roles: entry is the keyword (every task of the role hides
+// its output), not a role variable named no_log.
+func TestNoLogOnRoleEntry(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{
+		"site.yml": `
+- hosts: all
+  gather_facts: false
+  roles:
+    - {role: r, no_log: true}
+`,
+		"roles/r/tasks/main.yml": `
+- debug: msg="{{ .secret }} {{ if .no_log }}var{{ end }}"
+  vars: {secret: s3cret-role}
+  register: said
+`,
+		"roles/r/defaults/main.yml": "no_log: false\n",
+	})
+	o := e.opts("site.yml")
+	o.Verbosity = 2
+	r, err := e.run(o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := e.out.String()
+	if strings.Contains(out, "s3cret") || !strings.Contains(out, "hidden due to the 'no_log: true'") {
+		t.Fatalf("role entry no_log:\n%s", out)
+	}
+	if said := fmt.Sprint(r.Vars["node-1"]["said"]); !strings.Contains(said, "s3cret-role ") || strings.Contains(said, "var") {
+		t.Fatalf("no_log became a role variable: %s", said)
 	}
 }

@@ -226,6 +226,15 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, becom
 	if err != nil {
 		return nil, err
 	}
+	// A no_log task's probe carries its rendered arguments in the script
+	// and what it read (a file's content) in the output: the batch is
+	// shown without them.
+	for _, rq := range reqs {
+		if rq.key.t != nil && rq.key.t.NoLog {
+			debugf("probe batch on %s: %d probes, rc %d (script and output hidden: the batch holds a no_log task)", conn.Host(), len(reqs), res.RC)
+			return splitProbes(res.Stdout, marker, len(reqs))
+		}
+	}
 	debugf("probe batch on %s: %d probes, rc %d\n--- script\n%s\n--- stdout\n%s\n--- stderr\n%s", conn.Host(), len(reqs), res.RC, b.String(), res.Stdout, res.Stderr)
 	return splitProbes(res.Stdout, marker, len(reqs))
 }
