@@ -94,6 +94,13 @@
 // localhost when the inventory does not define them; Host returns it with
 // the "all" vars and ansible_connection=local, in no group.
 //
+// Renamed groups: kubespray renamed kube-master, kube-node and k8s-cluster
+// to kube_control_plane, kube_node and k8s_cluster. In Match and GroupHosts
+// a name the inventory does not define means its partner when the
+// inventory defines that (GroupAlias, ResolveGroup), so playbooks written
+// with either naming run on inventories written with the other. group_vars
+// files still match by exact name.
+//
 // # Connection variables
 //
 // Host.ConnVars parses ansible_host/ansible_ssh_host, ansible_port,
