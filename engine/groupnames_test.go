@@ -47,6 +47,7 @@ func TestBundledRolesGroupNames(t *testing.T) {
         initial_cluster: "{{ .etcd_initial_cluster }}"
         is_master: "{{ inGroup .kube_master_group }}"
         masters: "{{ hostsOf .kube_master_group | join \",\" }}"
+        groups_entry: "{{ index .groups .kube_master_group | join \",\" }}"
         endpoint: "{{ .kube_apiserver_endpoint_host }}"
     - set_fact: {pod_cidr: "{{ .kube_node_pod_cidr }}"}
       when: inGroup .kube_node_group
@@ -72,7 +73,7 @@ func TestBundledRolesGroupNames(t *testing.T) {
 			}
 			for h, w := range map[string]map[string]any{
 				"e1": {"initial_cluster": "e1=https://10.0.0.1:2380,e2=https://10.0.0.2:2380", "is_master": true,
-					"masters": "e1,e2", "endpoint": "e1", "pod_cidr": nil},
+					"masters": "e1,e2", "groups_entry": "e1,e2", "endpoint": "e1", "pod_cidr": nil},
 				"n1": {"is_master": false, "masters": "e1,e2", "pod_cidr": "10.233.64.0/24"},
 			} {
 				for k, v := range w {
