@@ -276,6 +276,11 @@ func realSystemd(t *testing.T, tg *target, fig *figures) {
 	env := tg.env()
 	env.Files = []fs.FS{fstest.MapFS{"u.j2": {Data: []byte("[Unit]\nDescription=gokube module test\n[Service]\nExecStart=/bin/sleep infinity\n[Install]\nWantedBy=multi-user.target\n")}}}
 	runRT(t, copyModule{template: true}, env, map[string]any{"src": "u.j2", "dest": up, "validate": "systemd-analyze verify %s"})
+	// The reload must come more than reloadMargin after the unit file's
+	// write for the next daemon_reload to be provably useless.
+	time.Sleep((reloadMargin + 1) * time.Second)
+	reloads := func() string { return hostSh(t, tg, "systemctl show -p UnitsLoadTimestampMonotonic --value") }
+	before := reloads()
 	args := map[string]any{"name": unit, "state": "started", "enabled": true, "daemon_reload": true, "no_block": true}
 	res, rt := runRT(t, systemdModule{alias: "systemd"}, tg.env(), args)
 	if !res.Changed {
@@ -285,6 +290,30 @@ func realSystemd(t *testing.T, tg *target, fig *figures) {
 	hostSh(t, tg, "for i in 1 2 3 4 5 6 7 8 9 10; do systemctl is-active -q "+unit+" && break; sleep 0.3; done")
 	if got := hostSh(t, tg, "systemctl is-active "+unit+"; systemctl is-enabled "+unit); got != "active\nenabled\n" {
 		t.Fatalf("unit state %q", got)
+	}
+	if reloads() == before {
+		t.Fatal("a new unit file: the daemon was not reloaded")
+	}
+	// enable's links were made within reloadMargin of the last reload, so
+	// the next reload would still run; one more reload later than that,
+	// nothing has changed since: the reload is skipped (ok, in data).
+	time.Sleep((reloadMargin + 1) * time.Second)
+	hostSh(t, tg, "systemctl daemon-reload")
+	before = reloads()
+	res, rt = runRT(t, systemdModule{alias: "systemd"}, tg.env(), args)
+	if res.Changed || res.Failed || res.Data["daemon_reload"] != "skipped" || reloads() != before {
+		t.Fatalf("useless reload not skipped: %+v (reloads %s -> %s)", res, before, reloads())
+	}
+	fig.add("systemd daemon_reload skipped, unchanged: %d", rt)
+	// A new drop-in for the loaded unit: systemd says it needs a reload.
+	hostSh(t, tg, "mkdir -p "+up+".d && printf '[Service]\\nEnvironment=GK=1\\n' > "+up+".d/gk.conf")
+	t.Cleanup(func() { hostSh(t, tg, "rm -rf "+up+".d") })
+	res, _ = runRT(t, systemdModule{alias: "systemd"}, tg.env(), map[string]any{"name": unit, "daemon_reload": true})
+	if res.Failed || res.Data["daemon_reload"] == "skipped" || reloads() == before {
+		t.Fatalf("a new drop-in did not reload: %+v", res)
+	}
+	if got := hostSh(t, tg, "systemctl show -p Environment --value "+unit); got != "GK=1\n" {
+		t.Fatalf("drop-in not loaded: %q", got)
 	}
 	delete(args, "daemon_reload")
 	if res, rt = runRT(t, systemdModule{alias: "systemd"}, tg.env(), args); res.Changed || rt != 1 {

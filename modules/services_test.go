@@ -42,9 +42,13 @@ func TestSystemd(t *testing.T) {
 	if res := mustRunModule(t, systemdModule{alias: "systemd"}, env, args); !res.Changed || len(mutating(f)) != 0 {
 		t.Fatal("check mode")
 	}
-	// daemon_reload: reload and show in one request, not probeable.
-	if _, ok := (systemdModule{}).Probe(map[string]any{"name": "etcd", "daemon_reload": true}); ok {
-		t.Fatal("daemon_reload must not be probed ahead")
+	// daemon_reload: probed ahead (is a reload needed? the unit's state);
+	// needed: reload and show in one request.
+	if p, ok := (systemdModule{}).Probe(map[string]any{"name": "etcd", "daemon_reload": true}); !ok || !strings.Contains(p, "NeedDaemonReload") || !strings.Contains(p, "systemctl show -p "+systemdProps+" -- 'etcd'") {
+		t.Fatalf("daemon_reload probe: %v %q", ok, p)
+	}
+	if _, ok := (systemdModule{}).Probe(map[string]any{"name": "etcd", "daemon_reexec": true}); ok {
+		t.Fatal("daemon_reexec must not be probed ahead")
 	}
 	f = connection.NewFake("h1").On("daemon-reload", show("active", "enabled"))
 	res = mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "etcd", "state": "restarted", "daemon_reload": true})

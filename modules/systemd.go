@@ -43,7 +43,15 @@ func (m systemdModule) Probe(args map[string]any) (string, bool) {
 	a, err := parseArgs(m.alias, m.Spec(), args)
 	// After a daemon-reload the unit may look different; the state must be
 	// read after it, so such a task cannot be probed ahead of time.
-	if err != nil || !a.has("name") || a.boolean("daemon_reload", false) || a.boolean("daemon_reexec", false) {
+	if err != nil || a.boolean("daemon_reexec", false) {
+		return "", false
+	}
+	if a.boolean("daemon_reload", false) {
+		// Whether the reload can change anything is read ahead; when it
+		// cannot, the unit's state read with it is the state after it.
+		return reloadProbe(a.str("name")), true
+	}
+	if !a.has("name") {
 		return "", false
 	}
 	return showScript(a.str("name")), true
@@ -62,11 +70,26 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		return nil, a.err("name", "required (or daemon_reload: yes)")
 	}
 	var pre []string
+	var out []byte
+	skipped := ""
+	if a.boolean("daemon_reload", false) && !a.boolean("daemon_reexec", false) && !env.Check {
+		probe, err := probeOrRun(ctx, env, reloadProbe(name))
+		if err != nil {
+			return nil, err
+		}
+		need, why, unit := reloadNeeded(probe)
+		if !need {
+			skipped, out = why, unit
+		}
+	}
 	if a.boolean("daemon_reexec", false) {
 		pre = append(pre, "systemctl daemon-reexec")
 	}
-	if a.boolean("daemon_reload", false) {
+	if a.boolean("daemon_reload", false) && skipped == "" {
 		pre = append(pre, "systemctl daemon-reload")
+	}
+	if name == "" && skipped != "" {
+		return &Result{Msg: "daemon reload skipped: " + skipped, Data: map[string]any{"daemon_reload": "skipped"}}, nil
 	}
 	if name == "" {
 		// Like Ansible, a bare daemon-reload does not count as a change.
@@ -75,8 +98,9 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		}
 		return &Result{Msg: "daemon reloaded", Data: map[string]any{}}, nil
 	}
-	var out []byte
-	if len(pre) > 0 {
+	if skipped != "" {
+		// out holds the unit's state, read with the verdict.
+	} else if len(pre) > 0 {
 		r, err := mustRun(ctx, env, strings.Join(pre, " && ")+" && "+showScript(name), false)
 		if err != nil {
 			return resultFail(err, nil)
@@ -98,6 +122,9 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		status[p] = kv[p]
 	}
 	data := map[string]any{"name": name, "status": status}
+	if skipped != "" {
+		data["daemon_reload"] = "skipped"
+	}
 	if kv["LoadState"] == "" {
 		return nil, fmt.Errorf("systemctl show %s: unexpected output %q", name, truncate(string(out), 200))
 	}
@@ -116,6 +143,9 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	}
 	var diff string
 	if len(cmds) == 0 {
+		if skipped != "" {
+			return &Result{Msg: "unchanged; daemon reload skipped: " + skipped, Data: data}, nil
+		}
 		return &Result{Msg: "unchanged", Data: data}, nil
 	}
 	if env.Diff {

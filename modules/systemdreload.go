@@ -1,0 +1,133 @@
+package modules
+
+import (
+	"strconv"
+	"strings"
+)
+
+// Skipping a daemon-reload that cannot change anything.
+//
+// Ansible reloads every time daemon_reload is asked for. A reload costs a
+// second or more on a loaded host (systemd re-runs every generator and
+// re-reads every unit) and it is most of a warm run's host time, so gokube
+// first asks whether the reload could change what systemd knows:
+//
+//   - NeedDaemonReload of every loaded unit: systemd compares each unit's
+//     file, its drop-ins (added, removed or changed) and a generated unit's
+//     source (SourcePath: /etc/fstab, /etc/crypttab, an init script) with
+//     what it loaded;
+//   - the inputs that NeedDaemonReload does not cover, compared with the
+//     last reload (UnitsLoadTimestamp, the only manager timestamp systemd
+//     252 updates on a reload; it is taken late in the reload, so anything
+//     changed less than reloadMargin before it counts as changed): the unit
+//     directories (a new or removed unit file, a new .wants/.requires link),
+//     system.conf and its drop-ins (a reload re-reads them), the generator
+//     directories, /etc/fstab, /etc/crypttab and /etc/init.d (generators
+//     that would make new units).
+//
+// When no unit needs a reload and none of those paths changed since the
+// last one started, a reload would load exactly what systemd already has:
+// skipping it is indistinguishable to the user, and the task reports ok
+// with data.daemon_reload = "skipped". Any doubt (systemctl's answer
+// missing, a timestamp that does not parse, a path changed within
+// reloadMargin of the last reload) means the reload runs, as before.
+// Timestamps are compared in whole seconds, rounded towards reloading.
+// The one case this cannot see: a reload that itself took longer than
+// reloadMargin while one of those paths (not a loaded unit's file) was
+// written during it.
+
+// reloadMargin is how long before the last reload's timestamp a change
+// still counts as after it.
+const reloadMargin = 10
+
+// reloadInputs are the paths a reload reads that NeedDaemonReload does not
+// track; globs are expanded by the host's shell.
+var reloadInputs = []string{
+	"/etc/systemd/system", "/run/systemd/system", "/usr/local/lib/systemd/system",
+	"/usr/lib/systemd/system", "/lib/systemd/system",
+	"/etc/systemd/system/*.wants", "/etc/systemd/system/*.requires",
+	"/etc/systemd/system.conf", "/etc/systemd/system.conf.d", "/run/systemd/system.conf.d",
+	"/usr/lib/systemd/system.conf.d", "/lib/systemd/system.conf.d",
+	"/etc/systemd/system-generators", "/run/systemd/system-generators",
+	"/usr/local/lib/systemd/system-generators", "/usr/lib/systemd/system-generators",
+	"/lib/systemd/system-generators", "/usr/lib/systemd/system-environment-generators",
+	"/etc/fstab", "/etc/crypttab", "/etc/init.d",
+}
+
+const (
+	reloadNeedMark   = "--- gokube need-daemon-reload"
+	reloadSinceMark  = "--- gokube last-reload"
+	reloadInputsMark = "--- gokube reload-inputs"
+	reloadUnitMark   = "--- gokube unit"
+)
+
+// reloadProbe is a read-only script whose output reloadNeeded judges; the
+// unit's systemctl show follows when name is set.
+func reloadProbe(name string) string {
+	var b strings.Builder
+	b.WriteString("echo '" + reloadNeedMark + "'\nsystemctl show -p NeedDaemonReload --value -- '*' 2>/dev/null\n")
+	b.WriteString("echo '" + reloadSinceMark + "'\nsystemctl show -p UnitsLoadTimestamp --timestamp=unix 2>/dev/null\n")
+	b.WriteString("echo '" + reloadInputsMark + "'\nstat -c '%Y %n' --")
+	for _, p := range reloadInputs {
+		if strings.Contains(p, "*") {
+			b.WriteString(" " + p) // the shell expands it; an unmatched glob is left to fail quietly
+		} else {
+			b.WriteString(" " + shq(p))
+		}
+	}
+	b.WriteString(" 2>/dev/null\n")
+	if name != "" {
+		b.WriteString("echo '" + reloadUnitMark + "'\n" + showScript(name) + "\n")
+	}
+	return b.String()
+}
+
+// reloadNeeded judges reloadProbe's output: whether a daemon-reload could
+// change anything, why, and the unit's show output (after the unit mark).
+func reloadNeeded(out []byte) (need bool, why string, unit []byte) {
+	sections := map[string][]string{}
+	cur := ""
+	text, unitPart, hasUnit := strings.Cut(string(out), reloadUnitMark+"\n")
+	if hasUnit {
+		unit = []byte(unitPart)
+	}
+	for _, line := range strings.Split(text, "\n") {
+		if strings.HasPrefix(line, "--- gokube ") {
+			cur = line
+			sections[cur] = []string{}
+			continue
+		}
+		if cur != "" && line != "" {
+			sections[cur] = append(sections[cur], line)
+		}
+	}
+	needs, ok := sections[reloadNeedMark]
+	if !ok || len(needs) == 0 {
+		return true, "systemd did not say whether a unit needs a reload", unit
+	}
+	for _, v := range needs {
+		if v != "no" {
+			return true, "a unit's file or drop-ins changed", unit
+		}
+	}
+	since := sections[reloadSinceMark]
+	var start int64 = -1
+	if len(since) == 1 {
+		if v, ok := strings.CutPrefix(since[0], "UnitsLoadTimestamp=@"); ok {
+			if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+				start = n
+			}
+		}
+	}
+	if start < 0 {
+		return true, "the last reload's time is unknown", unit
+	}
+	for _, line := range sections[reloadInputsMark] {
+		ts, p, _ := strings.Cut(line, " ")
+		n, err := strconv.ParseInt(ts, 10, 64)
+		if err != nil || n >= start-reloadMargin {
+			return true, p + " changed since the last reload", unit
+		}
+	}
+	return false, "no unit file, drop-in or generator input changed since the last reload", unit
+}
