@@ -322,16 +322,22 @@ func TestNodes(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
+		stopAt := time.Now()
 		if err := e.lab.Stop(ctx, e.lab.Hosts()[victim-1].Name); err != nil {
 			t.Fatal(err)
 		}
+		stopped := time.Since(stopAt).Round(time.Second)
 		if err := c.ready(t, "https://"+c.addr(victim)+":6443"); err == nil {
 			t.Fatalf("master %d still answers after lab stop", victim)
 		}
 		start := time.Now()
 		c.createDeployment(t, deployment("after", 1, false))
 		ps := c.waitPodsRunning(t, "app=after", 1)
-		t.Logf("master %d powered off: the new Deployment's pod Running after %s", victim, time.Since(start).Round(time.Second))
+		t.Logf("master %d powered off (lab stop took %s): the new Deployment's pod Running after %s", victim, stopped, time.Since(start).Round(time.Second))
+		// A live master's controller-manager made the pod: the lease moved.
+		if h, err := c.leaseHolder(t, "kube-controller-manager"); err != nil || h == victim {
+			t.Errorf("controller-manager lease: holder host %d (powered off: %d): %v", h, victim, err)
+		}
 		for node, p := range ps {
 			k := slices.Index(nodeNames, node)
 			if k < 0 {
