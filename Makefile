@@ -61,8 +61,10 @@ unit:
 integration: build artifacts k8s-artifacts image
 	# Fresh disks on the current image: a lab keeps the image it was made
 	# with, and hosts 5 and 6 need the kubelet packages of today's recipe.
+	# Every host may run a kubelet: kubeadm's masters (hosts 1-3) need one
+	# too (TestHAKubeadm).
 	if [ -e $(LAB_DIR)/$(TEST_LAB)/state.json ]; then $(BIN) lab reset --name $(TEST_LAB); fi
-	$(BIN) lab up 6 --name $(TEST_LAB) --subnet 10.232.0.0/24 --kubelet 5,6
+	$(BIN) lab up 6 --name $(TEST_LAB) --subnet 10.232.0.0/24 --kubelet 1,2,3,4,5,6
 	set -o pipefail; status=0; \
 	GOKUBE_LAB_DIR=$(LAB_DIR)/$(TEST_LAB) GOKUBE_INTEGRATION=1 GOKUBE_BIN=$(CURDIR)/$(BIN) \
 	  GOKUBE_LAB_TEST=1 GOKUBE_LAB_BIG=1 \
