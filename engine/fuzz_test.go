@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"strings"
 	"testing"
 	"testing/fstest"
 )
@@ -41,5 +42,44 @@ func FuzzParsePlaybook(f *testing.F) {
 				}
 			}
 		}
+	})
+}
+
+// FuzzRenderTemplate: any text either fails to parse with an error, or
+// renders (possibly to an error) with the run's functions and Ansible-like
+// data; neither panics nor hangs. Texts that ask for their own repetition
+// (repeat, range over a number, until, seq) are passed over: a template
+// can ask for any amount of work, and that is the author's, not a bug.
+func FuzzRenderTemplate(f *testing.F) {
+	for _, s := range []string{
+		"{{ .a }}", "{{ if .b }}x{{ else }}y{{ end }}", `{{ .m.k | default "d" }}`,
+		`{{ range $i, $h := .l }}{{ $i }}={{ $h }} {{ end }}`, `{{ join "," .l }}`, "{{ .a",
+		"{{ eq .a 1 }}", `{{ version .v ">=" "1.2.0" }}`, `{{ get .m "k" "d" }}`, "{{ toYaml .m }}",
+		`{{ .missing }}`, `{{ index .l 5 }}`, `{{ printf "%d" .a }}`, "{{ len .m }}{{ not .b }}",
+		`{{ if and (gt .a 0) (ne .v "1") }}ok{{ end }}`, "{{ .item | upper }}", "{{ {{", "}}{{",
+	} {
+		f.Add(s)
+	}
+	fm := baseFuncs()
+	data := map[string]any{"a": 1, "b": true, "v": "1.10.2", "item": "x",
+		"l": []any{"n1", "n2", 3}, "m": map[string]any{"k": "v", "n": map[string]any{"x": 1}}}
+	f.Fuzz(func(t *testing.T, text string) {
+		if len(text) > 256 {
+			return
+		}
+		for _, w := range []string{"repeat", "range", "until", "seq"} {
+			if strings.Contains(text, w) {
+				return
+			}
+		}
+		tpl, err := parseTemplate(text, fm)
+		if err != nil {
+			if err.Error() == "" {
+				t.Fatal("empty parse error")
+			}
+			return
+		}
+		var b strings.Builder
+		_ = tpl.Execute(&b, data)
 	})
 }

@@ -135,3 +135,36 @@ func TestNoLogOnRoleEntry(t *testing.T) {
 		t.Fatalf("no_log became a role variable: %s", said)
 	}
 }
+
+// --diff of a no_log task shows no diff: the old and new content are the
+// secret (copy on the control machine, text and JSON).
+func TestNoLogHidesDiff(t *testing.T) {
+	for _, format := range []string{"text", "json"} {
+		t.Run(format, func(t *testing.T) {
+			f := filepath.Join(t.TempDir(), "pw")
+			if err := os.WriteFile(f, []byte("s3cret-old\n"), 0o600); err != nil {
+				t.Fatal(err)
+			}
+			e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - copy: {dest: ` + f + `, content: "s3cret-new\n"}
+      no_log: true
+`})
+			o := e.opts("site.yml")
+			o.Registry = modules.NewRegistry()
+			o.ConnFactory = func(host string, _ map[string]any) (connection.Conn, error) { return connection.NewLocal(host), nil }
+			o.Output, o.Diff, o.Verbosity = format, true, 2
+			if _, err := e.run(o); err != nil {
+				t.Fatal(err)
+			}
+			if out := e.out.String(); strings.Contains(out, "s3cret") {
+				t.Fatalf("no_log leaked in the diff:\n%s", out)
+			}
+			if b, _ := os.ReadFile(f); string(b) != "s3cret-new\n" {
+				t.Fatalf("file: %q", b)
+			}
+		})
+	}
+}
