@@ -15,7 +15,7 @@ KUBE_BINS ?= kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubel
 APT_PKGS  := systemd-container debootstrap iproute2 iptables openssh-client curl \
              etcd-server etcd-client ansible-core ca-certificates bc chromium
 
-.PHONY: all build deps artifacts k8s-artifacts image unit integration test demo lab-down bench vet fmt clean
+.PHONY: all build deps artifacts k8s-artifacts image unit integration test demo lab-down bench bench-quick vet fmt clean
 
 all: build
 
@@ -84,8 +84,13 @@ demo: deps build artifacts k8s-artifacts
 lab-down: build
 	$(BIN) lab down --name $(DEMO_LAB)
 
+# gokube vs Ansible 2.14 on 3 lab hosts (and with 25 ms added each way);
+# bench-quick: 3 hosts only, about 3 minutes. Tables in bench/results/.
 bench: build artifacts
-	./bench/run.sh
+	./bench/run.sh full
+
+bench-quick: build
+	./bench/run.sh quick
 
 clean:
 	rm -rf bin
