@@ -34,7 +34,7 @@ $BIN lab up 3 --name "$LAB" --subnet "$SUBNET" >/dev/null
 export ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_PIPELINING=True ANSIBLE_FORKS=50 \
        ANSIBLE_STDOUT_CALLBACK=null ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 \
        ANSIBLE_LOCAL_TEMP="$work/ansible-tmp" \
-       ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=60s -o ControlPath=$work/cp-%%C"
+       ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=60s" ANSIBLE_SSH_CONTROL_PATH_DIR="$work/cp"
 
 # one TOOL SCENARIO DELAY INV: one timed run, appended to $raw as
 # tool,scenario,delay,seconds,peak_kb,rt_per_host,load1
