@@ -79,7 +79,11 @@ func (l *Local) run(ctx context.Context, req Request, stdin io.Reader) (Result, 
 	// A process group, so cancellation kills what the script started too.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: cred}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 2 * time.Second
+	// WaitDelay also runs after a normal exit, until the output pipes drain:
+	// 2 s expired on a machine at load 50 (ErrWaitDelay failed a task whose
+	// script had succeeded). It only has to stop a hang on a grandchild that
+	// escaped the process group and holds stdout, so it is generous.
+	cmd.WaitDelay = 30 * time.Second
 	err = cmd.Run()
 	if ctx.Err() != nil {
 		return Result{}, ctx.Err()
