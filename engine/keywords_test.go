@@ -118,6 +118,7 @@ var roleEntryKeywordSamples = map[string]kwSample{
 	"become":      roleSample("role: r", "become: true"),
 	"become_user": roleSample("role: r", "become_user: u"),
 	"vars":        roleSample("role: r", "vars: {a: 1}"),
+	"no_log":      roleSample("role: r", "no_log: true"),
 }
 
 // loadTimeFields take effect while the playbook loads, so only the
