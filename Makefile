@@ -13,7 +13,7 @@ KUBE_BINS ?= kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubel
 # Debian packages the lab, the roles' artifacts, the benchmark and the tests need on the control
 # machine (chromium renders --timeline in a headless browser test).
 APT_PKGS  := systemd-container debootstrap iproute2 iptables openssh-client curl \
-             etcd-server etcd-client ansible-core ca-certificates bc chromium
+             etcd-server etcd-client ansible-core ca-certificates bc chromium sudo
 
 .PHONY: all build deps artifacts k8s-artifacts image unit integration test demo lab-down bench bench-quick vet fmt clean
 
@@ -67,7 +67,7 @@ integration: build artifacts k8s-artifacts image
 	$(BIN) lab up 6 --name $(TEST_LAB) --subnet 10.232.0.0/24 --kubelet 1,2,3,4,5,6
 	set -o pipefail; status=0; \
 	GOKUBE_LAB_DIR=$(LAB_DIR)/$(TEST_LAB) GOKUBE_INTEGRATION=1 GOKUBE_BIN=$(CURDIR)/$(BIN) \
-	  GOKUBE_LAB_TEST=1 GOKUBE_LAB_BIG=1 \
+	  GOKUBE_LAB_TEST=1 GOKUBE_LAB_BIG=1 GOKUBE_K8S_BUILD=1 \
 	  GOKUBE_ARTIFACTS=$(ARTIFACTS) \
 	  $(GO) test -race -count=1 -p 1 -timeout 75m ./... || status=$$?; \
 	$(BIN) lab down --name $(TEST_LAB) || status=1; \

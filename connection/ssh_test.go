@@ -197,7 +197,7 @@ func TestSSHCancel(t *testing.T) {
 
 func TestSSHBecome(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/sudo"); err != nil {
-		t.Skip("sudo not installed")
+		t.Fatal("sudo is not installed: `make deps` installs it")
 	}
 	env := newTestEnv(t)
 	c := env.dial(t)

@@ -173,7 +173,8 @@ func kubernetesToolsDir(t *testing.T) string {
 // TestBuildKubectl builds kubectl from the module proxy into an empty cache
 // (minutes when the Go build cache is cold), checks what the binary reports
 // and what SHA256SUMS says, then that a second run keeps it, and that a
-// damaged binary is rebuilt. Opt in with GOKUBE_K8S_BUILD=1.
+// damaged binary is rebuilt. make test sets GOKUBE_K8S_BUILD=1 after
+// k8s-artifacts has built kubectl, so Go's build cache is warm (~25 s).
 func TestBuildKubectl(t *testing.T) {
 	if os.Getenv("GOKUBE_K8S_BUILD") != "1" {
 		t.Skip("set GOKUBE_K8S_BUILD=1 to build kubectl from the module proxy (minutes)")
@@ -253,34 +254,6 @@ func TestBuildKubectl(t *testing.T) {
 		t.Fatalf("damaged kubectl not rebuilt:\n%s", log.String())
 	}
 	checkSums()
-}
-
-// TestBuildKubernetesInto fills the artifact cache named by
-// GOKUBE_K8S_ARTIFACTS with all six binaries (what `gokube lab artifacts
-// --kubernetes` does), for warming a machine's cache from a checkout.
-func TestBuildKubernetesInto(t *testing.T) {
-	dir := os.Getenv("GOKUBE_K8S_ARTIFACTS")
-	if dir == "" {
-		t.Skip("set GOKUBE_K8S_ARTIFACTS=/var/lib/gokube/artifacts to build all Kubernetes binaries into that cache")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Minute)
-	defer cancel()
-	start := time.Now()
-	if err := BuildKubernetes(ctx, dir, kubernetesToolsDir(t), testWriter{t}); err != nil {
-		t.Fatal(err)
-	}
-	t.Logf("BuildKubernetes: %s", time.Since(start).Round(time.Second))
-	sums, err := ReadSums(filepath.Join(dir, "SHA256SUMS"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, b := range KubernetesBinaries() {
-		rel := "kubernetes/" + KubernetesVersion + "/" + b
-		h, err := fileSHA256(filepath.Join(dir, rel))
-		if err != nil || h != sums[rel] {
-			t.Errorf("%s: sha256 %s, SHA256SUMS says %q (%v)", rel, h, sums[rel], err)
-		}
-	}
 }
 
 type testWriter struct{ t *testing.T }
