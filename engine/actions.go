@@ -69,7 +69,7 @@ func (hr *hostRun) action(ctx context.Context, t *Task, sc *scope, args map[stri
 			hr.hs.mu.Lock()
 			hr.hs.facts, hr.hs.gotF = map[string]any{}, false
 			hr.hs.mu.Unlock()
-		case "clear_host_errors", "refresh_inventory", "reset_connection", "noop", "end_host", "end_play", "flush_handlers":
+		case "noop", "end_host", "end_play", "flush_handlers":
 		}
 		return &modules.Result{}, nil
 	case "setup":

@@ -160,8 +160,8 @@ func (l *loader) loadRole(name string, p Pos) (*Role, error) {
 }
 
 // loadRoleMeta loads meta/main.yml: the role's dependencies (loaded now,
-// so a cycle is found at load time); galaxy metadata is accepted and
-// anything else refused.
+// so a cycle is found at load time); galaxy_info is accepted (it only
+// describes the role) and anything else refused.
 func (l *loader) loadRoleMeta(r *Role) error {
 	for _, ext := range []string{".yml", ".yaml"} {
 		f := r.Dir.join("meta/main" + ext)
@@ -179,6 +179,13 @@ func (l *loader) loadRoleMeta(r *Role) error {
 				for _, dn := range v.Content {
 					dname := dn.Value
 					if dn.Kind == yaml.MappingNode {
+						// Only the name is read: when, tags, vars or params on a
+						// dependency would be parsed and ignored, so they are refused.
+						for j := 0; j+1 < len(dn.Content); j += 2 {
+							if dk := dn.Content[j]; dk.Value != "role" && dk.Value != "name" {
+								return errAt(Pos{f.where(), dk.Line}, "%q on a role dependency is not supported (only role: or name:); put it on the role's tasks or on the play's roles: entry", dk.Value)
+							}
+						}
 						if x := mapGet(dn, "role"); x != nil {
 							dname = x.Value
 						} else if x := mapGet(dn, "name"); x != nil {
@@ -193,7 +200,9 @@ func (l *loader) loadRoleMeta(r *Role) error {
 						return err
 					}
 				}
-			case "galaxy_info", "allow_duplicates", "argument_specs":
+			case "galaxy_info": // descriptive only
+			case "allow_duplicates", "argument_specs":
+				return errAt(Pos{f.where(), k.Line}, "%q in role meta is not supported by gokube (it would be ignored)", k.Value)
 			default:
 				return errAt(Pos{f.where(), k.Line}, "unknown key %q in role meta", k.Value)
 			}

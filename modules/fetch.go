@@ -27,12 +27,11 @@ func (fetchModule) Spec() Spec {
 			"file":     "the host's path",
 		},
 		Args: map[string]Arg{
-			"src":               {Type: String, Required: true, Doc: "File on the host."},
-			"dest":              {Type: String, Required: true, Doc: "Directory (or, with flat, file) on the control machine."},
-			"flat":              {Type: Bool, Doc: "Write dest itself (or dest/BASENAME when dest ends in /) instead of dest/HOST/PATH.", Default: "no"},
-			"fail_on_missing":   {Type: Bool, Doc: "Fail when src does not exist; no makes it ok.", Default: "yes"},
-			"validate_checksum": {Type: Bool, Doc: "Accepted for Ansible playbooks; the content is compared byte for byte anyway."},
-			"mode":              {Type: Any, Kind: Mode, Doc: "Permissions of the local file: octal or symbolic (applied to 0600). Fetched files are often credentials (a kubeconfig), so the default is 0600 and directories made for them are 0700.", Default: "0600"},
+			"src":             {Type: String, Required: true, Doc: "File on the host."},
+			"dest":            {Type: String, Required: true, Doc: "Directory (or, with flat, file) on the control machine."},
+			"flat":            {Type: Bool, Doc: "Write dest itself (or dest/BASENAME when dest ends in /) instead of dest/HOST/PATH.", Default: "no"},
+			"fail_on_missing": {Type: Bool, Doc: "Fail when src does not exist; no makes it ok.", Default: "yes"},
+			"mode":            {Type: Any, Kind: Mode, Doc: "Permissions of the local file: octal or symbolic (applied to 0600). Fetched files are often credentials (a kubeconfig), so the default is 0600 and directories made for them are 0700.", Default: "0600"},
 		}}
 }
 

@@ -21,8 +21,6 @@ func (statModule) Spec() Spec {
 			"get_checksum":       {Type: Bool, Doc: "Compute the checksum of a regular file.", Default: "yes"},
 			"checksum_algorithm": {Type: String, Choices: []string{"sha1", "sha256"}, Aliases: []string{"checksum", "checksum_algo"}, Doc: "sha1 (Ansible's default, so conditions keep working) or sha256.", Default: "sha1"},
 			"follow":             {Type: Bool, Doc: "Describe a symlink's target instead of the link.", Default: "no"},
-			"get_mime":           {Type: Bool, Doc: "Accepted for Ansible playbooks; gokube does not report MIME types."},
-			"get_attributes":     {Type: Bool, Doc: "Accepted for Ansible playbooks; gokube does not report file attributes."},
 			"get_md5":            {Type: Bool, Doc: "Accepted for Ansible playbooks; gokube never computes MD5."},
 		}}
 }

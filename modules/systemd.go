@@ -28,7 +28,6 @@ func (systemdModule) Spec() Spec {
 			"daemon_reload": {Type: Bool, Aliases: []string{"daemon-reload"}, Doc: "systemctl daemon-reload first (after changing unit files). Alone it is not a change.", Default: "no"},
 			"daemon_reexec": {Type: Bool, Aliases: []string{"daemon-reexec"}, Doc: "systemctl daemon-reexec first.", Default: "no"},
 			"no_block":      {Type: Bool, Doc: "Do not wait for the start or stop job to finish.", Default: "no"},
-			"force":         {Type: Bool, Doc: "Accepted for Ansible playbooks; gokube never forces."},
 			"scope":         {Type: String, Choices: []string{"system"}, Doc: "Only system units are managed.", Default: "system"},
 		}}
 }
