@@ -73,7 +73,17 @@ integration: build artifacts k8s-artifacts image
 	$(BIN) lab down --name $(TEST_LAB) || status=1; \
 	exit $$status
 
-test: deps vet build integration
+# The parsers' fuzzers, bounded by executions (not time, so a busy machine
+# only makes it slower): the INI inventory, the playbook loader and the
+# template renderer. New interesting inputs land in Go's cache; a failing one
+# is written to the package's testdata/fuzz and then runs in every go test.
+FUZZ_EXECS ?= 2000x
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzParseINI$$' -fuzztime $(FUZZ_EXECS) ./inventory
+	$(GO) test -run '^$$' -fuzz '^FuzzParsePlaybook$$' -fuzztime $(FUZZ_EXECS) ./engine
+	$(GO) test -run '^$$' -fuzz '^FuzzRenderTemplate$$' -fuzztime $(FUZZ_EXECS) ./engine
+
+test: deps vet build fuzz integration
 
 # The HA control plane of examples/ha-cluster on 4 lab hosts: 3 masters
 # with etcd, 1 haproxy load balancer.
