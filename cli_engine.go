@@ -19,6 +19,7 @@ import (
 
 	"gokube/config"
 	"gokube/engine"
+	"gokube/internal/vault"
 	"gokube/inventory"
 	"gokube/roles"
 	"gokube/timeline"
@@ -60,6 +61,8 @@ type playFlags struct {
 	retryDir    string // ansible.cfg's retry_files_save_path
 	noRetry     bool
 	lockWait    int
+	vaultIDs    []string // --vault-id [LABEL@]FILE
+	vaultFiles  []string // --vault-password-file FILE
 	timeline    string
 	rolesPath   []string        // ansible.cfg's roles_path
 	proxyJump   *inventory.Jump // ansible.cfg's ssh_args
@@ -107,6 +110,8 @@ parse error (bad flag, inventory, playbook, template syntax).`,
 	fl.StringVar(&f.artifacts, "artifact-dir", "", "control machine's artifact cache for modules that upload binaries")
 	fl.StringVar(&f.retryFile, "retry-file", "", "where to list failed and unreachable hosts for --limit @FILE (default PLAYBOOK.retry beside the playbook)")
 	fl.BoolVar(&f.noRetry, "no-retry-file", false, "do not write a retry file")
+	fl.StringArrayVar(&f.vaultIDs, "vault-id", nil, "Ansible Vault password as LABEL@FILE or FILE: vault files and !vault values in vars are decrypted (repeatable)")
+	fl.StringArrayVar(&f.vaultFiles, "vault-password-file", nil, "file holding an Ansible Vault password (repeatable; default $ANSIBLE_VAULT_PASSWORD_FILE)")
 	fl.IntVar(&f.lockWait, "lock-wait", 60, "seconds a run waits for another gokube run's lock on a host (/run/gokube/lock) before that host fails")
 	fl.StringVar(&f.timeline, "timeline", "", "write a picture of the run to FILE.html or FILE.svg: one row per host, one bar per task (outcome, round trips, bytes), slowest marked")
 	return cmd
@@ -119,7 +124,17 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 	if err := applyAnsibleCfg(cmd, f, cmd.ErrOrStderr()); err != nil {
 		return err
 	}
+	if len(f.vaultIDs)+len(f.vaultFiles) == 0 {
+		if env := os.Getenv("ANSIBLE_VAULT_PASSWORD_FILE"); env != "" {
+			f.vaultFiles = []string{env}
+		}
+	}
+	kr, err := vault.Load(f.vaultIDs, f.vaultFiles)
+	if err != nil {
+		return &engine.UsageError{Err: err}
+	}
 	opts := engine.Options{
+		Vault:     kr,
 		Inventory: f.inv, Playbook: playbook, ExtraVars: f.extra, Check: f.check, Diff: f.diff,
 		Limit: f.limit, Tags: f.tags, SkipTags: f.skipTags, Forks: f.forks, Verbosity: f.verbose,
 		StartAtTask: f.startAt, Become: f.become, BecomeUser: f.becomeUser, User: f.user,
@@ -133,8 +148,8 @@ func runPlay(cmd *cobra.Command, f *playFlags, playbook string) error {
 		var err error
 		if len(f.inv) == 0 && !f.listHosts {
 			// Parsing needs no inventory; -e values are checked with it.
-			pb, err = engine.LoadPlaybook(playbook, nil, roles.FS)
-			err = engine.JoinLoadErrors(err, engine.CheckExtraVars(f.extra))
+			pb, err = engine.LoadPlaybookVault(playbook, nil, roles.FS, f.rolesPath, kr)
+			err = engine.JoinLoadErrors(err, engine.CheckExtraVars(f.extra, kr))
 		} else {
 			pb, inv, err = engine.Load(opts)
 		}
@@ -203,6 +218,7 @@ func newInventoryCmd() *cobra.Command {
 	var list, graph bool
 	var host string
 	var varsSource bool
+	var vaultIDs, vaultFiles []string
 	cmd := &cobra.Command{
 		Use:   "inventory",
 		Short: "show the inventory as the engine sees it (--list, --graph, --host)",
@@ -219,7 +235,11 @@ func newInventoryCmd() *cobra.Command {
 				}
 				inv = c.Inventory[0]
 			}
-			i, err := inventory.Load(inv)
+			kr, err := vault.Load(vaultIDs, vaultFiles)
+			if err != nil {
+				return &engine.UsageError{Err: err}
+			}
+			i, err := inventory.LoadWith(inv, inventory.LoadOptions{Vault: kr})
 			if err != nil {
 				return &engine.UsageError{Err: err}
 			}
@@ -268,6 +288,8 @@ func newInventoryCmd() *cobra.Command {
 	cmd.Flags().BoolVar(&list, "list", false, "all groups and hosts with their merged vars (ansible-inventory --list shape; the default)")
 	cmd.Flags().BoolVar(&graph, "graph", false, "the group tree")
 	cmd.Flags().StringVar(&host, "host", "", "one host's merged vars")
+	cmd.Flags().StringArrayVar(&vaultIDs, "vault-id", nil, "Ansible Vault password as LABEL@FILE or FILE (repeatable)")
+	cmd.Flags().StringArrayVar(&vaultFiles, "vault-password-file", nil, "file holding an Ansible Vault password (repeatable)")
 	cmd.Flags().BoolVar(&varsSource, "vars-source", false, "with --host: each variable with the file:line that set it")
 	return cmd
 }

@@ -4,13 +4,14 @@ import (
 	"github.com/spf13/cobra"
 
 	"gokube/engine"
+	"gokube/internal/vault"
 	"gokube/roles"
 )
 
 // newRenderCmd is `gokube render`: look before you run.
 func newRenderCmd() *cobra.Command {
 	var inv, host, playbook string
-	var extra []string
+	var extra, vaultIDs, vaultFiles []string
 	cmd := &cobra.Command{
 		Use:   "render -i INVENTORY --host HOST [--playbook PLAYBOOK] TEMPLATE_FILE|VARIABLE",
 		Short: "render a template, or show a variable and where it was set, for one host, offline",
@@ -20,7 +21,11 @@ Precedence is a run's; with --playbook, the first play whose hosts include HOST 
 vars_files and roles' defaults and vars. Facts are absent (no host is contacted).`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			opts := engine.Options{Playbook: playbook, ExtraVars: extra, BundledRoles: roles.FS}
+			kr, err := vault.Load(vaultIDs, vaultFiles)
+			if err != nil {
+				return &engine.UsageError{Err: err}
+			}
+			opts := engine.Options{Playbook: playbook, ExtraVars: extra, BundledRoles: roles.FS, Vault: kr}
 			if inv != "" {
 				opts.Inventory = []string{inv}
 			}
@@ -31,6 +36,8 @@ vars_files and roles' defaults and vars. Facts are absent (no host is contacted)
 	cmd.Flags().StringVar(&host, "host", "", "the host to render for")
 	cmd.Flags().StringVar(&playbook, "playbook", "", "take play vars and role defaults/vars from this playbook")
 	cmd.Flags().StringArrayVarP(&extra, "extra-vars", "e", nil, "extra variables (key=value, @file, JSON)")
+	cmd.Flags().StringArrayVar(&vaultIDs, "vault-id", nil, "Ansible Vault password as LABEL@FILE or FILE (repeatable)")
+	cmd.Flags().StringArrayVar(&vaultFiles, "vault-password-file", nil, "file holding an Ansible Vault password (repeatable)")
 	_ = cmd.MarkFlagRequired("host")
 	_ = cmd.MarkFlagRequired("inventory")
 	return cmd

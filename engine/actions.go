@@ -172,7 +172,9 @@ func (hr *hostRun) includeVars(t *Task, args map[string]any) (*modules.Result, e
 	if t.Role != nil {
 		cands = append(cands, t.Role.Dir.join("vars").join(name))
 	}
-	cands = append(cands, t.posDir().join(name), hr.play.Dir.join(name))
+	dir := t.posDir()
+	dir.vault = hr.play.Dir.vault
+	cands = append(cands, dir.join(name), hr.play.Dir.join(name))
 	for _, c := range cands {
 		if !c.exists() {
 			continue

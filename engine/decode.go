@@ -8,6 +8,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"gokube/internal/vault"
 	"gokube/internal/yamlcheck"
 )
 
@@ -16,7 +17,23 @@ func parseYAML(s src) (*yaml.Node, error) {
 	if err != nil {
 		return nil, &LoadError{Pos: Pos{File: s.where()}, Msg: err.Error(), Err: err}
 	}
-	return parseYAMLBytes(b, s.where())
+	if vault.IsEncrypted(b) {
+		if b, err = s.vault.Decrypt(b); err != nil {
+			return nil, &LoadError{Pos: Pos{s.where(), 1}, Msg: err.Error(), Err: err}
+		}
+	}
+	root, err := parseYAMLBytes(b, s.where())
+	if err != nil {
+		return nil, err
+	}
+	if err := s.vault.DecryptTree(root); err != nil {
+		line := 0
+		if ne := (*vault.NodeError)(nil); errors.As(err, &ne) {
+			line, err = ne.Line, ne.Err
+		}
+		return nil, &LoadError{Pos: Pos{s.where(), line}, Msg: "!vault value: " + err.Error(), Err: err}
+	}
+	return root, nil
 }
 
 func parseYAMLBytes(b []byte, name string) (*yaml.Node, error) {

@@ -10,6 +10,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"gokube/internal/vault"
 	"gokube/modules"
 )
 
@@ -21,6 +22,7 @@ type loader struct {
 	stack    []string // role names being loaded (cycle detection)
 	incStack []string // task files being included
 	play     *Play
+	vault    *vault.Keyring // handed to every src the loader makes
 	// rolesPath: more role directories (ansible.cfg's roles_path).
 	rolesPath []string
 }
@@ -34,6 +36,17 @@ func LoadPlaybook(file string, reg *modules.Registry, bundled fs.FS) (*Playbook,
 // LoadPlaybookRoles is LoadPlaybook with more directories to find roles in
 // (ansible.cfg's roles_path), after roles/ beside the playbook.
 func LoadPlaybookRoles(file string, reg *modules.Registry, bundled fs.FS, rolesPath []string) (*Playbook, error) {
+	return loadPlaybook(file, reg, bundled, rolesPath, nil)
+}
+
+// LoadPlaybookVault is LoadPlaybookRoles with the run's vault passwords
+// (--syntax-check and --list-tasks without an inventory).
+func LoadPlaybookVault(file string, reg *modules.Registry, bundled fs.FS, rolesPath []string, kr *vault.Keyring) (*Playbook, error) {
+	return loadPlaybook(file, reg, bundled, rolesPath, kr)
+}
+
+// loadPlaybook is LoadPlaybookRoles with the run's vault passwords.
+func loadPlaybook(file string, reg *modules.Registry, bundled fs.FS, rolesPath []string, kr *vault.Keyring) (*Playbook, error) {
 	if reg == nil {
 		reg = modules.NewRegistry()
 	}
@@ -41,10 +54,10 @@ func LoadPlaybookRoles(file string, reg *modules.Registry, bundled fs.FS, rolesP
 	if err != nil {
 		return nil, err
 	}
-	l := &loader{reg: reg, bundled: bundled, roleMemo: map[string]*Role{}, rolesPath: rolesPath}
-	l.pbDir = src{path: filepath.Dir(abs), display: filepath.Dir(displayPath(abs))}
+	l := &loader{reg: reg, bundled: bundled, roleMemo: map[string]*Role{}, rolesPath: rolesPath, vault: kr}
+	l.pbDir = src{path: filepath.Dir(abs), display: filepath.Dir(displayPath(abs)), vault: kr}
 	pb := &Playbook{Path: abs, Dir: filepath.Dir(abs)}
-	plays, err := l.loadPlaybookFile(src{path: abs, display: displayPath(abs)}, nil)
+	plays, err := l.loadPlaybookFile(src{path: abs, display: displayPath(abs), vault: kr}, nil)
 	if err != nil {
 		return nil, err
 	}

@@ -94,14 +94,14 @@ func (l *loader) findRole(name string) (src, bool) {
 		return d, true
 	}
 	for _, dir := range l.rolesPath {
-		if d := (src{path: filepath.Join(dir, name), display: filepath.Join(dir, name)}); d.exists() {
+		if d := (src{path: filepath.Join(dir, name), display: filepath.Join(dir, name), vault: l.vault}); d.exists() {
 			return d, true
 		}
 	}
 	if l.bundled != nil {
 		for _, p := range []string{name, "roles/" + name} {
 			if _, err := fs.Stat(l.bundled, p); err == nil {
-				return src{fsys: l.bundled, path: p, display: "roles/" + name}, true
+				return src{fsys: l.bundled, path: p, display: "roles/" + name, vault: l.vault}, true
 			}
 		}
 	}

@@ -15,6 +15,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"gokube/connection"
+	"gokube/internal/vault"
 	"gokube/inventory"
 	"gokube/modules"
 )
@@ -70,6 +71,10 @@ type Options struct {
 	// LockWait is how many seconds a run waits for another run's lock on
 	// a host before that host fails (default 60; see connection.RunLock).
 	LockWait int
+	// Vault holds the passwords of --vault-id / --vault-password-file:
+	// Ansible Vault files and `!vault` values in the inventory's vars,
+	// vars_files, role defaults and vars, include_vars and -e @file.
+	Vault *vault.Keyring
 }
 
 // Load parses the playbook and inventory of opts without contacting hosts.
@@ -83,7 +88,7 @@ func Load(opts Options) (*Playbook, *inventory.Inventory, error) {
 			return nil, nil, &UsageError{errors.New("only one -i is supported; put the inventory files in one directory and pass -i DIR")}
 		}
 		var err error
-		inv, err = inventory.Load(opts.Inventory[0])
+		inv, err = inventory.LoadWith(opts.Inventory[0], inventory.LoadOptions{Vault: opts.Vault})
 		if err != nil {
 			return nil, nil, &UsageError{err}
 		}
@@ -97,9 +102,9 @@ func Load(opts Options) (*Playbook, *inventory.Inventory, error) {
 	}
 	// The playbook's errors and the -e values' are reported together.
 	var errs errList
-	pb, err := LoadPlaybookRoles(opts.Playbook, reg, opts.BundledRoles, opts.RolesPath)
+	pb, err := loadPlaybook(opts.Playbook, reg, opts.BundledRoles, opts.RolesPath, opts.Vault)
 	errs.add(err)
-	errs.add(CheckExtraVars(opts.ExtraVars))
+	errs.add(CheckExtraVars(opts.ExtraVars, opts.Vault))
 	if err := errs.err(); err != nil {
 		return nil, nil, err
 	}
@@ -117,11 +122,11 @@ func Load(opts Options) (*Playbook, *inventory.Inventory, error) {
 // CheckExtraVars reports every -e value that does not parse and every
 // template in them that does not (a Jinja habit included), each naming
 // the -e value and key; --syntax-check runs it.
-func CheckExtraVars(list []string) error {
+func CheckExtraVars(list []string, kr *vault.Keyring) error {
 	var errs errList
 	fm := baseFuncs()
 	for _, e := range list {
-		m, err := ParseExtraVars([]string{e})
+		m, err := ParseExtraVars([]string{e}, kr)
 		if err != nil {
 			errs.add(&LoadError{Pos: Pos{File: "-e"}, Msg: strings.TrimPrefix(err.Error(), "-e "), Err: err})
 			continue
@@ -165,7 +170,7 @@ func stringsOf(v any) []string {
 }
 
 // ParseExtraVars reads -e values: k=v pairs, @file (YAML or JSON), or inline JSON/YAML.
-func ParseExtraVars(list []string) (map[string]any, error) {
+func ParseExtraVars(list []string, kr *vault.Keyring) (map[string]any, error) {
 	out := map[string]any{}
 	for _, e := range list {
 		e = strings.TrimSpace(e)
@@ -174,6 +179,11 @@ func ParseExtraVars(list []string) (map[string]any, error) {
 			b, err := os.ReadFile(e[1:])
 			if err != nil {
 				return nil, fmt.Errorf("-e %s: %w", e, err)
+			}
+			if vault.IsEncrypted(b) {
+				if b, err = kr.Decrypt(b); err != nil {
+					return nil, fmt.Errorf("-e %s: %w", e, err)
+				}
 			}
 			var m map[string]any
 			if err := yaml.Unmarshal(b, &m); err != nil {

@@ -23,7 +23,7 @@ func RenderFor(w io.Writer, opts Options, host, target string) error {
 	if err != nil {
 		return err
 	}
-	extra, err := ParseExtraVars(opts.ExtraVars)
+	extra, err := ParseExtraVars(opts.ExtraVars, opts.Vault)
 	if err != nil {
 		return &UsageError{err}
 	}

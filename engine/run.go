@@ -34,7 +34,7 @@ func Run(ctx context.Context, opts Options) (*Recap, error) {
 	if pb == nil {
 		return nil, &UsageError{errors.New("no playbook given")}
 	}
-	extra, err := ParseExtraVars(opts.ExtraVars)
+	extra, err := ParseExtraVars(opts.ExtraVars, opts.Vault)
 	if err != nil {
 		return nil, &UsageError{err}
 	}

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"gokube/internal/vault"
 	"io/fs"
 	"os"
 	"path"
@@ -13,6 +14,10 @@ type src struct {
 	fsys    fs.FS
 	path    string // OS path, or slash path inside fsys
 	display string // what messages show
+	// vault decrypts Ansible Vault files and `!vault` values read through
+	// this src; join and dir hand it on, so every file reached from the
+	// playbook or a role decrypts alike.
+	vault *vault.Keyring
 }
 
 func (s src) read() ([]byte, error) {
@@ -24,20 +29,20 @@ func (s src) read() ([]byte, error) {
 
 func (s src) dir() src {
 	if s.fsys == nil {
-		return src{path: filepath.Dir(s.path), display: filepath.Dir(s.display)}
+		return src{path: filepath.Dir(s.path), display: filepath.Dir(s.display), vault: s.vault}
 	}
-	return src{fsys: s.fsys, path: path.Dir(s.path), display: path.Dir(s.display)}
+	return src{fsys: s.fsys, path: path.Dir(s.path), display: path.Dir(s.display), vault: s.vault}
 }
 
 // join resolves rel against the directory s.
 func (s src) join(rel string) src {
 	if s.fsys == nil {
 		if filepath.IsAbs(rel) {
-			return src{path: rel, display: rel}
+			return src{path: rel, display: rel, vault: s.vault}
 		}
-		return src{path: filepath.Join(s.path, rel), display: filepath.Join(s.display, rel)}
+		return src{path: filepath.Join(s.path, rel), display: filepath.Join(s.display, rel), vault: s.vault}
 	}
-	return src{fsys: s.fsys, path: path.Join(s.path, rel), display: path.Join(s.display, rel)}
+	return src{fsys: s.fsys, path: path.Join(s.path, rel), display: path.Join(s.display, rel), vault: s.vault}
 }
 
 func (s src) exists() bool {

@@ -74,7 +74,7 @@ func TestExtraVarsForms(t *testing.T) {
 	dir := t.TempDir()
 	os.WriteFile(filepath.Join(dir, "x.yml"), []byte("a: 1\nb: [x]\n"), 0o644)
 	os.WriteFile(filepath.Join(dir, "x.json"), []byte(`{"c": {"d": true}}`), 0o644)
-	m, err := ParseExtraVars([]string{"k=v k2='with space'", "@" + filepath.Join(dir, "x.yml"), "@" + filepath.Join(dir, "x.json"), `{"n": 3}`})
+	m, err := ParseExtraVars([]string{"k=v k2='with space'", "@" + filepath.Join(dir, "x.yml"), "@" + filepath.Join(dir, "x.json"), `{"n": 3}`}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +82,7 @@ func TestExtraVarsForms(t *testing.T) {
 	if !reflect.DeepEqual(m, wantM) {
 		t.Fatalf("got %#v", m)
 	}
-	if _, err := ParseExtraVars([]string{"novalue"}); err == nil {
+	if _, err := ParseExtraVars([]string{"novalue"}, nil); err == nil {
 		t.Fatal("want error for a bare word")
 	}
 }

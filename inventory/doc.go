@@ -59,8 +59,9 @@
 // first existing of NAME (a file, or a folder whose files are read
 // recursively in lexical order, later files winning), NAME.yml, NAME.yaml,
 // NAME.json is used, as in Ansible; others are ignored with a warning, as
-// are vars files naming no group or host (see Warnings). Vault files are
-// refused.
+// are vars files naming no group or host (see Warnings). Ansible Vault
+// files and `!vault` values are decrypted with LoadOptions.Vault (an error
+// naming the file and line without it).
 //
 // # Precedence
 //

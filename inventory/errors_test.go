@@ -60,7 +60,7 @@ func TestLoadErrors(t *testing.T) {
 		{"group_vars not a mapping", map[string]string{"inventory.cfg": "[web]\nh1\n", "group_vars/web": "\n- a\n- b\n"},
 			"group_vars/web:2: a vars file must be a mapping"},
 		{"vault file", map[string]string{"inventory.cfg": "[web]\nh1\n", "host_vars/h1.yml": "$ANSIBLE_VAULT;1.1;AES256\n6231\n"},
-			"host_vars/h1.yml:1: Ansible Vault files are not supported"},
+			"host_vars/h1.yml:1: encrypted with Ansible Vault, and no vault password was given"},
 		{"yaml unknown key", map[string]string{"hosts.yml": "all:\n  hosts:\n    h1:\n  childern:\n    web:\n"},
 			`hosts.yml:4: group "all": unknown key "childern" (want hosts, children or vars)`},
 		{"yaml hosts as list", map[string]string{"hosts.yml": "all:\n  hosts:\n    - h1\n"},

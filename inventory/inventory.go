@@ -10,6 +10,8 @@ import (
 	"sort"
 	"strings"
 	"sync"
+
+	"gokube/internal/vault"
 )
 
 // Host is one inventory host as the engine sees it.
@@ -38,6 +40,9 @@ type LoadOptions struct {
 	// written in inventory and vars files. Without it such a password is an
 	// error naming the file and line, because inventories end up in git.
 	AllowPasswords bool
+	// Vault decrypts Ansible Vault vars files and `!vault` values; nil
+	// means no vault password was given, and vault data is an error.
+	Vault *vault.Keyring
 }
 
 // Error is a problem in an inventory or vars file, located by file and line.

@@ -1,6 +1,7 @@
 package inventory
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -10,6 +11,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"gokube/internal/vault"
 	"gokube/internal/yamlcheck"
 )
 
@@ -52,6 +54,9 @@ func isNull(n *yaml.Node) bool {
 func (inv *Inventory) parseYAML(file string, data []byte) error {
 	root, err := parseYAMLDoc(file, data)
 	if err != nil || root == nil {
+		return err
+	}
+	if err := inv.decryptValues(file, root); err != nil {
 		return err
 	}
 	if root.Kind != yaml.MappingNode {
@@ -306,11 +311,16 @@ func (inv *Inventory) loadVarsFile(path string, vs *varSet) error {
 	if err != nil {
 		return fmt.Errorf("inventory: %w", err)
 	}
-	if strings.HasPrefix(strings.TrimSpace(string(data)), "$ANSIBLE_VAULT") {
-		return errAt(path, 1, "Ansible Vault files are not supported; decrypt it or pass secrets with -e @file")
+	if vault.IsEncrypted(data) {
+		if data, err = inv.opts.Vault.Decrypt(data); err != nil {
+			return errAt(path, 1, "%v", err)
+		}
 	}
 	root, err := parseYAMLDoc(path, data)
 	if err != nil || root == nil {
+		return err
+	}
+	if err := inv.decryptValues(path, root); err != nil {
 		return err
 	}
 	if root.Kind != yaml.MappingNode {
@@ -329,4 +339,13 @@ func (inv *Inventory) sameGroupName(n string) string {
 		}
 	}
 	return ""
+}
+
+// decryptValues replaces `!vault` values under root by their plaintext.
+func (inv *Inventory) decryptValues(file string, root *yaml.Node) error {
+	err := inv.opts.Vault.DecryptTree(root)
+	if ne := (*vault.NodeError)(nil); errors.As(err, &ne) {
+		return errAt(file, ne.Line, "!vault value: %v", ne.Err)
+	}
+	return err
 }
