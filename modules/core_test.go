@@ -605,3 +605,27 @@ func TestUnreachablePropagates(t *testing.T) {
 		}
 	}
 }
+
+// stat's follow describes a link's target; without it, the link itself
+// (Ansible's default), on a real local shell.
+func TestStatFollow(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("abc"), 0o640); err != nil {
+		t.Fatal(err)
+	}
+	link := filepath.Join(dir, "link")
+	if err := os.Symlink(target, link); err != nil {
+		t.Fatal(err)
+	}
+	env := newEnv(connection.NewLocal("h1"))
+	env.Become = false
+	st := mustRunModule(t, statModule{}, env, map[string]any{"path": link}).Data["stat"].(map[string]any)
+	if st["islnk"] != true || st["isreg"] == true {
+		t.Fatalf("without follow: %v", st)
+	}
+	st = mustRunModule(t, statModule{}, env, map[string]any{"path": link, "follow": true}).Data["stat"].(map[string]any)
+	if st["islnk"] == true || st["isreg"] != true || st["mode"] != "0640" || st["size"] != int64(3) {
+		t.Fatalf("with follow: %v", st)
+	}
+}

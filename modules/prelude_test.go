@@ -57,7 +57,7 @@ func TestProbePreludeSameOutput(t *testing.T) {
 	for _, tool := range []string{"stat", "sha256sum"} {
 		real, err := exec.LookPath(tool)
 		if err != nil {
-			t.Skip(tool, "not found")
+			t.Fatal(tool, "not found")
 		}
 		shim := "#!/bin/sh\necho " + tool + " >>" + shq(calls) + "\nexec " + real + " \"$@\"\n"
 		if err := os.WriteFile(filepath.Join(shims, tool), []byte(shim), 0o755); err != nil {

@@ -21,14 +21,13 @@ func (statModule) Spec() Spec {
 			"get_checksum":       {Type: Bool, Doc: "Compute the checksum of a regular file.", Default: "yes"},
 			"checksum_algorithm": {Type: String, Choices: []string{"sha1", "sha256"}, Aliases: []string{"checksum", "checksum_algo"}, Doc: "sha1 (Ansible's default, so conditions keep working) or sha256.", Default: "sha1"},
 			"follow":             {Type: Bool, Doc: "Describe a symlink's target instead of the link.", Default: "no"},
-			"get_md5":            {Type: Bool, Doc: "Accepted for Ansible playbooks; gokube never computes MD5."},
 		}}
 }
 
 func (m statModule) probe(a cargs) fileProbe {
 	sum := a.boolean("get_checksum", true)
 	algo := a.str("checksum_algorithm")
-	return fileProbe{sha1: sum && algo != "sha256", sha256: sum && algo == "sha256"}
+	return fileProbe{sha1: sum && algo != "sha256", sha256: sum && algo == "sha256", follow: a.boolean("follow", false)}
 }
 
 func (m statModule) Probe(args map[string]any) (string, bool) {
