@@ -145,8 +145,10 @@ func hostFuncs(inst *tmplInst) template.FuncMap {
 		},
 		// hostvarsOf "kube-master" "kube_apiserver_url" maps each host of
 		// the group to its value of the variable: roles pass a group's
-		// values to a module without looping in a template.
-		"hostvarsOf": func(group, name string) (map[string]any, error) {
+		// values to a module without looping in a template. With a third
+		// argument, a host without the variable maps to it instead of being
+		// an error (a result registered only where the host was reached).
+		"hostvarsOf": func(group, name string, def ...any) (map[string]any, error) {
 			out := map[string]any{}
 			for _, h := range inst.cur.r.inv.GroupHosts(group) {
 				o, err := inst.cur.other(h)
@@ -155,6 +157,10 @@ func hostFuncs(inst *tmplInst) template.FuncMap {
 				}
 				v, err := o.get(name)
 				if _, ok := err.(*notDefined); ok {
+					if len(def) > 0 {
+						out[h] = def[0]
+						continue
+					}
 					return nil, fmt.Errorf("variable %q is not defined for host %s", name, h)
 				}
 				if err != nil {

@@ -11,6 +11,7 @@ func registerPKI(r *Registry) {
 	r.Register(KubeHealth{}, "kube_health")
 	r.Register(KubeVerify{}, "kube_verify")
 	r.Register(KubeNodes{}, "kube_nodes")
+	r.Register(EtcdReport{}, "etcd_report")
 	r.Register(Kubeconfig{}, "kubeconfig")
 	r.Register(HAProxyServer{}, "haproxy_server")
 }
