@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"io"
+	"os"
 	"os/exec"
 	"testing"
 )
@@ -19,7 +20,18 @@ type localShell struct {
 
 func startLocalShell(t *testing.T) *localShell {
 	t.Helper()
+	sh, _ := startShellWith(t, nil, shellPreamble)
+	return sh
+}
+
+// startShellWith starts /bin/sh with extra environment and the given
+// preamble pending for its first request.
+func startShellWith(t *testing.T, env []string, preamble string) (*localShell, *exec.Cmd) {
+	t.Helper()
 	cmd := exec.Command("/bin/sh")
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	w, err := cmd.StdinPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -32,7 +44,7 @@ func startLocalShell(t *testing.T) *localShell {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { w.Close(); _ = cmd.Wait() })
-	return &localShell{w: w, r: bufio.NewReader(r), pending: []byte(shellPreamble)}
+	return &localShell{w: w, r: bufio.NewReader(r), pending: []byte(preamble)}, cmd
 }
 
 func (s *localShell) run(t *testing.T, req Request) Result {

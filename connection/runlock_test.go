@@ -1,7 +1,6 @@
 package connection
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -20,22 +19,8 @@ type lockShellProc struct {
 
 func startLockShell(t *testing.T, l *RunLock, path, home string) *lockShellProc {
 	t.Helper()
-	cmd := exec.Command("/bin/sh")
-	cmd.Env = append(os.Environ(), "HOME="+home)
-	w, err := cmd.StdinPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	r, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { w.Close(); _ = cmd.Wait() })
-	pre := shellPreamble + lockPreamble(l, "", path)
-	return &lockShellProc{&localShell{w: w, r: bufio.NewReader(r), pending: []byte(pre)}, cmd}
+	sh, cmd := startShellWith(t, []string{"HOME=" + home}, shellPreamble+lockPreamble(l, "", path))
+	return &lockShellProc{sh, cmd}
 }
 
 func lockLine(t *testing.T, path string) string {

@@ -102,10 +102,6 @@ func Load(ids, passwordFiles []string) (*Keyring, error) {
 	return &k, nil
 }
 
-// New is a Keyring of the given secrets (for tests and callers that hold
-// passwords already).
-func New(secrets ...Secret) *Keyring { return &Keyring{secrets: secrets} }
-
 // Decrypt returns the plaintext of vault data. The password of a matching
 // vault id is tried first, then every other (as Ansible does).
 func (k *Keyring) Decrypt(data []byte) ([]byte, error) {
