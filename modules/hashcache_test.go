@@ -1,9 +1,7 @@
 package modules
 
 import (
-	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -32,27 +30,7 @@ func TestHashCache(t *testing.T) {
 	cacheFile := filepath.Join(cacheDir, hashCacheFile)
 	batch := "{\n" + fileProbe{sha256: true}.script(a) + "\n}\n{\n" + fileProbe{sha256: true}.script(b) + "\n}\n"
 
-	shims, calls := t.TempDir(), filepath.Join(t.TempDir(), "calls")
-	real, err := exec.LookPath("sha256sum")
-	if err != nil {
-		t.Fatal(err)
-	}
-	shim := "#!/bin/sh\necho sha256sum >>" + shq(calls) + "\nexec " + real + " \"$@\"\n"
-	if err := os.WriteFile(filepath.Join(shims, "sha256sum"), []byte(shim), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	run := func(script string) (string, int) {
-		t.Helper()
-		os.Remove(calls)
-		cmd := exec.CommandContext(context.Background(), "/bin/sh", "-c", script)
-		cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		log, _ := os.ReadFile(calls)
-		return string(out), strings.Count(string(log), "\n")
-	}
+	run := countingShell(t, "sha256sum")
 	rw := ProbePrelude(batch, HashCache{Dir: cacheDir, Write: true})
 	ro := ProbePrelude(batch, HashCache{Dir: cacheDir})
 	same := func(step, script string, wantHash int) {

@@ -53,28 +53,7 @@ func TestProbePreludeSameOutput(t *testing.T) {
 		t.Errorf("a path with a newline must be left to its own probe:\n%s", prelude)
 	}
 	// Shims count the stat and sha256sum processes each way.
-	shims, calls := t.TempDir(), filepath.Join(t.TempDir(), "calls")
-	for _, tool := range []string{"stat", "sha256sum"} {
-		real, err := exec.LookPath(tool)
-		if err != nil {
-			t.Fatal(tool, "not found")
-		}
-		shim := "#!/bin/sh\necho " + tool + " >>" + shq(calls) + "\nexec " + real + " \"$@\"\n"
-		if err := os.WriteFile(filepath.Join(shims, tool), []byte(shim), 0o755); err != nil {
-			t.Fatal(err)
-		}
-	}
-	run := func(script string) (string, int) {
-		os.Remove(calls)
-		cmd := exec.CommandContext(context.Background(), "/bin/sh", "-c", script)
-		cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"))
-		out, err := cmd.CombinedOutput()
-		if err != nil {
-			t.Fatalf("%v\n%s", err, out)
-		}
-		log, _ := os.ReadFile(calls)
-		return string(out), strings.Count(string(log), "\n")
-	}
+	run := countingShell(t, "stat", "sha256sum")
 	alone, procsAlone := run(batch)
 	batched, procsBatched := run(prelude + batch)
 	if alone != batched {
@@ -93,5 +72,36 @@ func TestProbePreludeSameOutput(t *testing.T) {
 	}
 	if ProbePrelude(scripts[0], HashCache{}) != "" {
 		t.Error("one path: no prelude expected")
+	}
+}
+
+// countingShell returns a runner of sh scripts whose PATH puts shims in
+// front of tools: each shim logs a line and execs the real tool, so the
+// runner returns the script's output and how many of those processes it
+// started.
+func countingShell(t *testing.T, tools ...string) func(script string) (string, int) {
+	t.Helper()
+	shims, calls := t.TempDir(), filepath.Join(t.TempDir(), "calls")
+	for _, tool := range tools {
+		real, err := exec.LookPath(tool)
+		if err != nil {
+			t.Fatal(tool, "not found")
+		}
+		shim := "#!/bin/sh\necho " + tool + " >>" + shq(calls) + "\nexec " + real + " \"$@\"\n"
+		if err := os.WriteFile(filepath.Join(shims, tool), []byte(shim), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return func(script string) (string, int) {
+		t.Helper()
+		os.Remove(calls)
+		cmd := exec.CommandContext(context.Background(), "/bin/sh", "-c", script)
+		cmd.Env = append(os.Environ(), "PATH="+shims+":"+os.Getenv("PATH"))
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, out)
+		}
+		log, _ := os.ReadFile(calls)
+		return string(out), strings.Count(string(log), "\n")
 	}
 }
