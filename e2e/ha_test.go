@@ -374,21 +374,7 @@ func TestHAControlPlane(t *testing.T) {
 				t.Errorf("anonymous %s: HTTP %d, want %d", path, resp.StatusCode, want)
 			}
 		}
-		waitFor(t, "kubernetes endpoints list every master", 2*time.Minute, func() error {
-			eps, err := c.endpoints(t)
-			if err != nil {
-				return err
-			}
-			if want := c.masterAddrs(c.masters...); !slices.Equal(eps, want) {
-				return fmt.Errorf("endpoints %v, want %v", eps, want)
-			}
-			return nil
-		})
-		for _, l := range []string{"kube-controller-manager", "kube-scheduler"} {
-			if h, err := c.leaseHolder(t, l); err != nil || !slices.Contains(c.masters, h) {
-				t.Errorf("lease %s: holder host %d: %v", l, h, err)
-			}
-		}
+		c.endpointsAndLeasesOnMasters(t)
 	})
 
 	t.Run("second run changes nothing", func(t *testing.T) {
@@ -726,4 +712,26 @@ func TestHASeparateEtcd(t *testing.T) {
 		t.Fatalf("after power on: exit %d\n%s", r.code, tail(r.out, 60))
 	}
 	c.allChanged(t, r, func(n int) bool { return n == 0 }, "a run after the power-on changed something")
+}
+
+// endpointsAndLeasesOnMasters waits until the kubernetes service's
+// endpoints are every master (the lease reconciler), then checks that the
+// controller-manager's and the scheduler's leases are held by masters.
+func (c *haCluster) endpointsAndLeasesOnMasters(t *testing.T) {
+	t.Helper()
+	waitFor(t, "kubernetes endpoints list every master", 2*time.Minute, func() error {
+		eps, err := c.endpoints(t)
+		if err != nil {
+			return err
+		}
+		if want := c.masterAddrs(c.masters...); !slices.Equal(eps, want) {
+			return fmt.Errorf("endpoints %v, want %v", eps, want)
+		}
+		return nil
+	})
+	for _, l := range []string{"kube-controller-manager", "kube-scheduler"} {
+		if h, err := c.leaseHolder(t, l); err != nil || !slices.Contains(c.masters, h) {
+			t.Errorf("lease %s: holder host %d: %v", l, h, err)
+		}
+	}
 }

@@ -112,21 +112,7 @@ func TestHAKubeadm(t *testing.T) {
 		if out, err := e.ssh(t, worker, "kubectl --kubeconfig /etc/kubernetes/kubelet.conf get --raw /readyz"); err != nil || out != "ok" {
 			t.Errorf("worker: /readyz through the load balancer with the node's kubeconfig: %v %q", err, out)
 		}
-		waitFor(t, "kubernetes endpoints list every master", 2*time.Minute, func() error {
-			eps, err := c.endpoints(t)
-			if err != nil {
-				return err
-			}
-			if want := c.masterAddrs(c.masters...); !slices.Equal(eps, want) {
-				return fmt.Errorf("endpoints %v, want %v", eps, want)
-			}
-			return nil
-		})
-		for _, l := range []string{"kube-controller-manager", "kube-scheduler"} {
-			if h, err := c.leaseHolder(t, l); err != nil || !slices.Contains(c.masters, h) {
-				t.Errorf("lease %s: holder host %d: %v", l, h, err)
-			}
-		}
+		c.endpointsAndLeasesOnMasters(t)
 	})
 
 	t.Run("second run changes nothing", func(t *testing.T) {
