@@ -94,8 +94,10 @@ demo: deps build artifacts k8s-artifacts
 lab-down: build
 	$(BIN) lab down --name $(DEMO_LAB)
 
-# gokube vs Ansible 2.14 on 3 lab hosts (and with 25 ms added each way);
-# bench-quick: 3 hosts only, about 3 minutes. Tables in bench/results/.
+# gokube vs Ansible 2.14 vs the floor (bench/floor) on 3 lab hosts, 3 hosts
+# with 25 ms added each way, and 30 hosts (~40 min, Ansible's 30-host runs
+# are most of it); bench-quick: 3 hosts only, about 3 minutes on an idle
+# machine. Tables in bench/results/; exit 1 if the tools' host state differs.
 bench: build artifacts
 	./bench/run.sh full
 
