@@ -112,7 +112,7 @@ parse error (bad flag, inventory, playbook, template syntax).`,
 	fl.BoolVar(&f.noRetry, "no-retry-file", false, "do not write a retry file")
 	fl.StringArrayVar(&f.vaultIDs, "vault-id", nil, "Ansible Vault password as LABEL@FILE or FILE: vault files and !vault values in vars are decrypted (repeatable)")
 	fl.StringArrayVar(&f.vaultFiles, "vault-password-file", nil, "file holding an Ansible Vault password (repeatable; default $ANSIBLE_VAULT_PASSWORD_FILE)")
-	fl.IntVar(&f.lockWait, "lock-wait", 60, "seconds a run waits for another gokube run's lock on a host (/run/gokube/lock) before that host fails")
+	fl.IntVar(&f.lockWait, "lock-wait", 60, "seconds a run waits for another gokube run's lock on a host (/run/gokube/lock, or ~/.gokube-lock of a login that is not root) before that host fails")
 	fl.StringVar(&f.timeline, "timeline", "", "write a picture of the run to FILE.html or FILE.svg: one row per host, one bar per task (outcome, round trips, bytes), slowest marked")
 	return cmd
 }

@@ -1,6 +1,7 @@
 package connection
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,7 +20,7 @@ type lockShellProc struct {
 
 func startLockShell(t *testing.T, l *RunLock, path, home string) *lockShellProc {
 	t.Helper()
-	sh, cmd := startShellWith(t, []string{"HOME=" + home}, shellPreamble+lockPreamble(l, "", path))
+	sh, cmd := startShellWith(t, []string{"HOME=" + home}, shellPreamble+lockPreamble(l, []string{shQuote(path)}, `"$HOME"`, true))
 	return &lockShellProc{sh, cmd}
 }
 
@@ -113,5 +114,57 @@ func TestRunLock(t *testing.T) {
 	_ = c.cmd.Wait()
 	if _, err := os.Stat(path); !os.IsNotExist(err) {
 		t.Errorf("lock left after its shell ended: %v", err)
+	}
+}
+
+// TestRunLockOrder: a shell takes its locks in order (the login's
+// per-user lock, then the root lock). Waiting on the first it takes
+// neither; refused on the second it releases the first, so a run that
+// fails on a host holds up no other run of that user.
+func TestRunLockOrder(t *testing.T) {
+	dir, home := t.TempDir(), t.TempDir()
+	user, root := filepath.Join(dir, "user"), filepath.Join(dir, "root")
+	start := time.Date(2026, 11, 30, 14, 0, 0, 0, time.UTC)
+	runA := &RunLock{ID: "aaaa", User: "deploy@ctl", Start: start, Wait: 1}
+	runB := &RunLock{ID: "bbbb", User: "deploy@ctl", Start: start, Wait: 1}
+	both := []string{shQuote(user), shQuote(root)}
+	shell := func(l *RunLock, locks []string) *localShell {
+		sh, _ := startShellWith(t, []string{"HOME=" + home}, shellPreamble+lockPreamble(l, locks, `"$HOME"`, true))
+		return sh
+	}
+	a, aCmd := startShellWith(t, []string{"HOME=" + home}, shellPreamble+lockPreamble(runA, both, `"$HOME"`, true))
+	if res := a.run(t, Request{Script: "echo a"}); res.RC != 0 {
+		t.Fatalf("holder: %+v", res)
+	}
+	ua, ra := lockLine(t, user), lockLine(t, root)
+	if !strings.HasPrefix(ua, "run=aaaa ") || ua != ra {
+		t.Fatalf("holder's locks: user %q root %q", ua, ra)
+	}
+	// B waits on the user lock: refused naming it, the root lock untouched.
+	res := shell(runB, both).run(t, Request{Script: "echo b"})
+	var le *LockedError
+	if err := lockedResult("h", res); !errors.As(err, &le) || le.Path != user || le.Holder != ua {
+		t.Fatalf("refused on the user lock: %+v %v", res, err)
+	}
+	if !strings.Contains(le.Error(), "another gokube run holds "+user+" ("+ua+")") {
+		t.Errorf("message: %v", le)
+	}
+	// A root-only holder (another login's run) and a free user lock: B
+	// takes the user lock, is refused on the root lock and lets go of it.
+	a.w.Close()
+	_ = aCmd.Wait()
+	if lockLine(t, root) != "" || lockLine(t, user) != "" {
+		t.Fatal("locks left after the holder's shell ended")
+	}
+	c := shell(&RunLock{ID: "cccc", User: "root@ctl", Start: start, Wait: 1}, []string{shQuote(root)})
+	if res := c.run(t, Request{Script: "echo c"}); res.RC != 0 {
+		t.Fatalf("root-only holder: %+v", res)
+	}
+	res = shell(runB, both).run(t, Request{Script: "echo b"})
+	if err := lockedResult("h", res); !errors.As(err, &le) || le.Path != root || !strings.HasPrefix(le.Holder, "run=cccc ") {
+		t.Fatalf("refused on the root lock: %+v %v", res, err)
+	}
+	if _, err := os.Stat(user); !os.IsNotExist(err) {
+		t.Errorf("the refused shell kept the user lock: %q", lockLine(t, user))
 	}
 }

@@ -32,7 +32,8 @@ type SSHConfig struct {
 	Timeout           time.Duration // dial timeout (default 10s)
 
 	// Lock, when set, is the run's per-host lock, taken by the first
-	// shell the connection opens (see RunLock).
+	// shell the connection opens, and by its first become shell (see
+	// RunLock).
 	Lock *RunLock
 
 	// KeepAlive is the interval of keepalive requests (default 5s); a
@@ -67,8 +68,12 @@ type sshConn struct {
 
 	mu     sync.Mutex
 	shells map[string]*shellSession
-	// lockShell is the shell that took the run lock (Lock set).
-	lockShell *shellSession
+	// lockShell and userLockShell are the shells that took the root lock
+	// and the login's per-user lock (Lock set); lockErr is the refusal
+	// once a shell was refused one.
+	lockShell     *shellSession
+	userLockShell *shellSession
+	lockErr       error
 	// runSem serializes Runs: a shell carries one frame at a time. The
 	// executor never overlaps a host's tasks, but a delegated task might.
 	runSem chan struct{}

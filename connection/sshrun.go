@@ -86,7 +86,7 @@ exec sudo -A -H -p GK_PW -u ` + shQuote(key) + " -- /bin/sh -c " + shQuote(inner
 // openShell opens a session channel and starts the shell without waiting
 // for the exec reply: the first frame follows at once, so opening costs
 // the channel-open round trip only.
-func (c *sshConn) openShell(ctx context.Context, key string, lock bool) (*shellSession, error) {
+func (c *sshConn) openShell(ctx context.Context, key string, lock lockNeed) (*shellSession, error) {
 	type opened struct {
 		ch   ssh.Channel
 		reqs <-chan *ssh.Request
@@ -129,8 +129,8 @@ func (c *sshConn) openShell(ctx context.Context, key string, lock bool) (*shellS
 		stderr:  &tailBuffer{max: 4 << 10},
 		errDone: make(chan struct{}),
 	}
-	if lock {
-		s.pending = append(s.pending, lockPreamble(c.cfg.Lock, c.cfg.User, LockPath)...)
+	if lock != (lockNeed{}) {
+		s.pending = append(s.pending, c.lockText(key, lock)...)
 	}
 	go func() {
 		_, _ = io.Copy(s.stderr, o.ch.Stderr())
@@ -149,7 +149,7 @@ func (c *sshConn) shell(ctx context.Context, become bool, user string) (*shellSe
 	}
 	// Runs are serialised (runSem), so no two shells race for the lock.
 	c.mu.Lock()
-	lock := c.needLock(key)
+	lock := c.locksFor(key)
 	c.mu.Unlock()
 	s, err := c.openShell(ctx, key, lock)
 	if err != nil {
@@ -157,7 +157,10 @@ func (c *sshConn) shell(ctx context.Context, become bool, user string) (*shellSe
 	}
 	c.mu.Lock()
 	c.shells[key] = s
-	if lock {
+	if lock.user {
+		c.userLockShell = s
+	}
+	if lock.root {
 		c.lockShell = s
 	}
 	c.mu.Unlock()
@@ -180,6 +183,14 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 		defer func() { <-c.runSem }()
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
+	}
+	// Refused once, refused for the run: another shell of this connection
+	// would otherwise take the locks the refused one did not get.
+	c.mu.Lock()
+	refused := c.lockErr
+	c.mu.Unlock()
+	if refused != nil {
+		return Result{}, refused
 	}
 	s, err := c.shell(ctx, req.Become, req.BecomeUser)
 	if err != nil {
@@ -207,6 +218,9 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 	case a := <-got:
 		if a.err == nil {
 			if err := lockedResult(c.cfg.Host, a.res); err != nil {
+				c.mu.Lock()
+				c.lockErr = err
+				c.mu.Unlock()
 				return Result{}, err
 			}
 			return a.res, nil

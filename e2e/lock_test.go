@@ -13,11 +13,14 @@ import (
 )
 
 // TestRunLock: two runs against one host. The second waits for the
-// first's /run/gokube/lock, so their lineinfile edits of one file do not
-// interleave and none is lost; with a short --lock-wait it fails naming
-// the holder and changes nothing; a lock whose shell was killed (no trap
-// ran) is taken over; the run that takes the lock removes stale uploads
-// and put temp files of earlier runs, and no lock is left after a run.
+// first's locks (the login deploy's ~/.gokube-lock, then
+// /run/gokube/lock: the runs become root), so their lineinfile edits of
+// one file do not interleave and none is lost; with a short --lock-wait
+// it fails naming the holder and changes nothing; a lock whose shell was
+// killed (no trap ran) is taken over; the run that takes the lock removes
+// stale uploads and put temp files of earlier runs, and no lock is left
+// after a run. Runs of deploy that never become root do the same with
+// deploy's lock alone, and a run that becomes root waits for it first.
 func TestRunLock(t *testing.T) {
 	e := setupN(t, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
@@ -84,7 +87,7 @@ func TestRunLock(t *testing.T) {
 		go func() { done <- cmd.Wait() }()
 		return &out, done
 	}
-	ssh("rm -f /root/gk-go /root/gk-lock.txt; [ ! -e /run/gokube/lock ]")
+	ssh("rm -f /root/gk-go /root/gk-lock.txt; [ ! -e /run/gokube/lock ] && [ ! -e ~deploy/.gokube-lock ]")
 
 	t.Run("second run waits, no lost update", func(t *testing.T) {
 		outA, doneA := start("-i", inv, pbA)
@@ -113,7 +116,7 @@ func TestRunLock(t *testing.T) {
 		if strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("file after both runs:\n%v\nwant\n%v", got, want)
 		}
-		ssh("[ ! -e /run/gokube/lock ]")
+		ssh("[ ! -e /run/gokube/lock ] && [ ! -e ~deploy/.gokube-lock ]")
 	})
 
 	t.Run("short wait fails naming the holder", func(t *testing.T) {
@@ -121,11 +124,15 @@ func TestRunLock(t *testing.T) {
 		outA, doneA := start("-i", inv, pbA)
 		waitHost("run A's lock", "grep -q '^run=' /run/gokube/lock")
 		holder := strings.TrimSpace(ssh("cat /run/gokube/lock"))
+		if user := strings.TrimSpace(ssh("cat ~deploy/.gokube-lock")); user != holder {
+			t.Errorf("deploy's lock %q, root lock %q: one holder takes both", user, holder)
+		}
 		r := e.play(t, ctx, "-i", inv, pbB, "--lock-wait", "1")
 		if r.code != 2 || r.recap["node-1"].failed != 1 || r.recap["node-1"].changed != 0 {
 			t.Errorf("refused run: exit %d, recap %+v\n%s", r.code, r.recap["node-1"], r.out)
 		}
-		if !strings.Contains(r.out, "another gokube run holds /run/gokube/lock ("+holder+")") {
+		// Refused on the first of the two, the login's lock.
+		if !strings.Contains(r.out, "another gokube run holds /home/deploy/.gokube-lock ("+holder+")") {
 			t.Errorf("message does not name the holder %q:\n%s", holder, r.out)
 		}
 		if out, _ := e.ssh(t, 1, "cat /root/gk-lock.txt"); strings.Contains(out, "b-") {
@@ -162,6 +169,79 @@ func TestRunLock(t *testing.T) {
 		if !strings.Contains(left, ".gokube.keep") || !strings.Contains(left, ".gokube-upload-keep") {
 			t.Errorf("files that are not gokube's temp files were removed:\n%s", left)
 		}
-		ssh("rm -f /root/.gokube.keep ~deploy/.gokube-upload-keep /root/gk-go /root/gk-lock.txt; [ ! -e /run/gokube/lock ]")
+		ssh("rm -f /root/.gokube.keep ~deploy/.gokube-upload-keep /root/gk-go /root/gk-lock.txt; [ ! -e /run/gokube/lock ] && [ ! -e ~deploy/.gokube-lock ]")
+	})
+
+	// deploy without become: the same with deploy's own lock, its own
+	// temp files swept; a run that becomes root waits for it first.
+	t.Run("non-root login", func(t *testing.T) {
+		uwork := t.TempDir()
+		uinv := e.inventory(t, uwork, "node", map[string][]int{"nodes": {1}})
+		body, err := os.ReadFile(uinv)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(uinv, bytes.Replace(body, []byte("ansible_become=true"), []byte("ansible_become=false"), 1), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		userPB := func(name, prefix string) string {
+			hold := ""
+			if prefix == "a" {
+				hold = `    - command: sh -c 'while [ ! -e ~/gk-go ]; do sleep 0.2; done'
+      changed_when: false
+`
+			}
+			return write(name, fmt.Sprintf(`
+- hosts: nodes
+  gather_facts: false
+  tasks:
+%s    - lineinfile: {path: /home/deploy/gk-lock.txt, line: "%s-{{ .item }}", create: true}
+      loop: %s
+`, hold, prefix, items))
+		}
+		pbUA, pbUB := userPB("ua.yml", "a"), userPB("ub.yml", "b")
+		tag := strings.Repeat("1e", 12)
+		ssh("cd ~deploy && rm -f gk-go gk-lock.txt && touch -d '1 hour ago' .gokube-upload-" + tag + " .gokube." + tag +
+			" .gokube.keep && chown deploy: .gokube-upload-" + tag + " .gokube." + tag + " .gokube.keep")
+		outA, doneA := start("-i", uinv, pbUA)
+		waitHost("deploy's lock", "grep -q '^run=' ~deploy/.gokube-lock")
+		holder := strings.TrimSpace(ssh("cat ~deploy/.gokube-lock"))
+		ssh("[ \"$(stat -c %U ~deploy/.gokube-lock)\" = deploy ] && [ ! -e /run/gokube/lock ]")
+
+		// A run that becomes root is refused on deploy's lock, before
+		// the root lock (the order every run takes them in).
+		r := e.play(t, ctx, "-i", inv, pbB, "--lock-wait", "1")
+		if r.code != 2 || r.recap["node-1"].failed != 1 || r.recap["node-1"].changed != 0 ||
+			!strings.Contains(r.out, "another gokube run holds /home/deploy/.gokube-lock ("+holder+")") {
+			t.Errorf("become run while deploy's lock is held: exit %d %+v\n%s", r.code, r.recap["node-1"], r.out)
+		}
+		ssh("[ ! -e /run/gokube/lock ] && [ ! -e /root/gk-lock.txt ]")
+
+		outB, doneB := start("-i", uinv, pbUB)
+		waitHost("run B waiting", "pgrep -u deploy -fx 'sleep 1' >/dev/null")
+		if got := strings.TrimSpace(ssh("cat ~deploy/.gokube-lock")); got != holder {
+			t.Fatalf("lock changed while A holds it: %q -> %q", holder, got)
+		}
+		ssh("touch ~deploy/gk-go")
+		if err := <-doneA; err != nil {
+			t.Fatalf("run A: %v\n%s", err, outA)
+		}
+		if err := <-doneB; err != nil {
+			t.Fatalf("run B: %v\n%s", err, outB)
+		}
+		var want []string
+		for _, p := range []string{"a", "b"} {
+			for i := 0; i < n; i++ {
+				want = append(want, fmt.Sprintf("%s-%d", p, i))
+			}
+		}
+		if got := strings.Fields(ssh("cat ~deploy/gk-lock.txt")); strings.Join(got, " ") != strings.Join(want, " ") {
+			t.Errorf("file after both runs:\n%v\nwant\n%v", got, want)
+		}
+		left := ssh("ls -a ~deploy | grep -e '^.gokube' || true")
+		if strings.Contains(left, tag) || !strings.Contains(left, ".gokube.keep") {
+			t.Errorf("deploy's stale temp files left or a lookalike removed:\n%s", left)
+		}
+		ssh("cd ~deploy && rm -f gk-go gk-lock.txt .gokube.keep; [ ! -e .gokube-lock ] && [ ! -e /run/gokube/lock ]")
 	})
 }
