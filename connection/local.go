@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/user"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -24,16 +25,71 @@ type Local struct {
 	host string
 	rt   atomic.Int64
 	uid  int
+
+	// The run lock (see RunLock), taken before the first request as the
+	// SSH shells take theirs: the root lock when gokube runs as root, the
+	// per-user lock otherwise (a become through sudo takes no root lock:
+	// the process that would hold it, gokube, is not root). gokube's own
+	// pid holds it; Close removes it.
+	lock     *RunLock
+	lockMu   sync.Mutex
+	lockDone bool
+	lockPath string
+	lockLine string // written by this connection, "" when shared or none
+	lockErr  error
 }
 
-// NewLocal returns a Conn on the control machine named host.
-func NewLocal(host string) Conn { return &Local{host: host, uid: os.Getuid()} }
+// NewLocal returns a Conn on the control machine named host that takes no
+// run lock.
+func NewLocal(host string) Conn { return NewLocalLocked(host, nil) }
+
+// NewLocalLocked returns a Conn on the control machine named host that
+// takes the run lock lock (nil: none) before its first request.
+func NewLocalLocked(host string, lock *RunLock) Conn {
+	return &Local{host: host, uid: os.Getuid(), lock: lock}
+}
 
 func (l *Local) Host() string { return l.host }
 
 func (l *Local) RoundTrips() int64 { return l.rt.Load() }
 
-func (l *Local) Close() error { return nil }
+func (l *Local) Close() error {
+	l.lockMu.Lock()
+	defer l.lockMu.Unlock()
+	releaseLock(l.lockPath, l.lockLine)
+	l.lockLine = ""
+	return nil
+}
+
+// takeLock takes the run lock once; a refusal stays for every request.
+func (l *Local) takeLock(ctx context.Context) error {
+	if l.lock == nil {
+		return nil
+	}
+	l.lockMu.Lock()
+	defer l.lockMu.Unlock()
+	if l.lockDone {
+		return l.lockErr
+	}
+	path, err := localLockPath(l.uid)
+	if err != nil {
+		// No home to hold it: unlocked, as where the shell cannot make it.
+		l.lockDone = true
+		return nil
+	}
+	line, err := takeLock(ctx, l.lock, path, os.Getpid())
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err() // cancelled while waiting: not a refusal
+	}
+	var le *LockedError
+	if errors.As(err, &le) {
+		le.Host = l.host
+	} else if err != nil {
+		err = fmt.Errorf("%s: run lock: %w", l.host, err)
+	}
+	l.lockDone, l.lockPath, l.lockLine, l.lockErr = true, path, line, err
+	return err
+}
 
 func (l *Local) Run(ctx context.Context, req Request) (Result, error) {
 	return l.run(ctx, req, bytes.NewReader(req.Stdin))
@@ -41,6 +97,9 @@ func (l *Local) Run(ctx context.Context, req Request) (Result, error) {
 
 func (l *Local) run(ctx context.Context, req Request, stdin io.Reader) (Result, error) {
 	if err := ctx.Err(); err != nil {
+		return Result{}, err
+	}
+	if err := l.takeLock(ctx); err != nil {
 		return Result{}, err
 	}
 	env, err := envPrelude(req)

@@ -37,7 +37,10 @@ import (
 // SIGKILL, a connection cut, a reboot: the per-user lock is not on a
 // tmpfs) is seen as dead and taken over; a lock the same run holds through
 // another connection to the same machine (two inventory names for one
-// host) is shared. The holder removes it when its shell ends.
+// host) is shared. The holder removes it when its shell ends. The local
+// connection takes the same lock on the control machine from Go
+// (takeLock), so it and SSH runs to the control machine exclude each
+// other.
 //
 // Stale temp files are tied to it: once a run holds the lock, uploads in
 // the login home (.gokube-upload-*) and put temp files (.gokube.*) older

@@ -1,7 +1,9 @@
 package connection
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -167,4 +169,79 @@ func TestRunLockOrder(t *testing.T) {
 	if _, err := os.Stat(user); !os.IsNotExist(err) {
 		t.Errorf("the refused shell kept the user lock: %q", lockLine(t, user))
 	}
+}
+
+// TestLocalLock: the local connection takes the per-user lock from Go
+// with the shell's protocol: the first run holds it (gokube's pid), a
+// second connection of the same run shares it, another run (a Local or an
+// SSH-style shell) is refused naming it after the wait, and every
+// request of the refused connection is; Close removes it; a lock whose
+// process is gone is taken over.
+func TestLocalLock(t *testing.T) {
+	home := t.TempDir()
+	t.Setenv("HOME", home)
+	path := filepath.Join(home, UserLockName)
+	start := time.Date(2026, 11, 30, 14, 0, 0, 0, time.UTC)
+	runA := &RunLock{ID: "aaaa", User: "deploy@ctl", Start: start, Wait: 1}
+	runB := &RunLock{ID: "bbbb", User: "deploy@ctl", Start: start, Wait: 1}
+	local := func(name string, l *RunLock) *Local { return &Local{host: name, uid: 1000, lock: l} }
+	ctx := context.Background()
+
+	a := local("localhost", runA)
+	if lockLine(t, path) != "" {
+		t.Fatal("lock taken before a request")
+	}
+	if res := run(t, a, Request{Script: "echo a"}); string(res.Stdout) != "a\n" {
+		t.Fatalf("holder: %+v", res)
+	}
+	held := lockLine(t, path)
+	if want := fmt.Sprintf("run=aaaa user=deploy@ctl start=2026-11-30T14:00:00Z pid=%d pst=", os.Getpid()); !strings.HasPrefix(held, want) {
+		t.Fatalf("lock line %q, want %q...", held, want)
+	}
+	a2 := local("ctl", runA)
+	if res := run(t, a2, Request{Script: "echo a2"}); res.RC != 0 {
+		t.Fatalf("same run refused: %+v", res)
+	}
+	b := local("localhost", runB)
+	for i := 0; i < 2; i++ {
+		_, err := b.Run(ctx, Request{Script: "echo b >" + shQuote(filepath.Join(home, "b"))})
+		var le *LockedError
+		if !errors.As(err, &le) || le.Path != path || le.Holder != held || le.Host != "localhost" {
+			t.Fatalf("second run's request %d: %v", i, err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(home, "b")); !os.IsNotExist(err) {
+		t.Error("the refused run's request ran")
+	}
+	res := startLockShell(t, runB, path, home).run(t, Request{Script: "echo b"})
+	if err := lockedResult("h", res); err == nil || !strings.Contains(err.Error(), held) {
+		t.Fatalf("a shell of another run: %+v %v", res, err)
+	}
+	a2.Close() // shares it: does not remove it
+	if lockLine(t, path) != held {
+		t.Fatal("the sharing connection removed the lock")
+	}
+	a.Close()
+	if _, err := os.Stat(path); !os.IsNotExist(err) {
+		t.Fatalf("lock left after Close: %q", lockLine(t, path))
+	}
+
+	// A holder whose process is gone: taken over.
+	dead := exec.Command("/bin/sh", "-c", "exit 0")
+	if err := dead.Start(); err != nil {
+		t.Fatal(err)
+	}
+	line, err := takeLock(ctx, runA, path, dead.Process.Pid)
+	_ = dead.Wait()
+	if err != nil || line == "" {
+		t.Fatalf("lock for a short-lived process: %q %v", line, err)
+	}
+	c := local("localhost", runB)
+	if res := run(t, c, Request{Script: "echo c"}); res.RC != 0 {
+		t.Fatalf("takeover refused: %+v", res)
+	}
+	if got := lockLine(t, path); !strings.HasPrefix(got, "run=bbbb ") {
+		t.Fatalf("after takeover: %q", got)
+	}
+	c.Close()
 }

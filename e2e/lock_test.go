@@ -1,6 +1,7 @@
 package e2e
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -8,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -244,4 +246,149 @@ func TestRunLock(t *testing.T) {
 		}
 		ssh("cd ~deploy && rm -f gk-go gk-lock.txt .gokube.keep; [ ! -e .gokube-lock ] && [ ! -e /run/gokube/lock ]")
 	})
+}
+
+// TestLocalRunLock: two runs against localhost (connection: local) take
+// the control machine's lock from gokube itself. The test runs them as a
+// user that is not root (nobody, when the test is root) with a home of
+// its own, so they take that home's ~/.gokube-lock and no other run on
+// the machine is held up. The second run waits (its lineinfile task has
+// started and changed nothing) while the first holds it, and then loses
+// none of the first's lines; with --lock-wait 1 it fails naming the
+// holder and changes nothing; no lock is left.
+func TestLocalRunLock(t *testing.T) {
+	bin := os.Getenv("GOKUBE_BIN")
+	if bin == "" {
+		t.Fatal("GOKUBE_BIN is not set")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	home, err := os.MkdirTemp("", "gk-locallock-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(home) })
+	var cred *syscall.Credential
+	if os.Getuid() == 0 {
+		cred = &syscall.Credential{Uid: 65534, Gid: 65534}
+		if err := os.Chown(home, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(home, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(name, body string) string {
+		p := filepath.Join(home, name)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	inv := write("inventory.cfg", "localhost ansible_connection=local\n")
+	txt, goFile, lock := filepath.Join(home, "f.txt"), filepath.Join(home, "go"), filepath.Join(home, ".gokube-lock")
+	pb := func(name, prefix, hold string) string {
+		return write(name, fmt.Sprintf(`
+- hosts: all
+  gather_facts: false
+  tasks:
+%s    - name: edit
+      lineinfile: {path: %s, line: "%s-{{ .item }}", create: true}
+      loop: [0, 1, 2]
+`, hold, txt, prefix))
+	}
+	pbA := pb("a.yml", "a", fmt.Sprintf("    - command: sh -c 'while [ ! -e %s ]; do sleep 0.2; done'\n      changed_when: false\n", goFile))
+	pbB := pb("b.yml", "b", "")
+	// start runs gokube as the test's user; lines carries its output
+	// line by line, done its exit.
+	start := func(args ...string) (chan string, chan error) {
+		cmd := exec.CommandContext(ctx, bin, append([]string{"play"}, args...)...)
+		cmd.Env = append(os.Environ(), "HOME="+home)
+		cmd.Dir = home
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
+		r, w, err := os.Pipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stdout, cmd.Stderr = w, w
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+		lines, done := make(chan string, 1000), make(chan error, 1)
+		go func() {
+			sc := bufio.NewScanner(r)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+			done <- cmd.Wait()
+		}()
+		return lines, done
+	}
+	// until reads lines up to one containing s; it returns them all.
+	until := func(lines chan string, s string) string {
+		t.Helper()
+		var out strings.Builder
+		for l := range lines {
+			out.WriteString(l + "\n")
+			if strings.Contains(l, s) {
+				return out.String()
+			}
+		}
+		t.Fatalf("never saw %q:\n%s", s, out.String())
+		return ""
+	}
+	rest := func(lines chan string) string {
+		var out strings.Builder
+		for l := range lines {
+			out.WriteString(l + "\n")
+		}
+		return out.String()
+	}
+	read := func(p string) string { b, _ := os.ReadFile(p); return strings.TrimSpace(string(b)) }
+
+	linesA, doneA := start("-i", inv, pbA)
+	for read(lock) == "" && ctx.Err() == nil {
+		time.Sleep(50 * time.Millisecond) // A's first request takes it; bounded by ctx
+	}
+	holder := read(lock)
+	if !strings.HasPrefix(holder, "run=") {
+		t.Fatalf("lock %q", holder)
+	}
+
+	// --lock-wait 1: refused naming the holder, nothing changed.
+	linesR, doneR := start("-i", inv, pbB, "--lock-wait", "1")
+	out := rest(linesR)
+	if err := <-doneR; err == nil || !strings.Contains(out, "another gokube run holds "+lock+" ("+holder+")") {
+		t.Errorf("refused run: %v\n%s", err, out)
+	}
+	if _, err := os.Stat(txt); !os.IsNotExist(err) {
+		t.Errorf("the refused run wrote %s: %v", txt, err)
+	}
+
+	// Default wait: B's task has started and waits for A's lock (the
+	// progress line of a task still running).
+	linesB, doneB := start("-i", inv, pbB)
+	until(linesB, "edit still running on localhost")
+	if got := read(lock); got != holder {
+		t.Fatalf("lock changed while A holds it: %q -> %q", holder, got)
+	}
+	if got := read(txt); got != "" {
+		t.Fatalf("B edited while A holds the lock: %q", got)
+	}
+	write("go", "")
+	outA, outB := rest(linesA), rest(linesB)
+	if err := <-doneA; err != nil {
+		t.Fatalf("run A: %v\n%s", err, outA)
+	}
+	if err := <-doneB; err != nil {
+		t.Fatalf("run B: %v\n%s", err, outB)
+	}
+	if got := strings.Fields(read(txt)); strings.Join(got, " ") != "a-0 a-1 a-2 b-0 b-1 b-2" {
+		t.Errorf("file after both runs: %v", got)
+	}
+	if _, err := os.Stat(lock); !os.IsNotExist(err) {
+		t.Errorf("lock left after the runs: %q", read(lock))
+	}
 }

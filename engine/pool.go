@@ -144,7 +144,7 @@ func (r *run) dial(ctx context.Context, host string) (connection.Conn, error) {
 	}
 	if !inInv {
 		if isLocalName(host) {
-			return connection.NewLocal(host), nil
+			return connection.NewLocalLocked(host, r.lock), nil
 		}
 		return nil, fmt.Errorf("delegate_to: host %q is not in the inventory", host)
 	}
@@ -153,7 +153,7 @@ func (r *run) dial(ctx context.Context, host string) (connection.Conn, error) {
 		return nil, &connection.UnreachableError{Host: host, Err: err}
 	}
 	if cv.Connection == "local" {
-		return connection.NewLocal(host), nil
+		return connection.NewLocalLocked(host, r.lock), nil
 	}
 	cfg := r.sshConfig(host, cv)
 	if cv.ProxyJump == nil {
