@@ -193,7 +193,7 @@ func (l *Local) Put(ctx context.Context, up Upload) error {
 	if content == nil {
 		content = bytes.NewReader(nil)
 	}
-	req := Request{Script: putScript(up, "", newMarker()[3:]), Become: up.Become, BecomeUser: up.BecomeUser}
+	req := Request{Script: putScript(up, "", newMarker()[3:], nil), Become: up.Become, BecomeUser: up.BecomeUser}
 	res, err := l.run(ctx, req, content)
 	if err != nil {
 		return err

@@ -252,30 +252,56 @@ func readB64Until(r *bufio.Reader, end string) ([]byte, error) {
 	return out, nil
 }
 
-// putScript writes its stdin to path atomically: a temp file in the same
+// putScript writes content to path atomically: a temp file in the same
 // directory gets content, mode and owner, then is renamed over the target.
 // Without an explicit mode or owner the existing file's are kept.
 //
+// Every process started on a host costs 10-30 ms on a busy one, so the
+// script starts only what the change itself needs: the rename (mv; sh has
+// no rename builtin), chown/chgrp when the owner or group is not what the
+// writer's would be, chmod when the mode has bits a umask cannot give.
+// Content up to inlinePutLimit travels in the script as a printf format
+// (a builtin) rather than as stdin (base64 -d and cat), and a mode within
+// 0666 is given by the umask the temp file is created under.
+//
+// The content comes from, in order: inline (when non-nil), the file from
+// on the host (an upload), or the script's stdin.
+//
 // The temp file is named by tag (putTemp), so that when a cancellation
 // kills the script before its trap runs, the caller can remove it.
-func putScript(up Upload, from, tag string) string {
+func putScript(up Upload, from, tag string, inline []byte) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "set -e\ngk_t=\np=%s\n", shQuote(up.Path))
 	b.WriteString(`trap 'if [ -n "$gk_t" ]; then rm -f -- "$gk_t"; fi' EXIT
 case $p in */*) gk_d=${p%/*};; *) gk_d=.;; esac
 `)
-	// noclobber: the name is the caller's, the file must be new.
 	b.WriteString(staleTempsScript)
-	fmt.Fprintf(&b, "gk_t=\"${gk_d:-/}/.gokube.%s\"\n(set -C; : >\"$gk_t\") || { gk_t=; exit 1; }\n", tag)
-	if from == "" {
+	fmt.Fprintf(&b, "gk_t=\"${gk_d:-/}/.gokube.%s\"\n", tag)
+	// The umask is this script's own (it runs in its own shell).
+	umaskMode := up.Mode != 0 && up.Mode&^0o666 == 0
+	if umaskMode {
+		fmt.Fprintf(&b, "umask %04o\n", ^up.Mode&0o777)
+	}
+	// noclobber: the name is the caller's, the file must be new. printf is
+	// a regular builtin: a failed redirection returns 1 without ending the
+	// shell, and no subshell is needed.
+	b.WriteString("set -C\nprintf '' >\"$gk_t\" || { gk_t=; exit 1; }\nset +C\n")
+	switch {
+	case inline != nil:
+		if len(inline) > 0 {
+			fmt.Fprintf(&b, "printf %s >\"$gk_t\"\n", printfFormat(inline))
+		}
+	case from == "":
 		b.WriteString("cat >\"$gk_t\"\n")
-	} else {
+	default:
 		fmt.Fprintf(&b, "cat -- %s >\"$gk_t\"\n", shQuote(from))
 	}
 	// Owner first: chown clears setuid/setgid bits, so the mode comes after.
 	if up.Owner == "" {
-		// The replaced file's owner and group are kept unless given.
-		b.WriteString("if [ -e \"$p\" ]; then chown --reference=\"$p\" \"$gk_t\" 2>/dev/null || true; fi\n")
+		// The replaced file's owner and group are kept unless given; the
+		// temp file already has them when the file is the writer's (test
+		// builtins, no process).
+		b.WriteString("if [ -e \"$p\" ] && ! { [ -O \"$p\" ] && [ -G \"$p\" ] && [ -G \"$gk_t\" ]; }; then chown --reference=\"$p\" \"$gk_t\" 2>/dev/null || true; fi\n")
 	}
 	switch {
 	case up.Owner != "" && up.Group != "":
@@ -285,15 +311,52 @@ case $p in */*) gk_d=${p%/*};; *) gk_d=.;; esac
 	case up.Group != "":
 		fmt.Fprintf(&b, "chgrp -- %s \"$gk_t\"\n", shQuote(up.Group))
 	}
-	if up.Mode != 0 {
+	switch {
+	case umaskMode:
+		// Created with the mode; chown clears only setuid/setgid bits,
+		// which a mode within 0666 does not have.
+	case up.Mode != 0:
 		fmt.Fprintf(&b, "chmod %04o \"$gk_t\"\n", up.Mode&0o7777)
-	} else {
+	default:
 		b.WriteString("if [ -e \"$p\" ]; then chmod --reference=\"$p\" \"$gk_t\"; else chmod 0644 \"$gk_t\"; fi\n")
 	}
 	b.WriteString("mv -f -- \"$gk_t\" \"$p\"\ngk_t=\n")
 	if from != "" {
 		fmt.Fprintf(&b, "rm -f -- %s 2>/dev/null || true\n", shQuote(from))
 	}
+	return b.String()
+}
+
+// inlinePutLimit is the largest content putScript carries in the script
+// itself: past it the printf format (up to 4 bytes a byte) outweighs the
+// two processes stdin costs.
+const inlinePutLimit = 64 << 10
+
+// printfFormat quotes data as one shell word that printf turns back into
+// exactly data: % and \ doubled, bytes outside printable ASCII (and NUL)
+// and a leading - (an option otherwise) as three-digit octal escapes,
+// which POSIX printf decodes.
+func printfFormat(data []byte) string {
+	var b strings.Builder
+	b.Grow(len(data) + len(data)/8 + 2)
+	b.WriteByte('\'')
+	for i, c := range data {
+		switch {
+		case i == 0 && c == '-':
+			b.WriteString(`\055`) // not an option to printf
+		case c == '%':
+			b.WriteString("%%")
+		case c == '\\':
+			b.WriteString(`\\`)
+		case c == '\'':
+			b.WriteString(`'\''`)
+		case c == '\n' || c == '\t' || c >= 0x20 && c < 0x7f:
+			b.WriteByte(c)
+		default:
+			fmt.Fprintf(&b, `\%03o`, c)
+		}
+	}
+	b.WriteByte('\'')
 	return b.String()
 }
 

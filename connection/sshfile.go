@@ -33,7 +33,10 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 	}
 	tag := newMarker()[3:]
 	if len(head) <= SmallPutLimit {
-		req := Request{Script: putScript(up, "", tag), Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser}
+		req := Request{Script: putScript(up, "", tag, nil), Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser}
+		if len(head) <= inlinePutLimit {
+			req.Script, req.Stdin = putScript(up, "", tag, append([]byte{}, head...)), nil
+		}
 		res, err := c.Run(ctx, req)
 		if err != nil {
 			c.cleanupPut(ctx, up, putTemp(up.Path, tag), "")
@@ -58,7 +61,7 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 	if err != nil {
 		return err
 	}
-	req := Request{Script: putScript(up, tmp, tag), Become: up.Become, BecomeUser: up.BecomeUser}
+	req := Request{Script: putScript(up, tmp, tag, nil), Become: up.Become, BecomeUser: up.BecomeUser}
 	res, err := c.Run(ctx, req)
 	if err != nil {
 		c.cleanupPut(ctx, up, putTemp(up.Path, tag), tmp)

@@ -62,6 +62,32 @@ func TestSSHPut(t *testing.T) {
 		t.Fatal(err)
 	}
 	checkFile(t, small, []byte("new"), 0o640)
+	// Every byte value, the characters printf and sh treat specially, an
+	// empty file; inline in the script (under inlinePutLimit) or through
+	// stdin (over it); modes a umask gives and modes it cannot.
+	var all []byte
+	for i := 0; i < 256; i++ {
+		all = append(all, byte(i))
+	}
+	all = append(all, "%s%%\\'\"$(x)`\n\n"...)
+	for _, tc := range []struct {
+		name    string
+		content []byte
+		mode    os.FileMode
+	}{
+		{"bytes", all, 0o600},
+		{"dash", []byte("-----BEGIN X-----\n"), 0o644},
+		{"empty", nil, 0o644},
+		{"exec", all, 0o755},
+		{"stdin", bytes.Repeat(all, inlinePutLimit/len(all)+1), 0o640},
+	} {
+		p := filepath.Join(dir, tc.name)
+		if err := c.Put(ctx, Upload{Path: p, Content: bytes.NewReader(tc.content), Mode: uint32(tc.mode)}); err != nil {
+			t.Fatalf("%s: %v", tc.name, err)
+		}
+		checkFile(t, p, tc.content, tc.mode)
+		os.Remove(p)
+	}
 
 	big := bytes.Repeat([]byte("0123456789abcdef"), (3<<20)/16+3) // > SmallPutLimit, several SFTP windows
 	large := filepath.Join(dir, "large")
@@ -206,7 +232,13 @@ func TestSSHPutInterruptedLeavesNothing(t *testing.T) {
 	t.Setenv("GK_TEST_REACHED", signal)
 	env := newTestEnv(t)
 	for _, size := range []int{1 << 10, SmallPutLimit + 200<<10} {
-		for _, at := range []string{"cat", "chmod", "mv"} {
+		// A small put's content is in the script (printf, a builtin):
+		// no cat to stop at.
+		stops := []string{"cat", "chmod", "mv"}
+		if size <= inlinePutLimit {
+			stops = stops[1:]
+		}
+		for _, at := range stops {
 			t.Run(fmt.Sprintf("%s/%d", at, size), func(t *testing.T) {
 				// Only the chosen command hangs; the others are the real ones.
 				path := filepath.Join(t.TempDir(), "fakebin")
@@ -230,7 +262,7 @@ func TestSSHPutInterruptedLeavesNothing(t *testing.T) {
 				defer cancel()
 				done := make(chan error, 1)
 				go func() {
-					done <- c.Put(ctx, Upload{Path: dest, Content: bytes.NewReader(bytes.Repeat([]byte("n"), size)), Mode: 0o644})
+					done <- c.Put(ctx, Upload{Path: dest, Content: bytes.NewReader(bytes.Repeat([]byte("n"), size)), Mode: 0o755}) // 0755: a umask cannot give it, chmod runs
 				}()
 				waitFor(t, func() bool { _, err := os.Stat(reached); return err == nil }, "the put to reach "+at)
 				cancel()
