@@ -32,8 +32,9 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 		return nil, delegate, err
 	}
 	var probe []byte
+	var probed []string
 	if delegate == "" {
-		probe, err = hr.probeFor(ctx, t, sc, idx, args, conn, become, buser)
+		probe, probed, err = hr.probeFor(ctx, t, sc, idx, args, conn, become, buser)
 		if err != nil {
 			return nil, delegate, err
 		}
@@ -57,7 +58,11 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 	// on the host: a command reports changed whenever it ran. In check mode
 	// nothing changed on the host, so cached probes stay true.
 	if err == nil && !check && !res.Skipped && res.Changed {
-		hr.dropProbes()
+		if delegate == "" {
+			hr.dropProbesAfter(res.Touched, probed)
+		} else {
+			hr.dropProbes()
+		}
 		if delegate != "" {
 			if d, ok := hr.r.hosts[delegate]; ok {
 				d.mu.Lock()

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"path"
 	"strconv"
 	"strings"
 
@@ -30,11 +31,17 @@ type probeKey struct {
 type probeEntry struct {
 	script string
 	out    []byte
+	// paths: the paths the answer depends on, all where their names say
+	// (no symbolic link on the way, see modules.PathsUnlinked); nil when
+	// the answer may depend on anything.
+	paths []string
 }
 
 type probeReq struct {
 	key    probeKey
 	script string
+	// paths: the probe's declared paths when it is a PathProber's.
+	paths []string
 }
 
 func (hr *hostRun) dropProbes() {
@@ -43,16 +50,75 @@ func (hr *hostRun) dropProbes() {
 	hr.hs.mu.Unlock()
 }
 
+// dropProbesAfter forgets the cached probes a change may have made
+// stale. A change that touched only paths where their names say (own: the
+// changed task's probed paths; touched paths are those or beside them)
+// leaves the probes of unrelated paths true: a path is related to another
+// when it is the same, below it or above it. Anything else (a command, a
+// user, a unit, an in-place attribute change) forgets every probe. In a
+// cold run this saves one probe batch (a request and its processes) per
+// changed file.
+func (hr *hostRun) dropProbesAfter(touched, own []string) {
+	if len(touched) == 0 || own == nil || !besideOwn(touched, own) {
+		hr.dropProbes()
+		return
+	}
+	hr.hs.mu.Lock()
+	defer hr.hs.mu.Unlock()
+	for k, e := range hr.hs.probes {
+		if e.paths == nil || pathsRelated(e.paths, touched) {
+			delete(hr.hs.probes, k)
+		}
+	}
+}
+
+// besideOwn says whether every touched path is clean and absolute and is
+// one of own or in the same directory as one of own (a backup, a temp
+// file), so that no symbolic link lies on its way either.
+func besideOwn(touched, own []string) bool {
+	for _, c := range touched {
+		if !path.IsAbs(c) || path.Clean(c) != c {
+			return false
+		}
+		ok := false
+		for _, p := range own {
+			if c == p || path.Dir(c) == path.Dir(p) {
+				ok = true
+				break
+			}
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// pathsRelated says whether a path of as is the same as, below or above a
+// path of bs.
+func pathsRelated(as, bs []string) bool {
+	for _, a := range as {
+		for _, b := range bs {
+			if a == b || strings.HasPrefix(a, strings.TrimSuffix(b, "/")+"/") || strings.HasPrefix(b, strings.TrimSuffix(a, "/")+"/") {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // probeFor returns the probe output for task t (item idx), running a batch
-// when the cache has none. nil means the module must probe itself.
-func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, args map[string]any, conn connection.Conn, become bool, buser string) ([]byte, error) {
+// when the cache has none. nil means the module must probe itself. paths
+// are the paths the output depends on, when it depends on nothing else
+// (probeEntry.paths).
+func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, args map[string]any, conn connection.Conn, become bool, buser string) (out []byte, paths []string, err error) {
 	p, ok := t.Module.(modules.Prober)
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	script, ok := p.Probe(args)
 	if !ok {
-		return nil, nil
+		return nil, nil, nil
 	}
 	key := probeKey{t, idx}
 	hr.hs.mu.Lock()
@@ -62,23 +128,40 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	}
 	hr.hs.mu.Unlock()
 	if hit && e.script == script {
-		return e.out, nil
+		return e.out, e.paths, nil
 	}
-	reqs := []probeReq{{key, script}}
+	reqs := []probeReq{{key, script, probePaths(t.Module, args, script)}}
 	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser)...)
-	outs, err := runProbes(ctx, conn, reqs, become, buser, modules.HashCache{Dir: modules.DefaultHashCacheDir, Write: !hr.r.opts.Check}, hr.r.debugf)
+	outs, links, err := runProbes(ctx, conn, reqs, become, buser, modules.HashCache{Dir: modules.DefaultHashCacheDir, Write: !hr.r.opts.Check}, hr.r.debugf)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	entry := func(rq probeReq, out []byte) probeEntry {
+		e := probeEntry{script: rq.script, out: out}
+		if rq.paths != nil && links != nil && modules.PathsUnlinked(rq.paths, links) {
+			e.paths = rq.paths
+		}
+		return e
 	}
 	hr.hs.mu.Lock()
 	if hr.hs.probes == nil {
 		hr.hs.probes = map[probeKey]probeEntry{}
 	}
 	for i, rq := range reqs[1:] {
-		hr.hs.probes[rq.key] = probeEntry{script: rq.script, out: outs[i+1]}
+		hr.hs.probes[rq.key] = entry(rq, outs[i+1])
 	}
 	hr.hs.mu.Unlock()
-	return outs[0], nil
+	return outs[0], entry(reqs[0], outs[0]).paths, nil
+}
+
+// probePaths is a PathProber's declared paths for script, nil for any
+// other probe.
+func probePaths(m modules.Module, args map[string]any, script string) []string {
+	pp, ok := m.(modules.PathProber)
+	if !ok || !pp.ProbesOnlyPaths(args) {
+		return nil
+	}
+	return modules.ProbePaths(script)
 }
 
 // lookahead collects the probes of the rest of t's loop and of the tasks
@@ -196,15 +279,17 @@ func (hr *hostRun) probeOf(u *Task, p modules.Prober, sc *scope, idx int) (*prob
 	if !ok {
 		return nil, false
 	}
-	return &probeReq{key: probeKey{u, idx}, script: script}, false
+	return &probeReq{key: probeKey{u, idx}, script: script, paths: probePaths(u.Module, args, script)}, false
 }
 
 // runProbes runs every script in one read-only request and splits the
-// output at per-run markers.
-func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, become bool, buser string, hc modules.HashCache, debugf func(string, ...any)) ([][]byte, error) {
+// output at per-run markers. links are the symbolic links on the way to
+// the declared paths (modules.ProbeLinks), nil when the batch did not
+// scan them.
+func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, become bool, buser string, hc modules.HashCache, debugf func(string, ...any)) (outs [][]byte, links map[string]bool, err error) {
 	var nb [8]byte
 	if _, err := rand.Read(nb[:]); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	marker := "__GKPROBE_" + hex.EncodeToString(nb[:]) + "__"
 	var all strings.Builder
@@ -224,7 +309,11 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, becom
 	fmt.Fprintf(&b, "printf '\\n%s end\\n'\n", marker)
 	res, err := conn.Run(ctx, connection.Request{Script: b.String(), ReadOnly: true, Become: become, BecomeUser: buser})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	head, _, _ := bytes.Cut(res.Stdout, []byte("\n"+marker+" "))
+	if l, scanned := modules.ProbeLinks(head); scanned {
+		links = l
 	}
 	// A no_log task's probe carries its rendered arguments in the script
 	// and what it read (a file's content) in the output: the batch is
@@ -232,11 +321,13 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, becom
 	for _, rq := range reqs {
 		if rq.key.t != nil && rq.key.t.NoLog {
 			debugf("probe batch on %s: %d probes, rc %d (script and output hidden: the batch holds a no_log task)", conn.Host(), len(reqs), res.RC)
-			return splitProbes(res.Stdout, marker, len(reqs))
+			outs, err := splitProbes(res.Stdout, marker, len(reqs))
+			return outs, links, err
 		}
 	}
 	debugf("probe batch on %s: %d probes, rc %d\n--- script\n%s\n--- stdout\n%s\n--- stderr\n%s", conn.Host(), len(reqs), res.RC, b.String(), res.Stdout, res.Stderr)
-	return splitProbes(res.Stdout, marker, len(reqs))
+	outs, err = splitProbes(res.Stdout, marker, len(reqs))
+	return outs, links, err
 }
 
 func splitProbes(out []byte, marker string, n int) ([][]byte, error) {

@@ -85,6 +85,9 @@ func (m copyModule) Probe(args map[string]any) (string, bool) {
 	return m.probeSpec(a).script(a.str("dest")), true
 }
 
+// ProbesOnlyPaths: the probe is dest's file probe.
+func (m copyModule) ProbesOnlyPaths(map[string]any) bool { return true }
+
 func (m copyModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs(m.name(), m.Spec(), args)
 	if err != nil {
@@ -199,6 +202,7 @@ func writeFile(ctx context.Context, env *Env, a cargs, st *fileState, content []
 			return resultFail(err, data)
 		}
 		data["backup_file"] = name
+		res.Touched = append(res.Touched, name)
 	}
 	if v := a.str("validate"); v != "" {
 		// The temporary file keeps dest's name as suffix so validators
@@ -220,11 +224,13 @@ func writeFile(ctx context.Context, env *Env, a cargs, st *fileState, content []
 			res.Msg = "failed to validate: " + strings.TrimSpace(string(r.Stderr)+" "+string(r.Stdout))
 			return res, nil
 		}
+		res.Touched = append(res.Touched, st.Path, tmp)
 		return res, nil
 	}
 	if err := upload(ctx, env, st.Path, content, w, st); err != nil {
 		return nil, fmt.Errorf("upload %s: %w", st.Path, err)
 	}
+	res.Touched = append(res.Touched, st.Path)
 	return res, nil
 }
 

@@ -96,8 +96,9 @@ func TestCopyRoundTrips(t *testing.T) {
 		if f.RoundTrips() != 2 || len(ups) != 1 {
 			t.Fatalf("round trips %d uploads %d", f.RoundTrips(), len(ups))
 		}
-		// Unset mode and owner keep the old file's.
-		if u := ups[0]; string(u.Data) != "hello\n" || u.Mode != 0o600 || u.Owner != "etcd" || !u.Become || u.Path != "/etc/x.conf" {
+		// Unset mode keeps the old file's; unset owner is left to Put,
+		// which keeps the replaced file's (no chown when it is the writer's).
+		if u := ups[0]; string(u.Data) != "hello\n" || u.Mode != 0o600 || u.Owner != "" || !u.Become || u.Path != "/etc/x.conf" {
 			t.Fatalf("upload %+v", u)
 		}
 	})
@@ -279,7 +280,7 @@ func TestFileRoundTrips(t *testing.T) {
 	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/var/lib/etcd"))})
 	res := mustRunModule(t, fileModule{}, newEnv(f), args)
 	m := mutating(f)
-	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "mkdir -p -- '/var/lib/etcd' && chown -h -- 'root' '/var/lib/etcd' && chmod -- 0700 '/var/lib/etcd'" {
+	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "mkdir -p -m 0700 -- '/var/lib/etcd' && chown -h -- 'root' '/var/lib/etcd'" {
 		t.Fatalf("create dir: %v rt %d %+v", res.Changed, f.RoundTrips(), m)
 	}
 	// Check mode: same prediction, nothing mutating reaches the host.
@@ -327,7 +328,7 @@ func TestFileStates(t *testing.T) {
 	}{
 		{"absent removes", probeFile("/x", "a", 0o644, "root"), map[string]any{"path": "/x", "state": "absent"}, "rm -rf -- '/x'", false},
 		{"absent already", probeAbsent("/x"), map[string]any{"path": "/x", "state": "absent"}, "", false},
-		{"link created", probeAbsent("/x"), map[string]any{"path": "/x", "state": "link", "src": "/y"}, "ln -s -- '/y' '/.gokube-", false},
+		{"link created", probeAbsent("/x"), map[string]any{"path": "/x", "state": "link", "src": "/y"}, "ln -s -- '/y' '/x'", false},
 		{"link same", "path=/x\ntype=link\nmode=777\nuid=0\ngid=0\nowner=root\ngroup=root\nsize=2\nmtime=1\ntarget=/y\n", map[string]any{"path": "/x", "state": "link", "src": "/y"}, "", false},
 		{"link over file refused", probeFile("/x", "a", 0o644, "root"), map[string]any{"path": "/x", "state": "link", "src": "/y"}, "", true},
 		{"hard same inode", probeFile("/x", "a", 0o644, "root") + "srcino=2049:77\n", map[string]any{"path": "/x", "state": "hard", "src": "/y"}, "", false},

@@ -78,6 +78,13 @@ func (fileModule) linkSrc(a cargs) string {
 	return src
 }
 
+// ProbesOnlyPaths: the probe is the path's file probe, unless a recursive
+// fix looks below it (find) or a hard link compares its source's inode.
+func (m fileModule) ProbesOnlyPaths(args map[string]any) bool {
+	a, err := parseArgs("file", m.Spec(), args)
+	return err == nil && !a.boolean("recurse", false) && a.str("state") != "hard"
+}
+
 func (m fileModule) Probe(args map[string]any) (string, bool) {
 	a, err := parseArgs("file", m.Spec(), args)
 	if err != nil {
@@ -124,8 +131,12 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		return &Result{Failed: true, Msg: fmt.Sprintf(format, v...), Data: data}, nil
 	}
 	var script string
+	// touched: the paths the script creates or removes (Result.Touched);
+	// nil where it edits an existing inode.
+	var touched []string
 	qp := shq(p)
-	tmp := shq(path.Join(path.Dir(p), ".gokube-"+randHex()+"-"+path.Base(p)))
+	tmpPath := path.Join(path.Dir(p), ".gokube-"+randHex()+"-"+path.Base(p))
+	tmp := shq(tmpPath)
 	// withAttrs appends the attributes for a path the script creates.
 	withAttrs := func(s string) string {
 		if fix := w.apply(qp); fix != "" {
@@ -138,6 +149,7 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		data["state"] = "absent"
 		if st.Type != "absent" {
 			script = "rm -rf -- " + qp
+			touched = []string{p}
 		}
 	case "file":
 		switch st.Type {
@@ -150,7 +162,18 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	case "directory":
 		switch st.Type {
 		case "absent":
+			touched = []string{p}
 			script = withAttrs("mkdir -p -- " + qp)
+			if w.HasMode && w.Mode&0o7000 == 0 {
+				// One process less: mkdir sets an octal mode itself (a
+				// symbolic one is relative to the new directory's mode,
+				// which chmod after mkdir gives; special bits are set
+				// after chown, which may clear them).
+				script = "mkdir -p -m " + modeString(w.Mode) + " -- " + qp
+				if fix := (attrs{Owner: w.Owner, Group: w.Group}).apply(qp); fix != "" {
+					script += " && " + fix
+				}
+			}
 		case "directory":
 			script = w.fix(st)
 			if a.boolean("recurse", false) && kv["recurse"] == "1" {
@@ -162,6 +185,9 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	case "touch":
 		// Like Ansible: touch always updates the times, so it is changed.
 		script = withAttrs("touch -- " + qp)
+		if st.Type == "absent" {
+			touched = []string{p}
+		}
 	case "link":
 		src := a.str("src")
 		data["src"] = src
@@ -170,6 +196,12 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 			script = attrs{Owner: w.Owner, Group: w.Group}.fix(st)
 		case st.Type == "absent" || st.Type == "link" || a.boolean("force", false) && st.Type == "file":
 			script = fmt.Sprintf("ln -s -- %s %s && mv -Tf -- %s %s", shq(src), tmp, tmp, qp)
+			touched = []string{p, tmpPath}
+			if st.Type == "absent" {
+				// symlink(2) makes the link whole or not at all: nothing
+				// to rename over (one process less).
+				script = fmt.Sprintf("ln -s -- %s %s", shq(src), qp)
+			}
 			if w.Owner != "" || w.Group != "" {
 				script += " && " + attrs{Owner: w.Owner, Group: w.Group}.apply(qp)
 			}
@@ -201,7 +233,7 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if w.modeSet() {
 		data["mode"] = w.modeArg()
 	}
-	res := &Result{Changed: true, Data: data}
+	res := &Result{Changed: true, Data: data, Touched: touched}
 	if env.Diff {
 		res.Diff = fileDiff(st, state, w, a.str("src"))
 	}

@@ -131,6 +131,27 @@ const probeFallbacks = `command -v gk_stat >/dev/null 2>&1 || gk_stat() { stat -
 command -v gk_sha256 >/dev/null 2>&1 || gk_sha256() { h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; }
 `
 
+// ProbePaths returns the paths a probe script's file probes declared, in
+// order, without repeats.
+func ProbePaths(script string) []string {
+	var out []string
+	seen := map[string]bool{}
+	for _, line := range strings.Split(script, "\n") {
+		rest, ok := strings.CutPrefix(line, probeDecl)
+		if !ok {
+			continue
+		}
+		enc, _, _ := strings.Cut(rest, " ")
+		raw, err := base64.StdEncoding.DecodeString(enc)
+		if err != nil || len(raw) == 0 || seen[string(raw)] {
+			continue
+		}
+		seen[string(raw)] = true
+		out = append(out, string(raw))
+	}
+	return out
+}
+
 func boolFlag(b bool) string {
 	if b {
 		return "1"
@@ -216,6 +237,20 @@ func filePrelude(batch string, hc HashCache) string {
 		// the host's "now" on the clock that stamps files (no date process).
 		names = append([]string{"/proc/self/", hc.Dir, path.Join(hc.Dir, hashCacheFile)}, stats...)
 	}
+	// The directories above each clean absolute path join the same stat,
+	// so that the scan below can tell every symbolic link on the way to a
+	// probed path (ProbeLinks).
+	var above []string
+	for _, p := range stats {
+		if !path.IsAbs(p) || path.Clean(p) != p {
+			continue
+		}
+		for d := path.Dir(p); d != "/" && !seen[d]; d = path.Dir(d) {
+			seen[d] = true
+			above = append(above, d)
+		}
+	}
+	names = append(names, above...)
 	// Every path gets a number: dash's ${v#*pattern} is quadratic in the
 	// length of v, so records live in variables gk_s<n> and gk_h<n> found
 	// through one case statement (gk_idx), never by searching one string.
@@ -235,7 +270,15 @@ func filePrelude(batch string, hc HashCache) string {
 	b.WriteString(`while :; do case $gk_t in *"$gk_RS"*) ;; *) break;; esac
 gk_t=${gk_t#*"$gk_RS"}; gk_r=${gk_t%%"$gk_RS"*}; gk_idx "${gk_r%%"$gk_US"*}"
 if [ -n "$gk_i" ]; then eval "gk_s$gk_i=\${gk_r#*\"\$gk_US\"}"; fi
+case ${gk_r#*"$gk_US"} in a*) printf '` + probeLinkLine + ` %s\n' "${gk_r%%"$gk_US"*}";; esac
 done
+`)
+	// A directory above a path that stat could not see (absent, or not
+	// searchable) counts as a link: unknown.
+	for _, d := range above {
+		fmt.Fprintf(&b, "[ -n \"${gk_s%d-}\" ] || printf '%s %%s\\n' %s\n", idx[d], probeLinkLine, shq(d))
+	}
+	b.WriteString("echo " + probeLinksScanned + `
 gk_rec() { gk_idx "$1"; gk_r=; if [ -n "$gk_i" ]; then eval "gk_r=\${gk_s$gk_i-}"; fi; [ -n "$gk_r" ]; }
 gk_stat() { if gk_rec "$1"; then gk_r=${gk_r#*"$gk_US"}; printf '%s\n' "${gk_r%"$gk_NL"}"; else stat --printf='` + statFormat + `' -- "$1"; fi; }
 `)
@@ -246,9 +289,13 @@ gk_stat() { if gk_rec "$1"; then gk_r=${gk_r#*"$gk_US"}; printf '%s\n' "${gk_r%"
 		b.WriteString(hashCacheRead(hc))
 	}
 	// gk_hit <n> '<quoted path>': gk_h<n> from the cache, or the path joins
-	// gk_m, the one sha256sum's arguments.
+	// gk_m, the one sha256sum's arguments. Only regular files (raw mode
+	// 0x8...): a path that is absent or a directory (copy's dest/base
+	// alternative) is not hashed, and a warm run whose files are all in the
+	// cache starts no sha256sum.
 	b.WriteString(`gk_m=; gk_N=
 gk_hit() {
+eval "gk_r=\${gk_s$1-}"; case $gk_r in 8*) ;; *) return;; esac
 gk_k=; gk_h=; if [ -n "$gk_C" ] && eval "gk_r=\${gk_s$1-}" && [ -n "$gk_r" ]; then gk_k=${gk_r%%"$gk_US"*}; gk_k=${gk_k##* }; eval "gk_t=\${gk_c$1-}"; if [ "${gk_t%"$gk_US"*}" = "$gk_k" ]; then gk_h=${gk_t##*"$gk_US"}; fi; fi
 case $gk_h in *[!0-9a-f]*) gk_h=;; ????????????????????????????????????????????????????????????????) ;; *) gk_h=;; esac
 if [ -n "$gk_h" ]; then eval "gk_h$1=\$gk_h"; gk_N=$gk_N"$3$gk_US$gk_k$gk_US$gk_h$gk_NL"; return; fi
@@ -338,6 +385,47 @@ if [ "$gk_n" -gt %d ]; then gk_o=; fi
 fi
 `, shq(path.Dir(hc.Dir)), hashCacheMax)
 	return b.String()
+}
+
+// The prelude prints, before the batch's first probe, one probeLinkLine per
+// stat'ed name that is a symbolic link (raw mode 0xa...), then
+// probeLinksScanned.
+const (
+	probeLinkLine     = "gokube-link"
+	probeLinksScanned = "gokube-links-scanned"
+)
+
+// ProbeLinks reads the prelude's link scan from the text a batch printed
+// before its first probe: the names that are symbolic links, and whether
+// the scan ran at all (without it nothing is known).
+func ProbeLinks(head []byte) (links map[string]bool, scanned bool) {
+	links = map[string]bool{}
+	for _, line := range strings.Split(string(head), "\n") {
+		if name, ok := strings.CutPrefix(line, probeLinkLine+" "); ok {
+			links[name] = true
+		} else if line == probeLinksScanned {
+			scanned = true
+		}
+	}
+	return links, scanned
+}
+
+// PathsUnlinked says whether every path is absolute and clean and neither
+// it nor a directory above it is a symbolic link according to links (a
+// scan that stat'ed them all): then the path is where its name says, and
+// two such paths are related only when one is a prefix of the other.
+func PathsUnlinked(paths []string, links map[string]bool) bool {
+	for _, p := range paths {
+		if !path.IsAbs(p) || path.Clean(p) != p || strings.ContainsAny(p, "\n\x1e\x1f\\") {
+			return false
+		}
+		for d := p; d != "/"; d = path.Dir(d) {
+			if links[d] {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // fileState is a parsed file probe.
@@ -539,15 +627,11 @@ func (w attrs) fix(st *fileState) string {
 // upload places content at p atomically with the wanted attributes; unset
 // ones keep the old file's values so a rewrite does not change ownership.
 func upload(ctx context.Context, env *Env, p string, content []byte, w attrs, old *fileState) error {
+	// Unset owner and group stay "": Put keeps the replaced file's then,
+	// and starts no chown when the writer's are the same.
 	mode, owner, group := uint32(0o644), w.Owner, w.Group
 	if old != nil && old.Type == "file" {
 		mode = old.Mode
-		if owner == "" {
-			owner = old.Owner
-		}
-		if group == "" {
-			group = old.Group
-		}
 	}
 	if m, ok := w.want(mode, false); ok {
 		mode = m

@@ -48,6 +48,9 @@ func contentProbe(a cargs) string {
 	return fileProbe{content: true}.script(a.str("path"))
 }
 
+// ProbesOnlyPaths: the probe is the file's content probe.
+func (lineInFile) ProbesOnlyPaths(map[string]any) bool { return true }
+
 func (m lineInFile) Probe(args map[string]any) (string, bool) {
 	a, err := parseArgs("lineinfile", m.Spec(), args)
 	if err != nil {
@@ -314,6 +317,9 @@ func (blockInFile) Spec() Spec {
 		Exclusive: [][]string{{"insertafter", "insertbefore"}},
 	}
 }
+
+// ProbesOnlyPaths: the probe is the file's content probe.
+func (blockInFile) ProbesOnlyPaths(map[string]any) bool { return true }
 
 func (m blockInFile) Probe(args map[string]any) (string, bool) {
 	a, err := parseArgs("blockinfile", m.Spec(), args)

@@ -106,6 +106,13 @@ type Result struct {
 	Msg     string
 	Diff    string
 	Data    map[string]any
+	// Touched lists the paths a change created, replaced (renamed over)
+	// or removed, when the module knows that is all it changed; nil means
+	// it may have changed anything. In-place edits of an existing inode
+	// (chmod, chown, touch) are not listed: a hard link elsewhere shares
+	// them. The executor keeps the batched probes of unrelated paths
+	// across such a change instead of probing them again.
+	Touched []string
 }
 
 // Module is one task action.
@@ -122,6 +129,16 @@ type Prober interface {
 	// Probe returns a read-only shell script; ok=false when the module
 	// cannot probe these args ahead of time.
 	Probe(args map[string]any) (script string, ok bool)
+}
+
+// PathProber is a Prober whose probe script is made only of file probes:
+// its output depends only on the state of the paths the script declares
+// (ProbePaths), on the directories above them and on the names of their
+// owner and group. The executor keeps such a probe's batched answer across
+// a change whose Touched paths are unrelated to them.
+type PathProber interface {
+	Prober
+	ProbesOnlyPaths(args map[string]any) bool
 }
 
 // Registry maps module names to modules. It is built explicitly by

@@ -30,6 +30,9 @@ func (m statModule) probe(a cargs) fileProbe {
 	return fileProbe{sha1: sum && algo != "sha256", sha256: sum && algo == "sha256", follow: a.boolean("follow", false)}
 }
 
+// ProbesOnlyPaths: the probe is the path's file probe.
+func (statModule) ProbesOnlyPaths(map[string]any) bool { return true }
+
 func (m statModule) Probe(args map[string]any) (string, bool) {
 	a, err := parseArgs("stat", m.Spec(), args)
 	if err != nil {
