@@ -11,9 +11,10 @@ ARTIFACTS ?= /var/lib/gokube/artifacts
 # The Kubernetes binaries the control-plane and kube-node roles install.
 KUBE_BINS ?= kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubelet,kube-proxy,kubeadm
 # Debian packages the lab, the roles' artifacts, the benchmark and the tests need on the control
-# machine (chromium renders --timeline in a headless browser test).
+# machine (chromium renders --timeline in a headless browser test; strace counts
+# the processes a run starts on a lab host).
 APT_PKGS  := systemd-container debootstrap iproute2 iptables openssh-client curl \
-             etcd-server etcd-client ansible-core ca-certificates bc chromium sudo
+             etcd-server etcd-client ansible-core ca-certificates bc chromium sudo strace
 
 .PHONY: all build deps artifacts k8s-artifacts image unit integration test demo lab-down bench bench-quick vet fmt clean
 
