@@ -16,7 +16,7 @@ KUBE_BINS ?= kube-apiserver,kube-controller-manager,kube-scheduler,kubectl,kubel
 APT_PKGS  := systemd-container debootstrap iproute2 iptables openssh-client curl \
              etcd-server etcd-client ansible-core ca-certificates bc chromium sudo strace
 
-.PHONY: all build deps artifacts k8s-artifacts image unit integration test demo lab-down bench bench-quick vet fmt clean
+.PHONY: all build deps artifacts k8s-artifacts image unit integration test demo lab-down bench bench-quick bench-scale vet fmt clean
 
 all: build
 
@@ -104,6 +104,11 @@ bench: build artifacts
 
 bench-quick: build
 	./bench/run.sh quick
+
+# gokube alone on 10, 100 and 1000 inventory names for 3 lab hosts: time,
+# peak memory and CPU per size (bench/scale.sh).
+bench-scale: build
+	./bench/scale.sh
 
 clean:
 	rm -rf bin

@@ -4,9 +4,11 @@
 # doing only the host work a run cannot avoid), alternating run by run.
 #   bench/run.sh quick   3 hosts: cold, warm, one task (1 Ansible run each,
 #                        3 gokube and floor runs each): under 3 minutes
-#   bench/run.sh [full]  3 hosts, 3 hosts with 25 ms added each way (RUNS
-#                        runs of every tool), then 30 hosts (1 Ansible run:
-#                        ~9 min a 31-task run here)
+#   bench/run.sh [full]  30 hosts (1 Ansible run: ~9 min a 31-task run
+#                        here), then 3 hosts with 25 ms added each way and
+#                        3 hosts (RUNS runs of gokube and the floor, ARUNS
+#                        of Ansible; default 3); the table is rewritten
+#                        after each configuration
 # Prints and writes bench/results/<date>-<mode>.csv and .md: medians, the
 # ratios to Ansible and to the floor, gokube's round trips per host, peak
 # memory of each tool's whole process tree (bench/benchtime), the 1-minute
@@ -25,7 +27,7 @@ SUBNET=${BENCH_SUBNET:-10.233.0.0/24}
 # Configurations: "HOSTS DELAY_MS RUNS ANSIBLE_RUNS".
 case $MODE in
 quick) CONFIGS=("3 0 3 1") ;;
-full) CONFIGS=("3 0 ${RUNS:-3} ${ARUNS:-3}" "3 25 ${RUNS:-3} ${ARUNS:-3}" "30 0 ${RUNS:-3} 1") ;;
+full) CONFIGS=("30 0 ${RUNS:-3} 1" "3 25 ${RUNS:-3} ${ARUNS:-3}" "3 0 ${RUNS:-3} ${ARUNS:-3}") ;;
 *) echo "usage: bench/run.sh [quick|full]" >&2; exit 2 ;;
 esac
 work=$(mktemp -d)
@@ -45,7 +47,9 @@ maxhosts=0
 for c in "${CONFIGS[@]}"; do read -r h _ <<<"$c"; [ "$h" -gt "$maxhosts" ] && maxhosts=$h; done
 $BIN lab up "$maxhosts" --name "$LAB" --subnet "$SUBNET" >/dev/null
 
-export ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_PIPELINING=True ANSIBLE_FORKS=50 \
+# ANSIBLE_TIMEOUT: SSH connect timeout (default 10 s), which 30 lab hosts on
+# a busy 2-core machine can exceed.
+export ANSIBLE_TIMEOUT=60 ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_PIPELINING=True ANSIBLE_FORKS=50 \
        ANSIBLE_STDOUT_CALLBACK=null ANSIBLE_PYTHON_INTERPRETER=/usr/bin/python3 \
        ANSIBLE_LOCAL_TEMP="$work/ansible-tmp" \
        ANSIBLE_SSH_ARGS="-o ControlMaster=auto -o ControlPersist=60s" ANSIBLE_SSH_CONTROL_PATH_DIR="$work/cp"
@@ -55,13 +59,21 @@ export ANSIBLE_HOST_KEY_CHECKING=True ANSIBLE_PIPELINING=True ANSIBLE_FORKS=50 \
 one() {
   local tool=$1 scen=$2 hosts=$3 delay=$4 inv=$5 pb out rt=""
   case $scen in warm|cold) pb=site.yml ;; one) pb=one.yml ;; esac
-  if [ "$scen" = cold ]; then $BIN play -i "$inv" bench/reset.yml >/dev/null; fi
+  if [ "$scen" = cold ]; then $BIN play -i "$inv" bench/reset.yml >"$work/reset.out" || { echo "reset failed:" >&2; tail -20 "$work/reset.out" >&2; exit 1; }; fi
   out=$work/$tool.out
+  local rc=0
   case $tool in
-  ansible) bin/benchtime -o "$work/time" -- ansible-playbook -i "$inv" "bench/ansible/$pb" >"$out" 2>&1 ;;
-  floor) bin/benchtime -o "$work/time" -- bin/benchfloor -i "$inv" "$scen" >"$out" ;;
+  ansible) bin/benchtime -o "$work/time" -- ansible-playbook -i "$inv" "bench/ansible/$pb" >"$out" 2>&1 || rc=$? ;;
+  floor) bin/benchtime -o "$work/time" -- bin/benchfloor -i "$inv" "$scen" >"$out" 2>&1 || rc=$? ;;
+  gokube) bin/benchtime -o "$work/time" -- $BIN play -i "$inv" "bench/gokube/$pb" --output json >"$out" || rc=$? ;;
+  esac
+  if [ "$rc" != 0 ]; then
+    echo "$tool $scen ($hosts hosts, +$delay ms) failed (exit $rc):" >&2
+    tail -20 "$out" >&2
+    exit 1
+  fi
+  case $tool in
   gokube)
-    bin/benchtime -o "$work/time" -- $BIN play -i "$inv" "bench/gokube/$pb" --output json >"$out"
     rt=$(python3 -c 'import json,sys; h=json.load(open(sys.argv[1]))["hosts"]; print(round(sum(s["round_trips"] for s in h.values())/len(h),1))' "$out") ;;
   esac
   read -r secs kb user sys <"$work/time"
