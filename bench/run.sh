@@ -30,6 +30,8 @@ quick) CONFIGS=("3 0 3 1") ;;
 full) CONFIGS=("30 0 ${RUNS:-3} 1" "3 25 ${RUNS:-3} ${ARUNS:-3}" "3 0 ${RUNS:-3} ${ARUNS:-3}") ;;
 *) echo "usage: bench/run.sh [quick|full]" >&2; exit 2 ;;
 esac
+# BENCH_CONFIGS="HOSTS DELAY RUNS ARUNS;...": other configurations.
+if [ -n "${BENCH_CONFIGS:-}" ]; then IFS=';' read -ra CONFIGS <<<"$BENCH_CONFIGS"; fi
 work=$(mktemp -d)
 trap 'rm -rf "$work"; $BIN lab delay 0 --name "$LAB" >/dev/null 2>&1 || true' EXIT
 mkdir -p bench/results "$work/state"
@@ -41,8 +43,9 @@ equal=$work/equal.csv
 : >"$raw"; : >"$equal"
 started=$(date +%s)
 
-$GO build -o bin/benchfloor ./bench/floor
-$GO build -o bin/benchtime ./bench/benchtime
+# Built per run: two benchmarks on two labs must not replace each other's.
+$GO build -o "$work/benchfloor" ./bench/floor
+$GO build -o "$work/benchtime" ./bench/benchtime
 maxhosts=0
 for c in "${CONFIGS[@]}"; do read -r h _ <<<"$c"; [ "$h" -gt "$maxhosts" ] && maxhosts=$h; done
 $BIN lab up "$maxhosts" --name "$LAB" --subnet "$SUBNET" >/dev/null
@@ -63,9 +66,9 @@ one() {
   out=$work/$tool.out
   local rc=0
   case $tool in
-  ansible) bin/benchtime -o "$work/time" -- ansible-playbook -i "$inv" "bench/ansible/$pb" >"$out" 2>&1 || rc=$? ;;
-  floor) bin/benchtime -o "$work/time" -- bin/benchfloor -i "$inv" "$scen" >"$out" 2>&1 || rc=$? ;;
-  gokube) bin/benchtime -o "$work/time" -- $BIN play -i "$inv" "bench/gokube/$pb" --output json >"$out" || rc=$? ;;
+  ansible) "$work/benchtime" -o "$work/time" -- ansible-playbook -i "$inv" "bench/ansible/$pb" >"$out" 2>&1 || rc=$? ;;
+  floor) "$work/benchtime" -o "$work/time" -- "$work/benchfloor" -i "$inv" "$scen" >"$out" 2>&1 || rc=$? ;;
+  gokube) "$work/benchtime" -o "$work/time" -- $BIN play -i "$inv" "bench/gokube/$pb" --output json >"$out" || rc=$? ;;
   esac
   if [ "$rc" != 0 ]; then
     echo "$tool $scen ($hosts hosts, +$delay ms) failed (exit $rc):" >&2

@@ -24,7 +24,7 @@ mkdir -p bench/results
 stamp=$(date -u +%Y-%m-%dT%H%MZ)
 csv=bench/results/$stamp-scale.csv
 md=bench/results/$stamp-scale.md
-$GO build -o bin/benchtime ./bench/benchtime
+$GO build -o "$work/benchtime" ./bench/benchtime
 $BIN lab up "$NHOSTS" --name "$LAB" --subnet "$SUBNET" >/dev/null
 $BIN lab inventory --name "$LAB" -o "$work/lab.cfg"
 # sshd drops new connections past MaxStartups (10) unauthenticated ones;
@@ -93,7 +93,7 @@ PY
   done
   wait
   for pb in one.yml site.yml; do
-    bin/benchtime -o "$work/time" -- $BIN play -i "$inv" "$work/play/$pb" --output json >"$work/out.json" || {
+    "$work/benchtime" -o "$work/time" -- $BIN play -i "$inv" "$work/play/$pb" --output json >"$work/out.json" || {
       echo "gokube failed on $n names ($pb):" >&2; python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); [print(h, s) for h, s in d["hosts"].items() if s.get("failed") or s.get("unreachable")]' "$work/out.json" | head -5 >&2; }
     changed=$(python3 -c 'import json,sys; print(sum(s["changed"] for s in json.load(open(sys.argv[1]))["hosts"].values()))' "$work/out.json")
     read -r secs kb user sys <"$work/time"
