@@ -285,6 +285,17 @@ func TestLocalRunLock(t *testing.T) {
 		}
 		return p
 	}
+	if cred != nil {
+		// A copy nobody can run whatever the checkout's permissions.
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			t.Fatal(err)
+		}
+		bin = filepath.Join(home, "gokube")
+		if err := os.WriteFile(bin, b, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
 	inv := write("inventory.cfg", "localhost ansible_connection=local\n")
 	txt, goFile, lock := filepath.Join(home, "f.txt"), filepath.Join(home, "go"), filepath.Join(home, ".gokube-lock")
 	pb := func(name, prefix, hold string) string {
