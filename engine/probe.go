@@ -167,8 +167,9 @@ func probePaths(m modules.Module, args map[string]any, script string) []string {
 // lookahead collects the probes of the rest of t's loop and of the tasks
 // that follow t on this host, stopping where the future is not knowable.
 // It is long because each stop rule (meta, other become settings, an
-// unrenderable condition or argument, the batch limit) sits in the one
-// walk, in the order the rules apply; split up, the order would be hidden.
+// unrenderable argument, the batch limit) sits in the one walk, in the
+// order the rules apply; split up, the order would be hidden. A task whose
+// condition or loop cannot be rendered yet is passed over, not a stop.
 func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser string) []probeReq {
 	var out []probeReq
 	p := t.Module.(modules.Prober)
@@ -198,6 +199,7 @@ func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser str
 	if t.seq < 0 {
 		return out
 	}
+tasks:
 	for j := t.seq + 1; j < len(seq) && len(out) < maxProbeBatch; j++ {
 		u := seq[j]
 		if !hr.r.selected(u) {
@@ -226,7 +228,12 @@ func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser str
 		if !u.HasLoop {
 			ok, err := usc.conds(u.When)
 			if err != nil {
-				return out
+				// A condition on a result not registered yet (a task of
+				// this batch) is passed over like a module that cannot
+				// probe: if it runs and acts, that drops the cache; if it
+				// runs without acting or is skipped, the probes stay true;
+				// if it runs, it probes itself.
+				continue
 			}
 			if !ok {
 				continue
@@ -242,7 +249,7 @@ func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser str
 		}
 		items, err := hr.loopItems(usc, u)
 		if err != nil {
-			return out
+			continue // a loop over results not registered yet: passed over
 		}
 		loopVar := u.LoopVar
 		if loopVar == "" {
@@ -252,7 +259,7 @@ func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser str
 			isc := usc.with(loopVars(u, loopVar, it, i, len(items)))
 			ok, err := isc.conds(u.When)
 			if err != nil {
-				return out
+				continue tasks // passed over, as above
 			}
 			if !ok {
 				continue

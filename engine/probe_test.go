@@ -130,3 +130,34 @@ func TestProbeLookaheadPassesCommands(t *testing.T) {
 		t.Fatalf("%+v", *r.Hosts["node-1"])
 	}
 }
+
+// A task whose condition reads a result registered earlier in the same
+// batch cannot be decided at look-ahead time: it is passed over, and the
+// tasks after it stay in the batch (a warm run where it is skipped costs
+// one probe request).
+func TestProbeLookaheadPassesUndecidedConditions(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  tasks:
+    - tfile: {path: a, content: "1"}
+      register: wrote_a
+    - tfile: {path: b, content: "2"}
+      when: .wrote_a.changed
+    - tfile: {path: c, content: "3"}
+`})
+	mustRun(t, e, e.opts("site.yml"))
+	e.resetFakes()
+	r := mustRun(t, e, e.opts("site.yml"))
+	var batches []int
+	for _, rq := range e.fake("node-1").Requests() {
+		if n := strings.Count(rq.Script, "__GKPROBE_"); n > 0 {
+			batches = append(batches, n-1)
+		}
+	}
+	if !reflect.DeepEqual(batches, []int{2}) {
+		t.Fatalf("probe batches %v, want one batch of a and c", batches)
+	}
+	if s := r.Hosts["node-1"]; s.Changed != 0 || s.Skipped != 1 {
+		t.Fatalf("%+v", *s)
+	}
+}
