@@ -71,6 +71,7 @@ func TestEtcdBackupRestore(t *testing.T) {
 			if r.code != 0 || !strings.Contains(r.out, "3/3 members healthy") {
 				t.Fatalf("restore: exit %d\n%s", r.code, r.out)
 			}
+			t.Logf("restore:\n%s\n%s", grepLines(r.out, "PLAY ["), tail(r.out, 20))
 			rng := fmt.Sprintf(`{"key":"%s","range_end":"%s"}`, b64("gk/backup/"), b64("gk/backup0"))
 			for _, a := range addrs {
 				out, err := curlEtcd(pki, a, "/v3/kv/range", rng, true)

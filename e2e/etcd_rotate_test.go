@@ -101,7 +101,8 @@ func certIssuedBy(t *testing.T, certFile, caFile string) bool {
 	return read(certFile).CheckSignatureFrom(read(caFile)) == nil
 }
 
-// TestEtcdCARotation: etcd-rotate-ca.yml replaces the CA of a running
+// TestEtcdCARotation: etcd-rotate-ca.yml refuses, changing nothing, while
+// a member is down; then it replaces the CA of a running
 // 3-member cluster (trust both, new certificates, drop the old CA; each
 // step one member at a time) while a client writes throughout: no write
 // fails, every write is there afterwards, the members trust the new CA
@@ -123,6 +124,42 @@ func TestEtcdCARotation(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+
+	// A member down: restarting the others would lose the quorum, so the
+	// rotation refuses before anything changes (no next CA, no restart).
+	if out, err := e.ssh(t, 3, "systemctl stop etcd"); err != nil {
+		t.Fatalf("stop etcd on host 3: %v %s", err, out)
+	}
+	started := map[int]string{}
+	for i := 1; i <= 2; i++ {
+		started[i], _ = e.ssh(t, i, "systemctl show etcd -p ExecMainStartTimestampMonotonic --value")
+	}
+	r = e.play(t, ctx, "-i", inv, filepath.Join(work, "etcd-rotate-ca.yml"))
+	t.Logf("rotation with a member down:\n%s", grepLines(r.out, "FAILED!"))
+	if r.code == 0 || !strings.Contains(r.out, "rot-3: etcd is not healthy") || !strings.Contains(r.out, "Nothing was changed") {
+		t.Errorf("rotation with a member down: exit %d\n%s", r.code, tail(r.out, 40))
+	}
+	if b, _ := os.ReadFile(filepath.Join(pki, "etcd-ca.pem")); !bytes.Equal(b, oldCA) {
+		t.Errorf("pki/etcd-ca.pem changed by a refused rotation")
+	}
+	if _, err := os.Stat(filepath.Join(pki, "etcd-ca-next.pem")); err == nil {
+		t.Errorf("a refused rotation made the next CA")
+	}
+	for i := 1; i <= 2; i++ {
+		if now, _ := e.ssh(t, i, "systemctl show etcd -p ExecMainStartTimestampMonotonic --value"); now != started[i] {
+			t.Errorf("host %d: etcd restarted by a refused rotation", i)
+		}
+	}
+	if out, err := e.ssh(t, 3, "systemctl start etcd"); err != nil {
+		t.Fatalf("start etcd on host 3: %v %s", err, out)
+	}
+	waitFor(t, "member 3 healthy again", 3*time.Minute, func() error {
+		out, err := curlEtcd(pki, e.lab.Hosts()[2].Addr, "/health", "", true)
+		if err != nil || !strings.Contains(out, `"health":"true"`) {
+			return fmt.Errorf("%v %s", err, out)
+		}
+		return nil
+	})
 	saved := t.TempDir()
 	for _, f := range []string{"etcd-client.pem", "etcd-client-key.pem", "etcd-ca.pem"} {
 		b, _ := os.ReadFile(filepath.Join(pki, f))

@@ -46,8 +46,12 @@ func newHACluster(t *testing.T, ctx context.Context, e *env, masters, etcd []int
 			t.Fatalf("reset host %d: %v", i, err)
 		}
 	}
-	c := &haCluster{e: e, work: t.TempDir(), masters: masters, etcd: etcd, lb: lb}
+	// The etcd example beside it, as in the repository: the HA example's
+	// etcd playbooks import its operations.
+	dir := t.TempDir()
+	c := &haCluster{e: e, work: filepath.Join(dir, "ha-cluster"), masters: masters, etcd: etcd, lb: lb}
 	copyTree(t, filepath.Join(e.root, "examples/ha-cluster"), c.work)
+	copyTree(t, filepath.Join(e.root, "examples/etcd-cluster"), filepath.Join(dir, "etcd-cluster"))
 	c.pki = filepath.Join(c.work, "pki")
 	// [kube-node] is there and empty, as in the example inventory:
 	// cluster.yml has a play for it, and a play naming a missing group is
@@ -646,10 +650,11 @@ func TestHAControlPlane(t *testing.T) {
 
 // TestHASeparateEtcd is the recipe's layout: etcd on its own three hosts,
 // two masters, one load balancer; an etcd host powered off does not stop
-// the apiservers.
+// the apiservers; an etcd member added and the etcd CA rotated, the
+// apiservers following one at a time (etcdScaleAndRotateCA).
 func TestHASeparateEtcd(t *testing.T) {
 	e := setup(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()
 	c := newHACluster(t, ctx, e, []int{4, 5}, []int{1, 2, 3}, 6)
 	c.useExampleInventory(t, "inventory-separate-etcd.cfg", map[int]string{
@@ -707,11 +712,12 @@ func TestHASeparateEtcd(t *testing.T) {
 		}
 		return nil
 	})
+	etcdScaleAndRotateCA(t, ctx, c)
 	r = e.play(t, ctx, "-i", c.inv, c.playbook("cluster.yml"))
 	if r.code != 0 {
-		t.Fatalf("after power on: exit %d\n%s", r.code, tail(r.out, 60))
+		t.Fatalf("after power on, scale and rotation: exit %d\n%s", r.code, tail(r.out, 60))
 	}
-	c.allChanged(t, r, func(n int) bool { return n == 0 }, "a run after the power-on changed something")
+	c.allChanged(t, r, func(n int) bool { return n == 0 }, "a run after the power-on, the etcd scale and the CA rotation changed something")
 }
 
 // endpointsAndLeasesOnMasters waits until the kubernetes service's
