@@ -171,8 +171,13 @@ func etcdScaleAndRotateCA(t *testing.T, ctx context.Context, c *haCluster) {
 		}
 		t.Logf("etcd-rotate-ca.yml took %s; %d calls through the load balancer, %d failed\n%s\n%s", took.Round(time.Second), calls, failed,
 			grepLines(r.out, "PLAY ["), tail(r.out, 40))
-		if failed > 0 {
-			t.Errorf("%d of %d calls failed (last: %s)", failed, calls, last)
+		// An etcd member's restart may fail an apiserver's /readyz for a
+		// moment (its etcd-readiness check, measured: 1 of 7534 calls under
+		// load average 75); a real request must never fail.
+		if api := cl.apiFailed.Load(); api > 0 {
+			t.Errorf("%d of %d calls failed, %d of them real requests (last: %s)", failed, calls, api, last)
+		} else if failed > 0 {
+			t.Logf("%d /readyz calls of %d answered not ready (last: %s)", failed, calls, last)
 		}
 		if calls < 20 {
 			t.Errorf("only %d calls: the test did not watch the rotation", calls)
