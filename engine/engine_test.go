@@ -418,18 +418,16 @@ func TestCtrlCStopsAndRecaps(t *testing.T) {
   gather_facts: false
   tasks:
     - {name: quick, command: "true"}
-    - {name: long, command: "sleep 5"}
+    - {name: long, command: "sleep 3600"}
     - {name: never, command: "true"}
 `})
 	ctx, cancel := context.WithCancel(context.Background())
 	e.ctx = ctx
 	time.AfterFunc(300*time.Millisecond, cancel)
-	start := time.Now()
 	o := e.opts("site.yml")
+	// The long task sleeps an hour: the run ends only if the cancel stops
+	// it (the test's own timeout is the hang guard).
 	r, err := Run(ctx, o)
-	if time.Since(start) > 3*time.Second {
-		t.Fatalf("cancel took %s", time.Since(start))
-	}
 	if err == nil || r == nil || !r.Interrupted {
 		t.Fatalf("want interrupted recap, got %v %v", r, err)
 	}

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -174,7 +175,14 @@ func (e *env) fake(host string) *connection.Fake {
 		}
 		cmd := exec.CommandContext(ctx, "/bin/sh", "-c", req.Script)
 		cmd.Dir = e.dir
-		cmd.WaitDelay = 100 * time.Millisecond
+		// Cancelling kills the script's whole process group, as the SSH
+		// session's trap does, so its children (a sleep) go too and close
+		// the output pipes. WaitDelay only stops a hang: it also runs from
+		// a normal exit, and at 100 ms a loaded machine that had not yet
+		// copied the output turned a successful script into a failed task.
+		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+		cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+		cmd.WaitDelay = 10 * time.Second
 		cmd.Env = append(os.Environ(), "HOST="+host)
 		for k, v := range req.Env {
 			cmd.Env = append(cmd.Env, k+"="+v)
