@@ -115,12 +115,7 @@ func TestProbeLookaheadPassesCommands(t *testing.T) {
 	mustRun(t, e, e.opts("site.yml"))
 	e.resetFakes()
 	r := mustRun(t, e, e.opts("site.yml"))
-	var batches []int
-	for _, rq := range e.fake("node-1").Requests() {
-		if n := strings.Count(rq.Script, "__GKPROBE_"); n > 0 {
-			batches = append(batches, n-1)
-		}
-	}
+	batches := probeBatches(e.fake("node-1"))
 	// One batch for a, b, c (the command that did not run keeps it valid);
 	// the command that ran drops it, so c is probed again.
 	if !reflect.DeepEqual(batches, []int{3, 1}) || len(e.fake("node-1").Requests()) != 5 {
@@ -148,16 +143,23 @@ func TestProbeLookaheadPassesUndecidedConditions(t *testing.T) {
 	mustRun(t, e, e.opts("site.yml"))
 	e.resetFakes()
 	r := mustRun(t, e, e.opts("site.yml"))
-	var batches []int
-	for _, rq := range e.fake("node-1").Requests() {
-		if n := strings.Count(rq.Script, "__GKPROBE_"); n > 0 {
-			batches = append(batches, n-1)
-		}
-	}
+	batches := probeBatches(e.fake("node-1"))
 	if !reflect.DeepEqual(batches, []int{2}) {
 		t.Fatalf("probe batches %v, want one batch of a and c", batches)
 	}
 	if s := r.Hosts["node-1"]; s.Changed != 0 || s.Skipped != 1 {
 		t.Fatalf("%+v", *s)
 	}
+}
+
+// probeBatches is the number of probes in each probe batch a host was
+// sent, in order.
+func probeBatches(f *connection.Fake) []int {
+	var batches []int
+	for _, rq := range f.Requests() {
+		if n := strings.Count(rq.Script, "__GKPROBE_"); n > 0 {
+			batches = append(batches, n-1)
+		}
+	}
+	return batches
 }

@@ -136,18 +136,37 @@ command -v gk_sha256 >/dev/null 2>&1 || gk_sha256() { h=$(sha256sum < "$1") && e
 func ProbePaths(script string) []string {
 	var out []string
 	seen := map[string]bool{}
+	for _, d := range probeDecls(script) {
+		if !seen[d.path] {
+			seen[d.path] = true
+			out = append(out, d.path)
+		}
+	}
+	return out
+}
+
+// probeDeclared is one file probe's declaration in a batch: its path and
+// whether it wants a checksum.
+type probeDeclared struct {
+	path string
+	sum  bool
+}
+
+// probeDecls returns the file probes a script declared, in order, repeats
+// included; a declaration that does not decode is left out.
+func probeDecls(script string) []probeDeclared {
+	var out []probeDeclared
 	for _, line := range strings.Split(script, "\n") {
 		rest, ok := strings.CutPrefix(line, probeDecl)
 		if !ok {
 			continue
 		}
-		enc, _, _ := strings.Cut(rest, " ")
+		enc, flag, _ := strings.Cut(rest, " ")
 		raw, err := base64.StdEncoding.DecodeString(enc)
-		if err != nil || len(raw) == 0 || seen[string(raw)] {
+		if err != nil || len(raw) == 0 {
 			continue
 		}
-		seen[string(raw)] = true
-		out = append(out, string(raw))
+		out = append(out, probeDeclared{path: string(raw), sum: flag == "1"})
 	}
 	return out
 }
@@ -202,17 +221,8 @@ const statKey = `%f %u %d:%i:%s:%.9Y:%.9Z`
 func filePrelude(batch string, hc HashCache) string {
 	var stats, sums []string
 	seen := map[string]bool{}
-	for _, line := range strings.Split(batch, "\n") {
-		rest, ok := strings.CutPrefix(line, probeDecl)
-		if !ok {
-			continue
-		}
-		enc, flag, _ := strings.Cut(rest, " ")
-		raw, err := base64.StdEncoding.DecodeString(enc)
-		if err != nil || len(raw) == 0 {
-			continue
-		}
-		p := string(raw)
+	for _, d := range probeDecls(batch) {
+		p := d.path
 		// Names with a newline or the separators cannot be looked up by
 		// the prelude; their probes stat them themselves.
 		if strings.ContainsAny(p, "\n\x1e\x1f\\") {
@@ -222,7 +232,7 @@ func filePrelude(batch string, hc HashCache) string {
 			seen[p] = true
 			stats = append(stats, p)
 		}
-		if flag == "1" && !seen["sha:"+p] {
+		if d.sum && !seen["sha:"+p] {
 			seen["sha:"+p] = true
 			sums = append(sums, p)
 		}
