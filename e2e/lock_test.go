@@ -89,19 +89,18 @@ func TestRunLock(t *testing.T) {
 		go func() { done <- cmd.Wait() }()
 		return &out, done
 	}
-	ssh("rm -f /root/gk-go /root/gk-lock.txt; [ ! -e /run/gokube/lock ] && [ ! -e ~deploy/.gokube-lock ]")
-
-	t.Run("second run waits, no lost update", func(t *testing.T) {
-		outA, doneA := start("-i", inv, pbA)
-		waitHost("run A's lock", "grep -q '^run=' /run/gokube/lock")
-		holder := ssh("cat /run/gokube/lock")
-		outB, doneB := start("-i", inv, pbB)
-		// B's shell is in its wait loop (a sleep 1 under it) before A goes on.
-		waitHost("run B waiting", "pgrep -fx 'sleep 1' >/dev/null")
-		if got := ssh("cat /run/gokube/lock"); got != holder {
+	// secondWaits starts run B (argsB) while run A holds lock (holder):
+	// B is seen waiting (its shell's sleep 1, pgrep's user options in
+	// who), the lock stays A's, then A goes on (goFile appears) and the
+	// file holds A's lines then B's: none lost.
+	secondWaits := func(t *testing.T, lock, holder, who, goFile, file string, outA *bytes.Buffer, doneA chan error, argsB ...string) {
+		t.Helper()
+		outB, doneB := start(argsB...)
+		waitHost("run B waiting", "pgrep "+who+" -fx 'sleep 1' >/dev/null")
+		if got := strings.TrimSpace(ssh("cat " + lock)); got != strings.TrimSpace(holder) {
 			t.Fatalf("lock changed while A holds it: %q -> %q", holder, got)
 		}
-		ssh("touch /root/gk-go")
+		ssh("touch " + goFile)
 		if err := <-doneA; err != nil {
 			t.Fatalf("run A: %v\n%s", err, outA)
 		}
@@ -114,10 +113,18 @@ func TestRunLock(t *testing.T) {
 				want = append(want, fmt.Sprintf("%s-%d", p, i))
 			}
 		}
-		got := strings.Fields(ssh("cat /root/gk-lock.txt"))
-		if strings.Join(got, " ") != strings.Join(want, " ") {
+		if got := strings.Fields(ssh("cat " + file)); strings.Join(got, " ") != strings.Join(want, " ") {
 			t.Errorf("file after both runs:\n%v\nwant\n%v", got, want)
 		}
+	}
+	ssh("rm -f /root/gk-go /root/gk-lock.txt; [ ! -e /run/gokube/lock ] && [ ! -e ~deploy/.gokube-lock ]")
+
+	t.Run("second run waits, no lost update", func(t *testing.T) {
+		outA, doneA := start("-i", inv, pbA)
+		waitHost("run A's lock", "grep -q '^run=' /run/gokube/lock")
+		holder := ssh("cat /run/gokube/lock")
+		// B's shell is in its wait loop (a sleep 1 under it) before A goes on.
+		secondWaits(t, "/run/gokube/lock", holder, "", "/root/gk-go", "/root/gk-lock.txt", outA, doneA, "-i", inv, pbB)
 		ssh("[ ! -e /run/gokube/lock ] && [ ! -e ~deploy/.gokube-lock ]")
 	})
 
@@ -219,27 +226,7 @@ func TestRunLock(t *testing.T) {
 		}
 		ssh("[ ! -e /run/gokube/lock ] && [ ! -e /root/gk-lock.txt ]")
 
-		outB, doneB := start("-i", uinv, pbUB)
-		waitHost("run B waiting", "pgrep -u deploy -fx 'sleep 1' >/dev/null")
-		if got := strings.TrimSpace(ssh("cat ~deploy/.gokube-lock")); got != holder {
-			t.Fatalf("lock changed while A holds it: %q -> %q", holder, got)
-		}
-		ssh("touch ~deploy/gk-go")
-		if err := <-doneA; err != nil {
-			t.Fatalf("run A: %v\n%s", err, outA)
-		}
-		if err := <-doneB; err != nil {
-			t.Fatalf("run B: %v\n%s", err, outB)
-		}
-		var want []string
-		for _, p := range []string{"a", "b"} {
-			for i := 0; i < n; i++ {
-				want = append(want, fmt.Sprintf("%s-%d", p, i))
-			}
-		}
-		if got := strings.Fields(ssh("cat ~deploy/gk-lock.txt")); strings.Join(got, " ") != strings.Join(want, " ") {
-			t.Errorf("file after both runs:\n%v\nwant\n%v", got, want)
-		}
+		secondWaits(t, "~deploy/.gokube-lock", holder, "-u deploy", "~deploy/gk-go", "~deploy/gk-lock.txt", outA, doneA, "-i", uinv, pbUB)
 		left := ssh("ls -a ~deploy | grep -e '^.gokube' || true")
 		if strings.Contains(left, tag) || !strings.Contains(left, ".gokube.keep") {
 			t.Errorf("deploy's stale temp files left or a lookalike removed:\n%s", left)
