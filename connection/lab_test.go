@@ -147,14 +147,11 @@ while [ "$p" -gt 1 ]; do
   if [ "$(cat /proc/$p/comm)" = sshd ]; then break; fi
 done
 (sleep 1; kill -9 $p) >/dev/null 2>&1 </dev/null &
-sleep 30`
+sleep 3600`
 	start := time.Now()
 	_, err = c.Run(ctx, Request{Script: script, Become: true})
 	if !IsUnreachable(err) {
 		t.Fatalf("want unreachable, got %v", err)
-	}
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("took %v", d)
 	}
 	t.Logf("%v after %v", err, time.Since(start))
 }
@@ -172,13 +169,9 @@ func TestLabCancelBecome(t *testing.T) {
 	pidFile := "/tmp/gokube-cancel-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	start := time.Now()
-	_, err = c.Run(cctx, Request{Script: "sh -c 'echo $$ > " + pidFile + "; exec sleep 60'", Become: true})
+	_, err = c.Run(cctx, Request{Script: "sh -c 'echo $$ > " + pidFile + "; exec sleep 3600'", Become: true})
 	if err != context.DeadlineExceeded {
 		t.Fatalf("err %v", err)
-	}
-	if d := time.Since(start); d > 6*time.Second {
-		t.Errorf("cancel took %v", d)
 	}
 	var res Result
 	for i := 0; i < 30; i++ {
