@@ -33,10 +33,12 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 	}
 	tag := newMarker()[3:]
 	if len(head) <= SmallPutLimit {
-		req := Request{Script: putScript(up, "", tag, nil), Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser}
+		req := Request{Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser}
+		var inline []byte // nil: the content goes as stdin
 		if len(head) <= inlinePutLimit {
-			req.Script, req.Stdin = putScript(up, "", tag, append([]byte{}, head...)), nil
+			inline, req.Stdin = append([]byte{}, head...), nil
 		}
+		req.Script = putScript(up, "", tag, inline)
 		res, err := c.Run(ctx, req)
 		if err != nil {
 			c.cleanupPut(ctx, up, putTemp(up.Path, tag), "")

@@ -58,11 +58,8 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 	// on the host: a command reports changed whenever it ran. In check mode
 	// nothing changed on the host, so cached probes stay true.
 	if err == nil && !check && !res.Skipped && res.Changed {
-		if delegate == "" {
-			hr.dropProbesAfter(res.Touched, probed)
-		} else {
-			hr.dropProbes()
-		}
+		// A delegated task has no probed paths here: every probe goes.
+		hr.dropProbesAfter(res.Touched, probed)
 		if delegate != "" {
 			if d, ok := hr.r.hosts[delegate]; ok {
 				d.mu.Lock()

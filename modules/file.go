@@ -163,7 +163,6 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		switch st.Type {
 		case "absent":
 			touched = []string{p}
-			script = withAttrs("mkdir -p -- " + qp)
 			if w.HasMode && w.Mode&0o7000 == 0 {
 				// One process less: mkdir sets an octal mode itself (a
 				// symbolic one is relative to the new directory's mode,
@@ -173,6 +172,8 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 				if fix := (attrs{Owner: w.Owner, Group: w.Group}).apply(qp); fix != "" {
 					script += " && " + fix
 				}
+			} else {
+				script = withAttrs("mkdir -p -- " + qp)
 			}
 		case "directory":
 			script = w.fix(st)
@@ -195,12 +196,14 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		case st.Type == "link" && st.Target == src:
 			script = attrs{Owner: w.Owner, Group: w.Group}.fix(st)
 		case st.Type == "absent" || st.Type == "link" || a.boolean("force", false) && st.Type == "file":
-			script = fmt.Sprintf("ln -s -- %s %s && mv -Tf -- %s %s", shq(src), tmp, tmp, qp)
-			touched = []string{p, tmpPath}
 			if st.Type == "absent" {
 				// symlink(2) makes the link whole or not at all: nothing
 				// to rename over (one process less).
 				script = fmt.Sprintf("ln -s -- %s %s", shq(src), qp)
+				touched = []string{p}
+			} else {
+				script = fmt.Sprintf("ln -s -- %s %s && mv -Tf -- %s %s", shq(src), tmp, tmp, qp)
+				touched = []string{p, tmpPath}
 			}
 			if w.Owner != "" || w.Group != "" {
 				script += " && " + attrs{Owner: w.Owner, Group: w.Group}.apply(qp)
