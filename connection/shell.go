@@ -41,9 +41,9 @@ import (
 // process group (the shell is a session leader under sshd), which holds
 // the script and everything it started.
 const shellPreamble = `gk_D=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) || gk_D=
-gk_unlock() { :; }
-trap 'gk_unlock; if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi; kill -KILL 0; exit 143' TERM HUP INT
-trap 'gk_unlock; if [ -n "$gk_D" ]; then rm -rf "$gk_D"; fi' EXIT
+gk_unlock() { if [ -n "$gk_D" ]; then rm -rf -- "$gk_D"; gk_D=; fi; }
+trap 'gk_unlock; kill -KILL 0; exit 143' TERM HUP INT
+trap 'gk_unlock' EXIT
 gk_n() { gk_bad=; if [ -n "$gk_D" ]; then : >"$gk_D/i"; fi; }
 gk_w() {
 if [ -z "$gk_D" ]; then while read -r gk_l; do :; done; return; fi

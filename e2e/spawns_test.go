@@ -48,9 +48,38 @@ func traceExecs(t *testing.T, h lab.Host) func() []execRec {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
 	return func() []execRec {
+		// With -ff strace writes a process's lines out when that process
+		// ends, so the run's sessions must be over first: sshd's session
+		// children leave a moment after gokube exits.
+		deadline := time.Now().Add(60 * time.Second)
+		for len(childrenOf(sshd)) > 0 && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if kids := childrenOf(sshd); len(kids) > 0 {
+			t.Logf("sshd %d still has children %v after 60 s", sshd, kids)
+		}
+		// SIGINT detaches cleanly. A CI run once hung here for over an
+		// hour with strace never exiting, so SIGINT gets a hang guard and
+		// then SIGKILL: the kernel detaches the tracees itself, and every
+		// process whose execve is counted has ended, so its lines are on
+		// disk already.
 		_ = cmd.Process.Signal(syscall.SIGINT)
-		_ = cmd.Wait()
+		select {
+		case <-exited:
+		case <-time.After(60 * time.Second):
+			st, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/status")
+			wchan, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/wchan")
+			t.Logf("strace %d did not exit 60 s after SIGINT (wchan %q); killing it\n%s", cmd.Process.Pid, wchan, st)
+			_ = cmd.Process.Kill()
+			select {
+			case <-exited:
+			case <-time.After(60 * time.Second):
+				t.Fatalf("strace %d did not exit after SIGKILL", cmd.Process.Pid)
+			}
+		}
 		files, _ := filepath.Glob(filepath.Join(dir, "t.*"))
 		var out []execRec
 		line := regexp.MustCompile(`^(\d+\.\d+) execve\("[^"]*", \[(.*)\], .*\) = 0$`)
@@ -89,28 +118,45 @@ func straceStrings(s string) []string {
 	return out
 }
 
-// childNamed is the pid of parent's child whose command is name.
-func childNamed(t *testing.T, parent int, name string) int {
-	t.Helper()
+// proc is one process: its pid and command name.
+type proc struct {
+	pid  int
+	comm string
+}
+
+// childrenOf lists parent's children, read from /proc/*/stat
+// ("pid (comm) state ppid ...").
+func childrenOf(parent int) []proc {
+	var out []proc
 	stats, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, f := range stats {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue
 		}
-		// pid (comm) state ppid ...
 		s := string(b)
 		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
 		if open < 0 || end < open {
 			continue
 		}
 		fields := strings.Fields(s[end+1:])
-		if len(fields) < 2 || s[open+1:end] != name {
+		if len(fields) < 2 {
 			continue
 		}
 		if ppid, _ := strconv.Atoi(fields[1]); ppid == parent {
 			pid, _ := strconv.Atoi(strings.TrimSpace(s[:open]))
-			return pid
+			out = append(out, proc{pid: pid, comm: s[open+1 : end]})
+		}
+	}
+	return out
+}
+
+// childNamed is the pid of parent's child whose command is name.
+func childNamed(t *testing.T, parent int, name string) int {
+	t.Helper()
+	for _, c := range childrenOf(parent) {
+		if c.comm == name {
+			return c.pid
 		}
 	}
 	t.Fatalf("no %s under pid %d", name, parent)
