@@ -87,7 +87,11 @@ func (hr *hostRun) action(ctx context.Context, t *Task, sc *scope, args map[stri
 		if err != nil {
 			return nil, err
 		}
-		facts, err := gatherFacts(ctx, conn)
+		// Facts come from the shell the play's tasks use (become, as
+		// Ansible gathers them): a become play otherwise opens the login
+		// user's shell for this one script, a round trip more.
+		become, buser := hr.r.becomeFor(sc, t)
+		facts, err := gatherFacts(ctx, conn, become, buser)
 		if err != nil {
 			return nil, err
 		}

@@ -24,8 +24,8 @@ echo '##init'; cat /proc/1/comm 2>/dev/null
 echo '##end'
 `
 
-func gatherFacts(ctx context.Context, conn connection.Conn) (map[string]any, error) {
-	res, err := conn.Run(ctx, connection.Request{Script: factsScript, ReadOnly: true})
+func gatherFacts(ctx context.Context, conn connection.Conn, become bool, buser string) (map[string]any, error) {
+	res, err := conn.Run(ctx, connection.Request{Script: factsScript, ReadOnly: true, Become: become, BecomeUser: buser})
 	if err != nil {
 		return nil, err
 	}
