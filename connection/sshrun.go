@@ -14,6 +14,38 @@ import (
 	"golang.org/x/crypto/ssh"
 )
 
+// Buffers every open session keeps for the whole run, sized for the usual
+// traffic rather than the largest frame: with one session per inventory
+// host they are paid once per host (issue 14's 1000-host runs).
+//
+//   - shellReadBuf: the frame reader's buffer. Lines longer than it are
+//     still read whole (bufio.Reader.ReadString collects them), and
+//     payload lines are base64's 76 columns, so it bounds no frame; it
+//     only sets how much one Read moves from the channel's memory buffer.
+//   - shellStderrBuf: the copy buffer of the shell's own stderr.
+//   - frameChunk: the largest single write to the channel. x/crypto/ssh
+//     keeps a packet buffer per channel, and its cipher one per
+//     connection, as large as the largest packet written so far (up to
+//     32 KB after one large frame); writing in chunks caps both, for a
+//     few dozen bytes of packet header per chunk.
+const (
+	shellReadBuf   = 4 << 10
+	shellStderrBuf = 512
+	frameChunk     = 4 << 10
+)
+
+// writeChunks writes p to w in pieces of at most frameChunk bytes.
+func writeChunks(w io.Writer, p []byte) error {
+	for len(p) > 0 {
+		n := min(len(p), frameChunk)
+		if _, err := w.Write(p[:n]); err != nil {
+			return err
+		}
+		p = p[n:]
+	}
+	return nil
+}
+
 // shellSession is one long-lived /bin/sh on the host.
 type shellSession struct {
 	ch      ssh.Channel
@@ -124,7 +156,7 @@ func (c *sshConn) openShell(ctx context.Context, key string, lock lockNeed) (*sh
 	}
 	s := &shellSession{
 		ch:      o.ch,
-		r:       bufio.NewReaderSize(o.ch, 64<<10),
+		r:       bufio.NewReaderSize(o.ch, shellReadBuf),
 		pending: append(prefix, shellPreamble...),
 		stderr:  &tailBuffer{max: 4 << 10},
 		errDone: make(chan struct{}),
@@ -133,7 +165,10 @@ func (c *sshConn) openShell(ctx context.Context, key string, lock lockNeed) (*sh
 		s.pending = append(s.pending, c.lockText(key, lock)...)
 	}
 	go func() {
-		_, _ = io.Copy(s.stderr, o.ch.Stderr())
+		// The shell's own stderr is rare and short (a sudo complaint):
+		// a small buffer instead of io.Copy's 32 KB, held for as long as
+		// the session lives, on every host.
+		_, _ = io.CopyBuffer(s.stderr, o.ch.Stderr(), make([]byte, shellStderrBuf))
 		close(s.errDone)
 	}()
 	return s, nil
@@ -207,7 +242,7 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 	got := make(chan answer, 1)
 	c.rt.Add(1)
 	go func() {
-		if _, err := s.ch.Write(frame); err != nil {
+		if err := writeChunks(s.ch, frame); err != nil {
 			got <- answer{err: err}
 			return
 		}
