@@ -134,6 +134,21 @@ func TestEtcdCluster(t *testing.T) {
 		}
 	})
 
+	startedAt := func(i int) string {
+		out, err := e.ssh(t, i, "systemctl show etcd -p ExecMainStartTimestampMonotonic --value")
+		if err != nil {
+			t.Fatalf("host %d: %v %s", i, err, out)
+		}
+		return strings.TrimSpace(out)
+	}
+	pending := func(i int) bool {
+		out, err := e.ssh(t, i, "if test -e /etc/etcd/restart-pending; then echo pending; else echo none; fi")
+		if err != nil {
+			t.Fatalf("host %d: %v %s", i, err, out)
+		}
+		return strings.TrimSpace(out) == "pending"
+	}
+
 	t.Run("a member powered off leaves 2 of 3 healthy and a leader", func(t *testing.T) {
 		name := e.lab.Hosts()[2].Name
 		if err := e.lab.Stop(ctx, name); err != nil {
@@ -151,6 +166,29 @@ func TestEtcdCluster(t *testing.T) {
 		if !strings.Contains(r.out, "2/3 members healthy") || !strings.Contains(r.out, "leader: ") {
 			t.Errorf("verify did not report 2/3 healthy with a leader:\n%s", r.out)
 		}
+
+		// A configuration change now: the rolling restart would take a
+		// second member of three down. Refused before the first restart;
+		// the new configuration waits on disk, remembered as pending.
+		before := []string{startedAt(1), startedAt(2)}
+		r = e.play(t, ctx, "-i", inv, playbook, "-e", "etcd_heartbeat_interval=300")
+		if r.code != 4 {
+			t.Errorf("configuration change with a member down: exit %d, want 4 (etcd-3 unreachable, etcd-1 refused)\n%s", r.code, r.out)
+		}
+		if !strings.Contains(r.out, "refusing to restart etcd-1: 1 of the 2 other voting members are unhealthy: etcd-3") {
+			t.Errorf("the restart was not refused naming etcd-3:\n%s", r.out)
+		}
+		for i := 1; i <= 2; i++ {
+			if got := startedAt(i); got != before[i-1] {
+				t.Errorf("member %d restarted (start time %s -> %s) while etcd-3 was down", i, before[i-1], got)
+			}
+			if out, _ := e.ssh(t, i, "grep HEARTBEAT /etc/etcd/etcd.env"); !strings.Contains(out, "=300") {
+				t.Errorf("member %d: new configuration not on disk: %s", i, out)
+			}
+			if !pending(i) {
+				t.Errorf("member %d: no restart-pending after the refused restart", i)
+			}
+		}
 		if err := e.lab.Start(ctx, name); err != nil {
 			t.Fatal(err)
 		}
@@ -161,20 +199,24 @@ func TestEtcdCluster(t *testing.T) {
 			}
 			return nil
 		})
-		r = e.play(t, ctx, "-i", inv, playbook)
+		// The same settings again: nothing changes on etcd-1 and etcd-2's
+		// disks, yet the restart they owe happens, and etcd-3 gets them.
+		before = []string{startedAt(1), startedAt(2), startedAt(3)}
+		r = e.play(t, ctx, "-i", inv, playbook, "-e", "etcd_heartbeat_interval=300")
 		if r.code != 0 || !strings.Contains(r.out, "3/3 members healthy") {
 			t.Errorf("after power on: exit %d\n%s", r.code, r.out)
+		}
+		for i := 1; i <= 3; i++ {
+			if got := startedAt(i); got == before[i-1] {
+				t.Errorf("member %d not restarted after power on (start time %s)", i, got)
+			}
+			if pending(i) {
+				t.Errorf("member %d: restart-pending left after its restart", i)
+			}
 		}
 	})
 
 	t.Run("a configuration change restarts members one at a time", func(t *testing.T) {
-		startedAt := func(i int) string {
-			out, err := e.ssh(t, i, "systemctl show etcd -p ExecMainStartTimestampMonotonic --value")
-			if err != nil {
-				t.Fatalf("host %d: %v %s", i, err, out)
-			}
-			return strings.TrimSpace(out)
-		}
 		before := []string{startedAt(1), startedAt(2), startedAt(3)}
 
 		// Write and read a key through the cluster every 200 ms while the
@@ -205,7 +247,7 @@ func TestEtcdCluster(t *testing.T) {
 				}
 			}
 		}()
-		r := e.play(t, ctx, "-i", inv, playbook, "-e", "etcd_heartbeat_interval=300")
+		r := e.play(t, ctx, "-i", inv, playbook, "-e", "etcd_heartbeat_interval=350")
 		close(stop)
 		wg.Wait()
 		if r.code != 0 {
@@ -217,7 +259,7 @@ func TestEtcdCluster(t *testing.T) {
 				t.Errorf("member %d was not restarted (start time %s)", i+1, after[i])
 			}
 			out, _ := e.ssh(t, i+1, "grep HEARTBEAT /etc/etcd/etcd.env")
-			if !strings.Contains(out, "=300") {
+			if !strings.Contains(out, "=350") {
 				t.Errorf("member %d env: %s", i+1, out)
 			}
 		}

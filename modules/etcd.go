@@ -42,6 +42,10 @@ import (
 //	               host's connection) and refuses, changing nothing, when
 //	               one is unhealthy or the target is the last voting member:
 //	               a cluster already degraded could lose its quorum.
+//	restart_check  name or id (hex): read-only; fails, naming them, when
+//	               another voting member is unhealthy, so a rolling restart
+//	               never takes a member down while the quorum depends on
+//	               it (etcd.yml asks before each member's restart).
 //	member_promote name or id (hex): promotes a learner to a voting member
 //	               (unchanged when it votes already). etcd refuses until the
 //	               learner has caught up with the leader: retry the task
@@ -62,7 +66,7 @@ type Etcd struct{}
 // Spec declares the etcd arguments.
 func (Etcd) Spec() Spec {
 	return Spec{
-		Doc: "Health, status and membership of an etcd cluster through etcd's TLS client API, reached from the control machine through the host's connection; nothing needed on the host besides etcd. Read-only actions run in check mode; member_add, member_remove and member_promote predict.",
+		Doc: "Health, status and membership of an etcd cluster through etcd's TLS client API, reached from the control machine through the host's connection; nothing needed on the host besides etcd. Read-only actions (status, members, restart_check) run in check mode; member_add, member_remove and member_promote predict.",
 		Returns: map[string]string{
 			"db_size":            "status: bytes",
 			"health":             "status: whether /health says true",
@@ -90,13 +94,13 @@ func (Etcd) Spec() Spec {
 			"ca_cert":        {Type: String, Aliases: []string{"cacert"}, Doc: "CA certificate file on the control machine."},
 			"cert":           {Type: String, Doc: "Client certificate file on the control machine."},
 			"key":            {Type: String, Doc: "Client key file on the control machine."},
-			"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove", "member_promote", "discovery_token"}, Doc: "status (fails unless healthy), members, member_add, member_remove, member_promote or discovery_token.", Default: "status"},
+			"action":         {Type: String, Choices: []string{"status", "members", "member_add", "member_remove", "member_promote", "restart_check", "discovery_token"}, Doc: "status (fails unless healthy), members, member_add, member_remove, member_promote, restart_check (fails unless every other voting member is healthy) or discovery_token.", Default: "status"},
 			"token":          {Type: String, Doc: "discovery_token: the token (letters, digits, . _ -)."},
 			"size":           {Type: Int, Doc: "discovery_token: the new cluster's member count."},
 			"protocol":       {Type: String, Choices: []string{"v3", "v2"}, Doc: "discovery_token: v3 (etcd 3.6+ members: keys through the v3 API) or v2 (3.4/3.5 members: keys through the v2 API, which the discovery cluster must serve).", Default: "v3"},
 			"peer_urls":      {Type: List, Kind: URL, Doc: "member_add: the new member's peer URLs; no change when a member has them."},
-			"name":           {Type: String, Doc: "member_add: the new member's name; member_remove, member_promote: the member."},
-			"id":             {Type: String, Kind: HexID, Doc: "member_remove, member_promote: the member's id (hex, as etcdctl prints it)."},
+			"name":           {Type: String, Doc: "member_add: the new member's name; member_remove, member_promote, restart_check: the member."},
+			"id":             {Type: String, Kind: HexID, Doc: "member_remove, member_promote, restart_check: the member's id (hex, as etcdctl prints it)."},
 			"is_learner":     {Type: Bool, Doc: "member_add: add as a learner.", Default: "no"},
 			"timeout":        {Type: Int, Doc: "Seconds for each request.", Default: "10"},
 			"validate_certs": {Type: Bool, Doc: "Verify the server's certificate.", Default: "yes"},
@@ -184,7 +188,7 @@ func etcdParseArgs(args map[string]any) (*etcdParams, error) {
 		if p.name == "" {
 			return nil, a.err("name", "required for member_add (it names the member in initial_cluster)")
 		}
-	case "member_remove", "member_promote":
+	case "member_remove", "member_promote", "restart_check":
 		if (p.name == "") == (p.id == "") {
 			return nil, a.err("name", "%s needs name or id (one of them)", p.action)
 		}
@@ -209,8 +213,15 @@ func etcdParseArgs(args map[string]any) (*etcdParams, error) {
 			}
 		}
 	}
+	if p.action != "restart_check" && p.action != "member_add" && p.action != "member_remove" && p.action != "member_promote" {
+		for _, k := range []string{"name", "id"} {
+			if a.has(k) {
+				return nil, a.err(k, "only for member_add, member_remove, member_promote or restart_check")
+			}
+		}
+	}
 	if p.action != "member_add" && p.action != "member_remove" && p.action != "member_promote" {
-		for _, k := range []string{"peer_urls", "name", "id", "is_learner"} {
+		for _, k := range []string{"peer_urls", "is_learner"} {
 			if a.has(k) {
 				return nil, a.err(k, "only for member_add, member_remove or member_promote")
 			}
@@ -444,6 +455,8 @@ func (Etcd) Run(ctx context.Context, env *Env, args map[string]any) (*Result, er
 		}
 	case "member_promote":
 		res, err = etcdMemberPromote(ctx, ec, p, check)
+	case "restart_check":
+		res, err = etcdRestartCheck(ctx, ec, p)
 	case "discovery_token":
 		res, err = etcdDiscoveryToken(ctx, ec, p, check)
 	}

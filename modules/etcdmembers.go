@@ -116,17 +116,9 @@ func etcdMemberHealthy(ctx context.Context, c *http.Client, m etcdMember) string
 	return strings.Join(why, "; ")
 }
 
-// etcdQuorumGuard refuses a removal that could cost the cluster its
-// quorum: every other voting member must be healthy, and the target must
-// not be the last voting member. Removing a member that is down (the
-// replacement of a dead host) is fine while all the others are healthy.
-func etcdQuorumGuard(ctx context.Context, ec *etcdClient, p *etcdParams) error {
-	ms, target, _, err := etcdLookupMember(ctx, ec, p)
-	if err != nil || target == nil || target.IsLearner {
-		return err // absent: nothing to remove; a learner does not vote
-	}
-	voters := 0
-	var bad []string
+// etcdOthersUnhealthy asks every voting member but target for its health:
+// how many members vote, and the unhealthy ones with why.
+func etcdOthersUnhealthy(ctx context.Context, ec *etcdClient, ms etcdMembers, target *etcdMember) (voters int, bad []string) {
 	for _, m := range ms.Members {
 		if m.IsLearner {
 			continue
@@ -143,10 +135,22 @@ func etcdQuorumGuard(ctx context.Context, ec *etcdClient, p *etcdParams) error {
 			bad = append(bad, fmt.Sprintf("%s (%s)", name, why))
 		}
 	}
-	who := target.Name
-	if who == "" {
-		who = target.ID.hex()
+	return voters, bad
+}
+
+// etcdQuorumGuard refuses a removal that could cost the cluster its
+// quorum: every other voting member must be healthy, and the target must
+// not be the last voting member. Removing a member that is down (the
+// replacement of a dead host) is fine while all the others are healthy.
+func etcdQuorumGuard(ctx context.Context, ec *etcdClient, p *etcdParams) error {
+	ms, target, who, err := etcdLookupMember(ctx, ec, p)
+	if err != nil || target == nil || target.IsLearner {
+		return err // absent: nothing to remove; a learner does not vote
 	}
+	if target.Name != "" {
+		who = target.Name
+	}
+	voters, bad := etcdOthersUnhealthy(ctx, ec, ms, target)
 	if voters == 1 {
 		return fmt.Errorf("refusing to remove %s: it is the last voting member, and the cluster would be gone. Nothing was changed", who)
 	}
@@ -159,6 +163,36 @@ func etcdQuorumGuard(ctx context.Context, ec *etcdClient, p *etcdParams) error {
 			map[bool]string{true: ": the quorum would be lost", false: ", and one more failure would lose it"}[after < quorum])
 	}
 	return nil
+}
+
+// etcdRestartCheck says whether target may restart now: every other voting
+// member healthy. A restart while another member is down could leave the
+// cluster without a quorum (two of three down), and even when it would
+// not, it spends the cluster's last spare; the operator decides that, not
+// a configuration change. A learner, or a cluster of one, restarts freely.
+func etcdRestartCheck(ctx context.Context, ec *etcdClient, p *etcdParams) (*Result, error) {
+	ms, target, who, err := etcdLookupMember(ctx, ec, p)
+	if err != nil {
+		return nil, err
+	}
+	if target == nil {
+		return nil, fmt.Errorf("member %s is not in the cluster", who)
+	}
+	data := map[string]any{"members": etcdMemberList(ms.Members)}
+	if target.IsLearner {
+		return &Result{Msg: fmt.Sprintf("%s is a learner: its restart costs no vote", who), Data: data}, nil
+	}
+	voters, bad := etcdOthersUnhealthy(ctx, ec, ms, target)
+	if len(bad) > 0 {
+		during, quorum := voters-1-len(bad), voters/2+1
+		return nil, fmt.Errorf("refusing to restart %s: %d of the %d other voting members are unhealthy: %s. "+
+			"While %s restarts, %d of %d voting members would be up (quorum %d)%s. "+
+			"Bring the unhealthy members back (or remove them), then run again: %s keeps running until then, "+
+			"and its new configuration is applied by that run",
+			who, len(bad), voters-1, strings.Join(bad, ", "), who, during, voters, quorum,
+			map[bool]string{true: ": the cluster would stop", false: ", with nothing left to spare"}[during < quorum], who)
+	}
+	return &Result{Msg: fmt.Sprintf("the %d other voting members are healthy: %s may restart", voters-1, who), Data: data}, nil
 }
 
 // etcdMemberPromote promotes a learner; a voting member is left alone.

@@ -30,6 +30,17 @@ func TestEtcdMembershipSafety(t *testing.T) {
 		t.Fatalf("refused removal changed the members: %v", got)
 	}
 
+	// A rolling restart asks first: with m3 down, restarting m2 would stop
+	// the cluster; m3 itself (down already) may restart.
+	res = etcdRun(t, local, false, m1.clientArgs, map[string]any{"action": "restart_check", "name": "m2"})
+	if !res.Failed || !strings.Contains(res.Msg, "refusing to restart m2: 1 of the 2 other voting members are unhealthy: m3") ||
+		!strings.Contains(res.Msg, "1 of 3 voting members would be up (quorum 2): the cluster would stop") {
+		t.Fatalf("restart with a member down: %+v", res)
+	}
+	if res := etcdRun(t, local, true, m1.clientArgs, map[string]any{"action": "restart_check", "name": "m3"}); res.Failed || res.Changed {
+		t.Fatalf("restart of the down member (check mode, read-only): %+v", res)
+	}
+
 	// The dead member itself goes: every other voter is healthy. Through
 	// endpoints whose first entry is the dead member.
 	args := map[string]any{"endpoints": []any{m3.clientURL, m1.clientURL, m2.clientURL},
@@ -103,6 +114,8 @@ func TestEtcdMembershipArgErrors(t *testing.T) {
 		{map[string]any{"endpoints": []any{"ftp://b"}}, "want an http:// or https:// URL"},
 		{map[string]any{"action": "member_promote"}, "member_promote needs name or id"},
 		{map[string]any{"action": "members", "quorum_check": false}, "only for member_remove"},
+		{map[string]any{"action": "restart_check"}, "restart_check needs name or id"},
+		{map[string]any{"action": "status", "name": "m1"}, "only for member_add, member_remove, member_promote or restart_check"},
 	} {
 		_, err := etcdParseArgs(tc.args)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
