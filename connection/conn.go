@@ -81,6 +81,28 @@ type Dialer interface {
 	DialContext(ctx context.Context, network, addr string) (net.Conn, error)
 }
 
+// BatchDialer is an optional interface of a Dialer: it opens one forward per
+// address, all at once. Their channel opens leave together and their answers
+// come back together, so the batch costs one round trip, however many
+// addresses (a health report that asks every apiserver waits once, not once
+// per apiserver). conns[i] or errs[i] is set for addrs[i].
+type BatchDialer interface {
+	DialAll(ctx context.Context, network string, addrs []string) (conns []net.Conn, errs []error)
+}
+
+// DialAll opens one forward per address through d: at once when d is a
+// BatchDialer, else one after the other.
+func DialAll(ctx context.Context, d Dialer, network string, addrs []string) ([]net.Conn, []error) {
+	if b, ok := d.(BatchDialer); ok {
+		return b.DialAll(ctx, network, addrs)
+	}
+	conns, errs := make([]net.Conn, len(addrs)), make([]error, len(addrs))
+	for i, a := range addrs {
+		conns[i], errs[i] = d.DialContext(ctx, network, a)
+	}
+	return conns, errs
+}
+
 // ExitError is a command that ran and failed.
 type ExitError struct {
 	Host   string

@@ -106,6 +106,18 @@ func (d *Dry) DialContext(ctx context.Context, network, addr string) (net.Conn, 
 	return nil, errors.New(d.Host() + ": connection cannot forward ports")
 }
 
+// DialAll forwards through the inner connection, like DialContext.
+func (d *Dry) DialAll(ctx context.Context, network string, addrs []string) ([]net.Conn, []error) {
+	if dl, ok := d.inner.(Dialer); ok {
+		return DialAll(ctx, dl, network, addrs)
+	}
+	errs := make([]error, len(addrs))
+	for i := range errs {
+		errs[i] = errors.New(d.Host() + ": connection cannot forward ports")
+	}
+	return make([]net.Conn, len(addrs)), errs
+}
+
 func becomeNote(become bool, user string) string {
 	if !become {
 		return ""

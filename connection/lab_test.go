@@ -280,3 +280,40 @@ install -m 0600 -o ` + user + ` -g ` + user + ` ~deploy/.ssh/authorized_keys ~` 
 		t.Errorf("no password: %v", err)
 	}
 }
+
+// TestLabDialAll opens forwards together: every one works, a refused one
+// says which address refused it without calling the host unreachable, and
+// the batch counts one round trip, as its opens travel together.
+func TestLabDialAll(t *testing.T) {
+	h := labHosts(t)[0]
+	ctx := context.Background()
+	c, err := DialSSH(ctx, h.config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	rt0 := c.RoundTrips()
+	addrs := []string{"127.0.0.1:22", "127.0.0.1:22", "127.0.0.1:1", "127.0.0.1:22"}
+	conns, errs := DialAll(ctx, c.(Dialer), "tcp", addrs)
+	if n := c.RoundTrips() - rt0; n != 1 {
+		t.Errorf("%d forwards opened together: %d round trips, want 1", len(addrs), n)
+	}
+	for i, a := range addrs {
+		if a == "127.0.0.1:1" {
+			if errs[i] == nil || IsUnreachable(errs[i]) || !strings.Contains(errs[i].Error(), "forward to 127.0.0.1:1") {
+				t.Errorf("%s: want a refused forward naming the address, got %v", a, errs[i])
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Errorf("%s: %v", a, errs[i])
+			continue
+		}
+		defer conns[i].Close()
+		// Each is its own connection to sshd: each gets the banner.
+		banner, err := bufio.NewReader(conns[i]).ReadString('\n')
+		if err != nil || !strings.HasPrefix(banner, "SSH-2.0-") {
+			t.Errorf("%s (#%d): banner %q %v", a, i, banner, err)
+		}
+	}
+}

@@ -383,3 +383,37 @@ func (c *sshConn) DialContext(ctx context.Context, network, addr string) (net.Co
 	}
 	return conn, nil
 }
+
+// DialAll implements BatchDialer: one direct-tcpip channel per address, the
+// opens sent together (one goroutine each; the SSH transport writes them
+// back to back) and awaited together: one round trip.
+func (c *sshConn) DialAll(ctx context.Context, network string, addrs []string) ([]net.Conn, []error) {
+	conns, errs := make([]net.Conn, len(addrs)), make([]error, len(addrs))
+	var wg sync.WaitGroup
+	for i, a := range addrs {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			conns[i], errs[i] = c.client.DialContext(ctx, network, a)
+		}()
+	}
+	wg.Wait()
+	c.rt.Add(1)
+	lost, asked := false, false
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		if ctx.Err() == nil && !asked {
+			// One keepalive tells for the whole batch whether the
+			// connection is gone or only some addresses refused.
+			lost, asked = c.lost(), true
+		}
+		if lost {
+			errs[i] = c.unreachable(err)
+			continue
+		}
+		errs[i] = fmt.Errorf("%s: forward to %s: %w", c.cfg.Host, addrs[i], err)
+	}
+	return conns, errs
+}

@@ -9,7 +9,10 @@ import (
 	"net/url"
 	"slices"
 	"strings"
+	"sync"
 	"time"
+
+	"gokube/connection"
 )
 
 // KubeVerify is the `kube_verify` module: the control plane's health as one
@@ -164,8 +167,12 @@ type kvLease struct {
 
 // Run makes the calls and builds the report, in the report's order:
 // apiservers, the load balancer, then leases and endpoints (which get a
-// settle window right after a start). It is long because it reads best as
-// that one sequence; each call is a helper.
+// settle window right after a start). The first round of calls runs at
+// once, on forwards opened together (one round trip for all of them, not
+// one per apiserver); the leases and endpoints are read through the load
+// balancer in that round too, and read again elsewhere only when it turns
+// out not to answer. It is long because it reads best as that one
+// sequence; each call is a helper.
 func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	p, err := kvParseArgs(args)
 	if err != nil {
@@ -176,60 +183,129 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 		return nil, err
 	}
 	defer done()
-	// Every call opens its own connection: a kept-alive connection to the
+	tr := client.Transport.(*http.Transport)
+	// The API reads (leases, endpoints) share one kept-alive connection;
+	// every /readyz call opens its own: a kept-alive connection to the
 	// load balancer would pin all calls to one backend.
-	client.Transport.(*http.Transport).DisableKeepAlives = true
+	apiTr := tr.Clone()
+	apiTr.MaxConnsPerHost = 1
+	defer apiTr.CloseIdleConnections()
+	api := &http.Client{Transport: apiTr, Timeout: client.Timeout}
+	tr.DisableKeepAlives = true
 
-	var problems []string
-	readyz := func(base string) (bool, string, error) { return kvReadyz(ctx, client, base, p.timeout) }
-
-	var checks []kvCheck
+	// Where the API reads go first: the load balancer (what clients use),
+	// else the first apiserver; another choice below reads again.
+	first := p.lb
+	if first == "" {
+		first = p.apiservers[p.names[0]]
+	}
+	var addrs []string
 	for _, name := range p.names {
-		ok, detail, err := readyz(p.apiservers[name])
+		addrs = append(addrs, dialAddr(p.apiservers[name]))
+	}
+	for i := 0; p.lb != "" && i < p.lbCalls; i++ {
+		addrs = append(addrs, dialAddr(p.lb))
+	}
+	addrs = append(addrs, dialAddr(first))
+	pre := newPredialed(ctx, env.Conn.(connection.Dialer), addrs, p.timeout)
+	defer pre.close()
+	tr.DialContext, apiTr.DialContext = pre.DialContext, pre.DialContext
+
+	var want []string
+	for _, a := range p.addresses {
+		want = append(want, a)
+	}
+	slices.Sort(want)
+	want = slices.Compact(want)
+
+	readyz := func(base string) (bool, string, error) { return kvReadyz(ctx, client, base, p.timeout) }
+	type lbCall struct {
+		ok     bool
+		detail string
+	}
+	type state struct {
+		leases           []kvLease
+		endpoints, found []string
+		err              error
+	}
+	read := func(base string) state {
+		var st state
+		st.leases, st.endpoints, st.found, st.err = kvReadState(ctx, api, base, p, want)
+		return st
+	}
+
+	// The first round, all at once.
+	checks := make([]kvCheck, len(p.names))
+	lbCalls := make([]lbCall, 0, p.lbCalls)
+	if p.lb != "" {
+		lbCalls = lbCalls[:p.lbCalls]
+	}
+	errs := make([]error, len(checks)+len(lbCalls))
+	var st state
+	var wg sync.WaitGroup
+	for i, name := range p.names {
+		wg.Go(func() {
+			ok, detail, err := readyz(p.apiservers[name])
+			checks[i], errs[i] = kvCheck{name: name, url: p.apiservers[name], ready: ok, detail: detail}, err
+		})
+	}
+	for i := range lbCalls {
+		wg.Go(func() {
+			var err error
+			lbCalls[i].ok, lbCalls[i].detail, err = readyz(p.lb)
+			errs[len(checks)+i] = err
+		})
+	}
+	wg.Go(func() { st = read(first) })
+	wg.Wait()
+	for _, err := range errs {
 		if err != nil {
 			return nil, err
 		}
-		checks = append(checks, kvCheck{name: name, url: p.apiservers[name], ready: ok, detail: detail})
-		if !ok {
-			problems = append(problems, fmt.Sprintf("apiserver %s: %s", name, detail))
+	}
+
+	var problems []string
+	for _, c := range checks {
+		if !c.ready {
+			problems = append(problems, fmt.Sprintf("apiserver %s: %s", c.name, c.detail))
 		}
 	}
 
-	// The API calls below go through the load balancer when there is one
-	// (that is what clients use), else through the first ready apiserver.
-	apiBase := p.lb
-	lbFailed := 0
-	lbDetail := ""
+	lbFailed, lbDetail := 0, ""
+	countLB := func() {
+		lbFailed = 0
+		for _, c := range lbCalls {
+			if !c.ok {
+				lbFailed++
+				lbDetail = c.detail
+			}
+		}
+	}
+	countLB()
 	if p.lb != "" {
 		// Right after the masters start, haproxy needs its `rise` checks
 		// before it routes to them: when every apiserver is ready, failed
 		// calls through it are tried again within the settle window.
 		deadline := time.Now().Add(p.settle)
-		for {
-			lbFailed = 0
-			for i := 0; i < p.lbCalls; i++ {
-				ok, detail, err := readyz(p.lb)
-				if err != nil {
+		for lbFailed > 0 && ready(checks) == len(checks) && !time.Now().After(deadline) {
+			if err := kvSleep(ctx); err != nil {
+				return nil, err
+			}
+			for i := range lbCalls {
+				var err error
+				if lbCalls[i].ok, lbCalls[i].detail, err = readyz(p.lb); err != nil {
 					return nil, err
 				}
-				if !ok {
-					lbFailed++
-					lbDetail = detail
-				}
 			}
-			if lbFailed == 0 || ready(checks) < len(checks) || time.Now().After(deadline) {
-				break
-			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Second):
-			}
+			countLB()
 		}
 		if lbFailed > 0 {
 			problems = append(problems, fmt.Sprintf("load balancer %s: %d of %d /readyz calls failed (%s)", p.lb, lbFailed, p.lbCalls, lbDetail))
 		}
 	}
+	// The API calls go through the load balancer when there is one (that
+	// is what clients use), else through the first ready apiserver.
+	apiBase := p.lb
 	if apiBase == "" || lbFailed == p.lbCalls {
 		apiBase = ""
 		for _, c := range checks {
@@ -245,12 +321,9 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 	if apiBase == "" {
 		problems = append(problems, "no apiserver answers: leases and endpoints not read")
 	} else {
-		var want []string
-		for _, a := range p.addresses {
-			want = append(want, a)
+		if apiBase != first {
+			st = read(apiBase)
 		}
-		slices.Sort(want)
-		want = slices.Compact(want)
 		// Right after a start the components need seconds to elect their
 		// leaders, and the lease reconciler to list a ready apiserver (or
 		// to drop a dead one when its lease expires): when every apiserver
@@ -258,25 +331,32 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 		// difference counts as a problem.
 		deadline := time.Now().Add(p.settle)
 		for {
-			var found []string
-			var err error
-			leases, endpoints, found, err = kvReadState(ctx, client, apiBase, p, want)
-			if err != nil {
-				return nil, err
+			if st.err != nil {
+				return nil, st.err
 			}
-			if len(found) == 0 || ready(checks) < len(checks) || time.Now().After(deadline) {
-				problems = append(problems, found...)
+			leases, endpoints = st.leases, st.endpoints
+			if len(st.found) == 0 || ready(checks) < len(checks) || time.Now().After(deadline) {
+				problems = append(problems, st.found...)
 				break
 			}
-			select {
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			case <-time.After(time.Second):
+			if err := kvSleep(ctx); err != nil {
+				return nil, err
 			}
+			st = read(apiBase)
 		}
 	}
 
 	return kvResult(p, checks, lbFailed, leases, endpoints, problems), nil
+}
+
+// kvSleep waits a second between rounds of the settle window.
+func kvSleep(ctx context.Context) error {
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(time.Second):
+		return nil
+	}
 }
 
 // kvReadyz asks one apiserver (or the load balancer) for /readyz: ok, or
