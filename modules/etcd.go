@@ -75,7 +75,7 @@ func (Etcd) Spec() Spec {
 			"is_leader":          "status: whether this member leads",
 			"leader":             "status: the leader's id (hex)",
 			"member_id":          "status: this member's id",
-			"members":            "members, member_add, member_remove, member_promote: list of {id, name, peer_urls, client_urls, is_learner}",
+			"members":            "members, member_add, member_remove, member_promote, and status (unless the member is a learner): list of {id, name, peer_urls, client_urls, is_learner}",
 			"member_names":       "with members: the names of the started members",
 			"is_learner":         "status: whether this member is a learner (non-voting)",
 			"raft_index":         "status",
@@ -527,8 +527,11 @@ func etcdStatusAction(ctx context.Context, ec *etcdClient) (*Result, error) {
 		return nil, err
 	}
 	// Keyed by member name (the id when a member has not started yet).
+	// The list is registered too: the verify report names the members
+	// from it, so it needs no members call (another forward) of its own.
 	var ms etcdMembers
 	if err := ec.post(ctx, "/v3/cluster/member/list", struct{}{}, &ms); err == nil {
+		data["members"] = etcdMemberList(ms.Members)
 		for _, m := range ms.Members {
 			if v, ok := rtt[m.ID.hex()]; ok && m.Name != "" {
 				delete(rtt, m.ID.hex())

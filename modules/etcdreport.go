@@ -28,7 +28,7 @@ func (EtcdReport) Spec() Spec {
 			"hosts":     {Type: List, Required: true, Doc: "The etcd group's hosts, in report order (hostsOf $.etcd_group)."},
 			"results":   {Type: Map, Required: true, Doc: "Each host's registered `etcd` status result; a host without one (null) was unreachable (hostvarsOf $.etcd_group \"etcd_verify\" nil)."},
 			"addresses": {Type: Map, Required: true, Doc: "Each host's etcd address (hostvarsOf $.etcd_group \"etcd_address\")."},
-			"members":   {Type: Any, Doc: "The member list (a list of {id, name}) of an `etcd` members call, to name the leader."},
+			"members":   {Type: Any, Doc: "The member list (a list of {id, name}) of an `etcd` members call, to name the leader; default: the list of the first host in hosts whose status result has one (status registers it)."},
 		}}
 }
 
@@ -49,6 +49,21 @@ func (m EtcdReport) Run(_ context.Context, _ *Env, args map[string]any) (*Result
 		}
 	}
 	hosts := a.list("hosts")
+	if !a.has("members") {
+		// Every voting member's status registers the list; the first
+		// host that answered names them (the others agree or are behind).
+		for _, h := range hosts {
+			s, _ := results[h].(map[string]any)
+			if l, ok := s["members"].([]any); ok {
+				for _, x := range l {
+					if mm, ok := x.(map[string]any); ok {
+						members = append(members, mm)
+					}
+				}
+				break
+			}
+		}
+	}
 	healthy, leader := 0, ""
 	var lines []string
 	for _, h := range hosts {

@@ -52,3 +52,25 @@ leader etcd-1, round trip to each follower (mean, from its /metrics): etcd-2 0.8
 		t.Fatalf("without hosts: %v", err)
 	}
 }
+
+// Without a members argument the list comes from the first host whose
+// status registered one (here not the first host: it was not reached).
+func TestEtcdReportMembersFromStatus(t *testing.T) {
+	list := []any{map[string]any{"id": "a1", "name": "etcd-1"}, map[string]any{"id": "b2", "name": "etcd-2"}}
+	args := map[string]any{
+		"hosts": []any{"etcd-3", "etcd-2", "etcd-1"},
+		"results": map[string]any{
+			"etcd-1": map[string]any{"health": true, "leader": "a1", "is_leader": true, "raft_term": 4, "version": "3.7.0", "members": []any{map[string]any{"id": "a1", "name": "other"}}},
+			"etcd-2": map[string]any{"health": true, "leader": "a1", "raft_term": 4, "version": "3.7.0", "members": list},
+			"etcd-3": nil,
+		},
+		"addresses": map[string]any{"etcd-1": "10.0.0.1", "etcd-2": "10.0.0.2", "etcd-3": "10.0.0.3"},
+	}
+	res, err := (EtcdReport{}).Run(context.Background(), nil, args)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.Data["leader"] != "etcd-1" || !strings.Contains(res.Data["report"].(string), "\nmembers: etcd-1 (a1), etcd-2 (b2)") {
+		t.Fatalf("%v\n%s", res.Data["leader"], res.Data["report"])
+	}
+}
