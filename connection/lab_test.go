@@ -2,10 +2,12 @@ package connection
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strconv"
 	"strings"
 	"testing"
@@ -315,5 +317,63 @@ func TestLabDialAll(t *testing.T) {
 		if err != nil || !strings.HasPrefix(banner, "SSH-2.0-") {
 			t.Errorf("%s (#%d): banner %q %v", a, i, banner, err)
 		}
+	}
+}
+
+// TestLabSessionMemory bounds what an open connection with its session
+// keeps between requests, in heap bytes and goroutines (issue 14: one
+// connection per inventory host stays open for the whole run, so at 1000
+// hosts every retained KB is a MB). Each connection first moves a frame
+// and an answer of several channel packets, which is what grows buffers
+// to their largest size. Today an open connection keeps ~73 KB, half of
+// it x/crypto/ssh's read buffer, which stays as large as the largest
+// packet received (32 KB: the session channel's maximum packet, which
+// the library does not let a client lower), and 10 goroutines (6 of them
+// x/crypto/ssh's). The 64 KB frame reader, 32 KB stderr copy buffer and
+// 32 KB packet and cipher write buffers that the session's buffer sizes
+// replaced came to ~220 KB: any one of them back fails the bound.
+func TestLabSessionMemory(t *testing.T) {
+	h := labHosts(t)[0]
+	ctx := context.Background()
+	const conns = 20
+	const maxBytes, maxGoroutines = 96 << 10, 10
+	in := bytes.Repeat([]byte("0123456789abcdef"), 6<<10) // 96 KiB of stdin
+	heap := func() uint64 {
+		runtime.GC()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		return ms.HeapAlloc
+	}
+	h0, g0 := heap(), runtime.NumGoroutine()
+	cs := make([]Conn, 0, conns)
+	defer func() {
+		for _, c := range cs {
+			c.Close()
+		}
+	}()
+	for range conns {
+		c, err := DialSSH(ctx, h.config())
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		res := run(t, c, Request{Script: "wc -c", Stdin: in})
+		if got := strings.TrimSpace(string(res.Stdout)); got != strconv.Itoa(len(in)) {
+			t.Fatalf("wc -c: %q", got)
+		}
+		res = run(t, c, Request{Script: "head -c 100000 /dev/zero"})
+		if len(res.Stdout) != 100000 {
+			t.Fatalf("output: %d bytes", len(res.Stdout))
+		}
+	}
+	h1, g1 := heap(), runtime.NumGoroutine()
+	per := (int64(h1) - int64(h0)) / conns
+	perG := float64(g1-g0) / conns
+	t.Logf("per open connection with its session: %d bytes of heap, %.1f goroutines", per, perG)
+	if per > maxBytes {
+		t.Errorf("an open connection keeps %d bytes of heap, want at most %d", per, maxBytes)
+	}
+	if perG > maxGoroutines {
+		t.Errorf("an open connection keeps %.1f goroutines, want at most %d", perG, maxGoroutines)
 	}
 }
