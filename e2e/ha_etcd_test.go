@@ -133,7 +133,7 @@ func etcdScaleAndRotateCA(t *testing.T, ctx context.Context, c *haCluster) {
 		start := time.Now()
 		r := e.play(t, ctx, "-i", c.inv, c.playbook("etcd-scale.yml"))
 		took := time.Since(start)
-		calls, failed, last := cl.end()
+		calls, failed, last := cl.end(t)
 		if r.code != 0 {
 			t.Fatalf("exit %d\n%s", r.code, tail(r.out, 80))
 		}
@@ -165,7 +165,7 @@ func etcdScaleAndRotateCA(t *testing.T, ctx context.Context, c *haCluster) {
 		start := time.Now()
 		r := e.play(t, ctx, "-i", c.inv, c.playbook("etcd-rotate-ca.yml"))
 		took := time.Since(start)
-		calls, failed, last := cl.end()
+		calls, failed, last := cl.end(t)
 		if r.code != 0 {
 			t.Fatalf("exit %d\n%s", r.code, tail(r.out, 80))
 		}
@@ -173,11 +173,9 @@ func etcdScaleAndRotateCA(t *testing.T, ctx context.Context, c *haCluster) {
 			grepLines(r.out, "PLAY ["), tail(r.out, 40))
 		// An etcd member's restart may fail an apiserver's /readyz for a
 		// moment (its etcd-readiness check, measured: 1 of 7534 calls under
-		// load average 75); a real request must never fail.
-		if api := cl.apiFailed.Load(); api > 0 {
-			t.Errorf("%d of %d calls failed, %d of them real requests (last: %s)", failed, calls, api, last)
-		} else if failed > 0 {
-			t.Logf("%d /readyz calls of %d answered not ready (last: %s)", failed, calls, last)
+		// load average 75): logged by end, not failed; nothing else may fail.
+		if failed > 0 {
+			t.Errorf("%d of %d calls failed (last: %s)", failed, calls, last)
 		}
 		if calls < 20 {
 			t.Errorf("only %d calls: the test did not watch the rotation", calls)

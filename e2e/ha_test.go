@@ -236,17 +236,20 @@ func (c *haCluster) masterAddrs(idx ...int) []string {
 
 // caller makes API calls through the load balancer every 100 ms until
 // stopped: /readyz and a real request with the admin identity (listing
-// namespaces), counting calls and failures of each.
+// namespaces), counting calls and failures.
 type caller struct {
 	calls, failed atomic.Int64
-	// apiFailed counts the failed real requests (not /readyz): an
-	// apiserver's /readyz may report its etcd check while one etcd member
-	// restarts, and say so truthfully.
-	apiFailed atomic.Int64
-	mu        sync.Mutex
-	lastErr   string
-	stop      chan struct{}
-	wg        sync.WaitGroup
+	// notReady counts /readyz calls an apiserver answered with 500 and its
+	// failed checks: not a failure of the API but its honest report, as
+	// when its etcd-readiness check times out while an etcd member
+	// restarts or the machine is loaded (seen: 1 of 806 calls at load 21).
+	// No answer at all, or a real request that fails, is a failure.
+	notReady     atomic.Int64
+	mu           sync.Mutex
+	lastErr      string
+	lastNotReady string
+	stop         chan struct{}
+	wg           sync.WaitGroup
 }
 
 func (c *haCluster) startCalls(t *testing.T) *caller {
@@ -263,11 +266,15 @@ func (c *haCluster) startCalls(t *testing.T) *caller {
 			for _, path := range []string{"/readyz", "/api/v1/namespaces"} {
 				cl.calls.Add(1)
 				code, body, err := c.get(t, c.lbURL+path)
-				if err != nil || code != 200 {
+				switch {
+				case err == nil && code == 200:
+				case err == nil && code == 500 && path == "/readyz" && strings.Contains(string(body), "[-]"):
+					cl.notReady.Add(1)
+					cl.mu.Lock()
+					cl.lastNotReady = fmt.Sprintf("%.200s", body)
+					cl.mu.Unlock()
+				default:
 					cl.failed.Add(1)
-					if path != "/readyz" {
-						cl.apiFailed.Add(1)
-					}
 					cl.mu.Lock()
 					cl.lastErr = fmt.Sprintf("%s: %v HTTP %d %.120s", path, err, code, body)
 					cl.mu.Unlock()
@@ -278,9 +285,15 @@ func (c *haCluster) startCalls(t *testing.T) *caller {
 	return cl
 }
 
-func (cl *caller) end() (calls, failed int64, lastErr string) {
+// end stops the calls and reports them; /readyz answers of not ready are
+// logged, not counted as failed.
+func (cl *caller) end(t *testing.T) (calls, failed int64, lastErr string) {
+	t.Helper()
 	close(cl.stop)
 	cl.wg.Wait()
+	if n := cl.notReady.Load(); n > 0 {
+		t.Logf("%d /readyz calls answered not ready (last: %s)", n, cl.lastNotReady)
+	}
 	return cl.calls.Load(), cl.failed.Load(), cl.lastErr
 }
 
@@ -461,7 +474,7 @@ func TestHAControlPlane(t *testing.T) {
 		c.sshOut(t, 1, "systemctl start kube-apiserver")
 		waitFor(t, "master 1 ready again", 3*time.Minute, func() error { return c.ready(t, "https://"+c.addr(1)+":6443") })
 		time.Sleep(3 * time.Second)
-		calls, failed, last := cl.end()
+		calls, failed, last := cl.end(t)
 		t.Logf("%d calls through the load balancer while an apiserver stopped and started, %d failed", calls, failed)
 		if calls < 20 {
 			t.Errorf("only %d calls: the test did not watch the stop", calls)
@@ -487,7 +500,7 @@ func TestHAControlPlane(t *testing.T) {
 		}
 		cl := c.startCalls(t)
 		r := e.play(t, ctx, "-i", c.inv, cluster)
-		calls, failed, last := cl.end()
+		calls, failed, last := cl.end(t)
 		if r.code != 0 {
 			t.Fatalf("exit %d\n%s", r.code, tail(r.out, 60))
 		}
@@ -529,7 +542,7 @@ func TestHAControlPlane(t *testing.T) {
 		time.Sleep(5 * time.Second)
 		windowCalls, windowFailed := cl.calls.Load(), cl.failed.Load()
 		time.Sleep(10 * time.Second)
-		calls, failed, last := cl.end()
+		calls, failed, last := cl.end(t)
 		t.Logf("master %d powered off: %d of %d calls failed within the first 5 s (health-check window), %d of %d after it (last: %s)",
 			victim, windowFailed, windowCalls, failed-windowFailed, calls-windowCalls, last)
 		if failed-windowFailed > 0 {
@@ -565,7 +578,7 @@ func TestHAControlPlane(t *testing.T) {
 		time.Sleep(2 * time.Second)
 		c.sshOut(t, 3, "systemctl stop etcd")
 		time.Sleep(10 * time.Second)
-		calls, failed, last := cl.end()
+		calls, failed, last := cl.end(t)
 		c.sshOut(t, 3, "systemctl start etcd")
 		t.Logf("etcd member 3 stopped: %d of %d calls through the load balancer failed", failed, calls)
 		// /readyz of the apiserver on host 3 may report its etcd check while
@@ -640,7 +653,7 @@ func TestHAControlPlane(t *testing.T) {
 		cl := c.startCalls(t)
 		r = e.play(t, ctx, "-i", c.inv, c.playbook("remove-master.yml"), "-e", "master="+c.name(added))
 		time.Sleep(2 * time.Second)
-		calls, failed, last := cl.end()
+		calls, failed, last := cl.end(t)
 		if r.code != 0 || !strings.Contains(r.out, "3/3 apiservers ready") {
 			t.Fatalf("remove-master: exit %d\n%s", r.code, tail(r.out, 60))
 		}
@@ -712,7 +725,7 @@ func TestHASeparateEtcd(t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(15 * time.Second)
-	calls, failed, last := cl.end()
+	calls, failed, last := cl.end(t)
 	t.Logf("etcd host 1 powered off: %d of %d calls through the load balancer failed", failed, calls)
 	// The apiservers' etcd clients move to the live members; a call that
 	// was waiting on the dead one may fail, calls after that must not.
