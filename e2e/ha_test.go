@@ -420,27 +420,42 @@ func TestHAControlPlane(t *testing.T) {
 	})
 
 	t.Run("second run changes nothing", func(t *testing.T) {
-		r := e.play(t, ctx, "-i", c.inv, cluster, "-v") // -v: the recap's round_trips
-		if r.code != 0 {
-			t.Fatalf("exit %d\n%s", r.code, tail(r.out, 60))
-		}
-		c.allChanged(t, r, func(n int) bool { return n == 0 }, "second run changed something")
-		// Round trips of the run with nothing to change (counts, not time):
-		// handshake 7, facts 2, become shell 1, a probe batch per play and
-		// the verify play's member status: 13 on a master; the first
-		// master adds the run_once checks' channels (member list, each
-		// apiserver and the load balancer).
-		rts := map[string]int{}
-		for _, m := range regexp.MustCompile(`(?m)^(\S+)\s+:.*round_trips=(\d+)`).FindAllStringSubmatch(r.out, -1) {
-			rts[m[1]], _ = strconv.Atoi(m[2])
-		}
-		for _, i := range c.hosts() {
-			limit := 13
-			if i == c.masters[0] {
-				limit = 13 + 10
+		// Round trips of a run with nothing to change (counts, not time):
+		// handshake 7, become shell 1 (facts run in it) and facts 1, a
+		// probe batch per play that touches the host (etcd's and the
+		// masters'), the verify play's member status: 12 on a master. The
+		// first master adds the run_once control plane checks: one round
+		// trip, their forwards opened together. The load balancer has 10.
+		// The run right after the first may cost a master one more: the
+		// hash cache records a freshly uploaded binary only once its ctime
+		// is 2 s old (modules.hashCacheRead), so a third run asserts the
+		// steady state exactly.
+		rts := func(r result) map[string]int {
+			m := map[string]int{}
+			for _, x := range regexp.MustCompile(`(?m)^(\S+)\s+:.*round_trips=(\d+)`).FindAllStringSubmatch(r.out, -1) {
+				m[x[1]], _ = strconv.Atoi(x[2])
 			}
-			if got, ok := rts[c.name(i)]; !ok || got > limit {
-				t.Errorf("%s: second run: %d round trips (found %v), want at most %d", c.name(i), got, ok, limit)
+			return m
+		}
+		for run, slack := range []int{1, 0} {
+			r := e.play(t, ctx, "-i", c.inv, cluster, "-v") // -v: the recap's round_trips
+			if r.code != 0 {
+				t.Fatalf("exit %d\n%s", r.code, tail(r.out, 60))
+			}
+			c.allChanged(t, r, func(n int) bool { return n == 0 }, "second run changed something")
+			got := rts(r)
+			t.Logf("run %d with nothing to change: round trips %v", run+2, got)
+			for _, i := range c.hosts() {
+				limit := 12
+				switch i {
+				case c.masters[0]:
+					limit = 13
+				case c.lb:
+					limit = 10
+				}
+				if n, ok := got[c.name(i)]; !ok || n > limit+slack {
+					t.Errorf("%s: run %d: %d round trips (found %v), want at most %d", c.name(i), run+2, n, ok, limit+slack)
+				}
 			}
 		}
 	})
