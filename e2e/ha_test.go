@@ -426,10 +426,11 @@ func TestHAControlPlane(t *testing.T) {
 		// masters'), the verify play's member status: 12 on a master. The
 		// first master adds the run_once control plane checks: one round
 		// trip, their forwards opened together. The load balancer has 10.
-		// The run right after the first may cost a master one more: the
-		// hash cache records a freshly uploaded binary only once its ctime
-		// is 2 s old (modules.hashCacheRead), so a third run asserts the
-		// steady state exactly.
+		// The run right after the first costs a master one more: the first
+		// run wrote etcd's unit within reloadMargin (10 s) of its last
+		// daemon-reload, so the etcd start cannot prove a reload useless
+		// and reloads once (modules/systemdreload.go); a third run asserts
+		// the steady state exactly.
 		rts := func(r result) map[string]int {
 			m := map[string]int{}
 			for _, x := range regexp.MustCompile(`(?m)^(\S+)\s+:.*round_trips=(\d+)`).FindAllStringSubmatch(r.out, -1) {
