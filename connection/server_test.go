@@ -38,6 +38,7 @@ type testServer struct {
 	conns   []net.Conn
 	execs   int
 	accepts int
+	pings   int // keepalive requests
 }
 
 // testEnv bundles a server with a client key and known_hosts file.
@@ -168,6 +169,12 @@ func (s *testServer) acceptCount() int {
 	return s.accepts
 }
 
+func (s *testServer) pingCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.pings
+}
+
 func (s *testServer) execCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -195,7 +202,18 @@ func (s *testServer) handle(c net.Conn) {
 		return
 	}
 	defer sc.Close()
-	go ssh.DiscardRequests(reqs)
+	go func() {
+		for r := range reqs {
+			if r.Type == "keepalive@openssh.com" {
+				s.mu.Lock()
+				s.pings++
+				s.mu.Unlock()
+			}
+			if r.WantReply {
+				_ = r.Reply(false, nil)
+			}
+		}
+	}()
 	for nc := range chans {
 		switch nc.ChannelType() {
 		case "session":

@@ -104,6 +104,8 @@ func (c *sshConn) cleanupPut(ctx context.Context, up Upload, beside, upload stri
 // upload copies r to a private temp file in the login user's home over
 // SFTP and returns its path.
 func (c *sshConn) upload(ctx context.Context, r io.Reader) (string, error) {
+	c.busy.Add(1)
+	defer c.busy.Add(-1)
 	type answer struct {
 		path string
 		err  error

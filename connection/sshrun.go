@@ -219,6 +219,8 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 	case <-ctx.Done():
 		return Result{}, ctx.Err()
 	}
+	c.busy.Add(1)
+	defer c.busy.Add(-1)
 	// Refused once, refused for the run: another shell of this connection
 	// would otherwise take the locks the refused one did not get.
 	c.mu.Lock()
