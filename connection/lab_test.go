@@ -70,6 +70,18 @@ func (h labHost) config() SSHConfig {
 	}
 }
 
+// dialFirstLabHost opens a connection to the lab's first host, closed when
+// the test ends.
+func dialFirstLabHost(ctx context.Context, t *testing.T) Conn {
+	t.Helper()
+	c, err := DialSSH(ctx, labHosts(t)[0].config())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
 func TestLabSSH(t *testing.T) {
 	h := labHosts(t)[0]
 	ctx := context.Background()
@@ -134,13 +146,8 @@ func TestLabSSH(t *testing.T) {
 // TestLabSSHDKilled kills the sshd process serving this connection in the
 // middle of a request: the host must be reported unreachable, promptly.
 func TestLabSSHDKilled(t *testing.T) {
-	h := labHosts(t)[0]
 	ctx := context.Background()
-	c, err := DialSSH(ctx, h.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialFirstLabHost(ctx, t)
 	// Walk up from the shell to the first sshd ancestor (the connection's
 	// monitor process) and kill it after a moment, while sleep runs.
 	script := `p=$$
@@ -151,7 +158,7 @@ done
 (sleep 1; kill -9 $p) >/dev/null 2>&1 </dev/null &
 sleep 3600`
 	start := time.Now()
-	_, err = c.Run(ctx, Request{Script: script, Become: true})
+	_, err := c.Run(ctx, Request{Script: script, Become: true})
 	if !IsUnreachable(err) {
 		t.Fatalf("want unreachable, got %v", err)
 	}
@@ -161,17 +168,12 @@ sleep 3600`
 // TestLabCancelBecome cancels a become request: the script's processes on
 // the host are killed and the next request works.
 func TestLabCancelBecome(t *testing.T) {
-	h := labHosts(t)[0]
 	ctx := context.Background()
-	c, err := DialSSH(ctx, h.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialFirstLabHost(ctx, t)
 	pidFile := "/tmp/gokube-cancel-" + strconv.FormatInt(time.Now().UnixNano(), 36)
 	cctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
-	_, err = c.Run(cctx, Request{Script: "sh -c 'echo $$ > " + pidFile + "; exec sleep 3600'", Become: true})
+	_, err := c.Run(cctx, Request{Script: "sh -c 'echo $$ > " + pidFile + "; exec sleep 3600'", Become: true})
 	if err != context.DeadlineExceeded {
 		t.Fatalf("err %v", err)
 	}
@@ -287,13 +289,8 @@ install -m 0600 -o ` + user + ` -g ` + user + ` ~deploy/.ssh/authorized_keys ~` 
 // says which address refused it without calling the host unreachable, and
 // the batch counts one round trip, as its opens travel together.
 func TestLabDialAll(t *testing.T) {
-	h := labHosts(t)[0]
 	ctx := context.Background()
-	c, err := DialSSH(ctx, h.config())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
+	c := dialFirstLabHost(ctx, t)
 	rt0 := c.RoundTrips()
 	addrs := []string{"127.0.0.1:22", "127.0.0.1:22", "127.0.0.1:1", "127.0.0.1:22"}
 	conns, errs := DialAll(ctx, c.(Dialer), "tcp", addrs)
