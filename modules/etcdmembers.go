@@ -282,7 +282,11 @@ func etcdParseRoundTrips(metrics string) map[string]any {
 	}
 	out := map[string]any{}
 	for p, c := range count {
-		if c > 0 {
+		// etcd observes its prober's smoothed round trip every 5 s even
+		// before a probe has answered, when it is still 0: a peer whose
+		// observations are all 0 has not been measured yet (seen at load
+		// 90, where the first probe took longer than the first tick).
+		if c > 0 && sum[p] > 0 {
 			out[p] = float64(int(sum[p]/c*1e6)) / 1e3 // ms, three decimals
 		}
 	}

@@ -131,6 +131,8 @@ etcd_network_peer_round_trip_time_seconds_sum{To="8279cb08d18d89e"} 0.012
 etcd_network_peer_round_trip_time_seconds_count{To="8279cb08d18d89e"} 8
 etcd_network_peer_round_trip_time_seconds_sum{To="fdf7c98ad583f6cf"} 0.5
 etcd_network_peer_round_trip_time_seconds_count{To="fdf7c98ad583f6cf"} 0
+etcd_network_peer_round_trip_time_seconds_sum{To="a1"} 0
+etcd_network_peer_round_trip_time_seconds_count{To="a1"} 1
 `
 	got := etcdParseRoundTrips(m)
 	if len(got) != 1 || got["8279cb08d18d89e"] != 1.5 {
