@@ -183,14 +183,15 @@ func (KubeVerify) Run(ctx context.Context, env *Env, args map[string]any) (*Resu
 		return nil, err
 	}
 	defer done()
-	tr := client.Transport.(*http.Transport)
+	hint := client.Transport.(certHint)
+	tr := hint.tr
 	// The API reads (leases, endpoints) share one kept-alive connection;
 	// every /readyz call opens its own: a kept-alive connection to the
 	// load balancer would pin all calls to one backend.
 	apiTr := tr.Clone()
 	apiTr.MaxConnsPerHost = 1
 	defer apiTr.CloseIdleConnections()
-	api := &http.Client{Transport: apiTr, Timeout: client.Timeout}
+	api := &http.Client{Transport: hint.withTransport(apiTr), Timeout: client.Timeout}
 	tr.DisableKeepAlives = true
 
 	// Where the API reads go first: the load balancer (what clients use),

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"gokube/connection"
@@ -67,6 +68,19 @@ func pkiHTTPClient(env *Env, module string, o pkiTLS, timeout time.Duration) (*h
 	if err != nil {
 		return nil, nil, err
 	}
+	var asked atomic.Bool
+	if cfg.Certificates == nil {
+		// A server that needs a client certificate may refuse one that
+		// sent none only after the client's handshake has ended (TLS 1.3),
+		// and the client then reads the alert or, as often, a reset: so
+		// note that the server asked, and say so with whatever error
+		// follows. Sending none is still right: apiservers ask and accept
+		// other credentials.
+		cfg.GetClientCertificate = func(*tls.CertificateRequestInfo) (*tls.Certificate, error) {
+			asked.Store(true)
+			return &tls.Certificate{}, nil
+		}
+	}
 	tr := &http.Transport{
 		// Proxy stays nil on purpose: the request leaves from the host, and
 		// the control machine's proxy settings mean nothing there.
@@ -77,7 +91,25 @@ func pkiHTTPClient(env *Env, module string, o pkiTLS, timeout time.Duration) (*h
 		MaxIdleConnsPerHost:   2,
 		IdleConnTimeout:       30 * time.Second,
 	}
-	return &http.Client{Transport: tr, Timeout: timeout}, tr.CloseIdleConnections, nil
+	return &http.Client{Transport: certHint{tr, &asked}, Timeout: timeout}, tr.CloseIdleConnections, nil
+}
+
+// certHint adds to a failed exchange that the server asked for a client
+// certificate none was configured for.
+type certHint struct {
+	tr    *http.Transport
+	asked *atomic.Bool
+}
+
+// withTransport is the same hint on another transport (a clone).
+func (h certHint) withTransport(tr *http.Transport) certHint { return certHint{tr, h.asked} }
+
+func (h certHint) RoundTrip(r *http.Request) (*http.Response, error) {
+	resp, err := h.tr.RoundTrip(r)
+	if err != nil && h.asked.Load() {
+		err = fmt.Errorf("%w (the server asked for a client certificate and none was given: client_cert and client_key)", err)
+	}
+	return resp, err
 }
 
 // pkiResponse is one HTTP exchange, its body read (up to a limit).
