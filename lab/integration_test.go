@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"gokube/connection"
+	"gokube/internal/testskip"
 )
 
 // TestMain lets the test binary act as the delay forwarder: Delay starts
@@ -57,7 +58,7 @@ func signalCtx() (context.Context, context.CancelFunc) {
 func integration(t *testing.T) {
 	t.Helper()
 	if os.Getenv("GOKUBE_LAB_TEST") != "1" {
-		t.Skip("lab integration test: set GOKUBE_LAB_TEST=1 (needs root, debootstrap, systemd-container)")
+		testskip.Skip(t, "lab integration test: set GOKUBE_LAB_TEST=1 (needs root, debootstrap, systemd-container)")
 	}
 	if os.Geteuid() != 0 {
 		t.Fatal("GOKUBE_LAB_TEST=1 but not root")
@@ -534,7 +535,7 @@ func TestArtifacts(t *testing.T) {
 func TestLabBig(t *testing.T) {
 	integration(t)
 	if os.Getenv("GOKUBE_LAB_BIG") != "1" {
-		t.Skip("set GOKUBE_LAB_BIG=1 for up 30")
+		testskip.Skip(t, "set GOKUBE_LAB_BIG=1 for up 30")
 	}
 	l := newTestLab(t, "t3", "10.231.242.0/24")
 	l.BootTimeout = 5 * time.Minute

@@ -9,6 +9,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gokube/internal/testskip"
 )
 
 const (
@@ -177,7 +179,7 @@ func kubernetesToolsDir(t *testing.T) string {
 // k8s-artifacts has built kubectl, so Go's build cache is warm (~25 s).
 func TestBuildKubectl(t *testing.T) {
 	if os.Getenv("GOKUBE_K8S_BUILD") != "1" {
-		t.Skip("set GOKUBE_K8S_BUILD=1 to build kubectl from the module proxy (minutes)")
+		testskip.Skip(t, "set GOKUBE_K8S_BUILD=1 to build kubectl from the module proxy (minutes)")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 45*time.Minute)
 	defer cancel()

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"gokube/connection"
+	"gokube/internal/testskip"
 )
 
 const etcdBinary = "/usr/bin/etcd"
@@ -67,7 +68,7 @@ func etcdTestPKI(t *testing.T, pki string, names ...string) {
 func newEtcdTestCluster(t *testing.T, n int) *etcdTestCluster {
 	t.Helper()
 	if _, err := os.Stat(etcdBinary); err != nil {
-		t.Skipf("%s not installed: %v", etcdBinary, err)
+		testskip.Skip(t, "%s not installed: %v", etcdBinary, err)
 	}
 	c := &etcdTestCluster{t: t, dir: t.TempDir(), token: fmt.Sprintf("gk-test-%d", time.Now().UnixNano())}
 	c.pki = filepath.Join(c.dir, "pki")

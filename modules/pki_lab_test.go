@@ -14,6 +14,7 @@ import (
 
 	"gokube/connection"
 	"gokube/internal/labtest"
+	"gokube/internal/testskip"
 	"gokube/lab"
 )
 
@@ -37,7 +38,7 @@ func pkiLabConn(t *testing.T) (connection.Conn, lab.Host) {
 func TestEtcdThroughSSHLab(t *testing.T) {
 	conn, host := pkiLabConn(t)
 	if _, err := os.Stat(etcdBinary); err != nil {
-		t.Skipf("%s not installed", etcdBinary)
+		testskip.Skip(t, "%s not installed", etcdBinary)
 	}
 	ctx := context.Background()
 	pki := filepath.Join(t.TempDir(), "pki")

@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"gokube/connection"
+	"gokube/internal/testskip"
 )
 
 // pkiTLSServer starts an httptest TLS server on 127.0.0.1 with a
@@ -219,7 +220,7 @@ func TestURIClientCertTLS(t *testing.T) {
 
 func TestURIViaHostCurl(t *testing.T) {
 	if _, err := os.Stat("/usr/bin/curl"); err != nil {
-		t.Skip("curl not installed")
+		testskip.Skip(t, "curl not installed")
 	}
 	h := &uriTestServer{}
 	srv, pki := pkiTLSServer(t, h, tls.RequireAndVerifyClientCert)

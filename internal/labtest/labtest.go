@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"gokube/connection"
+	"gokube/internal/testskip"
 	"gokube/lab"
 )
 
@@ -37,7 +38,7 @@ func Require(t testing.TB, min int) *lab.Lab {
 	t.Helper()
 	l := FromEnv(t)
 	if l == nil {
-		t.Skip("no lab: set GOKUBE_LAB_DIR (make test does)")
+		testskip.Skip(t, "no lab: set GOKUBE_LAB_DIR (make test does)")
 	}
 	if n := len(l.Hosts()); n < min {
 		t.Fatalf("lab %s has %d hosts, want at least %d", os.Getenv("GOKUBE_LAB_DIR"), n, min)
