@@ -2,9 +2,13 @@ package engine
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
 	"reflect"
 	"regexp"
+	"runtime"
 	"strings"
+	"syscall"
 	"testing"
 )
 
@@ -52,5 +56,72 @@ func TestParseFacts(t *testing.T) {
 	}
 	if f["ansible_distribution"] != "Debian" || f["ansible_distribution_major_version"] != "12" || f["ansible_memtotal_mb"] != 2000 {
 		t.Fatalf("distro %v", f)
+	}
+}
+
+// TestFactsScriptBuiltins runs the facts script in the local /bin/sh (dash
+// on Debian, as on the hosts) with no program on PATH: every fact but the
+// FQDN, the addresses and the default route must still be there, so they
+// cost no process on a host; with PATH back, those come from ip and
+// hostname -f as well.
+func TestFactsScriptBuiltins(t *testing.T) {
+	run := func(path string) map[string]any {
+		t.Helper()
+		cmd := exec.Command("/bin/sh", "-c", factsScript)
+		cmd.Env = []string{"PATH=" + path}
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("facts script (PATH=%s): %v", path, err)
+		}
+		return parseFacts(string(out))
+	}
+	var u syscall.Utsname
+	if err := syscall.Uname(&u); err != nil {
+		t.Fatal(err)
+	}
+	str := func(b [65]int8) string {
+		var s []byte
+		for _, c := range b {
+			if c == 0 {
+				break
+			}
+			s = append(s, byte(c))
+		}
+		return string(s)
+	}
+	host, _ := os.Hostname()
+	short, _, _ := strings.Cut(host, ".")
+	for _, path := range []string{"/nonexistent", os.Getenv("PATH")} {
+		f := run(path)
+		want := map[string]any{
+			"ansible_hostname":        short,
+			"ansible_kernel":          str(u.Release),
+			"ansible_architecture":    str(u.Machine),
+			"ansible_processor_vcpus": runtime.NumCPU(),
+			"ansible_system":          "Linux",
+			"ansible_service_mgr":     f["ansible_service_mgr"], // the test machine's init varies
+		}
+		for k, v := range want {
+			if f[k] != v {
+				t.Errorf("PATH=%s: %s = %v, want %v", path, k, f[k], v)
+			}
+		}
+		if f["ansible_distribution"] == "" || f["ansible_memtotal_mb"] == nil || f["ansible_service_mgr"] == "" {
+			t.Errorf("PATH=%s: os-release, meminfo or init missing: %v", path, f)
+		}
+		if path != "/nonexistent" {
+			def := f["ansible_default_ipv4"].(map[string]any)
+			if len(f["ansible_all_ipv4_addresses"].([]any)) == 0 || def["interface"] == nil || def["address"] == "" {
+				t.Errorf("with ip: addresses %v, default %v", f["ansible_all_ipv4_addresses"], def)
+			}
+		}
+	}
+}
+
+func TestCPUListCount(t *testing.T) {
+	for in, want := range map[string]int{"cpus 0-1": 2, "cpus 0": 1, "cpus 0-3,6,8-9": 7, "cpus \t0-1": 2, "2": 0, "cpus x": 0, "cpus 3-1": 0} {
+		if n, _ := cpuListCount(in); n != want {
+			t.Errorf("%q: %d, want %d", in, n, want)
+		}
 	}
 }
