@@ -16,12 +16,13 @@ import (
 // one, and this runs on every host of every run. What only a program knows
 // stays a program: the FQDN (the resolver) and the addresses and default
 // route (one ip for both, through -batch). Each read has the old program
-// as its fallback, for a host without the /proc file.
+// as its fallback, for a host without the /proc file (and an ip without
+// -batch, busybox's, runs twice as before).
 const factsScript = `gk_r() { [ -r "$1" ] || return 1; while IFS= read -r l || [ -n "$l" ]; do printf '%s\n' "$l"; done <"$1"; }
 echo '##os-release'; gk_r /etc/os-release || gk_r /usr/lib/os-release
 echo '##hostname'; gk_r /proc/sys/kernel/hostname || hostname
 echo '##fqdn'; hostname -f 2>/dev/null || gk_r /proc/sys/kernel/hostname
-echo '##addr'; ip -o -4 -batch - 2>/dev/null <<'GK_IP'
+echo '##addr'; ip -o -4 -batch - 2>/dev/null <<'GK_IP' || { ip -o -4 addr 2>/dev/null; ip route show default 2>/dev/null; }
 addr
 route show default
 GK_IP
