@@ -1,6 +1,9 @@
 package modules
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // TestReloadNeeded judges probe outputs: any doubt reloads.
 func TestReloadNeeded(t *testing.T) {
@@ -29,5 +32,33 @@ func TestReloadNeeded(t *testing.T) {
 		if c.name == "nothing changed" && parseKV(u)["LoadState"] != "loaded" {
 			t.Errorf("unit part lost: %q", u)
 		}
+	}
+}
+
+// TestReloadProbeAsksOncePerBatch: the reload probes of one batch (brace
+// groups in one shell, as engine.runProbes writes them) ask systemd and
+// stat once, and every probe prints the same answers.
+func TestReloadProbeAsksOncePerBatch(t *testing.T) {
+	run := countingShell(t, "systemctl", "stat")
+	var batch strings.Builder
+	for range 4 {
+		batch.WriteString("{\n" + reloadProbe("") + "\n} </dev/null\n")
+	}
+	out, calls := run(batch.String())
+	if calls != 3 {
+		t.Errorf("4 reload probes in one batch started systemctl and stat %d times, want 3 (the first probe's)", calls)
+	}
+	parts := strings.Split(out, reloadNeedMark+"\n")
+	if len(parts) != 5 {
+		t.Fatalf("want 4 probe outputs: %q", out)
+	}
+	for _, p := range parts[2:] {
+		if p != parts[1] {
+			t.Errorf("a later probe printed %q, the first %q", p, parts[1])
+		}
+	}
+	// Separate requests (separate shells) each ask.
+	if _, calls := run("{\n" + reloadProbe("") + "\n} </dev/null\n"); calls != 3 {
+		t.Errorf("one probe: %d calls, want 3", calls)
 	}
 }
