@@ -112,10 +112,7 @@ func TestProbeLookaheadPassesCommands(t *testing.T) {
     - command: "true"
     - tfile: {path: c, content: "3"}
 `})
-	mustRun(t, e, e.opts("site.yml"))
-	e.resetFakes()
-	r := mustRun(t, e, e.opts("site.yml"))
-	batches := probeBatches(e.fake("node-1"))
+	r, batches := secondRunBatches(t, e)
 	// One batch for a, b, c (the command that did not run keeps it valid);
 	// the command that ran drops it, so c is probed again.
 	if !reflect.DeepEqual(batches, []int{3, 1}) || len(e.fake("node-1").Requests()) != 5 {
@@ -140,10 +137,7 @@ func TestProbeLookaheadPassesUndecidedConditions(t *testing.T) {
       when: .wrote_a.changed
     - tfile: {path: c, content: "3"}
 `})
-	mustRun(t, e, e.opts("site.yml"))
-	e.resetFakes()
-	r := mustRun(t, e, e.opts("site.yml"))
-	batches := probeBatches(e.fake("node-1"))
+	r, batches := secondRunBatches(t, e)
 	if !reflect.DeepEqual(batches, []int{2}) {
 		t.Fatalf("probe batches %v, want one batch of a and c", batches)
 	}
@@ -154,6 +148,16 @@ func TestProbeLookaheadPassesUndecidedConditions(t *testing.T) {
 
 // probeBatches is the number of probes in each probe batch a host was
 // sent, in order.
+// secondRunBatches runs site.yml twice and returns the second run and the
+// probe batch sizes it sent to node-1.
+func secondRunBatches(t *testing.T, e *env) (*Recap, []int) {
+	t.Helper()
+	mustRun(t, e, e.opts("site.yml"))
+	e.resetFakes()
+	r := mustRun(t, e, e.opts("site.yml"))
+	return r, probeBatches(e.fake("node-1"))
+}
+
 func probeBatches(f *connection.Fake) []int {
 	var batches []int
 	for _, rq := range f.Requests() {
