@@ -99,14 +99,14 @@ func TestFactsScriptBuiltins(t *testing.T) {
 			"ansible_architecture":    str(u.Machine),
 			"ansible_processor_vcpus": runtime.NumCPU(),
 			"ansible_system":          "Linux",
-			"ansible_service_mgr":     f["ansible_service_mgr"], // the test machine's init varies
 		}
 		for k, v := range want {
 			if f[k] != v {
 				t.Errorf("PATH=%s: %s = %v, want %v", path, k, f[k], v)
 			}
 		}
-		if f["ansible_distribution"] == "" || f["ansible_memtotal_mb"] == nil || f["ansible_service_mgr"] == "" {
+		// The test machine's init varies: any name read from /proc/1/comm.
+		if f["ansible_distribution"] == "" || f["ansible_memtotal_mb"] == nil || f["ansible_service_mgr"] == "unknown" {
 			t.Errorf("PATH=%s: os-release, meminfo or init missing: %v", path, f)
 		}
 		if path != "/nonexistent" {

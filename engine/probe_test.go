@@ -146,8 +146,6 @@ func TestProbeLookaheadPassesUndecidedConditions(t *testing.T) {
 	}
 }
 
-// probeBatches is the number of probes in each probe batch a host was
-// sent, in order.
 // secondRunBatches runs site.yml twice and returns the second run and the
 // probe batch sizes it sent to node-1.
 func secondRunBatches(t *testing.T, e *env) (*Recap, []int) {
@@ -158,6 +156,8 @@ func secondRunBatches(t *testing.T, e *env) (*Recap, []int) {
 	return r, probeBatches(e.fake("node-1"))
 }
 
+// probeBatches is the number of probes in each probe batch a host was
+// sent, in order.
 func probeBatches(f *connection.Fake) []int {
 	var batches []int
 	for _, rq := range f.Requests() {

@@ -20,7 +20,7 @@ func FromEnv(t testing.TB) *lab.Lab {
 	t.Helper()
 	dir := os.Getenv("GOKUBE_LAB_DIR")
 	if dir == "" {
-		if os.Getenv("GOKUBE_INTEGRATION") == "1" {
+		if testskip.Promised() {
 			t.Fatal("GOKUBE_INTEGRATION=1 but GOKUBE_LAB_DIR is not set")
 		}
 		return nil
