@@ -1,6 +1,7 @@
 package modules
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 )
@@ -69,24 +70,22 @@ const (
 // alone takes ~0.5 s on a loaded lab host, and a loop over four units (the
 // masters' components) asked it four times.
 func reloadProbe(name string) string {
-	var b strings.Builder
-	b.WriteString("echo '" + reloadNeedMark + "'\n")
-	b.WriteString("[ -n \"${gk_rl_need+x}\" ] || gk_rl_need=$(systemctl show -p NeedDaemonReload --value -- '*' 2>/dev/null)\n")
-	b.WriteString("printf '%s\\n' \"$gk_rl_need\"\n")
-	b.WriteString("echo '" + reloadSinceMark + "'\n")
-	b.WriteString("[ -n \"${gk_rl_since+x}\" ] || gk_rl_since=$(systemctl show -p UnitsLoadTimestamp --timestamp=unix 2>/dev/null)\n")
-	b.WriteString("printf '%s\\n' \"$gk_rl_since\"\n")
-	b.WriteString("echo '" + reloadInputsMark + "'\n")
-	b.WriteString("[ -n \"${gk_rl_inputs+x}\" ] || gk_rl_inputs=$(stat -c '%Y %n' --")
+	stat := "stat -c '%Y %n' --"
 	for _, p := range reloadInputs {
 		if strings.Contains(p, "*") {
-			b.WriteString(" " + p) // the shell expands it; an unmatched glob is left to fail quietly
+			stat += " " + p // the shell expands it; an unmatched glob is left to fail quietly
 		} else {
-			b.WriteString(" " + shq(p))
+			stat += " " + shq(p)
 		}
 	}
-	b.WriteString(" 2>/dev/null)\n")
-	b.WriteString("printf '%s\\n' \"$gk_rl_inputs\"\n")
+	var b strings.Builder
+	for _, q := range []struct{ mark, v, cmd string }{
+		{reloadNeedMark, "gk_rl_need", "systemctl show -p NeedDaemonReload --value -- '*'"},
+		{reloadSinceMark, "gk_rl_since", "systemctl show -p UnitsLoadTimestamp --timestamp=unix"},
+		{reloadInputsMark, "gk_rl_inputs", stat},
+	} {
+		fmt.Fprintf(&b, "echo '%s'\n[ -n \"${%s+x}\" ] || %s=$(%s 2>/dev/null)\nprintf '%%s\\n' \"$%s\"\n", q.mark, q.v, q.v, q.cmd, q.v)
+	}
 	if name != "" {
 		b.WriteString("echo '" + reloadUnitMark + "'\n" + showScript(name) + "\n")
 	}
