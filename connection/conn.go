@@ -30,6 +30,11 @@ type Request struct {
 	// ReadOnly marks a script that changes nothing on the host. Check mode
 	// (the Dry connection) runs read-only scripts and only records the others.
 	ReadOnly bool
+	// OwnShell runs the script as its own /bin/sh process, so that $$ and
+	// $0 are its own, as a user's shell or command task expects. Other
+	// scripts (gokube's own probes, writes and reads) run in a forked
+	// subshell of the session's shell: one process start less per request.
+	OwnShell bool
 }
 
 // Result is what a script returned. A non-zero RC is not an error of the

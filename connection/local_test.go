@@ -210,34 +210,34 @@ func TestFake(t *testing.T) {
 }
 
 // FuzzReadFrame: any input is parsed without panic, and a response as the
-// shell writes it (base64 wrapped at 76 columns, after noise lines) decodes
-// to exactly what was encoded.
+// shell writes it (noise, the start line, raw stdout, the status line
+// after a newline, stderr in base64 wrapped at 76 columns) decodes to
+// exactly what was sent.
 func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte("noise\n"), []byte("out\x00"), []byte("err"), 3)
 	f.Add([]byte("GK_m x\n"), []byte{}, []byte{255}, 0)
-	f.Add([]byte("GK_m 0\n!!!\nGK_m.o\n"), bytes.Repeat([]byte("z"), 300), []byte{}, 255)
+	f.Add([]byte("GK_m 0\n!!!\nGK_m.e\n"), bytes.Repeat([]byte("z"), 300), []byte{}, 255)
+	f.Add([]byte("no newline"), []byte("\nGK_m 1\nGK_m 2"), []byte{}, 0)
+	f.Add([]byte{}, bytes.Repeat([]byte("y"), 9000), []byte("e\n"), 1)
 	f.Fuzz(func(t *testing.T, noise, stdout, stderr []byte, rc int) {
 		_, _ = readFrame(bufioReader(noise), "GK_m")
-		if bytes.Contains(noise, []byte("GK_m")) || rc < 0 {
+		if bytes.Contains(noise, []byte("GK_m")) || bytes.Contains(stdout, []byte("\nGK_m ")) || bytes.HasPrefix(stdout, []byte("GK_m ")) || rc < 0 {
 			return
 		}
 		var b bytes.Buffer
 		b.Write(noise)
+		b.WriteString("GK_m.s\n")
+		b.Write(stdout)
 		fmt.Fprintf(&b, "\nGK_m %d\n", rc)
-		for _, part := range []struct {
-			data []byte
-			end  string
-		}{{stdout, "GK_m.o"}, {stderr, "GK_m.e"}} {
-			enc := base64.StdEncoding.EncodeToString(part.data)
-			for len(enc) > 76 {
-				b.WriteString(enc[:76] + "\n")
-				enc = enc[76:]
-			}
-			if enc != "" {
-				b.WriteString(enc + "\n")
-			}
-			b.WriteString(part.end + "\n")
+		enc := base64.StdEncoding.EncodeToString(stderr)
+		for len(enc) > 76 {
+			b.WriteString(enc[:76] + "\n")
+			enc = enc[76:]
 		}
+		if enc != "" {
+			b.WriteString(enc + "\n")
+		}
+		b.WriteString("GK_m.e\n")
 		res, err := readFrame(bufioReader(b.Bytes()), "GK_m")
 		if err != nil || res.RC != rc || !bytes.Equal(res.Stdout, stdout) || !bytes.Equal(res.Stderr, stderr) {
 			t.Fatalf("got %+v %v", res, err)
@@ -307,5 +307,37 @@ func TestFrameTruncated(t *testing.T) {
 	}
 	if _, err := os.Stat(marker); err == nil {
 		t.Error("truncated script ran")
+	}
+}
+
+// TestShellTempFiles: the session's two temp files are made without a
+// process (mktemp only without /proc), private (0600, whatever the
+// session's umask), the session's umask is left as it was, and the
+// shell's end removes them.
+func TestShellTempFiles(t *testing.T) {
+	tmp := t.TempDir()
+	sh, cmd := startShellWith(t, []string{"TMPDIR=" + tmp}, "umask 022\n"+shellPreamble)
+	res := sh.run(t, Request{Script: `umask; printf '%s\n' "$gk_D"`})
+	lines := strings.Split(strings.TrimSpace(string(res.Stdout)), "\n")
+	if len(lines) != 2 || lines[0] != "0022" {
+		t.Fatalf("umask and prefix: %q", res.Stdout)
+	}
+	if !strings.HasPrefix(lines[1], tmp+"/.gokube.") || !strings.HasSuffix(lines[1], ".") {
+		t.Fatalf("temp prefix %q: want files %s/.gokube.<uuid>.*", lines[1], tmp)
+	}
+	for _, f := range []string{"i", "r"} {
+		st, err := os.Stat(lines[1] + f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: mode %v, want 0600", f, st.Mode().Perm())
+		}
+	}
+	sh.w.Close()
+	_ = cmd.Wait()
+	left, _ := os.ReadDir(tmp)
+	if len(left) > 0 {
+		t.Errorf("left behind: %v", left)
 	}
 }

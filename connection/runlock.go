@@ -254,7 +254,7 @@ gk_ok=1
 	}
 	// The session's end removes its locks and its temp directory with one
 	// rm: a process is 10-30 ms on a busy host, and every run pays this.
-	fmt.Fprintf(&b, "gk_unlock() { set --; %sif [ -n \"$gk_D\" ]; then set -- \"$@\" \"$gk_D\"; gk_D=; fi; if [ \"$#\" -gt 0 ]; then rm -rf -- \"$@\"; fi; }\nif [ -n \"$gk_ok\" ]; then\n", unlock.String())
+	fmt.Fprintf(&b, "gk_unlock() { set --; %sif [ -n \"$gk_T\" ]; then set -- \"$@\" \"$gk_T\" \"$gk_T.u\" \"$gk_T.i\" \"$gk_T.r\"; gk_T=; gk_D=; fi; if [ \"$#\" -gt 0 ]; then rm -rf -- \"$@\"; fi; }\nif [ -n \"$gk_ok\" ]; then\n", unlock.String())
 	if sweep && len(locks) > 0 {
 		fmt.Fprintf(&b, `if [ -n "$gk_l0" ]; then
 set --
@@ -269,7 +269,7 @@ fi
 	fmt.Fprintf(&b, `:
 else
 gk_unlock
-gk_go() { printf '\n%%s %d\n%%s\n' "$1" "$1.o"; printf '%%s%%s\n%%s\n' %s "$gk_lp" "$gk_lk" | base64; printf '%%s\n' "$1.e"; }
+gk_go() { printf '%%s.s\n\n%%s %d\n' "$1" "$1"; printf '%%s%%s\n%%s\n' %s "$gk_lp" "$gk_lk" | base64; printf '%%s\n' "$1.e"; }
 fi
 `, lockedRC, shQuote(lockedPrefix))
 	return b.String()

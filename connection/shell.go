@@ -27,42 +27,74 @@ import (
 // Stdin is binary, so it travels base64-encoded (base64 never produces the
 // marker's '_') and is decoded into a file.
 //
-// The script runs as its own /bin/sh, in a forked subshell with stdin,
-// stdout and stderr redirected to files: it cannot read the following
-// frames, end the driving shell with exit, or see it as $$. Output comes
-// back base64 between marker lines. Per request the host forks once (the
-// script's shell) plus once per non-empty output stream (base64).
+// The script runs in a forked subshell of the driving shell (no exec: a
+// process start costs 10-30 ms on a busy host, and every request paid one
+// for its own /bin/sh), sourced from /dev/fd with no positional
+// parameters, its stdin and stderr redirected to files: it cannot read the
+// following frames or end the driving shell with exit, and what it changes
+// (variables, cd, umask, traps, set -e) ends with the subshell. Its $$ is
+// the session shell's; a request with OwnShell (a user's shell or command
+// task) runs as its own /bin/sh instead, for one exec more. Its stdout
+// is the session's own, streamed raw between a start line and the status
+// line, so a request's output costs no process either; stderr, usually
+// empty, comes back base64 when there is any. Per request the host forks
+// once (the subshell) and starts base64 only for a non-empty stderr.
+//
+// A process the script leaves running in the background keeps the
+// session's stdout: what it prints after its request ended lands before
+// the next request's start line, which the reader skips as noise.
 
 // shellPreamble is written once when a session opens; it defines the
-// helpers the frames call, which keeps every frame small, and one temp
-// directory reused by every request (requests on a shell are sequential).
+// helpers the frames call, which keeps every frame small, and two temp
+// files reused by every request (requests on a shell are sequential):
+// the script's stdin (${gk_D}i) and stderr (${gk_D}r).
+//
+// The files are made with builtins only: a random name from the kernel
+// (/proc/sys/kernel/random/uuid, read), created with noclobber (O_EXCL: a
+// name taken by anyone else, a link included, fails) under umask 077, the
+// session's own umask read back from a file first (a command substitution
+// would fork). Without /proc, mktemp -d makes a directory as before. gk_T
+// is what the session's end removes, with one rm either way.
 //
 // Cancellation sends TERM to the session: the trap kills the shell's whole
 // process group (the shell is a session leader under sshd), which holds
 // the script and everything it started.
-const shellPreamble = `gk_D=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) || gk_D=
-gk_unlock() { if [ -n "$gk_D" ]; then rm -rf -- "$gk_D"; gk_D=; fi; }
+const shellPreamble = `gk_D=; gk_T=; gk_u=
+if read -r gk_T </proc/sys/kernel/random/uuid 2>/dev/null && [ -n "$gk_T" ]; then
+gk_T=${TMPDIR:-/tmp}/.gokube.$gk_T
+set -C
+if { umask >"$gk_T.u"; } 2>/dev/null && read -r gk_u <"$gk_T.u" && [ -n "$gk_u" ]; then
+umask 077
+if { : >"$gk_T.i" && : >"$gk_T.r"; } 2>/dev/null; then gk_D=$gk_T.; fi
+umask "$gk_u"
+fi
+set +C
+fi
+if [ -z "$gk_D" ]; then
+if [ -n "$gk_T" ]; then rm -f -- "$gk_T.u" "$gk_T.i" "$gk_T.r" 2>/dev/null; fi
+gk_T=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) && gk_D=$gk_T/ || gk_T=
+fi
+gk_unlock() { if [ -n "$gk_T" ]; then rm -rf -- "$gk_T" "$gk_T.u" "$gk_T.i" "$gk_T.r"; gk_T=; gk_D=; fi; }
 trap 'gk_unlock; kill -KILL 0; exit 143' TERM HUP INT
 trap 'gk_unlock' EXIT
-gk_n() { gk_bad=; if [ -n "$gk_D" ]; then : >"$gk_D/i"; fi; }
+gk_n() { gk_bad=; if [ -n "$gk_D" ]; then : >"${gk_D}i"; fi; }
 gk_w() {
 if [ -z "$gk_D" ]; then while read -r gk_l; do :; done; return; fi
-base64 -d >"$gk_D/$1" || gk_bad=1
+base64 -d >"$gk_D$1" || gk_bad=1
 }
 gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
 gk_go() {
 gk_rc=255
 if [ -n "$gk_D" ] && [ -z "$gk_bad" ]; then
-(if [ -n "$2" ]; then . /dev/fd/4; fi; exec /bin/sh /dev/fd/3) <"$gk_D/i" >"$gk_D/o" 2>"$gk_D/r" &
+printf '%s.s\n' "$1"
+(gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ -n "$gk_X" ]; then exec /bin/sh /dev/fd/3; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" &
 wait "$!"
 gk_rc=$?
 printf '\n%s %s\n' "$1" "$gk_rc"
-gk_b "$gk_D/o"
-printf '%s\n' "$1.o"
-gk_b "$gk_D/r"
+gk_b "${gk_D}r"
 printf '%s\n' "$1.e"
 else
-printf '\n%s %s\n%s\n%s\n%s\n' "$1" "$gk_rc" "$1.o" Z29rdWJlOiBjYW5ub3Qgd3JpdGUgdGhlIHJlcXVlc3QgdG8gYSB0ZW1wb3JhcnkgZGlyZWN0b3J5IG9uIHRoZSBob3N0IChkaXNrIGZ1bGw/KQo= "$1.e"
+printf '%s.s\n\n%s %s\n%s\n%s\n' "$1" "$1" "$gk_rc" Z29rdWJlOiBjYW5ub3Qgd3JpdGUgdGhlIHJlcXVlc3QgdG8gYSB0ZW1wb3JhcnkgZGlyZWN0b3J5IG9uIHRoZSBob3N0IChkaXNrIGZ1bGw/KQo= "$1.e"
 fi
 }
 `
@@ -145,10 +177,17 @@ func buildFrame(marker string, req Request) ([]byte, error) {
 	// The brace group makes the shell read up to the closing brace
 	// before running anything: a here-doc cut short by EOF would
 	// otherwise run what arrived.
+	flags := "-"
 	if env != "" {
-		fmt.Fprintf(&b, "{ gk_go %s e 3<<'%s' 4<<'%s'\n", marker, marker, marker)
+		flags = "e"
+	}
+	if req.OwnShell {
+		flags += " x"
+	}
+	if env != "" {
+		fmt.Fprintf(&b, "{ gk_go %s %s 3<<'%s' 4<<'%s'\n", marker, flags, marker, marker)
 	} else {
-		fmt.Fprintf(&b, "{ gk_go %s 3<<'%s'\n", marker, marker)
+		fmt.Fprintf(&b, "{ gk_go %s %s 3<<'%s'\n", marker, flags, marker)
 	}
 	writeDoc := func(doc string) {
 		b.WriteString(doc)
@@ -190,29 +229,55 @@ func envKeysValues(req Request) string {
 // errShellEnded means the shell's stdout closed before a full response.
 var errShellEnded = errors.New("shell session ended")
 
-// readFrame reads one response for marker. Lines before the marker line are
-// noise (a login banner, a sudo warning) and are skipped.
+// readFrame reads one response for marker: the start line, the script's
+// raw stdout, the status line (always after a newline gk_go prints, so it
+// starts a line of its own) and stderr in base64. Lines before the start
+// line are noise (a login banner, a sudo warning, late output of a
+// process an earlier request left running) and are skipped; the start
+// marker may end such a line when the noise lacked a final newline.
 func readFrame(r *bufio.Reader, marker string) (Result, error) {
 	var res Result
-	prefix := marker + " "
+	start := marker + ".s"
 	for {
 		line, err := readLine(r)
 		if err != nil {
 			return res, err
 		}
-		if rest, ok := strings.CutPrefix(line, prefix); ok {
-			rc, err := strconv.Atoi(rest)
-			if err != nil {
-				return res, fmt.Errorf("bad frame status %q", line)
-			}
-			res.RC = rc
+		if strings.HasSuffix(line, start) {
 			break
 		}
 	}
-	var err error
-	if res.Stdout, err = readB64Until(r, marker+".o"); err != nil {
-		return res, err
+	// The status line is "\n<marker> <rc>\n"; a line of the output equal
+	// to it would need the request's random marker.
+	prefix := []byte(marker + " ")
+	var out []byte
+	for {
+		line, err := r.ReadSlice('\n')
+		if errors.Is(err, bufio.ErrBufferFull) {
+			out = append(out, line...)
+			continue
+		}
+		if err != nil {
+			if errors.Is(err, io.EOF) {
+				return res, errShellEnded
+			}
+			return res, err
+		}
+		// Only a whole line can be the status line: out ends in a newline
+		// (gk_go's) or is empty (the first line of a malformed answer).
+		if bytes.HasPrefix(line, prefix) && len(out) > 0 && out[len(out)-1] == '\n' {
+			if rc, err := strconv.Atoi(string(line[len(prefix) : len(line)-1])); err == nil && rc >= 0 {
+				res.RC = rc
+				out = out[:len(out)-1]
+				break
+			}
+		}
+		out = append(out, line...)
 	}
+	if len(out) > 0 {
+		res.Stdout = out
+	}
+	var err error
 	if res.Stderr, err = readB64Until(r, marker+".e"); err != nil {
 		return res, err
 	}

@@ -54,10 +54,23 @@ func TestSSHRunFraming(t *testing.T) {
 	if string(res.Stdout) != "eof\n" {
 		t.Errorf("empty stdin: %q", res.Stdout)
 	}
-	// $$ is the script's own shell: killing it ends the script only.
-	res = run(t, c, Request{Script: "echo before; kill -KILL $$; echo after"})
+	// With OwnShell $$ is the script's own shell: killing it ends the
+	// script only.
+	res = run(t, c, Request{Script: "echo before; kill -KILL $$; echo after", OwnShell: true})
 	if string(res.Stdout) != "before\n" || res.RC != 137 {
 		t.Errorf("kill $$: %q rc %d", res.Stdout, res.RC)
+	}
+	// Without OwnShell the script is a subshell of the session's shell:
+	// no positional parameters, and nothing it sets (variables, the
+	// driving shell's own, umask, directory) outlives the request.
+	before := run(t, c, Request{Script: "umask; pwd"})
+	res = run(t, c, Request{Script: `echo "$#"; x=1; gk_D=/nonexistent; umask 077; cd /`})
+	if string(res.Stdout) != "0\n" || res.RC != 0 {
+		t.Errorf("subshell: %q rc %d", res.Stdout, res.RC)
+	}
+	after := run(t, c, Request{Script: `echo "${x-unset}"; umask; pwd`})
+	if want := "unset\n" + string(before.Stdout); string(after.Stdout) != want {
+		t.Errorf("a request's settings outlived it: %q, want %q", after.Stdout, want)
 	}
 	// exit in the script ends the script, not the shell.
 	res = run(t, c, Request{Script: "echo a; exit 3; echo b"})

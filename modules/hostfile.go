@@ -101,7 +101,7 @@ if [ -L "$p" ]; then t=link; elif [ -d "$p" ]; then t=directory; elif [ -f "$p" 
 echo "type=$t"
 if [ "$t" != absent ]; then
 gk_stat "$p"
-if [ "$t" = link ]; then printf 'target=%s\n' "$(readlink -- "$p")"; fi
+if [ "$t" = link ]; then gk_target "$p"; fi
 fi
 if [ "$t" = file ]; then
 if [ ! -r "$p" ]; then echo readable=0; else :
@@ -128,6 +128,7 @@ const probeDecl = "# gokube-probe-path "
 
 // probeFallbacks defines gk_stat and gk_sha256 unless a batch prelude did.
 const probeFallbacks = `command -v gk_stat >/dev/null 2>&1 || gk_stat() { stat --printf='` + statFormat + `' -- "$1"; }
+command -v gk_target >/dev/null 2>&1 || gk_target() { printf 'target=%s\n' "$(readlink -- "$1")"; }
 command -v gk_sha256 >/dev/null 2>&1 || gk_sha256() { h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; }
 `
 
@@ -221,8 +222,10 @@ const statKey = `%f %u %d:%i:%s:%.9Y:%.9Z`
 func filePrelude(batch string, hc HashCache) string {
 	var stats, sums []string
 	seen := map[string]bool{}
+	decls := 0
 	for _, d := range probeDecls(batch) {
 		p := d.path
+		decls++
 		// Names with a newline or the separators cannot be looked up by
 		// the prelude; their probes stat them themselves.
 		if strings.ContainsAny(p, "\n\x1e\x1f\\") {
@@ -237,10 +240,14 @@ func filePrelude(batch string, hc HashCache) string {
 			sums = append(sums, p)
 		}
 	}
-	if len(stats) < 2 {
+	cache := hc.Dir != "" && len(sums) > 0 && !strings.ContainsAny(hc.Dir, "\n\x1e\x1f\\")
+	// One stat answers every declaration of a path (a stat task and a
+	// file task on the same directory), and a checksum may come from the
+	// cache: the prelude pays as soon as there are two declarations or the
+	// cache may answer one.
+	if len(stats) == 0 || decls < 2 && !cache {
 		return ""
 	}
-	cache := hc.Dir != "" && len(sums) > 0 && !strings.ContainsAny(hc.Dir, "\n\x1e\x1f\\")
 	names := stats
 	if cache {
 		// /proc/self/ first: its times are the moment this stat started,
@@ -276,7 +283,10 @@ func filePrelude(batch string, hc HashCache) string {
 	for i, p := range names {
 		quoted[i] = shq(p)
 	}
-	fmt.Fprintf(&b, "gk_t=$(stat --printf=\"$gk_RS%%n$gk_US\"'%s'\"$gk_US\"'%s' -- %s 2>/dev/null)\n", statKey, statFormat, strings.Join(quoted, " "))
+	// %N last, between unit separators: with QUOTING_STYLE=literal it is
+	// "name -> target" for a link, which gk_target answers from (no
+	// readlink per link), and the name alone otherwise.
+	fmt.Fprintf(&b, "gk_t=$(QUOTING_STYLE=literal stat --printf=\"$gk_RS%%n$gk_US\"'%s'\"$gk_US\"'%s'\"$gk_US%%N$gk_US\" -- %s 2>/dev/null)\n", statKey, statFormat, strings.Join(quoted, " "))
 	b.WriteString(`while :; do case $gk_t in *"$gk_RS"*) ;; *) break;; esac
 gk_t=${gk_t#*"$gk_RS"}; gk_r=${gk_t%%"$gk_RS"*}; gk_idx "${gk_r%%"$gk_US"*}"
 if [ -n "$gk_i" ]; then eval "gk_s$gk_i=\${gk_r#*\"\$gk_US\"}"; fi
@@ -290,7 +300,8 @@ done
 	}
 	b.WriteString("echo " + probeLinksScanned + `
 gk_rec() { gk_idx "$1"; gk_r=; if [ -n "$gk_i" ]; then eval "gk_r=\${gk_s$gk_i-}"; fi; [ -n "$gk_r" ]; }
-gk_stat() { if gk_rec "$1"; then gk_r=${gk_r#*"$gk_US"}; printf '%s\n' "${gk_r%"$gk_NL"}"; else stat --printf='` + statFormat + `' -- "$1"; fi; }
+gk_stat() { if gk_rec "$1"; then gk_r=${gk_r#*"$gk_US"}; gk_r=${gk_r%"$gk_US"*"$gk_US"}; printf '%s\n' "${gk_r%"$gk_NL"}"; else stat --printf='` + statFormat + `' -- "$1"; fi; }
+gk_target() { if gk_rec "$1"; then gk_r=${gk_r%"$gk_US"}; gk_r=${gk_r##*"$gk_US"}; case $gk_r in "$1 -> "*) printf 'target=%s\n' "${gk_r#"$1 -> "}"; return;; esac; fi; printf 'target=%s\n' "$(readlink -- "$1")"; }
 `)
 	if len(sums) == 0 {
 		return b.String()

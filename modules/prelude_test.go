@@ -46,14 +46,14 @@ func TestProbePreludeSameOutput(t *testing.T) {
 	}
 	batch := "{\n" + strings.Join(scripts, "\n}\n{\n") + "\n}\n"
 	prelude := ProbePrelude(batch, HashCache{})
-	if !strings.Contains(prelude, "$(stat --printf") || !strings.Contains(prelude, "sha256sum --") {
+	if !strings.Contains(prelude, "stat --printf") || !strings.Contains(prelude, "sha256sum --") {
 		t.Fatalf("prelude does not batch stat and sha256sum:\n%s", prelude)
 	}
 	if strings.Contains(prelude, "line") {
 		t.Errorf("a path with a newline must be left to its own probe:\n%s", prelude)
 	}
-	// Shims count the stat and sha256sum processes each way.
-	run := countingShell(t, "stat", "sha256sum")
+	// Shims count the stat, sha256sum and readlink processes each way.
+	run := countingShell(t, "stat", "sha256sum", "readlink")
 	alone, procsAlone := run(batch)
 	batched, procsBatched := run(prelude + batch)
 	// The prelude prints its link scan first: every declared path (and
@@ -68,9 +68,10 @@ func TestProbePreludeSameOutput(t *testing.T) {
 	if batched = withoutLinkScan(batched); alone != batched {
 		t.Errorf("output differs with the prelude\n--- alone\n%s\n--- batched\n%s", alone, batched)
 	}
-	t.Logf("stat/sha256sum processes: %d alone, %d with the prelude", procsAlone, procsBatched)
-	// Left to their own processes: the followed link's target (a path
-	// nobody declared) and the name with a newline (stat and sha256sum).
+	t.Logf("stat/sha256sum/readlink processes: %d alone, %d with the prelude", procsAlone, procsBatched)
+	// Left to their own processes: the followed link (readlink -f) and
+	// the name with a newline (stat and sha256sum); the plain link's
+	// target comes from the batch's stat (%N), with no readlink.
 	if procsBatched > 5 || procsBatched >= procsAlone {
 		t.Errorf("the prelude saved too little: %d processes alone, %d batched", procsAlone, procsBatched)
 	}
@@ -81,6 +82,14 @@ func TestProbePreludeSameOutput(t *testing.T) {
 	}
 	if ProbePrelude(scripts[0], HashCache{}) != "" {
 		t.Error("one path: no prelude expected")
+	}
+	// Two probes of one path share its stat; one checksum may come from
+	// the hash cache.
+	if ProbePrelude(scripts[3]+scripts[3], HashCache{}) == "" {
+		t.Error("two probes of one path: a prelude expected")
+	}
+	if ProbePrelude(scripts[0], HashCache{Dir: "/var/cache/gokube"}) == "" {
+		t.Error("one checksum with the hash cache: a prelude expected")
 	}
 }
 

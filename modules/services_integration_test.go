@@ -47,6 +47,18 @@ func realCommand(t *testing.T, tg *target) {
 	if res, rt = runRT(t, commandModule{kind: "shell"}, tg.env(), args); res.Changed || rt != 1 {
 		t.Fatalf("creates did not skip: %+v", res)
 	}
+	// The user's shell text runs as its own /bin/sh, guard or not: $$ is a
+	// shell with a script argument (/dev/fd/3, or -c after a guard), not
+	// the session's shell (no arguments).
+	for _, extra := range []map[string]any{{}, {"creates": tg.dir + "/nope"}} {
+		a := map[string]any{"cmd": `tr '\0' '\n' </proc/$$/cmdline | wc -l`}
+		for k, v := range extra {
+			a[k] = v
+		}
+		if res, _ := runRT(t, commandModule{kind: "shell"}, tg.env(), a); res.Failed || res.Data["stdout"] == "1" || res.Data["stdout"] == "0" {
+			t.Errorf("shell %v: $$ has %v arguments, want its own shell: %+v", extra, res.Data["stdout"], res)
+		}
+	}
 	cenv, _ := tg.checkEnv()
 	if res, _ = runRT(t, commandModule{kind: "shell"}, cenv, map[string]any{"cmd": "touch x", "creates": tg.dir + "/nope"}); !res.Changed {
 		t.Fatal("check mode creates prediction")

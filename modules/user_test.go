@@ -1,0 +1,77 @@
+package modules
+
+import (
+	"bufio"
+	"os"
+	"os/exec"
+	"slices"
+	"strings"
+	"testing"
+
+	"gokube/internal/testskip"
+)
+
+// TestAccountProbesMatchGetent runs the user and group probes on this
+// machine for every account in /etc/passwd and /etc/group, and for names
+// that exist nowhere, and requires what getent and id answer: reading the
+// files with the shell's read must not change a single probe's answer.
+func TestAccountProbesMatchGetent(t *testing.T) {
+	if _, err := exec.LookPath("getent"); err != nil {
+		testskip.Skip(t, "getent not found")
+	}
+	sh := func(script string, env ...string) string {
+		t.Helper()
+		cmd := exec.Command("/bin/sh", "-c", script)
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.Output()
+		if err != nil {
+			t.Fatalf("%v\n%s", err, script)
+		}
+		return string(out)
+	}
+	names := func(file string) []string {
+		f, err := os.Open(file)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		var out []string
+		sc := bufio.NewScanner(f)
+		for sc.Scan() {
+			if n, _, ok := strings.Cut(sc.Text(), ":"); ok && n != "" {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	absent := []string{"gokube-no-such-account", "r*", "root ", "a'b"}
+	users := append(names("/etc/passwd"), absent...)
+	for _, u := range users {
+		q := shq(u)
+		want := sh("printf 'passwd=%s\\n' \"$(getent passwd " + q + ")\"; printf 'groups=%s\\n' \"$(id -Gn -- " + q + " 2>/dev/null)\"; printf 'primary=%s\\n' \"$(id -gn -- " + q + " 2>/dev/null)\"")
+		if got := sh(userProbe(u)); got != want {
+			t.Errorf("user %q: probe says\n%s\ngetent and id say\n%s", u, got, want)
+		}
+		// An account in the files is answered without a process: with
+		// nothing on PATH the answer is the same.
+		if !slices.Contains(absent, u) {
+			if got := sh(userProbe(u), "PATH=/gokube-nothing"); got != want {
+				t.Errorf("user %q without PATH: probe says\n%s\nwant\n%s", u, got, want)
+			}
+		}
+	}
+	for _, g := range append(names("/etc/group"), absent...) {
+		want := sh("printf 'group=%s\\n' \"$(getent group " + shq(g) + ")\"")
+		if got := sh(groupProbe(g)); got != want {
+			t.Errorf("group %q: probe says %q, getent says %q", g, got, want)
+		}
+		if !slices.Contains(absent, g) {
+			if got := sh(groupProbe(g), "PATH=/gokube-nothing"); got != want {
+				t.Errorf("group %q without PATH: probe says %q, want %q", g, got, want)
+			}
+		}
+	}
+	if len(users) < 10 {
+		t.Errorf("only %d accounts compared", len(users))
+	}
+}
