@@ -184,12 +184,13 @@ func boolFlag(b bool) string {
 // one sha256sum over those that want a checksum, with gk_stat/gk_sha256
 // reading their answers from memory. Starting a process costs 10-30 ms on a
 // busy host, so a batch of 25 file probes drops from ~50 processes to 2.
-// Package probes share one dpkg-query the same way (pkgPrelude).
+// Package probes share one dpkg-query the same way (pkgPrelude), unit
+// probes one systemctl show (unitPrelude).
 // With hc.Dir set, checksums come from the host's hash cache when the file
 // is provably unchanged (see hashCacheScript), so a warm run reads no file
 // content at all. It returns "" when there is nothing to share.
 func ProbePrelude(batch string, hc HashCache) string {
-	return filePrelude(batch, hc) + pkgPrelude(batch)
+	return filePrelude(batch, hc) + pkgPrelude(batch) + unitPrelude(batch)
 }
 
 // HashCache says where the probe batch keeps the host's sha256 cache.

@@ -357,6 +357,41 @@ func realSystemd(t *testing.T, tg *target, fig *figures) {
 	if got := hostSh(t, tg, "systemctl is-active "+unit+" || true"); got != "active\n" {
 		t.Fatalf("after restart %q", got)
 	}
+	realUnitBatch(t, tg, unit)
+}
+
+// realUnitBatch: a probe batch of unit probes (this test's unit, ssh twice,
+// a unit that does not exist, the reload probe's) asks systemctl show once
+// and answers each probe exactly as its own systemctl show would. A shell
+// function named systemctl counts the calls.
+func realUnitBatch(t *testing.T, tg *target, unit string) {
+	probes := []string{probeShowScript(unit), probeShowScript("ssh"), probeShowScript("gokube-no-such-unit"), probeShowScript("ssh"), reloadProbe("ssh.service")}
+	var batch strings.Builder
+	for i, p := range probes {
+		fmt.Fprintf(&batch, "echo '--- probe %d'\n{\n%s}\n", i, p)
+	}
+	// A file, not a variable: the prelude calls it in a command
+	// substitution (a subshell).
+	count := `gk_cf=$(mktemp); systemctl() { case $1 in show) case $3 in NeedDaemonReload|UnitsLoadTimestamp) ;; *) echo >>"$gk_cf";; esac;; esac; command systemctl "$@"; }
+`
+	report := "echo \"--- calls $(wc -l <\"$gk_cf\")\"; rm -f \"$gk_cf\"\n"
+	alone := hostSh(t, tg, count+batch.String()+report)
+	batched := hostSh(t, tg, count+ProbePrelude(batch.String(), HashCache{})+batch.String()+report)
+	cut := func(s string) (string, string) {
+		i := strings.LastIndex(s, "--- calls ")
+		return s[:i], strings.TrimSpace(s[i:])
+	}
+	a, aCalls := cut(alone)
+	b, bCalls := cut(batched)
+	if a != b {
+		t.Errorf("unit probes answer differently in a batch:\n--- alone\n%s\n--- batched\n%s", a, b)
+	}
+	if aCalls != "--- calls 5" || bCalls != "--- calls 1" {
+		t.Errorf("systemctl show calls: %s alone, %s batched; want 5 and 1", aCalls, bCalls)
+	}
+	if !strings.Contains(b, "LoadState=not-found") || !strings.Contains(b, "Id="+unit) {
+		t.Errorf("batched answers lack the missing unit or %s:\n%s", unit, b)
+	}
 }
 
 func realUser(t *testing.T, tg *target, fig *figures) {

@@ -44,7 +44,7 @@ func TestSystemd(t *testing.T) {
 	}
 	// daemon_reload: probed ahead (is a reload needed? the unit's state);
 	// needed: reload and show in one request.
-	if p, ok := (systemdModule{}).Probe(map[string]any{"name": "etcd", "daemon_reload": true}); !ok || !strings.Contains(p, "NeedDaemonReload") || !strings.Contains(p, "systemctl show -p "+systemdProps+" -- 'etcd'") {
+	if p, ok := (systemdModule{}).Probe(map[string]any{"name": "etcd", "daemon_reload": true}); !ok || !strings.Contains(p, "NeedDaemonReload") || !strings.Contains(p, probeShowScript("etcd")) {
 		t.Fatalf("daemon_reload probe: %v %q", ok, p)
 	}
 	if _, ok := (systemdModule{}).Probe(map[string]any{"name": "etcd", "daemon_reexec": true}); ok {

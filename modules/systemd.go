@@ -53,7 +53,7 @@ func (m systemdModule) Probe(args map[string]any) (string, bool) {
 	if !a.has("name") {
 		return "", false
 	}
-	return showScript(a.str("name")), true
+	return probeShowScript(a.str("name")), true
 }
 
 func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
@@ -108,11 +108,11 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		if parseKV(out)["LoadState"] == "" {
 			// A dry connection records the reload without running it: read
 			// the state as it is.
-			if out, err = probeOrRun(ctx, &Env{Conn: env.Conn, Become: env.Become, BecomeUser: env.BecomeUser, Environment: env.Environment}, showScript(name)); err != nil {
+			if out, err = probeOrRun(ctx, &Env{Conn: env.Conn, Become: env.Become, BecomeUser: env.BecomeUser, Environment: env.Environment}, probeShowScript(name)); err != nil {
 				return nil, err
 			}
 		}
-	} else if out, err = probeOrRun(ctx, env, showScript(name)); err != nil {
+	} else if out, err = probeOrRun(ctx, env, probeShowScript(name)); err != nil {
 		return nil, err
 	}
 	kv := parseKV(out)

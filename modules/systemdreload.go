@@ -87,7 +87,7 @@ func reloadProbe(name string) string {
 		fmt.Fprintf(&b, "echo '%s'\n[ -n \"${%s+x}\" ] || %s=$(%s 2>/dev/null)\nprintf '%%s\\n' \"$%s\"\n", q.mark, q.v, q.v, q.cmd, q.v)
 	}
 	if name != "" {
-		b.WriteString("echo '" + reloadUnitMark + "'\n" + showScript(name) + "\n")
+		b.WriteString("echo '" + reloadUnitMark + "'\n" + probeShowScript(name))
 	}
 	return b.String()
 }
