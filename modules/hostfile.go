@@ -113,11 +113,16 @@ if [ ! -r "$p" ]; then echo readable=0; else :
 		b.WriteString("h=$(sha1sum < \"$p\") && echo \"sha1=${h%% *}\"\n")
 	}
 	if o.content {
-		b.WriteString("printf 'content='; base64 -w0 < \"$p\"; echo\n")
+		b.WriteString("gk_content \"$p\"\n")
 	}
 	b.WriteString("fi\nfi\n}\n")
 	return b.String()
 }
+
+// contentReadMax is the largest file whose content a probe batch reads
+// with the shell's read (a byte per system call) rather than base64 (a
+// process): a config file that lineinfile edits, not a binary.
+const contentReadMax = 16 << 10
 
 // statFormat is what a file probe prints about a path that exists.
 const statFormat = `mode=%a\nuid=%u\ngid=%g\nowner=%U\ngroup=%G\nsize=%s\nmtime=%Y\nino=%d:%i\n`
@@ -129,6 +134,7 @@ const probeDecl = "# gokube-probe-path "
 // probeFallbacks defines gk_stat and gk_sha256 unless a batch prelude did.
 const probeFallbacks = `command -v gk_stat >/dev/null 2>&1 || gk_stat() { stat --printf='` + statFormat + `' -- "$1"; }
 command -v gk_target >/dev/null 2>&1 || gk_target() { printf 'target=%s\n' "$(readlink -- "$1")"; }
+command -v gk_content >/dev/null 2>&1 || gk_content() { printf 'content='; base64 -w0 < "$1"; echo; }
 command -v gk_sha256 >/dev/null 2>&1 || gk_sha256() { h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; }
 `
 
@@ -302,6 +308,18 @@ done
 	b.WriteString("echo " + probeLinksScanned + `
 gk_rec() { gk_idx "$1"; gk_r=; if [ -n "$gk_i" ]; then eval "gk_r=\${gk_s$gk_i-}"; fi; [ -n "$gk_r" ]; }
 gk_stat() { if gk_rec "$1"; then gk_r=${gk_r#*"$gk_US"}; gk_r=${gk_r%"$gk_US"*"$gk_US"}; printf '%s\n' "${gk_r%"$gk_NL"}"; else stat --printf='` + statFormat + `' -- "$1"; fi; }
+gk_content() {
+gk_z=; if gk_rec "$1"; then gk_z=${gk_r#*"$gk_US"}; gk_z=${gk_z#*size=}; gk_z=${gk_z%%"$gk_NL"*}; fi
+case $gk_z in ''|*[!0-9]*) gk_z=;; esac
+if [ -n "$gk_z" ] && [ "$gk_z" -le ` + strconv.Itoa(contentReadMax) + ` ]; then
+gk_n=0; gk_cl=
+while IFS= read -r gk_cl; do printf 'content-line=%s\n' "$gk_cl"; gk_n=$((gk_n+${#gk_cl}+1)); gk_cl=; done <"$1"
+gk_n=$((gk_n+${#gk_cl}))
+if [ "$gk_n" -eq "$gk_z" ]; then printf 'content-tail=%s\n' "$gk_cl"; return; fi
+echo content-partial=1
+fi
+printf 'content='; base64 -w0 < "$1"; echo
+}
 gk_target() { if gk_rec "$1"; then gk_r=${gk_r%"$gk_US"}; gk_r=${gk_r##*"$gk_US"}; case $gk_r in "$1 -> "*) printf 'target=%s\n' "${gk_r#"$1 -> "}"; return;; esac; fi; printf 'target=%s\n' "$(readlink -- "$1")"; }
 `)
 	if len(sums) == 0 {
@@ -499,8 +517,29 @@ func parseFileState(out []byte) (*fileState, error) {
 			return nil, fmt.Errorf("probe: bad content encoding: %w", err)
 		}
 		st.Content, st.HasData = data, true
+	} else if data, ok := contentLines(out); ok {
+		if int64(len(data)) != st.Size {
+			return nil, fmt.Errorf("%s: probe read %d bytes of content, stat said %d", st.Path, len(data), st.Size)
+		}
+		st.Content, st.HasData = data, true
 	}
 	return st, nil
+}
+
+// contentLines is the content a batch's gk_content printed line by line:
+// every content-line with its newline, then content-tail (the last line
+// when it has no newline, else empty). ok is false without a tail.
+func contentLines(out []byte) (data []byte, ok bool) {
+	for _, line := range bytes.SplitAfter(out, []byte("\n")) {
+		if rest, found := bytes.CutPrefix(line, []byte("content-line=")); found {
+			data = append(data, rest...)
+			continue
+		}
+		if rest, found := bytes.CutPrefix(line, []byte("content-tail=")); found {
+			return append(data, bytes.TrimSuffix(rest, []byte("\n"))...), true
+		}
+	}
+	return nil, false
 }
 
 // parseKV reads key=value lines; the first = splits.

@@ -1,7 +1,10 @@
 package modules
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,7 +52,7 @@ func TestProbePreludeSameOutput(t *testing.T) {
 	if !strings.Contains(prelude, "stat --printf") || !strings.Contains(prelude, "sha256sum --") {
 		t.Fatalf("prelude does not batch stat and sha256sum:\n%s", prelude)
 	}
-	if strings.Contains(prelude, "line") {
+	if strings.Contains(prelude, "new\nline") {
 		t.Errorf("a path with a newline must be left to its own probe:\n%s", prelude)
 	}
 	// Shims count the stat, sha256sum and readlink processes each way.
@@ -65,7 +68,9 @@ func TestProbePreludeSameOutput(t *testing.T) {
 	if !PathsUnlinked([]string{a, sub + "/base.bin"}, links) || PathsUnlinked([]string{link}, links) || PathsUnlinked([]string{link + "/x"}, links) {
 		t.Errorf("PathsUnlinked disagrees with the scan %v", links)
 	}
-	if batched = withoutLinkScan(batched); alone != batched {
+	// Content read line by line by the batch (gk_content) reads as the
+	// base64 of the probe alone does.
+	if batched = contentAsBase64(t, withoutLinkScan(batched)); alone != batched {
 		t.Errorf("output differs with the prelude\n--- alone\n%s\n--- batched\n%s", alone, batched)
 	}
 	t.Logf("stat/sha256sum/readlink processes: %d alone, %d with the prelude", procsAlone, procsBatched)
@@ -91,6 +96,34 @@ func TestProbePreludeSameOutput(t *testing.T) {
 	if ProbePrelude(scripts[0], HashCache{Dir: "/var/cache/gokube"}) == "" {
 		t.Error("one checksum with the hash cache: a prelude expected")
 	}
+}
+
+// contentAsBase64 rewrites each run of content-line/content-tail lines (a
+// batch's gk_content) as the content=<base64> line a probe alone prints.
+func contentAsBase64(t *testing.T, out string) string {
+	t.Helper()
+	var b strings.Builder
+	lines := strings.SplitAfter(out, "\n")
+	for i := 0; i < len(lines); i++ {
+		if !strings.HasPrefix(lines[i], "content-line=") && !strings.HasPrefix(lines[i], "content-tail=") {
+			b.WriteString(lines[i])
+			continue
+		}
+		j := i
+		for j < len(lines) && !strings.HasPrefix(lines[j], "content-tail=") {
+			j++
+		}
+		if j == len(lines) {
+			t.Fatalf("content lines without a tail:\n%s", out)
+		}
+		data, ok := contentLines([]byte(strings.Join(lines[i:j+1], "")))
+		if !ok {
+			t.Fatalf("content lines do not parse:\n%s", out)
+		}
+		b.WriteString("content=" + base64.StdEncoding.EncodeToString(data) + "\n")
+		i = j
+	}
+	return b.String()
 }
 
 // withoutLinkScan is a batch's output without the prelude's link scan.
@@ -132,5 +165,54 @@ func countingShell(t *testing.T, tools ...string) func(script string) (string, i
 		}
 		log, _ := os.ReadFile(calls)
 		return string(out), strings.Count(string(log), "\n")
+	}
+}
+
+// TestProbeContentByRead: in a batch, a small file's content is read with
+// the shell's read (no process) and comes back byte for byte: empty, no
+// final newline, blank lines, backslashes, tabs, CR, leading dashes and
+// percent signs, a line that looks like a probe key. A NUL byte (read
+// drops it; the byte count tells) and a file over contentReadMax fall back
+// to base64: the only two base64 processes of the batch.
+func TestProbeContentByRead(t *testing.T) {
+	dir := t.TempDir()
+	files := [][]byte{
+		{},
+		[]byte("a\nb\n"),
+		[]byte("no newline"),
+		[]byte("\n\n"),
+		[]byte("  lead\\back\\\\n\ttab\r\n-x %s %% \\t\n"),
+		[]byte("content=abc\ncontent-tail=x\ntype=absent\n"),
+		[]byte("x\x00y\n"),
+		bytes.Repeat([]byte("0123456789abcde\n"), contentReadMax/16+1),
+		[]byte("h\xe9llo \xff\n"),
+	}
+	var batch strings.Builder
+	for i, data := range files {
+		p := filepath.Join(dir, fmt.Sprintf("f%d", i))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(&batch, "echo '--- probe %d'\n{\n%s}\n", i, fileProbe{content: true}.script(p))
+	}
+	run := countingShell(t, "base64")
+	out, n := run(ProbePrelude(batch.String(), HashCache{}) + batch.String())
+	if n != 2 {
+		t.Errorf("%d base64 processes, want 2 (the NUL file and the large one)", n)
+	}
+	sections := strings.Split(out, "--- probe ")[1:]
+	if len(sections) != len(files) {
+		t.Fatalf("%d probe outputs, want %d:\n%s", len(sections), len(files), out)
+	}
+	for i, sec := range sections {
+		_, body, _ := strings.Cut(sec, "\n")
+		st, err := parseFileState([]byte(body))
+		if err != nil {
+			t.Errorf("file %d: %v", i, err)
+			continue
+		}
+		if !st.HasData || !bytes.Equal(st.Content, files[i]) {
+			t.Errorf("file %d: content %q, want %q", i, st.Content, files[i])
+		}
 	}
 }
