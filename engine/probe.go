@@ -199,12 +199,26 @@ func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser str
 	if t.seq < 0 {
 		return out
 	}
+	// Results that tasks from t on will register are not known yet. The
+	// look-ahead renders later tasks as if each registered an unchanged,
+	// successful result (what a run with nothing to change registers), so
+	// "daemon_reload: {{ .unit.changed }}" after a template task does not
+	// end the batch. A wrong guess costs nothing but the probe: a task
+	// uses a cached probe only when its script, rendered with the real
+	// results, is the same.
+	pending := map[string]any{}
+	registers := t.Register // registered before the next task renders
 tasks:
 	for j := t.seq + 1; j < len(seq) && len(out) < maxProbeBatch; j++ {
 		u := seq[j]
+		if registers != "" {
+			pending[registers] = unchangedResult()
+		}
+		registers = ""
 		if !hr.r.selected(u) {
 			continue
 		}
+		registers = u.Register
 		if u.Module == nil {
 			if u.Action == "meta" {
 				return out // handlers may run, the play may end
@@ -222,6 +236,9 @@ tasks:
 			continue
 		}
 		usc := hr.r.taskScope(hr.hs, u)
+		if len(pending) > 0 {
+			usc = usc.with(pending)
+		}
 		if b, bu := hr.r.becomeFor(usc, u); b != become || b && bu != buser {
 			return out
 		}
@@ -274,6 +291,12 @@ tasks:
 		}
 	}
 	return out
+}
+
+// unchangedResult is what the look-ahead assumes a task not run yet will
+// register: ok, nothing changed.
+func unchangedResult() map[string]any {
+	return map[string]any{"changed": false, "failed": false, "skipped": false}
 }
 
 // probeOf renders u's args; stop=true when they cannot be rendered yet.

@@ -167,3 +167,46 @@ func probeBatches(f *connection.Fake) []int {
 	}
 	return batches
 }
+
+// A task whose arguments read a result registered earlier in the same
+// batch is probed as if that task changed nothing: a warm run keeps one
+// batch. When the guess is wrong (the first run, which changes a), the
+// task's script differs from the guessed one and it probes itself.
+func TestProbeLookaheadGuessesUnchangedResults(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  tasks:
+    - tfile: {path: a, content: "1"}
+      register: wrote_a
+    - tfile: {path: "{{ if .wrote_a.changed }}b{{ else }}c{{ end }}", content: "2"}
+    - tfile: {path: d, content: "3"}
+`})
+	first := mustRun(t, e, e.opts("site.yml"))
+	if s := first.Hosts["node-1"]; s.Changed != 3 {
+		t.Fatalf("first run: %+v", *s)
+	}
+	wrote := map[string]bool{}
+	for _, rq := range e.fake("node-1").Requests() {
+		for _, p := range []string{"b", "c"} {
+			if !rq.ReadOnly && strings.HasSuffix(rq.Script, "> \""+p+"\"") {
+				wrote[p] = true
+			}
+		}
+	}
+	if !wrote["b"] || wrote["c"] {
+		t.Fatalf("first run wrote %v, want b only (a changed)", wrote)
+	}
+	// The second run writes c (a is unchanged now); the third changes
+	// nothing and sends one batch.
+	if s := mustRun(t, e, e.opts("site.yml")).Hosts["node-1"]; s.Changed != 1 {
+		t.Fatalf("second run: %+v (c is new)", *s)
+	}
+	e.resetFakes()
+	r := mustRun(t, e, e.opts("site.yml"))
+	if b := probeBatches(e.fake("node-1")); !reflect.DeepEqual(b, []int{3}) {
+		t.Fatalf("warm probe batches %v, want one batch of a, c and d", b)
+	}
+	if s := r.Hosts["node-1"]; s.Changed != 0 {
+		t.Fatalf("warm run: %+v", *s)
+	}
+}
