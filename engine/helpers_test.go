@@ -115,7 +115,23 @@ func testRegistry() *modules.Registry {
 	r := &modules.Registry{}
 	r.Register(tfile{}, "tfile")
 	r.Register(tcmd{}, "command", "shell")
+	r.Register(treload{}, "treload")
 	return r
+}
+
+// treload is a test module whose probe prints the daemon-reload answers
+// as the systemd module's reload probe does (modules.ReloadAnswers), with
+// fixed values; it changes nothing.
+type treload struct{}
+
+func (treload) Spec() modules.Spec { return modules.Spec{Args: map[string]modules.Arg{}} }
+
+func (treload) Probe(map[string]any) (string, bool) {
+	return "printf '%s\\n' '--- gokube need-daemon-reload' no '--- gokube last-reload' UnitsLoadTimestamp=@100 '--- gokube reload-inputs' '50 /etc/fstab'", true
+}
+
+func (treload) Run(context.Context, *modules.Env, map[string]any) (*modules.Result, error) {
+	return &modules.Result{}, nil
 }
 
 // env is a test world: a temp dir with playbook files and fake hosts whose

@@ -64,6 +64,7 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 			if d, ok := hr.r.hosts[delegate]; ok {
 				d.mu.Lock()
 				d.probes = nil
+				d.reloadVars = ""
 				d.mu.Unlock()
 			}
 		}

@@ -47,6 +47,7 @@ type probeReq struct {
 func (hr *hostRun) dropProbes() {
 	hr.hs.mu.Lock()
 	hr.hs.probes = nil
+	hr.hs.reloadVars = ""
 	hr.hs.mu.Unlock()
 }
 
@@ -65,6 +66,9 @@ func (hr *hostRun) dropProbesAfter(touched, own []string) {
 	}
 	hr.hs.mu.Lock()
 	defer hr.hs.mu.Unlock()
+	// Whether a daemon-reload could change anything is asked again after
+	// any change: a unit file is a path like any other.
+	hr.hs.reloadVars = ""
 	for k, e := range hr.hs.probes {
 		if e.paths == nil || pathsRelated(e.paths, touched) {
 			delete(hr.hs.probes, k)
@@ -132,9 +136,22 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	}
 	reqs := []probeReq{{key, script, probePaths(t.Module, args, script)}}
 	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser)...)
-	outs, links, err := runProbes(ctx, conn, reqs, become, buser, modules.HashCache{Dir: modules.DefaultHashCacheDir, Write: !hr.r.opts.Check}, hr.r.debugf)
+	hr.hs.mu.Lock()
+	known := hr.hs.reloadVars
+	hr.hs.mu.Unlock()
+	outs, links, err := runProbes(ctx, conn, reqs, known, become, buser, modules.HashCache{Dir: modules.DefaultHashCacheDir, Write: !hr.r.opts.Check}, hr.r.debugf)
 	if err != nil {
 		return nil, nil, err
+	}
+	if known == "" {
+		for _, out := range outs {
+			if v := modules.ReloadAnswers(out); v != "" {
+				hr.hs.mu.Lock()
+				hr.hs.reloadVars = v
+				hr.hs.mu.Unlock()
+				break
+			}
+		}
 	}
 	entry := func(rq probeReq, out []byte) probeEntry {
 		e := probeEntry{script: rq.script, out: out}
@@ -316,7 +333,10 @@ func (hr *hostRun) probeOf(u *Task, p modules.Prober, sc *scope, idx int) (*prob
 // output at per-run markers. links are the symbolic links on the way to
 // the declared paths (modules.ProbeLinks), nil when the batch did not
 // scan them.
-func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, become bool, buser string, hc modules.HashCache, debugf func(string, ...any)) (outs [][]byte, links map[string]bool, err error) {
+//
+// known is shell text put first: answers an earlier batch found that
+// still hold (the daemon-reload questions, modules.ReloadAnswers).
+func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, known string, become bool, buser string, hc modules.HashCache, debugf func(string, ...any)) (outs [][]byte, links map[string]bool, err error) {
 	var nb [8]byte
 	if _, err := rand.Read(nb[:]); err != nil {
 		return nil, nil, err
@@ -328,6 +348,7 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, becom
 		all.WriteByte('\n')
 	}
 	var b strings.Builder
+	b.WriteString(known)
 	b.WriteString(modules.ProbePrelude(all.String(), hc))
 	for i, rq := range reqs {
 		// A brace group, not a subshell: forks cost ~10 ms each on a

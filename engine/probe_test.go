@@ -210,3 +210,35 @@ func TestProbeLookaheadGuessesUnchangedResults(t *testing.T) {
 		t.Fatalf("warm run: %+v", *s)
 	}
 }
+
+// The daemon-reload answers a probe batch found are put before the next
+// batches (no systemctl asked again) until something changes on the host.
+func TestProbeBatchKeepsReloadAnswers(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - treload: {}
+- hosts: all
+  gather_facts: false
+  tasks:
+    - treload: {}
+- hosts: all
+  gather_facts: false
+  tasks:
+    - tfile: {path: b, content: "2"}
+    - treload: {}
+`})
+	mustRun(t, e, e.opts("site.yml"))
+	var known []bool
+	for _, rq := range e.fake("node-1").Requests() {
+		if strings.Contains(rq.Script, "gokube need-daemon-reload") {
+			known = append(known, strings.HasPrefix(rq.Script, "gk_rl_need='no'\ngk_rl_since='UnitsLoadTimestamp=@100'\ngk_rl_inputs='50 /etc/fstab'\n"))
+		}
+	}
+	// Play 1 asks; play 2 knows; play 3's batch (b and the reload probe)
+	// knows, b changes, and the reload probe asks again.
+	if want := []bool{false, true, true, false}; !reflect.DeepEqual(known, want) {
+		t.Fatalf("batches with the reload answers known: %v, want %v", known, want)
+	}
+}

@@ -117,12 +117,15 @@ type hostState struct {
 	gotF   bool
 	vars   map[string]any // set_fact and registered
 	// dead hosts (failed or unreachable) sit out the rest of the run.
-	dead     bool
-	stats    *HostStats
-	pending  map[int]bool // handler indexes notified in this play
-	probes   map[probeKey]probeEntry
-	batch    []any // hosts of the current serial batch (a template value)
-	playHost []any
+	dead    bool
+	stats   *HostStats
+	pending map[int]bool // handler indexes notified in this play
+	probes  map[probeKey]probeEntry
+	// reloadVars keeps a probe batch's daemon-reload answers
+	// (modules.ReloadAnswers) for later batches, until any change.
+	reloadVars string
+	batch      []any // hosts of the current serial batch (a template value)
+	playHost   []any
 }
 
 func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[string]any) *run {

@@ -79,17 +79,29 @@ func reloadProbe(name string) string {
 		}
 	}
 	var b strings.Builder
-	for _, q := range []struct{ mark, v, cmd string }{
-		{reloadNeedMark, "gk_rl_need", "systemctl show -p NeedDaemonReload --value -- '*'"},
-		{reloadSinceMark, "gk_rl_since", "systemctl show -p UnitsLoadTimestamp --timestamp=unix"},
-		{reloadInputsMark, "gk_rl_inputs", stat},
-	} {
+	for _, q := range reloadQuestions() {
+		if q.cmd == "" {
+			q.cmd = stat
+		}
 		fmt.Fprintf(&b, "echo '%s'\n[ -n \"${%s+x}\" ] || %s=$(%s 2>/dev/null)\nprintf '%%s\\n' \"$%s\"\n", q.mark, q.v, q.v, q.cmd, q.v)
 	}
 	if name != "" {
 		b.WriteString("echo '" + reloadUnitMark + "'\n" + probeShowScript(name))
 	}
 	return b.String()
+}
+
+// reloadQuestion is one of the reload probe's three questions: the line
+// that starts its answer, the batch variable that keeps it, the command
+// that asks ("" for the inputs' stat, built by reloadProbe).
+type reloadQuestion struct{ mark, v, cmd string }
+
+func reloadQuestions() []reloadQuestion {
+	return []reloadQuestion{
+		{reloadNeedMark, "gk_rl_need", "systemctl show -p NeedDaemonReload --value -- '*'"},
+		{reloadSinceMark, "gk_rl_since", "systemctl show -p UnitsLoadTimestamp --timestamp=unix"},
+		{reloadInputsMark, "gk_rl_inputs", ""},
+	}
 }
 
 // reloadNeeded judges reloadProbe's output: whether a daemon-reload could
@@ -140,4 +152,35 @@ func reloadNeeded(out []byte) (need bool, why string, unit []byte) {
 		}
 	}
 	return false, "no unit file, drop-in or generator input changed since the last reload", unit
+}
+
+// ReloadAnswers returns, from a probe batch's output of one reload probe,
+// shell assignments of the batch variables that keep its three answers
+// (NeedDaemonReload of every unit, the last reload's time, the inputs'
+// times), or "" when the output does not hold all three. Put before a later
+// batch, they make its reload probes print those answers without asking
+// systemd again: valid for as long as nothing changed on the host since
+// (the executor drops them on any change, as it drops cached probes). The
+// HA example's masters asked twice per run, once per play, ~0.5 s each on
+// a loaded host.
+func ReloadAnswers(out []byte) string {
+	text, _, _ := strings.Cut(string(out), reloadUnitMark+"\n")
+	var b strings.Builder
+	for _, q := range reloadQuestions() {
+		_, rest, ok := strings.Cut(text, q.mark+"\n")
+		if !ok {
+			return ""
+		}
+		// The answer is everything up to the next mark, which printf
+		// ended with a newline the variable did not have.
+		if i := strings.Index(rest, "\n--- gokube "); i >= 0 {
+			rest = rest[:i+1]
+		}
+		v, ok := strings.CutSuffix(rest, "\n")
+		if !ok {
+			return ""
+		}
+		fmt.Fprintf(&b, "%s=%s\n", q.v, shq(v))
+	}
+	return b.String()
 }

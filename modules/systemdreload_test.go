@@ -62,3 +62,30 @@ func TestReloadProbeAsksOncePerBatch(t *testing.T) {
 		t.Errorf("one probe: %d calls, want 3", calls)
 	}
 }
+
+// TestReloadAnswersKeepTheProbe: the assignments ReloadAnswers makes from
+// one reload probe's output, put before a later batch, make its reload
+// probes print exactly the same without starting systemctl or stat (the
+// unit's own show still asks).
+func TestReloadAnswersKeepTheProbe(t *testing.T) {
+	run := countingShell(t, "systemctl", "stat")
+	probe := "{\n" + reloadProbe("etcd") + "\n} </dev/null 2>&1; true\n" // no systemd here: the show fails
+	first, calls := run(probe)
+	if calls != 4 {
+		t.Fatalf("a reload probe with its unit: %d calls, want 4", calls)
+	}
+	known := ReloadAnswers([]byte(first))
+	if !strings.HasPrefix(known, "gk_rl_need=") || strings.Count(known, "\n") < 3 {
+		t.Fatalf("answers %q from\n%s", known, first)
+	}
+	again, calls := run(known + probe)
+	if calls != 1 {
+		t.Errorf("with the answers known: %d calls, want 1 (the unit's show)", calls)
+	}
+	if again != first {
+		t.Errorf("with the answers known the probe printed\n%s\nwant\n%s", again, first)
+	}
+	if ReloadAnswers([]byte("--- gokube need-daemon-reload\nno\n")) != "" {
+		t.Error("answers from an incomplete output")
+	}
+}
