@@ -304,12 +304,17 @@ func (c *sshConn) keepalive() {
 			}
 		}
 		idle = 0
-		if !c.ping(2 * c.cfg.KeepAlive) {
+		if !c.ping(max(2*c.cfg.KeepAlive, minPingWait)) {
 			c.client.Close()
 			return
 		}
 	}
 }
+
+// minPingWait is the least time a keepalive's answer is waited for: a
+// busy control machine's own lag (tests use a 10 ms interval, and a loaded
+// CI machine once took longer to answer in-process) is not a lost peer.
+const minPingWait = 2 * time.Second
 
 // ping reports whether the server answers a keepalive within d.
 func (c *sshConn) ping(d time.Duration) bool {

@@ -62,6 +62,8 @@ type uriTestServer struct {
 	// gaveUp counts /slow requests whose client went away before the
 	// answer: the event that shows a timeout or a cancel was honoured.
 	gaveUp atomic.Int64
+	// slowIn counts /slow requests that arrived.
+	slowIn atomic.Int64
 }
 
 func (s *uriTestServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -77,6 +79,7 @@ func (s *uriTestServer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "/missing":
 		http.Error(w, "no such thing", http.StatusNotFound)
 	case "/slow":
+		s.slowIn.Add(1)
 		// Long enough that only a client that ignores its timeout or its
 		// cancel ever sees the answer (the test then fails on it).
 		select {
@@ -204,8 +207,16 @@ func TestURIClientCertTLS(t *testing.T) {
 	waitGaveUp(1)
 
 	// A cancelled run ends the task with the cancellation.
+	// Cancelled once the server has the request (on a busy machine 200 ms
+	// after the start was sometimes before it arrived).
 	cctx, cancel := context.WithCancel(context.Background())
-	time.AfterFunc(200*time.Millisecond, cancel)
+	defer cancel()
+	go func() {
+		for h.slowIn.Load() < 2 && cctx.Err() == nil {
+			time.Sleep(20 * time.Millisecond)
+		}
+		cancel()
+	}()
 	if _, err := (URI{}).Run(cctx, &Env{Conn: local, Host: "h1"}, auth("/slow", nil)); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled: %v", err)
 	}
