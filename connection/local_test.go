@@ -325,7 +325,7 @@ func TestShellTempFiles(t *testing.T) {
 	if !strings.HasPrefix(lines[1], tmp+"/.gokube.") || !strings.HasSuffix(lines[1], ".") {
 		t.Fatalf("temp prefix %q: want files %s/.gokube.<uuid>.*", lines[1], tmp)
 	}
-	for _, f := range []string{"i", "r"} {
+	for _, f := range []string{"i", "o", "r"} {
 		st, err := os.Stat(lines[1] + f)
 		if err != nil {
 			t.Fatal(err)
@@ -339,5 +339,22 @@ func TestShellTempFiles(t *testing.T) {
 	left, _ := os.ReadDir(tmp)
 	if len(left) > 0 {
 		t.Errorf("left behind: %v", left)
+	}
+}
+
+// TestOwnShellStdout: an OwnShell request's stdout comes back byte for
+// byte through its file, and a process it leaves in the background keeps
+// no hold on the session: what it prints later never reaches another
+// request's output.
+func TestOwnShellStdout(t *testing.T) {
+	sh := startLocalShell(t)
+	res := sh.run(t, Request{Script: `printf '\000\377x\n'; echo "$0"; (sleep 0.3; echo late) &`, OwnShell: true})
+	if want := "\x00\xffx\n/dev/fd/3\n"; string(res.Stdout) != want {
+		t.Errorf("stdout %q, want %q", res.Stdout, want)
+	}
+	for i := 0; i < 5; i++ {
+		if res := sh.run(t, Request{Script: "sleep 0.1; echo next"}); string(res.Stdout) != "next\n" {
+			t.Fatalf("request %d after the background process: %q", i, res.Stdout)
+		}
 	}
 }

@@ -58,6 +58,9 @@ func (s *localShell) run(t *testing.T, req Request) Result {
 	}
 	s.pending = nil
 	res, err := readFrame(s.r, m)
+	if err == nil && req.OwnShell {
+		res.Stdout, err = decodeB64Stdout(res.Stdout)
+	}
 	if err != nil {
 		t.Fatal(err)
 	}

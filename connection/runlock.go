@@ -254,7 +254,7 @@ gk_ok=1
 	}
 	// The session's end removes its locks and its temp directory with one
 	// rm: a process is 10-30 ms on a busy host, and every run pays this.
-	fmt.Fprintf(&b, "gk_unlock() { set --; %sif [ -n \"$gk_T\" ]; then set -- \"$@\" \"$gk_T\" \"$gk_T.u\" \"$gk_T.i\" \"$gk_T.r\"; gk_T=; gk_D=; fi; if [ \"$#\" -gt 0 ]; then rm -rf -- \"$@\"; fi; }\nif [ -n \"$gk_ok\" ]; then\n", unlock.String())
+	fmt.Fprintf(&b, "gk_unlock() { set --; %sif [ -n \"$gk_T\" ]; then set -- \"$@\" \"$gk_T\" \"$gk_T.u\" \"$gk_T.i\" \"$gk_T.o\" \"$gk_T.r\"; gk_T=; gk_D=; fi; if [ \"$#\" -gt 0 ]; then rm -rf -- \"$@\"; fi; }\nif [ -n \"$gk_ok\" ]; then\n", unlock.String())
 	if sweep && len(locks) > 0 {
 		fmt.Fprintf(&b, `if [ -n "$gk_l0" ]; then
 set --

@@ -32,22 +32,25 @@ import (
 // for its own /bin/sh), sourced from /dev/fd with no positional
 // parameters, its stdin and stderr redirected to files: it cannot read the
 // following frames or end the driving shell with exit, and what it changes
-// (variables, cd, umask, traps, set -e) ends with the subshell. Its $$ is
-// the session shell's; a request with OwnShell (a user's shell or command
-// task) runs as its own /bin/sh instead, for one exec more. Its stdout
+// (variables, cd, umask, traps, set -e) ends with the subshell. Its stdout
 // is the session's own, streamed raw between a start line and the status
 // line, so a request's output costs no process either; stderr, usually
 // empty, comes back base64 when there is any. Per request the host forks
 // once (the subshell) and starts base64 only for a non-empty stderr.
 //
-// A process the script leaves running in the background keeps the
-// session's stdout: what it prints after its request ended lands before
-// the next request's start line, which the reader skips as noise.
+// A request with OwnShell (a user's shell or command task) runs as its own
+// /bin/sh ($$ its own) with stdout to a file too, sent back base64: a
+// user's command may leave a process running in the background, which
+// must not hold the session's stdout (its output would land in later
+// frames, and a session shell killed without its trap would not end the
+// session while it runs). gokube's own scripts start nothing that
+// outlives them.
 
 // shellPreamble is written once when a session opens; it defines the
 // helpers the frames call, which keeps every frame small, and two temp
 // files reused by every request (requests on a shell are sequential):
-// the script's stdin (${gk_D}i) and stderr (${gk_D}r).
+// the script's stdin (${gk_D}i), stderr (${gk_D}r) and, for OwnShell,
+// stdout (${gk_D}o).
 //
 // The files are made with builtins only: a random name from the kernel
 // (/proc/sys/kernel/random/uuid, read), created with noclobber (O_EXCL: a
@@ -65,16 +68,16 @@ gk_T=${TMPDIR:-/tmp}/.gokube.$gk_T
 set -C
 if { umask >"$gk_T.u"; } 2>/dev/null && read -r gk_u <"$gk_T.u" && [ -n "$gk_u" ]; then
 umask 077
-if { : >"$gk_T.i" && : >"$gk_T.r"; } 2>/dev/null; then gk_D=$gk_T.; fi
+if { : >"$gk_T.i" && : >"$gk_T.o" && : >"$gk_T.r"; } 2>/dev/null; then gk_D=$gk_T.; fi
 umask "$gk_u"
 fi
 set +C
 fi
 if [ -z "$gk_D" ]; then
-if [ -n "$gk_T" ]; then rm -f -- "$gk_T.u" "$gk_T.i" "$gk_T.r" 2>/dev/null; fi
+if [ -n "$gk_T" ]; then rm -f -- "$gk_T.u" "$gk_T.i" "$gk_T.o" "$gk_T.r" 2>/dev/null; fi
 gk_T=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) && gk_D=$gk_T/ || gk_T=
 fi
-gk_unlock() { if [ -n "$gk_T" ]; then rm -rf -- "$gk_T" "$gk_T.u" "$gk_T.i" "$gk_T.r"; gk_T=; gk_D=; fi; }
+gk_unlock() { if [ -n "$gk_T" ]; then rm -rf -- "$gk_T" "$gk_T.u" "$gk_T.i" "$gk_T.o" "$gk_T.r"; gk_T=; gk_D=; fi; }
 trap 'gk_unlock; kill -KILL 0; exit 143' TERM HUP INT
 trap 'gk_unlock' EXIT
 gk_n() { gk_bad=; if [ -n "$gk_D" ]; then : >"${gk_D}i"; fi; }
@@ -87,9 +90,16 @@ gk_go() {
 gk_rc=255
 if [ -n "$gk_D" ] && [ -z "$gk_bad" ]; then
 printf '%s.s\n' "$1"
-(gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ -n "$gk_X" ]; then exec /bin/sh /dev/fd/3; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" &
+if [ -n "$3" ]; then
+(gk_E=$2; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; exec /bin/sh /dev/fd/3) <"${gk_D}i" >"${gk_D}o" 2>"${gk_D}r" &
 wait "$!"
 gk_rc=$?
+gk_b "${gk_D}o"
+else
+(gk_E=$2; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" &
+wait "$!"
+gk_rc=$?
+fi
 printf '\n%s %s\n' "$1" "$gk_rc"
 gk_b "${gk_D}r"
 printf '%s\n' "$1.e"
@@ -282,6 +292,19 @@ func readFrame(r *bufio.Reader, marker string) (Result, error) {
 		return res, err
 	}
 	return res, nil
+}
+
+// decodeB64Stdout decodes the stdout of an OwnShell request, which the
+// shell sends as base64 lines (gk_b) between the start and status lines.
+func decodeB64Stdout(raw []byte) ([]byte, error) {
+	out, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(raw)), ""))
+	if err != nil {
+		return nil, fmt.Errorf("bad frame payload: %w", err)
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	return out, nil
 }
 
 func readLine(r *bufio.Reader) (string, error) {

@@ -249,6 +249,9 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 			return
 		}
 		res, err := readFrame(s.r, marker)
+		if err == nil && req.OwnShell {
+			res.Stdout, err = decodeB64Stdout(res.Stdout)
+		}
 		got <- answer{res, err}
 	}()
 	select {

@@ -139,7 +139,7 @@ func (c *haCluster) observer(t *testing.T) *http.Client {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{
+	c.client = &http.Client{Timeout: 30 * time.Second, Transport: &http.Transport{
 		TLSClientConfig: &tls.Config{RootCAs: pool, Certificates: []tls.Certificate{pair}},
 		// A new connection per call, so the load balancer picks a backend
 		// for every call, as it does for new clients.

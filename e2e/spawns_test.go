@@ -166,9 +166,8 @@ func childNamed(t *testing.T, parent int, name string) int {
 // runExecs splits what a run started on a host into its session (sshd,
 // the login's motd scripts, sudo, up to the persistent shell gokube talks
 // to) and the rest, counted by program: "request" is a request's own
-// script shell (a command or shell task's), "command shell" the shell a
-// command task with a guard starts when the guard lets it run, anything
-// else the work of probes and changes. It fails when a run opened more than one session.
+// script shell (a command or shell task's), "base64" an output stream,
+// anything else the work of probes and changes. It fails when a run opened more than one session.
 func runExecs(t *testing.T, execs []execRec) (session int, progs map[string]int, lines []string) {
 	t.Helper()
 	progs = map[string]int{}
@@ -193,8 +192,6 @@ func runExecs(t *testing.T, execs []execRec) (session int, progs map[string]int,
 		switch {
 		case name == "sh" && len(e.argv) == 2 && e.argv[1] == "/dev/fd/3":
 			name = "request" // a request with its own shell (OwnShell)
-		case name == "sh" && len(e.argv) > 1 && e.argv[1] == "-c":
-			name = "command shell" // a command task's shell, after its guard
 		case name == "base64" && len(e.argv) > 1 && e.argv[1] == "-d":
 			name = "base64 -d"
 		case name == "systemctl" && len(e.argv) > 1:

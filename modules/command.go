@@ -135,17 +135,13 @@ func (m commandModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		}
 		return &Result{Changed: true, Msg: "would run (creates/removes not satisfied)", Data: map[string]any{"cmd": display}}, nil
 	}
+	if g != "" {
+		// One round trip: the guard and the command in one script.
+		script = "if " + g + "; then echo " + skipMarker + "; exit 0; fi\n" + script
+	}
 	// A subshell, so exec or exit in the command end only the command,
 	// whatever the connection does with the script.
 	script = "(" + script + "\n)"
-	// The user's text runs as its own /bin/sh ($$ and $0 its own, as under
-	// Ansible). With a guard, the guard and the command go in one round
-	// trip, and the shell starts only when the guard lets the command run.
-	ownShell := true
-	if g != "" {
-		script = "if " + g + "; then echo " + skipMarker + "; exit 0; fi\nexec /bin/sh -c " + shq(script)
-		ownShell = false
-	}
 	var stdin []byte
 	if a.has("stdin") {
 		stdin = []byte(a.str("stdin"))
@@ -157,7 +153,10 @@ func (m commandModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	r, err := env.Conn.Run(ctx, connection.Request{
 		Script: script, Stdin: stdin, Dir: a.str("chdir"),
 		Become: env.Become, BecomeUser: env.BecomeUser, Env: env.Environment,
-		OwnShell: ownShell,
+		// The user's text runs as its own /bin/sh: $$ and $0 its own, as
+		// under Ansible, and a process it leaves in the background holds
+		// only its output file, not the session.
+		OwnShell: true,
 	})
 	end := time.Now()
 	if err != nil {

@@ -48,8 +48,8 @@ func realCommand(t *testing.T, tg *target) {
 		t.Fatalf("creates did not skip: %+v", res)
 	}
 	// The user's shell text runs as its own /bin/sh, guard or not: $$ is a
-	// shell with a script argument (/dev/fd/3, or -c after a guard), not
-	// the session's shell (no arguments).
+	// shell with a script argument (/dev/fd/3), not the session's shell
+	// (no arguments).
 	for _, extra := range []map[string]any{{}, {"creates": tg.dir + "/nope"}} {
 		a := map[string]any{"cmd": `tr '\0' '\n' </proc/$$/cmdline | wc -l`}
 		for k, v := range extra {
