@@ -124,14 +124,17 @@ func testRegistry() *modules.Registry {
 // fixed values; it changes nothing.
 type treload struct{}
 
-func (treload) Spec() modules.Spec { return modules.Spec{Args: map[string]modules.Arg{}} }
+func (treload) Spec() modules.Spec {
+	return modules.Spec{Args: map[string]modules.Arg{"reprobe": {Type: modules.Bool}}}
+}
 
 func (treload) Probe(map[string]any) (string, bool) {
 	return "printf '%s\\n' '--- gokube need-daemon-reload' no '--- gokube last-reload' UnitsLoadTimestamp=@100 '--- gokube reload-inputs' '50 /etc/fstab'", true
 }
 
-func (treload) Run(context.Context, *modules.Env, map[string]any) (*modules.Result, error) {
-	return &modules.Result{}, nil
+func (treload) Run(_ context.Context, _ *modules.Env, args map[string]any) (*modules.Result, error) {
+	// reprobe: as after a daemon-reload, no change but probes are stale.
+	return &modules.Result{Reprobe: args["reprobe"] == true}, nil
 }
 
 // env is a test world: a temp dir with playbook files and fake hosts whose

@@ -57,7 +57,7 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 	// The module's own changed (before changed_when) says whether it acted
 	// on the host: a command reports changed whenever it ran. In check mode
 	// nothing changed on the host, so cached probes stay true.
-	if err == nil && !check && !res.Skipped && res.Changed {
+	if err == nil && !check && !res.Skipped && (res.Changed || res.Reprobe) {
 		// A delegated task has no probed paths here: every probe goes.
 		hr.dropProbesAfter(res.Touched, probed)
 		if delegate != "" {

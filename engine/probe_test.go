@@ -228,6 +228,11 @@ func TestProbeBatchKeepsReloadAnswers(t *testing.T) {
   tasks:
     - tfile: {path: b, content: "2"}
     - treload: {}
+- hosts: all
+  gather_facts: false
+  tasks:
+    - treload: {reprobe: true}
+    - treload: {}
 `})
 	mustRun(t, e, e.opts("site.yml"))
 	var known []bool
@@ -237,8 +242,10 @@ func TestProbeBatchKeepsReloadAnswers(t *testing.T) {
 		}
 	}
 	// Play 1 asks; play 2 knows; play 3's batch (b and the reload probe)
-	// knows, b changes, and the reload probe asks again.
-	if want := []bool{false, true, true, false}; !reflect.DeepEqual(known, want) {
+	// knows, b changes, and the reload probe asks again; play 4's batch
+	// knows, its first task reloads (no change, but Reprobe) and the
+	// second asks again.
+	if want := []bool{false, true, true, false, true, false}; !reflect.DeepEqual(known, want) {
 		t.Fatalf("batches with the reload answers known: %v, want %v", known, want)
 	}
 }

@@ -113,6 +113,10 @@ type Result struct {
 	// them. The executor keeps the batched probes of unrelated paths
 	// across such a change instead of probing them again.
 	Touched []string
+	// Reprobe says the task changed what probes read without a change to
+	// report (a daemon-reload, no change in Ansible either): the executor
+	// drops its cached probes and the daemon-reload answers it kept.
+	Reprobe bool
 }
 
 // Module is one task action.

@@ -56,7 +56,7 @@ func (m systemdModule) Probe(args map[string]any) (string, bool) {
 	return probeShowScript(a.str("name")), true
 }
 
-func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
+func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (res *Result, err error) {
 	a, err := parseArgs(m.alias, m.Spec(), args)
 	if err != nil {
 		return nil, err
@@ -87,6 +87,13 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	if a.boolean("daemon_reload", false) && skipped == "" {
 		pre = append(pre, "systemctl daemon-reload")
 	}
+	// A reload (or re-exec) is no change, as in Ansible, but what systemd
+	// answers afterwards may differ: the executor asks again.
+	defer func() {
+		if res != nil && len(pre) > 0 {
+			res.Reprobe = true
+		}
+	}()
 	if name == "" && skipped != "" {
 		return &Result{Msg: "daemon reload skipped: " + skipped, Data: map[string]any{"daemon_reload": "skipped"}}, nil
 	}
