@@ -220,7 +220,7 @@ func FuzzReadFrame(f *testing.F) {
 	f.Add([]byte("no newline"), []byte("\nGK_m 1\nGK_m 2"), []byte{}, 0)
 	f.Add([]byte{}, bytes.Repeat([]byte("y"), 9000), []byte("e\n"), 1)
 	f.Fuzz(func(t *testing.T, noise, stdout, stderr []byte, rc int) {
-		_, _ = readFrame(bufioReader(noise), "GK_m")
+		_, _ = readFrame(bufioReader(noise), "GK_m", false)
 		if bytes.Contains(noise, []byte("GK_m")) || bytes.Contains(stdout, []byte("\nGK_m ")) || bytes.HasPrefix(stdout, []byte("GK_m ")) || rc < 0 {
 			return
 		}
@@ -238,7 +238,7 @@ func FuzzReadFrame(f *testing.F) {
 			b.WriteString(enc + "\n")
 		}
 		b.WriteString("GK_m.e\n")
-		res, err := readFrame(bufioReader(b.Bytes()), "GK_m")
+		res, err := readFrame(bufioReader(b.Bytes()), "GK_m", false)
 		if err != nil || res.RC != rc || !bytes.Equal(res.Stdout, stdout) || !bytes.Equal(res.Stderr, stderr) {
 			t.Fatalf("got %+v %v", res, err)
 		}
@@ -276,7 +276,7 @@ func TestFrameBrokenStdin(t *testing.T) {
 	if _, err := sh.w.Write([]byte(frame)); err != nil {
 		t.Fatal(err)
 	}
-	res, err := readFrame(sh.r, m)
+	res, err := readFrame(sh.r, m, false)
 	if err != nil || res.RC != 255 || !strings.Contains(string(res.Stderr), "cannot write the request") {
 		t.Fatalf("broken frame: %+v %v", res, err)
 	}
@@ -302,7 +302,7 @@ func TestFrameTruncated(t *testing.T) {
 		t.Fatal(err)
 	}
 	sh.w.Close()
-	if _, err := readFrame(sh.r, m); err == nil {
+	if _, err := readFrame(sh.r, m, false); err == nil {
 		t.Fatal("truncated frame answered")
 	}
 	if _, err := os.Stat(marker); err == nil {

@@ -57,10 +57,7 @@ func (s *localShell) run(t *testing.T, req Request) Result {
 		t.Fatal(err)
 	}
 	s.pending = nil
-	res, err := readFrame(s.r, m)
-	if err == nil && req.OwnShell {
-		res.Stdout, err = decodeB64Stdout(res.Stdout)
-	}
+	res, err := readFrame(s.r, m, req.OwnShell)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -90,16 +90,10 @@ gk_go() {
 gk_rc=255
 if [ -n "$gk_D" ] && [ -z "$gk_bad" ]; then
 printf '%s.s\n' "$1"
-if [ -n "$3" ]; then
-(gk_E=$2; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; exec /bin/sh /dev/fd/3) <"${gk_D}i" >"${gk_D}o" 2>"${gk_D}r" &
+(gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ -n "$gk_X" ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" &
 wait "$!"
 gk_rc=$?
-gk_b "${gk_D}o"
-else
-(gk_E=$2; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" &
-wait "$!"
-gk_rc=$?
-fi
+if [ -n "$3" ]; then gk_b "${gk_D}o"; fi
 printf '\n%s %s\n' "$1" "$gk_rc"
 gk_b "${gk_D}r"
 printf '%s\n' "$1.e"
@@ -194,11 +188,11 @@ func buildFrame(marker string, req Request) ([]byte, error) {
 	if req.OwnShell {
 		flags += " x"
 	}
+	fmt.Fprintf(&b, "{ gk_go %s %s 3<<'%s'", marker, flags, marker)
 	if env != "" {
-		fmt.Fprintf(&b, "{ gk_go %s %s 3<<'%s' 4<<'%s'\n", marker, flags, marker, marker)
-	} else {
-		fmt.Fprintf(&b, "{ gk_go %s %s 3<<'%s'\n", marker, flags, marker)
+		fmt.Fprintf(&b, " 4<<'%s'", marker)
 	}
+	b.WriteByte('\n')
 	writeDoc := func(doc string) {
 		b.WriteString(doc)
 		if doc != "" && !strings.HasSuffix(doc, "\n") {
@@ -245,7 +239,10 @@ var errShellEnded = errors.New("shell session ended")
 // line are noise (a login banner, a sudo warning, late output of a
 // process an earlier request left running) and are skipped; the start
 // marker may end such a line when the noise lacked a final newline.
-func readFrame(r *bufio.Reader, marker string) (Result, error) {
+//
+// With b64Stdout (an OwnShell request) the output between the start and
+// status lines is its stdout file in base64.
+func readFrame(r *bufio.Reader, marker string, b64Stdout bool) (Result, error) {
 	var res Result
 	start := marker + ".s"
 	for {
@@ -284,27 +281,19 @@ func readFrame(r *bufio.Reader, marker string) (Result, error) {
 		}
 		out = append(out, line...)
 	}
-	if len(out) > 0 {
+	var err error
+	switch {
+	case b64Stdout:
+		if res.Stdout, err = decodeB64(strings.Join(strings.Fields(string(out)), "")); err != nil {
+			return res, err
+		}
+	case len(out) > 0:
 		res.Stdout = out
 	}
-	var err error
 	if res.Stderr, err = readB64Until(r, marker+".e"); err != nil {
 		return res, err
 	}
 	return res, nil
-}
-
-// decodeB64Stdout decodes the stdout of an OwnShell request, which the
-// shell sends as base64 lines (gk_b) between the start and status lines.
-func decodeB64Stdout(raw []byte) ([]byte, error) {
-	out, err := base64.StdEncoding.DecodeString(strings.Join(strings.Fields(string(raw)), ""))
-	if err != nil {
-		return nil, fmt.Errorf("bad frame payload: %w", err)
-	}
-	if len(out) == 0 {
-		return nil, nil
-	}
-	return out, nil
 }
 
 func readLine(r *bufio.Reader) (string, error) {
@@ -330,7 +319,12 @@ func readB64Until(r *bufio.Reader, end string) ([]byte, error) {
 		}
 		enc.WriteString(strings.TrimSpace(line))
 	}
-	out, err := base64.StdEncoding.DecodeString(enc.String())
+	return decodeB64(enc.String())
+}
+
+// decodeB64 decodes a frame's base64 payload; nothing decodes to nil.
+func decodeB64(enc string) ([]byte, error) {
+	out, err := base64.StdEncoding.DecodeString(enc)
 	if err != nil {
 		return nil, fmt.Errorf("bad frame payload: %w", err)
 	}

@@ -248,10 +248,7 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 			got <- answer{err: err}
 			return
 		}
-		res, err := readFrame(s.r, marker)
-		if err == nil && req.OwnShell {
-			res.Stdout, err = decodeB64Stdout(res.Stdout)
-		}
+		res, err := readFrame(s.r, marker, req.OwnShell)
 		got <- answer{res, err}
 	}()
 	select {

@@ -62,10 +62,7 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 		hr.dropProbesAfter(res.Touched, probed)
 		if delegate != "" {
 			if d, ok := hr.r.hosts[delegate]; ok {
-				d.mu.Lock()
-				d.probes = nil
-				d.reloadVars = ""
-				d.mu.Unlock()
+				d.dropProbes()
 			}
 		}
 	}

@@ -44,11 +44,14 @@ type probeReq struct {
 	paths []string
 }
 
-func (hr *hostRun) dropProbes() {
-	hr.hs.mu.Lock()
-	hr.hs.probes = nil
-	hr.hs.reloadVars = ""
-	hr.hs.mu.Unlock()
+func (hr *hostRun) dropProbes() { hr.hs.dropProbes() }
+
+// dropProbes forgets every cached probe and the daemon-reload answers.
+func (hs *hostState) dropProbes() {
+	hs.mu.Lock()
+	hs.probes = nil
+	hs.reloadVars = ""
+	hs.mu.Unlock()
 }
 
 // dropProbesAfter forgets the cached probes a change may have made

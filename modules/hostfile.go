@@ -316,7 +316,6 @@ gk_n=0; gk_cl=
 while IFS= read -r gk_cl; do printf 'content-line=%s\n' "$gk_cl"; gk_n=$((gk_n+${#gk_cl}+1)); gk_cl=; done <"$1"
 gk_n=$((gk_n+${#gk_cl}))
 if [ "$gk_n" -eq "$gk_z" ]; then printf 'content-tail=%s\n' "$gk_cl"; return; fi
-echo content-partial=1
 fi
 printf 'content='; base64 -w0 < "$1"; echo
 }

@@ -2,6 +2,7 @@ package modules
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 )
@@ -107,21 +108,9 @@ func reloadQuestions() []reloadQuestion {
 // reloadNeeded judges reloadProbe's output: whether a daemon-reload could
 // change anything, why, and the unit's show output (after the unit mark).
 func reloadNeeded(out []byte) (need bool, why string, unit []byte) {
-	sections := map[string][]string{}
-	cur := ""
-	text, unitPart, hasUnit := strings.Cut(string(out), reloadUnitMark+"\n")
-	if hasUnit {
-		unit = []byte(unitPart)
-	}
-	for _, line := range strings.Split(text, "\n") {
-		if strings.HasPrefix(line, "--- gokube ") {
-			cur = line
-			sections[cur] = []string{}
-			continue
-		}
-		if cur != "" && line != "" {
-			sections[cur] = append(sections[cur], line)
-		}
+	sections, unit := reloadSections(out)
+	for mark, lines := range sections {
+		sections[mark] = slices.DeleteFunc(lines, func(l string) bool { return l == "" })
 	}
 	needs, ok := sections[reloadNeedMark]
 	if !ok || len(needs) == 0 {
@@ -164,23 +153,37 @@ func reloadNeeded(out []byte) (need bool, why string, unit []byte) {
 // HA example's masters asked twice per run, once per play, ~0.5 s each on
 // a loaded host.
 func ReloadAnswers(out []byte) string {
-	text, _, _ := strings.Cut(string(out), reloadUnitMark+"\n")
+	sections, _ := reloadSections(out)
 	var b strings.Builder
 	for _, q := range reloadQuestions() {
-		_, rest, ok := strings.Cut(text, q.mark+"\n")
+		lines, ok := sections[q.mark]
 		if !ok {
 			return ""
 		}
-		// The answer is everything up to the next mark, which printf
-		// ended with a newline the variable did not have.
-		if i := strings.Index(rest, "\n--- gokube "); i >= 0 {
-			rest = rest[:i+1]
-		}
-		v, ok := strings.CutSuffix(rest, "\n")
-		if !ok {
-			return ""
-		}
-		fmt.Fprintf(&b, "%s=%s\n", q.v, shq(v))
+		fmt.Fprintf(&b, "%s=%s\n", q.v, shq(strings.Join(lines, "\n")))
 	}
 	return b.String()
+}
+
+// reloadSections splits reloadProbe's output into its answers, each the
+// lines after its mark (blank ones kept: an answer is the variable's text,
+// which printf ended with one newline), and the unit's show output.
+func reloadSections(out []byte) (sections map[string][]string, unit []byte) {
+	text, unitPart, hasUnit := strings.Cut(string(out), reloadUnitMark+"\n")
+	if hasUnit {
+		unit = []byte(unitPart)
+	}
+	sections = map[string][]string{}
+	cur := ""
+	for _, line := range strings.Split(strings.TrimSuffix(text, "\n"), "\n") {
+		if strings.HasPrefix(line, "--- gokube ") {
+			cur = line
+			sections[cur] = []string{}
+			continue
+		}
+		if cur != "" {
+			sections[cur] = append(sections[cur], line)
+		}
+	}
+	return sections, unit
 }
