@@ -3,6 +3,7 @@ package modules
 import (
 	"context"
 	"fmt"
+	"path"
 	"strings"
 	"time"
 
@@ -40,8 +41,8 @@ func (m commandModule) Spec() Spec {
 			"stdin": {Type: String, Doc: "Text fed to the command's standard input."},
 		}}
 	if m.kind != "raw" {
-		s.Args["creates"] = Arg{Type: String, Doc: "Skip (ok, unchanged) when this path exists on the host, checked in the same request."}
-		s.Args["removes"] = Arg{Type: String, Doc: "Skip when this path does not exist on the host."}
+		s.Args["creates"] = Arg{Type: String, Doc: "Skip (ok, unchanged) when this path exists on the host (a dangling link counts, as in Ansible; relative to chdir; a glob pattern exists when it matches). An absolute path is answered by the probe batch, so a command that is skipped sends nothing; otherwise it is checked in the command's own request."}
+		s.Args["removes"] = Arg{Type: String, Doc: "Skip when this path does not exist on the host (as creates: links, chdir, patterns, probe batch)."}
 		s.Args["stdin_add_newline"] = Arg{Type: Bool, Doc: "Add a newline to stdin when it has none.", Default: "yes"}
 		s.Args["strip_empty_ends"] = Arg{Type: Bool, Doc: "Strip empty lines at the end of stdout and stderr.", Default: "yes"}
 	}
@@ -90,15 +91,163 @@ func (m commandModule) script(a cargs) (string, error) {
 }
 
 // guard is a shell test that is true when creates/removes say: do not run.
+// A path "exists" as for Ansible's glob.glob: a dangling symlink counts,
+// and a path with glob characters exists when anything matches it.
 func guard(a cargs) string {
 	var tests []string
 	if c := a.str("creates"); c != "" {
-		tests = append(tests, "[ -e "+shq(c)+" ]")
+		tests = append(tests, existsTest(c))
 	}
 	if r := a.str("removes"); r != "" {
-		tests = append(tests, "[ ! -e "+shq(r)+" ]")
+		tests = append(tests, "! "+existsTest(r))
 	}
 	return strings.Join(tests, " || ")
+}
+
+// existsTest is a shell test, true when p exists (lexists) or, with glob
+// characters, when the pattern matches a name.
+func existsTest(p string) string {
+	if !strings.ContainsAny(p, globChars) {
+		return "{ [ -e " + shq(p) + " ] || [ -L " + shq(p) + " ]; }"
+	}
+	// A forked subshell (no exec): the pattern expands without word
+	// splitting; with no match it stays as written and the test fails
+	// unless a name is literally that.
+	return "( IFS=; set -- " + globWord(p) + "; [ -e \"$1\" ] || [ -L \"$1\" ] )"
+}
+
+const globChars = "*?["
+
+// globWord quotes p for the shell except its glob characters: * and ?,
+// and a bracket expression made of plain characters ([a-z], [!.]), which
+// is written as is. A bracket with anything else is quoted: a literal [.
+func globWord(p string) string {
+	var b strings.Builder
+	for p != "" {
+		i := strings.IndexAny(p, globChars)
+		if i < 0 {
+			b.WriteString(shq(p))
+			break
+		}
+		if i > 0 {
+			b.WriteString(shq(p[:i]))
+		}
+		p = p[i:]
+		if p[0] != '[' {
+			b.WriteByte(p[0])
+			p = p[1:]
+			continue
+		}
+		// The closing ]: not the first member ([]a] and [!]a] hold a ]).
+		j := 1
+		if j < len(p) && (p[j] == '!' || p[j] == '^') {
+			j++
+		}
+		if j < len(p) && p[j] == ']' {
+			j++
+		}
+		end := strings.IndexByte(p[j:], ']')
+		if end < 0 || strings.IndexFunc(p[1:j+end], func(r rune) bool { return !bracketSafe(r) }) >= 0 {
+			b.WriteString(shq("["))
+			p = p[1:]
+			continue
+		}
+		b.WriteString(p[:j+end+1])
+		p = p[j+end+1:]
+	}
+	return b.String()
+}
+
+// bracketSafe says a character means the same unquoted inside a bracket
+// expression as to the shell's parser.
+func bracketSafe(r rune) bool {
+	return r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("!^]-._:,+=@%", r)
+}
+
+// guardPaths returns the host paths creates and removes name, made
+// absolute with chdir, when the batch's file probes can answer for them:
+// ok=false for a pattern, or a relative path without an absolute chdir.
+func guardPaths(a cargs) (creates, removes string, ok bool) {
+	abs := func(p string) (string, bool) {
+		if p == "" {
+			return "", true
+		}
+		if strings.ContainsAny(p, globChars) {
+			return "", false
+		}
+		if !path.IsAbs(p) {
+			d := a.str("chdir")
+			if !path.IsAbs(d) {
+				return "", false
+			}
+			p = path.Join(d, p)
+		}
+		return p, true
+	}
+	c, ok1 := abs(a.str("creates"))
+	r, ok2 := abs(a.str("removes"))
+	return c, r, ok1 && ok2 && (c != "" || r != "")
+}
+
+// Probe lets a probe batch answer creates= and removes=: a command whose
+// guard holds then costs no request at all (a warm run's usual case). Only
+// file probes, so the answer is kept across changes to unrelated paths.
+func (m commandModule) Probe(args map[string]any) (string, bool) {
+	if m.kind == "raw" {
+		return "", false
+	}
+	a, err := parseArgs(m.kind, m.Spec(), args)
+	if err != nil {
+		return "", false
+	}
+	c, r, ok := guardPaths(a)
+	if !ok {
+		return "", false
+	}
+	return guardProbe(c, r), true
+}
+
+// ProbesOnlyPaths: the probe is the guard paths' file probes.
+func (commandModule) ProbesOnlyPaths(map[string]any) bool { return true }
+
+func guardProbe(creates, removes string) string {
+	var b strings.Builder
+	for _, p := range []string{creates, removes} {
+		if p != "" {
+			b.WriteString(fileProbe{}.script(p))
+		}
+		b.WriteString("echo " + guardSep + "\n")
+	}
+	return b.String()
+}
+
+const guardSep = "---gokube-guard"
+
+// guardHolds reads a guard probe's answer: true when creates exists or
+// removes does not, so the command must not run.
+func guardHolds(out []byte, creates, removes string) (bool, error) {
+	parts := strings.SplitN(string(out), guardSep+"\n", 3)
+	if len(parts) != 3 {
+		return false, fmt.Errorf("guard probe: unexpected output %q", truncate(string(out), 200))
+	}
+	exists := func(s string) (bool, error) {
+		t := parseKV([]byte(s))["type"]
+		if t == "" {
+			return false, fmt.Errorf("guard probe: no type line in %q", truncate(s, 200))
+		}
+		return t != "absent", nil
+	}
+	if creates != "" {
+		e, err := exists(parts[0])
+		if err != nil || e {
+			return e, err
+		}
+	}
+	if removes != "" {
+		e, err := exists(parts[1])
+		return !e, err
+	}
+	return false, nil
 }
 
 func (m commandModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
@@ -120,20 +269,38 @@ func (m commandModule) Run(ctx context.Context, env *Env, args map[string]any) (
 			"cmd": display, "rc": 0, "stdout": "skipped, since creates/removes is satisfied", "stdout_lines": []string{}, "stderr": "", "stderr_lines": []string{},
 		}}
 	}
+	if c, r, ok := guardPaths(a); ok && env.Probe != nil {
+		// The probe batch answered the guard: a guard that holds costs
+		// nothing more; one that does not is tested again with the command
+		// below, as Ansible tests it when the task runs.
+		holds, err := guardHolds(env.Probe, c, r)
+		if err != nil {
+			return nil, err
+		}
+		if holds {
+			return skipped(), nil
+		}
+		if env.Check {
+			return wouldRun(display), nil
+		}
+	}
 	if env.Check {
 		// The only module that asks about check mode: a command's effect
 		// cannot be predicted, only whether creates/removes would stop it.
 		if g == "" {
 			return &Result{Skipped: true, Msg: "cannot predict in check mode"}, nil
 		}
-		r, err := run(ctx, env, g, true)
+		r, err := env.Conn.Run(ctx, connection.Request{
+			Script: g, Dir: a.str("chdir"), ReadOnly: true,
+			Become: env.Become, BecomeUser: env.BecomeUser, Env: env.Environment,
+		})
 		if err != nil {
 			return nil, err
 		}
 		if r.RC == 0 {
 			return skipped(), nil
 		}
-		return &Result{Changed: true, Msg: "would run (creates/removes not satisfied)", Data: map[string]any{"cmd": display}}, nil
+		return wouldRun(display), nil
 	}
 	if g != "" {
 		// One round trip: the guard and the command in one script.
@@ -182,6 +349,10 @@ func (m commandModule) Run(ctx context.Context, env *Env, args map[string]any) (
 		res.Failed, res.Msg = true, "non-zero return code"
 	}
 	return res, nil
+}
+
+func wouldRun(display string) *Result {
+	return &Result{Changed: true, Msg: "would run (creates/removes not satisfied)", Data: map[string]any{"cmd": display}}
 }
 
 func lines(s string) []string {

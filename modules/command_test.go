@@ -1,6 +1,9 @@
 package modules
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -36,7 +39,7 @@ func TestCommand(t *testing.T) {
 		t.Fatalf("check: %+v", res)
 	}
 	// Check mode with removes decides read-only.
-	f = connection.NewFake("h1").On("[ ! -e", connection.Result{RC: 1})
+	f = connection.NewFake("h1").On("! { [ -e", connection.Result{RC: 1})
 	env = newEnv(connection.NewDry(f))
 	env.Check = true
 	res = mustRunModule(t, commandModule{kind: "shell"}, env, map[string]any{"cmd": "rm /tmp/x", "removes": "/tmp/x"})
@@ -94,4 +97,102 @@ func FuzzSplitWords(f *testing.F) {
 			}
 		}
 	})
+}
+
+// creates and removes decide the same on a real shell whether the task
+// asks itself or a probe batch answered first, and a batch's answer that
+// the guard holds sends nothing: as Ansible's glob.glob, a dangling
+// symlink exists, a pattern exists when it matches, and a relative path
+// is looked up under chdir.
+func TestCommandGuard(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"file", "a b.conf"} {
+		if err := os.WriteFile(filepath.Join(dir, f), nil, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink(filepath.Join(dir, "nowhere"), filepath.Join(dir, "dangling")); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args   map[string]any
+		skip   bool
+		probed bool // the batch can answer (no pattern; absolute after chdir)
+	}{
+		{map[string]any{"creates": dir + "/file"}, true, true},
+		{map[string]any{"creates": dir + "/missing"}, false, true},
+		{map[string]any{"creates": dir + "/dangling"}, true, true},
+		{map[string]any{"creates": "file", "chdir": dir}, true, true},
+		{map[string]any{"creates": "missing", "chdir": dir}, false, true},
+		{map[string]any{"removes": dir + "/file"}, false, true},
+		{map[string]any{"removes": dir + "/missing"}, true, true},
+		{map[string]any{"creates": dir + "/missing", "removes": dir + "/missing"}, true, true},
+		{map[string]any{"creates": dir + "/missing", "removes": dir + "/file"}, false, true},
+		{map[string]any{"creates": dir + "/*.conf"}, true, false},
+		{map[string]any{"creates": dir + "/*.yaml"}, false, false},
+		{map[string]any{"creates": dir + "/a b.c?nf"}, true, false},
+		{map[string]any{"removes": dir + "/[ab]*"}, false, false},
+	}
+	ctx := context.Background()
+	for _, c := range cases {
+		marker := filepath.Join(dir, "ran")
+		os.Remove(marker)
+		args := map[string]any{"cmd": "touch " + marker}
+		for k, v := range c.args {
+			args[k] = v
+		}
+		m := commandModule{kind: "shell"}
+		// Asked by the task itself.
+		res := mustRunModule(t, m, &Env{Conn: connection.NewLocal("h")}, args)
+		_, err := os.Stat(marker)
+		if ran := err == nil; ran == c.skip || res.Changed == c.skip {
+			t.Errorf("%v: ran %v, changed %v; want skipped %v", c.args, ran, res.Changed, c.skip)
+		}
+		os.Remove(marker)
+		script, ok := m.Probe(args)
+		if ok != c.probed {
+			t.Errorf("%v: probed %v, want %v", c.args, ok, c.probed)
+		}
+		if !ok {
+			continue
+		}
+		// Answered by a batch: the probe runs read-only; a guard that holds
+		// sends nothing more.
+		local := connection.NewLocal("h")
+		out, err := local.Run(ctx, connection.Request{Script: script, ReadOnly: true})
+		if err != nil || out.RC != 0 {
+			t.Fatalf("%v: probe %v %+v", c.args, err, out)
+		}
+		f := connection.NewFake("h").On("touch", connection.Result{})
+		res = mustRunModule(t, m, &Env{Conn: f, Probe: out.Stdout}, args)
+		if sent := f.RoundTrips() == 1; sent == c.skip || res.Changed == c.skip {
+			t.Errorf("%v from a batch: sent %v, changed %v; want skipped %v", c.args, sent, res.Changed, c.skip)
+		}
+		// Check mode decides from the batch too, sending nothing.
+		f = connection.NewFake("h")
+		res = mustRunModule(t, m, &Env{Conn: connection.NewDry(f), Probe: out.Stdout, Check: true}, args)
+		if f.RoundTrips() != 0 || res.Changed == c.skip {
+			t.Errorf("%v check mode from a batch: %d requests, changed %v", c.args, f.RoundTrips(), res.Changed)
+		}
+	}
+	// raw has no creates, and a command without a guard is not probed.
+	if _, ok := (commandModule{kind: "command"}).Probe(map[string]any{"cmd": "true"}); ok {
+		t.Error("a command without a guard was probed")
+	}
+}
+
+// A pattern that matches nothing reaches the test as written: the shell
+// sees only its glob characters, never an expansion or a split word.
+func TestGlobWordQuotes(t *testing.T) {
+	dir := t.TempDir()
+	for _, p := range []string{"a*", "x?y", "[ab]c", "[!.]x", "[]a]", "$(touch pwned)*", "`id`?", "it's *", "a b?", "[$(id)]", "[", "a[", "[a", "\\*", "*\"*", "${HOME}?"} {
+		cmd := "cd " + shq(dir) + " && IFS= && set -- " + globWord(p) + " && printf %s \"$1\""
+		out, err := connection.NewLocal("h").Run(context.Background(), connection.Request{Script: cmd})
+		if err != nil || out.RC != 0 || string(out.Stdout) != p {
+			t.Errorf("%q: got %q (%v, %+v) from %s", p, out.Stdout, err, out, cmd)
+		}
+	}
+	if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+		t.Errorf("a pattern ran something: %v", entries)
+	}
 }

@@ -13,7 +13,8 @@ package modules
 //	systemctl, useradd, curl on the host). --diff adds one read of the old
 //	content for copy/template (lineinfile/blockinfile already have it);
 //	backup adds one copy; validate adds one run before the rename.
-//	command/shell/raw: 1 (creates/removes are checked in the same request).
+//	command/shell/raw: 1 (creates/removes are checked in the same request);
+//	0 when a probe batch found that creates/removes hold.
 //	wait_for: 1 (the loop runs on the host). unarchive: 1 unchanged,
 //	3 changed (probe, upload, extract). copy of a directory: 1 unchanged,
 //	+1 for missing directories, +1 per changed file.

@@ -512,8 +512,11 @@ func TestStat(t *testing.T) {
 	if st := mustRunModule(t, statModule{}, newEnv(f), map[string]any{"path": "/nope"}).Data["stat"].(map[string]any); st["exists"] != false {
 		t.Fatalf("absent: %v", st)
 	}
-	if s, _ := (statModule{}).Probe(map[string]any{"path": "/x", "get_checksum": false}); strings.Contains(s, "sha1sum") {
+	if s, _ := (statModule{}).Probe(map[string]any{"path": "/x", "get_checksum": false}); strings.Contains(s, "gk_sha1 \"") || !strings.Contains(s, " 0\n") {
 		t.Fatal("checksum computed though get_checksum=false")
+	}
+	if s, _ := (statModule{}).Probe(map[string]any{"path": "/x"}); !strings.Contains(s, "gk_sha1 \"") || !strings.Contains(s, " "+sumSHA1+"\n") {
+		t.Fatal("sha1 not asked for by default")
 	}
 }
 

@@ -120,3 +120,52 @@ func TestHashCache(t *testing.T) {
 	}
 	same("garbled entry", rw, 1)
 }
+
+// TestHashCacheSHA1: stat's sha1 (Ansible's default) has cache entries of
+// its own beside the sha256 of the same file: a warm batch that asks both
+// for one file, and sha1 alone for another, starts no hashing process, a
+// write is seen by both, and the answers are those without the cache.
+func TestHashCacheSHA1(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("the hash cache is root's: run the tests as root (make test does)")
+	}
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b c")
+	for p, c := range map[string]string{a: "alpha\n", b: "beta\n"} {
+		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cacheDir := filepath.Join(t.TempDir(), "gokube")
+	batch := ""
+	for _, p := range []fileProbe{{sha256: true}, {sha1: true}} {
+		batch += "{\n" + p.script(a) + "\n}\n"
+	}
+	batch += "{\n" + fileProbe{sha1: true}.script(b) + "\n}\n"
+	run := countingShell(t, "sha256sum", "sha1sum")
+	rw := ProbePrelude(batch, HashCache{Dir: cacheDir, Write: true})
+	same := func(step string, wantHash int) {
+		t.Helper()
+		alone, _ := run(batch)
+		got, n := run(rw + batch)
+		if got = withoutLinkScan(got); got != alone {
+			t.Errorf("%s: output differs with the cache\n--- alone\n%s\n--- with the cache\n%s", step, alone, got)
+		}
+		if strings.Count(got, "sha1=") != 2 || strings.Count(got, "sha256=") != 1 {
+			t.Errorf("%s: want two sha1 and one sha256:\n%s", step, got)
+		}
+		if n != wantHash {
+			t.Errorf("%s: %d hashing processes, want %d", step, n, wantHash)
+		}
+	}
+	time.Sleep(2100 * time.Millisecond) // past the margin for recording
+	same("first run", 2)                // one sha256sum, one sha1sum for both files
+	same("warm run", 0)
+	if data, err := os.ReadFile(filepath.Join(cacheDir, hashCacheFile)); err != nil || strings.Count(string(data), "\n") != 3 {
+		t.Errorf("want 3 entries (a's sha256 and sha1, b's sha1): %q %v", data, err)
+	}
+	if err := os.WriteFile(b, []byte("BETA\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	same("b written", 1)
+}

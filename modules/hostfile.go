@@ -84,9 +84,12 @@ func (o fileProbe) script(p string) string {
 	// The declarations let ProbePrelude stat and hash every path of a
 	// batch in one process each; gk_stat/gk_sha256 fall back to their own
 	// process when run alone or when the path turned out different.
-	fmt.Fprintf(&b, "%s%s %s\n", probeDecl, base64.StdEncoding.EncodeToString([]byte(p)), boolFlag(o.sha256))
+	decl := func(p string) {
+		fmt.Fprintf(&b, "%s%s %s\n", probeDecl, base64.StdEncoding.EncodeToString([]byte(p)), o.sumFlag())
+	}
+	decl(p)
 	if o.dirBase != "" {
-		fmt.Fprintf(&b, "%s%s %s\n", probeDecl, base64.StdEncoding.EncodeToString([]byte(strings.TrimSuffix(p, "/")+"/"+o.dirBase)), boolFlag(o.sha256))
+		decl(strings.TrimSuffix(p, "/") + "/" + o.dirBase)
 	}
 	b.WriteString(probeFallbacks)
 	b.WriteString("{ p=" + shq(p) + "\n")
@@ -110,7 +113,7 @@ if [ ! -r "$p" ]; then echo readable=0; else :
 		b.WriteString("gk_sha256 \"$p\"\n")
 	}
 	if o.sha1 {
-		b.WriteString("h=$(sha1sum < \"$p\") && echo \"sha1=${h%% *}\"\n")
+		b.WriteString("gk_sha1 \"$p\"\n")
 	}
 	if o.content {
 		b.WriteString("gk_content \"$p\"\n")
@@ -118,6 +121,24 @@ if [ ! -r "$p" ]; then echo readable=0; else :
 	b.WriteString("fi\nfi\n}\n")
 	return b.String()
 }
+
+// sumFlag is the checksum a declaration asks the prelude for: sha256
+// (copy, template, get_url), sha1 (stat's default) or none. A probe
+// asking for both declares sha256, and its sha1 is hashed on its own.
+func (o fileProbe) sumFlag() string {
+	switch {
+	case o.sha256:
+		return sumSHA256
+	case o.sha1:
+		return sumSHA1
+	}
+	return "0"
+}
+
+const (
+	sumSHA256 = "1"
+	sumSHA1   = "sha1"
+)
 
 // contentReadMax is the largest file whose content a probe batch reads
 // with the shell's read (a byte per system call) rather than base64 (a
@@ -128,7 +149,7 @@ const contentReadMax = 16 << 10
 const statFormat = `mode=%a\nuid=%u\ngid=%g\nowner=%U\ngroup=%G\nsize=%s\nmtime=%Y\nino=%d:%i\n`
 
 // probeDecl starts the comment line by which a file probe declares a path
-// (base64) and whether it wants its sha256 (1/0).
+// (base64) and the checksum it wants (sumFlag).
 const probeDecl = "# gokube-probe-path "
 
 // probeFallbacks defines gk_stat and gk_sha256 unless a batch prelude did.
@@ -136,6 +157,7 @@ const probeFallbacks = `command -v gk_stat >/dev/null 2>&1 || gk_stat() { stat -
 command -v gk_target >/dev/null 2>&1 || gk_target() { printf 'target=%s\n' "$(readlink -- "$1")"; }
 command -v gk_content >/dev/null 2>&1 || gk_content() { printf 'content='; base64 -w0 < "$1"; echo; }
 command -v gk_sha256 >/dev/null 2>&1 || gk_sha256() { h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; }
+command -v gk_sha1 >/dev/null 2>&1 || gk_sha1() { h=$(sha1sum < "$1") && echo "sha1=${h%% *}"; }
 `
 
 // ProbePaths returns the paths a probe script's file probes declared, in
@@ -153,10 +175,10 @@ func ProbePaths(script string) []string {
 }
 
 // probeDeclared is one file probe's declaration in a batch: its path and
-// whether it wants a checksum.
+// the checksum it wants (sumFlag).
 type probeDeclared struct {
 	path string
-	sum  bool
+	sum  string
 }
 
 // probeDecls returns the file probes a script declared, in order, repeats
@@ -173,16 +195,9 @@ func probeDecls(script string) []probeDeclared {
 		if err != nil || len(raw) == 0 {
 			continue
 		}
-		out = append(out, probeDeclared{path: string(raw), sum: flag == "1"})
+		out = append(out, probeDeclared{path: string(raw), sum: flag})
 	}
 	return out
-}
-
-func boolFlag(b bool) string {
-	if b {
-		return "1"
-	}
-	return "0"
 }
 
 // ProbePrelude returns the script the executor puts before a batch of
@@ -213,7 +228,14 @@ type HashCache struct {
 // the FHS sense, deleting it only costs one run its hashing.
 const DefaultHashCacheDir = "/var/cache/gokube"
 
-// hashCacheFile is the cache's name inside HashCache.Dir.
+// sha1Entry names a path's sha1 in the hash cache, whose other entries
+// are sha256 named by the path alone. The record separator cannot start a
+// path the prelude looks up (such names are left to their own probe), so
+// the two never meet, and an older gokube keeps the line as another path's.
+func sha1Entry(p string) string { return "\x1esha1 " + p }
+
+// hashCacheFile is the cache's name inside HashCache.Dir (named for its
+// first algorithm; sha1 entries live in it too, see sha1Entry).
 const hashCacheFile = "sha256"
 
 // hashCacheMax bounds the entries kept for paths other than the batch's
@@ -227,7 +249,7 @@ const hashCacheMax = 1024
 const statKey = `%f %u %d:%i:%s:%.9Y:%.9Z`
 
 func filePrelude(batch string, hc HashCache) string {
-	var stats, sums []string
+	var stats, sums, sums1 []string
 	seen := map[string]bool{}
 	decls := 0
 	for _, d := range probeDecls(batch) {
@@ -242,12 +264,16 @@ func filePrelude(batch string, hc HashCache) string {
 			seen[p] = true
 			stats = append(stats, p)
 		}
-		if d.sum && !seen["sha:"+p] {
-			seen["sha:"+p] = true
+		if d.sum == sumSHA256 && !seen["sha256:"+p] {
+			seen["sha256:"+p] = true
 			sums = append(sums, p)
 		}
+		if d.sum == sumSHA1 && !seen["sha1:"+p] {
+			seen["sha1:"+p] = true
+			sums1 = append(sums1, p)
+		}
 	}
-	cache := hc.Dir != "" && len(sums) > 0 && !strings.ContainsAny(hc.Dir, "\n\x1e\x1f\\")
+	cache := hc.Dir != "" && len(sums)+len(sums1) > 0 && !strings.ContainsAny(hc.Dir, "\n\x1e\x1f\\")
 	// One stat answers every declaration of a path (a stat task and a
 	// file task on the same directory), and a checksum may come from the
 	// cache: the prelude pays as soon as there are two declarations or the
@@ -285,6 +311,13 @@ func filePrelude(batch string, hc HashCache) string {
 		idx[p] = i
 		fmt.Fprintf(&b, "%s) gk_i=%d;;\n", shq(p), i)
 	}
+	// A sha1 has its own entry in the hash cache, named by sha1Entry; the
+	// name gets a number of its own (gk_c<n>), but it is not stat'ed.
+	for i, p := range sums1 {
+		n := len(names) + i
+		idx[sha1Entry(p)] = n
+		fmt.Fprintf(&b, "%s) gk_i=%d;;\n", shq(sha1Entry(p)), n)
+	}
 	b.WriteString("*) gk_i=;; esac; }\n")
 	quoted := make([]string, len(names))
 	for i, p := range names {
@@ -321,39 +354,49 @@ printf 'content='; base64 -w0 < "$1"; echo
 }
 gk_target() { if gk_rec "$1"; then gk_r=${gk_r%"$gk_US"}; gk_r=${gk_r##*"$gk_US"}; case $gk_r in "$1 -> "*) printf 'target=%s\n' "${gk_r#"$1 -> "}"; return;; esac; fi; printf 'target=%s\n' "$(readlink -- "$1")"; }
 `)
-	if len(sums) == 0 {
+	if len(sums)+len(sums1) == 0 {
 		return b.String()
 	}
 	if cache {
 		b.WriteString(hashCacheRead(hc))
 	}
-	// gk_hit <n> '<quoted path>': gk_h<n> from the cache, or the path joins
-	// gk_m, the one sha256sum's arguments. Only regular files (raw mode
-	// 0x8...): a path that is absent or a directory (copy's dest/base
-	// alternative) is not hashed, and a warm run whose files are all in the
-	// cache starts no sha256sum.
-	b.WriteString(`gk_m=; gk_N=
+	// gk_hit <n> <c> '<quoted path>' <entry> <h|g>: the checksum of path
+	// number n (h: sha256 into gk_h<n>, g: sha1 into gk_g<n>) from the
+	// cache's entry number c, or the path joins gk_m (gk_m1), the
+	// arguments of the one sha256sum (sha1sum). Only regular files (raw
+	// mode 0x8...): a path that is absent or a directory (copy's dest/base
+	// alternative) is not hashed, and a warm run whose files are all in
+	// the cache starts no hashing process.
+	b.WriteString(`gk_m=; gk_m1=; gk_N=
 gk_hit() {
 eval "gk_r=\${gk_s$1-}"; case $gk_r in 8*) ;; *) return;; esac
-gk_k=; gk_h=; if [ -n "$gk_C" ] && eval "gk_r=\${gk_s$1-}" && [ -n "$gk_r" ]; then gk_k=${gk_r%%"$gk_US"*}; gk_k=${gk_k##* }; eval "gk_t=\${gk_c$1-}"; if [ "${gk_t%"$gk_US"*}" = "$gk_k" ]; then gk_h=${gk_t##*"$gk_US"}; fi; fi
-case $gk_h in *[!0-9a-f]*) gk_h=;; ????????????????????????????????????????????????????????????????) ;; *) gk_h=;; esac
-if [ -n "$gk_h" ]; then eval "gk_h$1=\$gk_h"; gk_N=$gk_N"$3$gk_US$gk_k$gk_US$gk_h$gk_NL"; return; fi
-gk_m="$gk_m $2"
+gk_k=; gk_h=; if [ -n "$gk_C" ]; then gk_k=${gk_r%%"$gk_US"*}; gk_k=${gk_k##* }; eval "gk_t=\${gk_c$2-}"; if [ "${gk_t%"$gk_US"*}" = "$gk_k" ]; then gk_h=${gk_t##*"$gk_US"}; fi; fi
+case $gk_h in *[!0-9a-f]*) gk_h=;; esac
+case $5$gk_h in h` + strings.Repeat("?", 64) + `|g` + strings.Repeat("?", 40) + `) ;; *) gk_h=;; esac
+if [ -n "$gk_h" ]; then eval "gk_$5$1=\$gk_h"; gk_N=$gk_N"$4$gk_US$gk_k$gk_US$gk_h$gk_NL"; return; fi
+if [ "$5" = h ]; then gk_m="$gk_m $3"; else gk_m1="$gk_m1 $3"; fi
 }
 `)
 	b.WriteString("gk_C=${gk_C-}\n")
 	for _, p := range sums {
-		fmt.Fprintf(&b, "gk_hit %d %s %s\n", idx[p], shq(shq(p)), shq(p))
+		fmt.Fprintf(&b, "gk_hit %d %d %s %s h\n", idx[p], idx[p], shq(shq(p)), shq(p))
 	}
-	b.WriteString(`if [ -n "$gk_m" ]; then
-while IFS= read -r gk_l; do gk_idx "${gk_l#*"  "}"; if [ -n "$gk_i" ]; then eval "gk_h$gk_i=\${gk_l%%\" \"*}"; fi; done <<GK_SUMS_EOF
-$(eval "sha256sum --$gk_m" 2>/dev/null)
+	for _, p := range sums1 {
+		fmt.Fprintf(&b, "gk_hit %d %d %s %s g\n", idx[p], idx[sha1Entry(p)], shq(shq(p)), shq(sha1Entry(p)))
+	}
+	for _, h := range []struct{ list, tool, v string }{{"gk_m", "sha256sum", "h"}, {"gk_m1", "sha1sum", "g"}} {
+		fmt.Fprintf(&b, `if [ -n "$%[1]s" ]; then
+while IFS= read -r gk_l; do gk_idx "${gk_l#*"  "}"; if [ -n "$gk_i" ]; then eval "gk_%[3]s$gk_i=\${gk_l%%%%\" \"*}"; fi; done <<GK_SUMS_EOF
+$(eval "%[2]s --$%[1]s" 2>/dev/null)
 GK_SUMS_EOF
 fi
-gk_sha256() { gk_idx "$1"; gk_r=; if [ -n "$gk_i" ]; then eval "gk_r=\${gk_h$gk_i-}"; fi; if [ -n "$gk_r" ]; then echo "sha256=$gk_r"; else h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; fi; }
+`, h.list, h.tool, h.v)
+	}
+	b.WriteString(`gk_sha256() { gk_idx "$1"; gk_r=; if [ -n "$gk_i" ]; then eval "gk_r=\${gk_h$gk_i-}"; fi; if [ -n "$gk_r" ]; then echo "sha256=$gk_r"; else h=$(sha256sum < "$1") && echo "sha256=${h%% *}"; fi; }
+gk_sha1() { gk_idx "$1"; gk_r=; if [ -n "$gk_i" ]; then eval "gk_r=\${gk_g$gk_i-}"; fi; if [ -n "$gk_r" ]; then echo "sha1=$gk_r"; else h=$(sha1sum < "$1") && echo "sha1=${h%% *}"; fi; }
 `)
 	if cache {
-		b.WriteString(hashCacheRecord(sums, idx, hc))
+		b.WriteString(hashCacheRecord(sums, sums1, idx, hc))
 	}
 	return b.String()
 }
@@ -398,20 +441,24 @@ elif [ ! -e "$gk_cd" ]; then gk_C=1; fi
 
 // hashCacheRecord adds the checksums just computed to the cache and
 // rewrites it when anything changed (never in check mode).
-func hashCacheRecord(sums []string, idx map[string]int, hc HashCache) string {
+func hashCacheRecord(sums, sums1 []string, idx map[string]int, hc HashCache) string {
 	var b strings.Builder
+	// gk_new <n> <c> <h|g> <entry>: as gk_hit.
 	b.WriteString(`gk_new() {
-eval "gk_h=\${gk_h$1-}"; eval "gk_t=\${gk_c$1-}"; eval "gk_r=\${gk_s$1-}"
+eval "gk_h=\${gk_$3$1-}"; eval "gk_t=\${gk_c$2-}"; eval "gk_r=\${gk_s$1-}"
 if [ -n "$gk_t" ]; then gk_dirty=1; fi
 if [ -z "$gk_h" ] || [ -z "$gk_r" ] || [ -z "$gk_now" ]; then return; fi
 gk_k=${gk_r%%"$gk_US"*}; gk_k=${gk_k##* }; gk_c=${gk_k##*:}; gk_c=${gk_c%.*}
 case $gk_c in ''|*[!0-9]*) return;; esac
 if [ $((gk_c + 2)) -gt "$gk_now" ]; then return; fi
-gk_N=$gk_N"$2$gk_US$gk_k$gk_US$gk_h$gk_NL"; gk_dirty=1
+gk_N=$gk_N"$4$gk_US$gk_k$gk_US$gk_h$gk_NL"; gk_dirty=1
 }
 `)
 	for _, p := range sums {
-		fmt.Fprintf(&b, "case \"$gk_m \" in *%s*) gk_new %d %s;; esac\n", shq(" "+shq(p)+" "), idx[p], shq(p))
+		fmt.Fprintf(&b, "case \"$gk_m \" in *%s*) gk_new %d %d h %s;; esac\n", shq(" "+shq(p)+" "), idx[p], idx[p], shq(p))
+	}
+	for _, p := range sums1 {
+		fmt.Fprintf(&b, "case \"$gk_m1 \" in *%s*) gk_new %d %d g %s;; esac\n", shq(" "+shq(p)+" "), idx[p], idx[sha1Entry(p)], shq(sha1Entry(p)))
 	}
 	if !hc.Write {
 		return b.String()
