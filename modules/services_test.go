@@ -32,7 +32,7 @@ func TestSystemd(t *testing.T) {
 	f = connection.NewFake("h1").On("systemctl show", show("inactive", "disabled"))
 	res = mustRunModule(t, systemdModule{alias: "service"}, newEnv(f), args)
 	m := mutating(f)
-	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "systemctl enable -- 'etcd' && systemctl start --no-block -- 'etcd'" || !m[0].Become {
+	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "systemctl enable --now --no-block -- 'etcd'" || !m[0].Become {
 		t.Fatalf("start: rt %d %+v", f.RoundTrips(), m)
 	}
 	// Check mode: prediction without the start.

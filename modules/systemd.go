@@ -226,7 +226,28 @@ func systemdCommands(a cargs, kv map[string]string, name string, data map[string
 			}
 		}
 	}
-	return cmds, nil
+	return enableNow(cmds, q, noBlock), nil
+}
+
+// enableNow folds "enable" and a following "start" of the unit into one
+// "systemctl enable --now": the same two operations in one process (enable
+// reloads systemd either way, then the start job runs).
+func enableNow(cmds []string, q, noBlock string) []string {
+	en, st := -1, -1
+	for i, c := range cmds {
+		switch c {
+		case "systemctl enable -- " + q:
+			en = i
+		case "systemctl start " + noBlock + "-- " + q:
+			st = i
+		}
+	}
+	if en < 0 || st != en+1 {
+		return cmds
+	}
+	out := append([]string(nil), cmds[:en]...)
+	out = append(out, "systemctl enable --now "+noBlock+"-- "+q)
+	return append(out, cmds[st+1:]...)
 }
 
 // systemdDiff shows the unit's states before and as predicted after.
