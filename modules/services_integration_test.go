@@ -383,6 +383,11 @@ func realUnitBatch(t *testing.T, tg *target, unit string) {
 	}
 	a, aCalls := cut(alone)
 	b, bCalls := cut(batched)
+	// The reload probe lists NeedDaemonReload of every loaded unit, and
+	// each hostSh is an SSH login with a session scope of its own that
+	// systemd may not have dropped yet: the list's length may differ by
+	// a unit between two logins, its answers may not.
+	a, b = reloadAnswersOnly(a), reloadAnswersOnly(b)
 	if a != b {
 		t.Errorf("unit probes answer differently in a batch:\n--- alone\n%s\n--- batched\n%s", a, b)
 	}
@@ -392,6 +397,30 @@ func realUnitBatch(t *testing.T, tg *target, unit string) {
 	if !strings.Contains(b, "LoadState=not-found") || !strings.Contains(b, "Id="+unit) {
 		t.Errorf("batched answers lack the missing unit or %s:\n%s", unit, b)
 	}
+}
+
+// reloadAnswersOnly reduces the need-daemon-reload section of probe
+// output to the distinct answers in it.
+func reloadAnswersOnly(out string) string {
+	start := strings.Index(out, reloadNeedMark+"\n")
+	if start < 0 {
+		return out
+	}
+	body := out[start+len(reloadNeedMark)+1:]
+	end := strings.Index(body, "--- ")
+	if end < 0 {
+		end = len(body)
+	}
+	seen := map[string]bool{}
+	var vals []string
+	for _, l := range strings.Split(body[:end], "\n") {
+		if l = strings.TrimSpace(l); l != "" && !seen[l] {
+			seen[l] = true
+			vals = append(vals, l)
+		}
+	}
+	sort.Strings(vals)
+	return out[:start] + reloadNeedMark + "\n" + strings.Join(vals, "\n") + "\n" + body[end:]
 }
 
 func realUser(t *testing.T, tg *target, fig *figures) {
