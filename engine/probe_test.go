@@ -238,7 +238,7 @@ func TestProbeBatchKeepsReloadAnswers(t *testing.T) {
 	var known []bool
 	for _, rq := range e.fake("node-1").Requests() {
 		if strings.Contains(rq.Script, "gokube need-daemon-reload") {
-			known = append(known, strings.HasPrefix(rq.Script, "gk_rl_need='no'\ngk_rl_since='UnitsLoadTimestamp=@100'\ngk_rl_inputs='50 /etc/fstab'\n"))
+			known = append(known, strings.HasPrefix(rq.Script, "gk_rl_since='UnitsLoadTimestamp=@100'\ngk_rl_inputs='50 /etc/fstab'\ngk_rl_need='no'\n"))
 		}
 	}
 	// Play 1 asks; play 2 knows; play 3's batch (b and the reload probe)

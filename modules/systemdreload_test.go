@@ -1,6 +1,8 @@
 package modules
 
 import (
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -48,7 +50,7 @@ func TestReloadProbeAsksOncePerBatch(t *testing.T) {
 	if calls != 3 {
 		t.Errorf("4 reload probes in one batch started systemctl and stat %d times, want 3 (the first probe's)", calls)
 	}
-	parts := strings.Split(out, reloadNeedMark+"\n")
+	parts := strings.Split(out, reloadQuestions()[0].mark+"\n")
 	if len(parts) != 5 {
 		t.Fatalf("want 4 probe outputs: %q", out)
 	}
@@ -60,6 +62,44 @@ func TestReloadProbeAsksOncePerBatch(t *testing.T) {
 	// Separate requests (separate shells) each ask.
 	if _, calls := run("{\n" + reloadProbe("") + "\n} </dev/null\n"); calls != 3 {
 		t.Errorf("one probe: %d calls, want 3", calls)
+	}
+}
+
+// TestReloadProbeSkipsTheSlowQuestion: when an input changed since the
+// last reload (by the times the probe itself read), the probe answers
+// without asking every unit's NeedDaemonReload, and the verdict is
+// "reload"; when none did, it asks. A shell function stands in for
+// systemd (there is none here) and counts the NeedDaemonReload questions.
+func TestReloadProbeSkipsTheSlowQuestion(t *testing.T) {
+	asked := filepath.Join(t.TempDir(), "asked")
+	// A file, not a variable: the probe asks in a command substitution.
+	fake := func(since string) string {
+		return `systemctl() { case "$*" in *UnitsLoadTimestamp*) echo 'UnitsLoadTimestamp=@` + since + `';; *NeedDaemonReload*) echo >>` + shq(asked) + `; echo no;; esac; }
+`
+	}
+	run := countingShell(t)
+	cases := []struct {
+		since string
+		asked bool
+		need  bool
+	}{
+		{"100", false, true},         // every input is newer than 10 s before the last reload
+		{"99999999999", true, false}, // none is: systemd decides (and says no)
+		{"not-a-time", true, true},   // unknown: asked, and any doubt reloads
+	}
+	for _, c := range cases {
+		os.Remove(asked)
+		out, _ := run(fake(c.since) + "{\n" + reloadProbe("") + "\n} </dev/null\n")
+		_, err := os.Stat(asked)
+		if (err == nil) != c.asked {
+			t.Errorf("since %s: NeedDaemonReload asked %v, want %v:\n%s", c.since, err == nil, c.asked, out)
+		}
+		if need, why, _ := reloadNeeded([]byte(out)); need != c.need {
+			t.Errorf("since %s: need %v (%s), want %v:\n%s", c.since, need, why, c.need, out)
+		}
+		if !c.asked && !strings.Contains(out, reloadNeedMark+"\n"+reloadInputsChanged+"\n") {
+			t.Errorf("since %s: no %s answer:\n%s", c.since, reloadInputsChanged, out)
+		}
 	}
 }
 
@@ -75,7 +115,7 @@ func TestReloadAnswersKeepTheProbe(t *testing.T) {
 		t.Fatalf("a reload probe with its unit: %d calls, want 4", calls)
 	}
 	known := ReloadAnswers([]byte(first))
-	if !strings.HasPrefix(known, "gk_rl_need=") || strings.Count(known, "\n") < 3 {
+	if !strings.Contains(known, "gk_rl_need=") || strings.Count(known, "\n") < 3 {
 		t.Fatalf("answers %q from\n%s", known, first)
 	}
 	again, calls := run(known + probe)
