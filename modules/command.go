@@ -172,7 +172,9 @@ func guardPaths(a cargs) (creates, removes string, ok bool) {
 		if p == "" {
 			return "", true
 		}
-		if strings.ContainsAny(p, globChars) {
+		// A pattern is the task's own to expand; a newline could forge
+		// the probe's separator line.
+		if strings.ContainsAny(p, globChars+"\n") {
 			return "", false
 		}
 		if !path.IsAbs(p) {

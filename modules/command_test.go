@@ -132,6 +132,7 @@ func TestCommandGuard(t *testing.T) {
 		{map[string]any{"creates": dir + "/*.yaml"}, false, false},
 		{map[string]any{"creates": dir + "/a b.c?nf"}, true, false},
 		{map[string]any{"removes": dir + "/[ab]*"}, false, false},
+		{map[string]any{"creates": dir + "/new\nline"}, false, false},
 	}
 	ctx := context.Background()
 	for _, c := range cases {
