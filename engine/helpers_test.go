@@ -116,6 +116,7 @@ func testRegistry() *modules.Registry {
 	r.Register(tfile{}, "tfile")
 	r.Register(tcmd{}, "command", "shell")
 	r.Register(treload{}, "treload")
+	r.Register(tguard{}, "tguard")
 	return r
 }
 
@@ -294,4 +295,21 @@ func (e *env) interpret(script string) ([]byte, bool) {
 		}
 	}
 	return out.Bytes(), true
+}
+
+// tguard is tcmd's guard with an optional probe (as command's creates=):
+// answered by a batch when one runs, else it asks in a request of its own.
+type tguard struct{ tcmd }
+
+func (tguard) Probe(args map[string]any) (string, bool) {
+	return fmt.Sprintf("echo guard-probe %q", args["creates"]), true
+}
+
+func (tguard) ProbeOnlyInBatch() bool { return true }
+
+func (m tguard) Run(ctx context.Context, env *modules.Env, args map[string]any) (*modules.Result, error) {
+	if env.Probe != nil {
+		return &modules.Result{Msg: "answered by the batch"}, nil
+	}
+	return m.tcmd.Run(ctx, env, args)
 }

@@ -137,6 +137,9 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	if hit && e.script == script {
 		return e.out, e.paths, nil
 	}
+	if op, ok := t.Module.(modules.OptionalProber); ok && op.ProbeOnlyInBatch() {
+		return nil, nil, nil
+	}
 	reqs := []probeReq{{key, script, probePaths(t.Module, args, script)}}
 	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser)...)
 	hr.hs.mu.Lock()

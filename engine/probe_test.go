@@ -168,6 +168,47 @@ func probeBatches(f *connection.Fake) []int {
 	return batches
 }
 
+// An optional prober (command's creates=) never starts a batch of its own:
+// first in a play it asks in its own request, as before it had a probe;
+// after a task that starts a batch, the batch answers it.
+func TestOptionalProbeStartsNoBatch(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - tguard: {cmd: "touch made", creates: made}
+- hosts: all
+  gather_facts: false
+  tasks:
+    - tfile: {path: a, content: "1"}
+    - tguard: {cmd: "touch other", creates: other}
+`})
+	requests := func() []string {
+		var got []string
+		for _, rq := range e.fake("node-1").Requests() {
+			switch {
+			case strings.Contains(rq.Script, "__GKPROBE_"):
+				got = append(got, fmt.Sprintf("batch of %d", strings.Count(rq.Script, "__GKPROBE_")-1))
+			case strings.Contains(rq.Script, "test -e"):
+				got = append(got, "guard "+strings.TrimPrefix(rq.Script, "test -e "))
+			}
+		}
+		return got
+	}
+	// First run: a changes, which drops the batch's answer for the guard;
+	// the guard asks itself instead of starting a second batch.
+	mustRun(t, e, e.opts("site.yml"))
+	if got, want := requests(), []string{`guard "made"`, "batch of 2", `guard "other"`}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("first run: requests %q, want %q", got, want)
+	}
+	// Second run: a is unchanged, and the batch answers the guard.
+	e.resetFakes()
+	mustRun(t, e, e.opts("site.yml"))
+	if got, want := requests(), []string{`guard "made"`, "batch of 2"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("second run: requests %q, want %q", got, want)
+	}
+}
+
 // A task whose arguments read a result registered earlier in the same
 // batch is probed as if that task changed nothing: a warm run keeps one
 // batch. When the guess is wrong (the first run, which changes a), the

@@ -193,7 +193,8 @@ func guardPaths(a cargs) (creates, removes string, ok bool) {
 
 // Probe lets a probe batch answer creates= and removes=: a command whose
 // guard holds then costs no request at all (a warm run's usual case). Only
-// file probes, so the answer is kept across changes to unrelated paths.
+// file probes, so the answer is kept across changes to unrelated paths;
+// never a batch of its own (ProbeOnlyInBatch).
 func (m commandModule) Probe(args map[string]any) (string, bool) {
 	if m.kind == "raw" {
 		return "", false
@@ -208,6 +209,10 @@ func (m commandModule) Probe(args map[string]any) (string, bool) {
 	}
 	return guardProbe(c, r), true
 }
+
+// ProbeOnlyInBatch: the command's own request tests the guard anyway, so
+// its probe is worth only a batch that other tasks start.
+func (commandModule) ProbeOnlyInBatch() bool { return true }
 
 // ProbesOnlyPaths: the probe is the guard paths' file probes.
 func (commandModule) ProbesOnlyPaths(map[string]any) bool { return true }

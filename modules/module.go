@@ -145,6 +145,15 @@ type PathProber interface {
 	ProbesOnlyPaths(args map[string]any) bool
 }
 
+// OptionalProber is a Prober whose module can decide in the request it
+// sends anyway (command's creates=/removes= guard): a batch's answer saves
+// that request, but on a cache miss the executor must not start a batch
+// for it alone, which would add a round trip whenever the answer is "run".
+type OptionalProber interface {
+	Prober
+	ProbeOnlyInBatch() bool
+}
+
 // Registry maps module names to modules. It is built explicitly by
 // NewRegistry (no init() registration, no package state).
 type Registry struct {

@@ -205,12 +205,22 @@ func systemdCommands(a cargs, kv map[string]string, name string, data map[string
 	}
 	active := kv["ActiveState"]
 	running := active == "active" || active == "activating" || active == "reloading"
+	// An enable just before folds into "systemctl enable --now": the same
+	// two operations in one process (enable reloads systemd either way,
+	// then the start job runs).
+	start := func() {
+		if n := len(cmds); n > 0 && cmds[n-1] == "systemctl enable -- "+q {
+			cmds[n-1] = "systemctl enable --now " + noBlock + "-- " + q
+			return
+		}
+		cmds = append(cmds, "systemctl start "+noBlock+"-- "+q)
+	}
 	if st := a.str("state"); st != "" {
 		data["state"] = st
 		switch st {
 		case "started":
 			if !running {
-				cmds = append(cmds, "systemctl start "+noBlock+"-- "+q)
+				start()
 			}
 		case "stopped":
 			if running {
@@ -222,32 +232,11 @@ func systemdCommands(a cargs, kv map[string]string, name string, data map[string
 			if running {
 				cmds = append(cmds, "systemctl reload "+noBlock+"-- "+q)
 			} else {
-				cmds = append(cmds, "systemctl start "+noBlock+"-- "+q)
+				start()
 			}
 		}
 	}
-	return enableNow(cmds, q, noBlock), nil
-}
-
-// enableNow folds "enable" and a following "start" of the unit into one
-// "systemctl enable --now": the same two operations in one process (enable
-// reloads systemd either way, then the start job runs).
-func enableNow(cmds []string, q, noBlock string) []string {
-	en, st := -1, -1
-	for i, c := range cmds {
-		switch c {
-		case "systemctl enable -- " + q:
-			en = i
-		case "systemctl start " + noBlock + "-- " + q:
-			st = i
-		}
-	}
-	if en < 0 || st != en+1 {
-		return cmds
-	}
-	out := append([]string(nil), cmds[:en]...)
-	out = append(out, "systemctl enable --now "+noBlock+"-- "+q)
-	return append(out, cmds[st+1:]...)
+	return cmds, nil
 }
 
 // systemdDiff shows the unit's states before and as predicted after.
