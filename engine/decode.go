@@ -140,7 +140,7 @@ func decodeMap(n *yaml.Node, p Pos, what string) (map[string]any, error) {
 // is refused at load with the value's line and key, not when a host first
 // renders it (or never, for a variable no task on the run's hosts reads).
 func checkNodeTemplates(n *yaml.Node, file string) error {
-	fm := baseFuncs()
+	syn := newTemplateSyntax()
 	var errs errList
 	var walk func(n *yaml.Node, key string)
 	walk = func(n *yaml.Node, key string) {
@@ -149,7 +149,7 @@ func checkNodeTemplates(n *yaml.Node, file string) error {
 			if !strings.Contains(n.Value, "{{") {
 				return
 			}
-			if _, err := parseTemplate(n.Value, fm); err != nil {
+			if err := syn.check(n.Value); err != nil {
 				err = tmplError(Pos{file, n.Line}, "", err)
 				var te *TemplateError
 				if !errors.As(err, &te) {

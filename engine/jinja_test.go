@@ -105,7 +105,7 @@ func TestGoFormsAreNotHabits(t *testing.T) {
 		if err := checkJinja(s); err != nil {
 			t.Errorf("%s: %v", s, err)
 		}
-		if _, err := parseTemplate(s, baseFuncs()); err != nil {
+		if err := newTemplateSyntax().check(s); err != nil {
 			t.Errorf("%s: parse: %v", s, err)
 		}
 	}
@@ -140,7 +140,7 @@ func TestBundledRolesHaveNoJinjaHabits(t *testing.T) {
 				continue
 			}
 			n++
-			if _, err := parseTemplate(s, baseFuncs()); err != nil {
+			if err := newTemplateSyntax().check(s); err != nil {
 				t.Errorf("%s: %v\n%s", p, err, s)
 			}
 		}

@@ -25,6 +25,16 @@ type loader struct {
 	vault    *vault.Keyring // handed to every src the loader makes
 	// rolesPath: more role directories (ansible.cfg's roles_path).
 	rolesPath []string
+	syn       templateSyntax // made on first use, see syntax
+}
+
+// syntax is the loader's template checker: one function-name table for
+// every task it loads.
+func (l *loader) syntax() templateSyntax {
+	if l.syn.names == nil {
+		l.syn = newTemplateSyntax()
+	}
+	return l.syn
 }
 
 // LoadPlaybook parses a playbook and everything it imports, and validates

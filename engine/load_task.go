@@ -299,7 +299,7 @@ func (l *loader) loadAction(d *taskDraft, actionVal *yaml.Node) error {
 			return err
 		}
 	}
-	if err := checkTemplates(t); err != nil {
+	if err := checkTemplates(t, l.syntax()); err != nil {
 		return err
 	}
 	return l.checkTemplateFile(t)

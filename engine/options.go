@@ -124,7 +124,7 @@ func Load(opts Options) (*Playbook, *inventory.Inventory, error) {
 // the -e value and key; --syntax-check runs it.
 func CheckExtraVars(list []string, kr *vault.Keyring) error {
 	var errs errList
-	fm := baseFuncs()
+	syn := newTemplateSyntax()
 	for _, e := range list {
 		m, err := ParseExtraVars([]string{e}, kr)
 		if err != nil {
@@ -136,7 +136,7 @@ func CheckExtraVars(list []string, kr *vault.Keyring) error {
 				if !strings.Contains(s, "{{") {
 					continue
 				}
-				if _, err := parseTemplate(s, fm); err != nil {
+				if err := syn.check(s); err != nil {
 					var te *TemplateError
 					if errors.As(tmplError(Pos{}, "", err), &te) {
 						errs.add(&LoadError{Pos: Pos{File: "-e " + k}, Msg: strings.TrimPrefix(te.Error(), te.Pos.String()+": "), Err: te})

@@ -171,16 +171,27 @@ func baseFuncs() template.FuncMap {
 // Their arguments' missing map keys read as nil too (see rewriteTree).
 var softFuncs = map[string]bool{"default": true, "coalesce": true, "empty": true, "required": true, "get": true}
 
-func parseTemplate(text string, fm template.FuncMap) (*template.Template, error) {
-	if err := checkJinja(text); err != nil {
-		return nil, err
-	}
-	t, err := template.New("t").Option("missingkey=error").Funcs(fm).Parse(text)
-	if err != nil {
-		return nil, explainParseError(err)
-	}
-	rewriteTree(t)
-	return t, nil
+// templateSyntax checks template texts at load time, where nothing is
+// executed: parse.Parse needs only the functions' names, so no function
+// table is built (text/template's Funcs checks each of ~200 functions by
+// reflection, a third of loading a playbook when every text paid it).
+type templateSyntax struct{ names map[string]any }
+
+func newTemplateSyntax() templateSyntax { return templateSyntax{names: baseFuncs()} }
+
+// check is the run's own parse (parseTrees), so it accepts exactly what a
+// run will.
+func (s templateSyntax) check(text string) error {
+	_, err := parseTrees(text, s.names)
+	return err
+}
+
+// builtinNames are text/template's predefined functions (its builtins),
+// which parse.Parse must be told about like any other function.
+var builtinNames = map[string]any{
+	"and": true, "call": true, "html": true, "index": true, "slice": true, "js": true, "len": true,
+	"not": true, "or": true, "print": true, "printf": true, "println": true, "urlquery": true,
+	"eq": true, "ge": true, "gt": true, "le": true, "lt": true, "ne": true,
 }
 
 // refs lists the top-level variables a template reads.
@@ -192,12 +203,10 @@ type refs struct {
 	allHV   bool
 }
 
-func scanRefs(t *template.Template) *refs {
+func scanRefs(trees map[string]*parse.Tree) *refs {
 	r := &refs{hard: map[string]bool{}, soft: map[string]bool{}, inner: map[string]bool{}, hostvar: map[string][]string{}}
-	for _, tt := range t.Templates() {
-		if tt.Tree != nil {
-			r.walk(tt.Tree.Root, false)
-		}
+	for _, t := range trees {
+		r.walk(t.Root, false)
 	}
 	return r
 }
@@ -324,7 +333,9 @@ func (r *refs) arg(a parse.Node, soft, inDot bool) {
 	}
 }
 
-var tmplErrRe = regexp.MustCompile(`^template: t:(\d+)(?::\d+)?: (?:executing "t" at <(.*?)>: )?(.*)$`)
+// The executing template is "t<n>" in a template set (tmplCache), or a
+// template the text defines; the position always says "t".
+var tmplErrRe = regexp.MustCompile(`^template: t:(\d+)(?::\d+)?: (?:executing "[^"]*" at <(.*?)>: )?(.*)$`)
 var tmplLineRe = regexp.MustCompile(`at t:\d+`)
 var missingRe = regexp.MustCompile(`^map has no entry for key "(.*)"$`)
 
@@ -372,16 +383,16 @@ func tmplError(pos Pos, host string, err error) error {
 // singleExpr returns the pipeline text when text is exactly one {{ action }}
 // so its value keeps its type (list, map, bool, int), like Ansible's native
 // types.
-func singleExpr(t *template.Template) (string, bool) {
-	if t.Tree == nil || t.Tree.Root == nil {
+func singleExpr(t *parse.Tree) (string, bool) {
+	if t == nil || t.Root == nil {
 		return "", false
 	}
 	// Only a value that is exactly one action: "{{ .key }}\n" is text and
 	// keeps its newline.
-	if len(t.Tree.Root.Nodes) != 1 {
+	if len(t.Root.Nodes) != 1 {
 		return "", false
 	}
-	act, ok := t.Tree.Root.Nodes[0].(*parse.ActionNode)
+	act, ok := t.Root.Nodes[0].(*parse.ActionNode)
 	if !ok || len(act.Pipe.Decl) > 0 {
 		return "", false
 	}
@@ -447,9 +458,9 @@ func dotPath(e string) string {
 
 // checkTemplates parses every template in a task at load time so syntax
 // errors surface before any host is contacted.
-func checkTemplates(t *Task) error {
+func checkTemplates(t *Task, syn templateSyntax) error {
 	var errs errList
-	for _, err := range checkTemplates1(t) {
+	for _, err := range checkTemplates1(t, syn) {
 		var te *TemplateError
 		if errors.As(err, &te) {
 			te.Host = ""
@@ -485,7 +496,7 @@ func (l *loader) checkTemplateFile(t *Task) error {
 		if err != nil {
 			return errAt(t.Pos, "template %s: %v", f.where(), err)
 		}
-		if _, err := parseTemplate(string(b), baseFuncs()); err != nil {
+		if err := l.syntax().check(string(b)); err != nil {
 			var te *TemplateError
 			if errors.As(tmplError(Pos{File: f.where(), Line: 1}, "", err), &te) {
 				return &LoadError{Pos: te.Pos, Msg: strings.TrimPrefix(te.Error(), te.Pos.String()+": "), Err: te}
@@ -499,15 +510,14 @@ func (l *loader) checkTemplateFile(t *Task) error {
 
 // checkTemplates1 lists every template error in t: its arguments, its
 // conditions, assert's that and its loop.
-func checkTemplates1(t *Task) []error {
-	fm := baseFuncs()
+func checkTemplates1(t *Task, syn templateSyntax) []error {
 	var errs []error
 	var walk func(v any, p Pos)
 	walk = func(v any, p Pos) {
 		switch x := v.(type) {
 		case string:
 			if strings.Contains(x, "{{") {
-				if _, err := parseTemplate(x, fm); err != nil {
+				if err := syn.check(x); err != nil {
 					errs = append(errs, tmplError(p, "", err))
 				}
 			} else if err := checkJinja(x); err != nil {
@@ -531,7 +541,7 @@ func checkTemplates1(t *Task) []error {
 		walk(t.Args[k], p)
 	}
 	cond := func(c Cond) {
-		if _, err := parseTemplate(condText(c.Expr), fm); err != nil {
+		if err := syn.check(condText(c.Expr)); err != nil {
 			errs = append(errs, tmplError(c.Pos, "", err))
 		}
 	}

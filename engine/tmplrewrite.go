@@ -2,7 +2,6 @@ package engine
 
 import (
 	"strconv"
-	"text/template"
 	"text/template/parse"
 )
 
@@ -18,11 +17,9 @@ import (
 //     truthiness as when: ("false", "no", "0" are false), through __gktruth.
 //
 // Elsewhere a missing key still fails with the expression in the message.
-func rewriteTree(t *template.Template) {
-	for _, tt := range t.Templates() {
-		if tt.Tree != nil {
-			rwList(tt.Tree.Root)
-		}
+func rewriteTree(t *parse.Tree) {
+	if t.Root != nil {
+		rwList(t.Root)
 	}
 }
 

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"text/template"
 )
 
@@ -174,105 +173,6 @@ func hostFuncs(inst *tmplInst) template.FuncMap {
 		"defined":     func(path string) (bool, error) { return inst.cur.defined(path) },
 		"__gkcapture": func(v any) string { inst.got = v; return "" },
 	}
-}
-
-// tmplCache parses each distinct template text once per run. Executions
-// borrow an instance (a parsed copy whose helpers point at the borrowing
-// scope); re-entrant renders of the same text get another instance.
-type tmplCache struct {
-	mu    sync.Mutex
-	m     map[string]*tmplEntry
-	funcs template.FuncMap
-}
-
-type tmplEntry struct {
-	text   string
-	err    error
-	refs   *refs
-	single string // the pipeline when the text is one {{ action }}
-	isOne  bool
-	mu     sync.Mutex
-	free   []*tmplInst
-}
-
-type tmplInst struct {
-	t   *template.Template
-	cur *scope
-	got any
-}
-
-func newTmplCache(funcs template.FuncMap) *tmplCache {
-	return &tmplCache{m: map[string]*tmplEntry{}, funcs: funcs}
-}
-
-func (c *tmplCache) entry(text string) *tmplEntry {
-	c.mu.Lock()
-	e, ok := c.m[text]
-	c.mu.Unlock()
-	if ok {
-		return e
-	}
-	e = &tmplEntry{text: text}
-	inst, err := c.newInst(text)
-	if err != nil {
-		e.err = err
-	} else {
-		e.refs = scanRefs(inst.t)
-		e.single, e.isOne = singleExpr(inst.t)
-		e.free = append(e.free, inst)
-	}
-	c.mu.Lock()
-	if prev, ok := c.m[text]; ok {
-		e = prev
-	} else {
-		c.m[text] = e
-	}
-	c.mu.Unlock()
-	return e
-}
-
-func (c *tmplCache) newInst(text string) (*tmplInst, error) {
-	inst := &tmplInst{}
-	fm := make(template.FuncMap, len(c.funcs)+8)
-	for k, v := range c.funcs {
-		fm[k] = v
-	}
-	for k, v := range hostFuncs(inst) {
-		fm[k] = v
-	}
-	t, err := parseTemplate(text, fm)
-	if err != nil {
-		return nil, err
-	}
-	inst.t = t
-	return inst, nil
-}
-
-// exec runs the template for scope s with data d; it returns the output
-// and the value captured by __gkcapture.
-func (c *tmplCache) exec(e *tmplEntry, s *scope, d map[string]any) (string, any, error) {
-	e.mu.Lock()
-	var inst *tmplInst
-	if n := len(e.free); n > 0 {
-		inst = e.free[n-1]
-		e.free = e.free[:n-1]
-	}
-	e.mu.Unlock()
-	if inst == nil {
-		var err error
-		if inst, err = c.newInst(e.text); err != nil {
-			return "", nil, err
-		}
-	}
-	inst.cur, inst.got = s, nil
-	var b strings.Builder
-	err := inst.t.Execute(&b, d)
-	got := inst.got
-	inst.cur, inst.got = nil, nil
-	e.mu.Lock()
-	e.free = append(e.free, inst)
-	e.mu.Unlock()
-	return b.String(), got, err
 }
 
 func (s *scope) hostvar(host, name string) (any, error) {
