@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"path"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -61,8 +62,9 @@ func (hs *hostState) dropProbes() {
 // when it is the same, below it or above it. Anything else (a command, a
 // user, a unit, an in-place attribute change) forgets every probe. In a
 // cold run this saves one probe batch (a request and its processes) per
-// changed file.
-func (hr *hostRun) dropProbesAfter(touched, own []string) {
+// changed file. Paths below a directory the change created empty
+// (newDirs) were absent and still are: their probes stay too.
+func (hr *hostRun) dropProbesAfter(touched, own, newDirs []string) {
 	if len(touched) == 0 || own == nil || !besideOwn(touched, own) {
 		hr.dropProbes()
 		return
@@ -73,11 +75,29 @@ func (hr *hostRun) dropProbesAfter(touched, own []string) {
 	// any change: a unit file is a path like any other.
 	hr.hs.reloadVars = ""
 	for k, e := range hr.hs.probes {
-		if e.paths == nil || pathsRelated(e.paths, touched) {
+		if e.paths == nil || pathsChanged(e.paths, touched, newDirs) {
 			delete(hr.hs.probes, k)
 		}
 	}
 }
+
+// pathsChanged says whether a change of touched may have changed what is
+// at a path of ps: a path related to a touched one (pathsRelated), unless
+// it lies below that one and that one is among newDirs (made empty).
+func pathsChanged(ps, touched, newDirs []string) bool {
+	for _, p := range ps {
+		for _, c := range touched {
+			if !pathsRelated([]string{p}, []string{c}) || below(p, c) && slices.Contains(newDirs, c) {
+				continue
+			}
+			return true
+		}
+	}
+	return false
+}
+
+// below says whether p is strictly below directory d.
+func below(p, d string) bool { return strings.HasPrefix(p, strings.TrimSuffix(d, "/")+"/") }
 
 // besideOwn says whether every touched path is clean and absolute and is
 // one of own or in the same directory as one of own (a backup, a temp

@@ -290,3 +290,29 @@ func TestProbeBatchKeepsReloadAnswers(t *testing.T) {
 		t.Fatalf("batches with the reload answers known: %v, want %v", known, want)
 	}
 }
+
+// TestPathsChanged: which batched path probes a change leaves standing.
+// Below a directory the change made empty, every path was absent and
+// still is; the directory itself and what is above it changed.
+func TestPathsChanged(t *testing.T) {
+	cases := []struct {
+		ps, touched, newDirs []string
+		want                 bool
+	}{
+		{[]string{"/opt/a/conf/x"}, []string{"/opt/a"}, nil, true},                 // below a touched path
+		{[]string{"/opt/a/conf/x"}, []string{"/opt/a"}, []string{"/opt/a"}, false}, // below a new empty directory
+		{[]string{"/opt/a"}, []string{"/opt/a"}, []string{"/opt/a"}, true},         // the new directory itself
+		{[]string{"/opt"}, []string{"/opt/a"}, []string{"/opt/a"}, true},           // above it (its mtime, its entries)
+		{[]string{"/opt/ab/x"}, []string{"/opt/a"}, []string{"/opt/a"}, false},     // unrelated: a name sharing a prefix
+		{[]string{"/opt/b/x"}, []string{"/opt/a"}, nil, false},                     // unrelated
+		// New below one touched path, but the same as another: changed.
+		{[]string{"/opt/a/x"}, []string{"/opt/a", "/opt/a/x"}, []string{"/opt/a"}, true},
+		// Below a touched path that is not new (a directory replaced): changed.
+		{[]string{"/opt/a/b/x"}, []string{"/opt/a", "/opt/a/b"}, []string{"/opt/a"}, true},
+	}
+	for _, c := range cases {
+		if got := pathsChanged(c.ps, c.touched, c.newDirs); got != c.want {
+			t.Errorf("pathsChanged(%v, touched %v, new %v) = %v, want %v", c.ps, c.touched, c.newDirs, got, c.want)
+		}
+	}
+}

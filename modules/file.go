@@ -132,8 +132,8 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	}
 	var script string
 	// touched: the paths the script creates or removes (Result.Touched);
-	// nil where it edits an existing inode.
-	var touched []string
+	// nil where it edits an existing inode. newDirs: Result.NewDirs.
+	var touched, newDirs []string
 	qp := shq(p)
 	tmpPath := path.Join(path.Dir(p), ".gokube-"+randHex()+"-"+path.Base(p))
 	tmp := shq(tmpPath)
@@ -162,7 +162,7 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	case "directory":
 		switch st.Type {
 		case "absent":
-			touched = []string{p}
+			touched, newDirs = []string{p}, []string{p}
 			if w.HasMode && w.Mode&0o7000 == 0 {
 				// One process less: mkdir sets an octal mode itself (a
 				// symbolic one is relative to the new directory's mode,
@@ -236,7 +236,7 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if w.modeSet() {
 		data["mode"] = w.modeArg()
 	}
-	res := &Result{Changed: true, Data: data, Touched: touched}
+	res := &Result{Changed: true, Data: data, Touched: touched, NewDirs: newDirs}
 	if env.Diff {
 		res.Diff = fileDiff(st, state, w, a.str("src"))
 	}

@@ -113,6 +113,12 @@ type Result struct {
 	// them. The executor keeps the batched probes of unrelated paths
 	// across such a change instead of probing them again.
 	Touched []string
+	// NewDirs lists the directories among Touched that the change made
+	// where nothing was, and left empty (mkdir): every path below one
+	// was absent before the change and still is, so the batched probes of
+	// paths below them stay true too. A directory a cold run creates for
+	// the files that follow then costs no probe batch.
+	NewDirs []string
 	// Reprobe says the task changed what probes read without a change to
 	// report (a daemon-reload, no change in Ansible either): the executor
 	// drops its cached probes and the daemon-reload answers it kept.
