@@ -55,6 +55,21 @@ func TestSystemd(t *testing.T) {
 	if m := mutating(f); len(m) != 2 || !strings.HasPrefix(m[0].Script, "systemctl daemon-reload && systemctl show") || m[1].Script != "systemctl restart -- 'etcd'" {
 		t.Fatalf("reload+restart %+v", m)
 	}
+	// A reload is needed and the unit must be enabled: systemctl enable
+	// reloads systemd itself, so the plan made from the state before the
+	// reload is the one request, with no daemon-reload of its own.
+	f = connection.NewFake("h1").On(reloadSinceMark, connection.Result{Stdout: []byte(reloadSinceMark + "\n\n" + reloadUnitMark + "\n" + string(show("inactive", "disabled").Stdout))})
+	res = mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "etcd", "state": "started", "enabled": true, "daemon_reload": true})
+	if m := mutating(f); !res.Changed || len(m) != 1 || m[0].Script != "systemctl enable --now -- 'etcd'" {
+		t.Fatalf("reload by enable: %+v %+v", res, m)
+	}
+	// Already enabled: the reload runs first, and the state after it decides.
+	f = connection.NewFake("h1").On(reloadSinceMark, connection.Result{Stdout: []byte(reloadSinceMark + "\n\n" + reloadUnitMark + "\n" + string(show("inactive", "enabled").Stdout))}).
+		On("daemon-reload && systemctl show", show("inactive", "enabled"))
+	res = mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "etcd", "state": "started", "enabled": true, "daemon_reload": true})
+	if m := mutating(f); !res.Changed || len(m) != 2 || !strings.HasPrefix(m[0].Script, "systemctl daemon-reload && systemctl show") || m[1].Script != "systemctl start -- 'etcd'" {
+		t.Fatalf("reload then start: %+v %+v", res, m)
+	}
 	// daemon_reload in check mode still reads the state (read-only).
 	f = connection.NewFake("h1").On("systemctl show", show("inactive", "disabled"))
 	env = newEnv(connection.NewDry(f))

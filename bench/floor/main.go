@@ -6,7 +6,7 @@
 //	floor -i inventory.cfg -g bench warm   connect, one session (sudo -n true): nothing to change
 //	floor -i inventory.cfg -g bench cold   connect, one session running one root script that
 //	                                       makes every change site.yml makes (users, dirs,
-//	                                       files, links, daemon-reload, enable --now)
+//	                                       files, links, enable --now, which reloads systemd)
 //
 // All hosts at once (up to -forks), like the tools it is compared with. It
 // reads the INI inventory `gokube lab inventory` writes (ansible_host,
@@ -168,7 +168,9 @@ func coldScript(name string, bench []string) string {
 	w("chown gkbench %s/data %s/log", d, d)
 	w("ln -s %s/conf/app.conf %s/app.conf", d, d)
 	w("ln -s %s/log %s/logs", d, d)
-	w("systemctl daemon-reload")
+	// systemctl enable reloads systemd itself once its links are made: no
+	// daemon-reload of its own (gokube's systemd module makes the same
+	// saving, modules.enableReloads; Ansible reloads twice).
 	w("systemctl enable --now gkbench.service 2>/dev/null")
 	return b.String()
 }
