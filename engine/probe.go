@@ -81,6 +81,22 @@ func (hr *hostRun) dropProbesAfter(touched, own, newDirs []string) {
 	}
 }
 
+// dropProbesAfterAccounts forgets the cached probes a change of the
+// account databases may have made stale (modules.Result.AccountsOnly):
+// every probe but a path probe whose answer names no owner or group (an
+// absent path) and whose paths are unrelated to touched. A cold run's
+// groupadd and useradd then cost no probe batch for the files that follow.
+func (hr *hostRun) dropProbesAfterAccounts(touched []string) {
+	hr.hs.mu.Lock()
+	defer hr.hs.mu.Unlock()
+	hr.hs.reloadVars = ""
+	for k, e := range hr.hs.probes {
+		if e.paths == nil || modules.ProbeNamesOwner(e.out) || pathsRelated(e.paths, touched) {
+			delete(hr.hs.probes, k)
+		}
+	}
+}
+
 // pathsChanged says whether a change of touched may have changed what is
 // at a path of ps: a path related to a touched one (pathsRelated), unless
 // it lies below that one and that one is among newDirs (made empty).
@@ -343,6 +359,8 @@ func unchangedResult() map[string]any {
 }
 
 // probeOf renders u's args; stop=true when they cannot be rendered yet.
+// A probe the cache already holds, for the same script, is not asked
+// again (nil): a batch after a change asks only what the change dropped.
 func (hr *hostRun) probeOf(u *Task, p modules.Prober, sc *scope, idx int) (*probeReq, bool) {
 	args, err := renderArgs(sc, u)
 	if err != nil {
@@ -352,7 +370,14 @@ func (hr *hostRun) probeOf(u *Task, p modules.Prober, sc *scope, idx int) (*prob
 	if !ok {
 		return nil, false
 	}
-	return &probeReq{key: probeKey{u, idx}, script: script, paths: probePaths(u.Module, args, script)}, false
+	key := probeKey{u, idx}
+	hr.hs.mu.Lock()
+	e, hit := hr.hs.probes[key]
+	hr.hs.mu.Unlock()
+	if hit && e.script == script {
+		return nil, false
+	}
+	return &probeReq{key: key, script: script, paths: probePaths(u.Module, args, script)}, false
 }
 
 // runProbes runs every script in one read-only request and splits the

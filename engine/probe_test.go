@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,6 +10,7 @@ import (
 	"testing"
 
 	"gokube/connection"
+	"gokube/modules"
 )
 
 func TestCheckModeSendsOnlyReadOnly(t *testing.T) {
@@ -313,6 +315,65 @@ func TestPathsChanged(t *testing.T) {
 	for _, c := range cases {
 		if got := pathsChanged(c.ps, c.touched, c.newDirs); got != c.want {
 			t.Errorf("pathsChanged(%v, touched %v, new %v) = %v, want %v", c.ps, c.touched, c.newDirs, got, c.want)
+		}
+	}
+}
+
+// taccount stands for groupadd or useradd without a home: a change of the
+// account databases only (modules.Result.AccountsOnly).
+type taccount struct{}
+
+func (taccount) Spec() modules.Spec { return modules.Spec{Args: map[string]modules.Arg{}} }
+
+func (taccount) Run(context.Context, *modules.Env, map[string]any) (*modules.Result, error) {
+	return &modules.Result{Changed: true, AccountsOnly: true}, nil
+}
+
+// TestBatchAsksOnlyWhatAChangeDropped: with the real file module on local
+// paths, a batch after a change asks only the probes the change dropped;
+// an account change drops the probes of paths that exist (their owner's
+// name may read differently) and keeps those of absent paths; a directory
+// made empty keeps the probes below it.
+func TestBatchAsksOnlyWhatAChangeDropped(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"d/exists/.keep": "", "d/exists2/.keep": "", "site.yml": `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - file: {path: "{{ .playbook_dir }}/d/seed", state: directory}
+    - taccount: {}
+    - file: {path: "{{ .playbook_dir }}/d/new", state: directory}
+    - file: {path: "{{ .playbook_dir }}/d/new/below", state: directory}
+    - file: {path: "{{ .playbook_dir }}/d/new/below/deeper", state: directory}
+    - file: {path: "{{ .playbook_dir }}/d/exists", state: absent}
+    - file: {path: "{{ .playbook_dir }}/d/exists2", state: absent}
+    - file: {path: "{{ .playbook_dir }}/d/other", state: directory}
+`})
+	o := e.opts("site.yml")
+	o.Registry = modules.NewRegistry()
+	o.Registry.Register(taccount{}, "taccount")
+	mustRun(t, e, o)
+	var got []string
+	for _, rq := range e.fake("node-1").Requests() {
+		if strings.Contains(rq.Script, "__GKPROBE_") {
+			got = append(got, fmt.Sprintf("batch of %d", strings.Count(rq.Script, "__GKPROBE_")-1))
+		}
+	}
+	// The first batch asks all seven. The account change drops d/exists
+	// and d/exists2 (they exist) and keeps the absent paths; d/new and
+	// d/new/below are new empty directories, which keep the probes below
+	// them; d/exists then asks again for the two, not for d/other, which
+	// the cache still holds and the removals leave standing.
+	if want := []string{"batch of 7", "batch of 2"}; !reflect.DeepEqual(got, want) {
+		t.Fatalf("requests %q, want %q", got, want)
+	}
+	for _, p := range []string{"d/seed", "d/new/below/deeper", "d/other"} {
+		if fi, err := os.Stat(filepath.Join(e.dir, p)); err != nil || !fi.IsDir() {
+			t.Errorf("%s: %v", p, err)
+		}
+	}
+	for _, p := range []string{"d/exists", "d/exists2"} {
+		if _, err := os.Stat(filepath.Join(e.dir, p)); !os.IsNotExist(err) {
+			t.Errorf("%s not removed: %v", p, err)
 		}
 	}
 }

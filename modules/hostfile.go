@@ -160,6 +160,18 @@ command -v gk_sha256 >/dev/null 2>&1 || gk_sha256() { h=$(sha256sum < "$1") && e
 command -v gk_sha1 >/dev/null 2>&1 || gk_sha1() { h=$(sha1sum < "$1") && echo "sha1=${h%% *}"; }
 `
 
+// ProbeNamesOwner says whether a path probe's answer names an owner or a
+// group (a path that exists): a change of the account databases may make
+// that name read differently (Result.AccountsOnly).
+func ProbeNamesOwner(out []byte) bool {
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		if bytes.HasPrefix(line, []byte("owner=")) || bytes.HasPrefix(line, []byte("group=")) || bytes.HasPrefix(line, []byte("uid=")) || bytes.HasPrefix(line, []byte("gid=")) {
+			return true
+		}
+	}
+	return false
+}
+
 // ProbePaths returns the paths a probe script's file probes declared, in
 // order, without repeats.
 func ProbePaths(script string) []string {

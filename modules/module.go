@@ -119,6 +119,12 @@ type Result struct {
 	// paths below them stay true too. A directory a cold run creates for
 	// the files that follow then costs no probe batch.
 	NewDirs []string
+	// AccountsOnly says the change edited only the account databases
+	// (groupadd, useradd without a home): no path changed but those in
+	// Touched, only an owner's or group's name may now read differently.
+	// The executor keeps the batched path probes that name no owner (a
+	// path that is absent), and forgets the rest.
+	AccountsOnly bool
 	// Reprobe says the task changed what probes read without a change to
 	// report (a daemon-reload, no change in Ansible either): the executor
 	// drops its cached probes and the daemon-reload answers it kept.

@@ -216,3 +216,18 @@ func TestProbeContentByRead(t *testing.T) {
 		}
 	}
 }
+
+// TestProbeNamesOwner: the answer of a path that exists names its owner
+// (an account change may rename it); that of an absent path does not.
+func TestProbeNamesOwner(t *testing.T) {
+	for out, want := range map[string]bool{
+		"path=/a\ntype=absent\n": false,
+		"path=/a\ntype=file\nmode=644\nuid=0\ngid=0\nowner=root\ngroup=root\nsize=1\n": true,
+		"path=/a\ntype=file\ncontent-line=owner=x\n":                                   false,
+		"": false,
+	} {
+		if got := ProbeNamesOwner([]byte(out)); got != want {
+			t.Errorf("ProbeNamesOwner(%q) = %v, want %v", out, got, want)
+		}
+	}
+}

@@ -432,10 +432,18 @@ func realUser(t *testing.T, tg *target, fig *figures) {
 	if !gres.Changed || !strings.HasPrefix(hostSh(t, tg, "getent group "+name+"g"), name+"g:") {
 		t.Fatal("group")
 	}
+	if !gres.AccountsOnly {
+		t.Error("groupadd did not say it changed the account databases only")
+	}
 	args := map[string]any{"name": name, "system": true, "shell": "/usr/sbin/nologin", "home": "/var/lib/" + name, "create_home": false, "groups": []any{name + "g"}}
 	res, rt := runRT(t, userModule{}, tg.env(), args)
 	if !res.Changed {
 		t.Fatal("user not created")
+	}
+	// Without a home, useradd changed the account databases only: the
+	// executor keeps the probes of absent paths across it.
+	if got := hostSh(t, tg, "ls -d /var/lib/"+name+" /var/mail/"+name+" /var/spool/mail/"+name+" 2>/dev/null; true"); !res.AccountsOnly || got != "" {
+		t.Errorf("useradd without a home: AccountsOnly %v, made %q", res.AccountsOnly, got)
 	}
 	fig.add("user created: %d", rt)
 	pw := strings.Split(strings.TrimSpace(hostSh(t, tg, "getent passwd "+name)), ":")

@@ -152,7 +152,14 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if _, err := mustRun(ctx, env, strings.Join(cmd, " ")+" -- "+q, false); err != nil {
 		return resultFail(err, data)
 	}
-	return &Result{Changed: true, Data: data}, nil
+	res := &Result{Changed: true, Data: data}
+	if cmd[0] == "useradd" && !a.boolean("create_home", true) {
+		// No home: only the account databases, and a mail spool where
+		// useradd is set up to make one (CREATE_MAIL_SPOOL).
+		res.AccountsOnly = true
+		res.Touched = []string{"/var/mail/" + name, "/var/spool/mail/" + name}
+	}
+	return res, nil
 }
 
 // usermodArgs are the usermod options that bring an existing user (its
@@ -272,5 +279,6 @@ func (m groupModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 	if _, err := mustRun(ctx, env, strings.Join(cmd, " ")+" -- "+shq(name), false); err != nil {
 		return resultFail(err, data)
 	}
-	return &Result{Changed: true, Data: data}, nil
+	// groupadd, groupdel, groupmod: the group database alone.
+	return &Result{Changed: true, Data: data, AccountsOnly: true}, nil
 }
