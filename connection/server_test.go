@@ -34,11 +34,12 @@ type testServer struct {
 	hostKeys []ssh.Signer
 	home     string // the SFTP working directory, like a login user's home
 
-	mu      sync.Mutex
-	conns   []net.Conn
-	execs   int
-	accepts int
-	pings   int // keepalive requests
+	mu       sync.Mutex
+	conns    []net.Conn
+	execs    int
+	sessions int // session channels accepted
+	accepts  int
+	pings    int // keepalive requests
 }
 
 // testEnv bundles a server with a client key and known_hosts file.
@@ -175,6 +176,12 @@ func (s *testServer) pingCount() int {
 	return s.pings
 }
 
+func (s *testServer) sessionCount() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.sessions
+}
+
 func (s *testServer) execCount() int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -221,6 +228,9 @@ func (s *testServer) handle(c net.Conn) {
 			if err != nil {
 				continue
 			}
+			s.mu.Lock()
+			s.sessions++
+			s.mu.Unlock()
 			go s.session(ch, creqs)
 		case "direct-tcpip":
 			var p struct {

@@ -90,6 +90,33 @@ type sshConn struct {
 	sftpHome string
 	abortMu  sync.Mutex
 	sftpCh   ssh.Channel
+
+	// pre is a session channel opened as soon as the connection is up
+	// (preopen), taken by the first shell (under mu): sshd sets a session
+	// up (PAM, ~100 ms on a lab host) while the executor renders the first
+	// probe batch, instead of after.
+	pre <-chan openedChannel
+}
+
+// openedChannel is a session channel being opened: its requests are
+// already discarded (a channel's requests must be read or the connection
+// stalls).
+type openedChannel struct {
+	ch  ssh.Channel
+	err error
+}
+
+// openSession opens a session channel in the background.
+func (c *sshConn) openSession() <-chan openedChannel {
+	got := make(chan openedChannel, 1)
+	go func() {
+		ch, reqs, err := c.client.OpenChannel("session", nil)
+		if err == nil {
+			go ssh.DiscardRequests(reqs)
+		}
+		got <- openedChannel{ch, err}
+	}()
+	return got
 }
 
 // DialSSH connects to cfg.Addr and authenticates. It retries a few times
@@ -100,6 +127,9 @@ func DialSSH(ctx context.Context, cfg SSHConfig) (Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	// Every user of a connection runs a shell first; a jump host's
+	// connection (dialSSH's own) only carries the target's.
+	c.pre = c.openSession()
 	return c, nil
 }
 

@@ -119,24 +119,20 @@ exec sudo -A -H -p GK_PW -u ` + shQuote(key) + " -- /bin/sh -c " + shQuote(inner
 // for the exec reply: the first frame follows at once, so opening costs
 // the channel-open round trip only.
 func (c *sshConn) openShell(ctx context.Context, key string, lock lockNeed) (*shellSession, error) {
-	type opened struct {
-		ch   ssh.Channel
-		reqs <-chan *ssh.Request
-		err  error
+	c.mu.Lock()
+	got := c.pre
+	c.pre = nil
+	c.mu.Unlock()
+	if got == nil {
+		got = c.openSession()
 	}
-	got := make(chan opened, 1)
-	go func() {
-		ch, reqs, err := c.client.OpenChannel("session", nil)
-		got <- opened{ch, reqs, err}
-	}()
-	var o opened
+	var o openedChannel
 	select {
 	case o = <-got:
 	case <-ctx.Done():
 		go func() {
 			if o := <-got; o.err == nil {
 				o.ch.Close()
-				go ssh.DiscardRequests(o.reqs)
 			}
 		}()
 		return nil, ctx.Err()
@@ -148,7 +144,6 @@ func (c *sshConn) openShell(ctx context.Context, key string, lock lockNeed) (*sh
 		}
 		return nil, fmt.Errorf("%s: open session: %w", c.cfg.Host, o.err)
 	}
-	go ssh.DiscardRequests(o.reqs)
 	cmd, prefix := c.shellCommand(key)
 	if _, err := o.ch.SendRequest("exec", false, ssh.Marshal(struct{ Command string }{cmd})); err != nil {
 		o.ch.Close()

@@ -275,7 +275,7 @@ func (e *env) interpret(script string) ([]byte, bool) {
 	var out bytes.Buffer
 	for _, l := range strings.Split(strings.TrimRight(script, "\n"), "\n") {
 		switch {
-		case l == "(" || l == ") </dev/null":
+		case l == "{" || l == "} </dev/null" || l == "(" || l == ") </dev/null":
 		case reMarker.MatchString(l):
 			m := reMarker.FindStringSubmatch(l)
 			fmt.Fprintf(&out, "\n%s %s\n", m[1], m[2])
