@@ -59,11 +59,7 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 	// nothing changed on the host, so cached probes stay true.
 	if err == nil && !check && !res.Skipped && (res.Changed || res.Reprobe) {
 		// A delegated task has no probed paths here: every probe goes.
-		if res.AccountsOnly {
-			hr.dropProbesAfterAccounts(res.Touched)
-		} else {
-			hr.dropProbesAfter(res.Touched, probed, res.NewDirs)
-		}
+		hr.dropProbesAfter(res, probed)
 		if delegate != "" {
 			if d, ok := hr.r.hosts[delegate]; ok {
 				d.dropProbes()

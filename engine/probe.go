@@ -63,9 +63,14 @@ func (hs *hostState) dropProbes() {
 // user, a unit, an in-place attribute change) forgets every probe. In a
 // cold run this saves one probe batch (a request and its processes) per
 // changed file. Paths below a directory the change created empty
-// (newDirs) were absent and still are: their probes stay too.
-func (hr *hostRun) dropProbesAfter(touched, own, newDirs []string) {
-	if len(touched) == 0 || own == nil || !besideOwn(touched, own) {
+// (Result.NewDirs) were absent and still are: their probes stay too. A
+// change of the account databases only (Result.AccountsOnly) touches no
+// path of the task's own but may rename an owner: the path probes that
+// name none (an absent path) stay, so a cold run's groupadd and useradd
+// cost no probe batch for the files that follow.
+func (hr *hostRun) dropProbesAfter(res *modules.Result, own []string) {
+	touched := res.Touched
+	if !res.AccountsOnly && (len(touched) == 0 || own == nil || !besideOwn(touched, own)) {
 		hr.dropProbes()
 		return
 	}
@@ -75,23 +80,7 @@ func (hr *hostRun) dropProbesAfter(touched, own, newDirs []string) {
 	// any change: a unit file is a path like any other.
 	hr.hs.reloadVars = ""
 	for k, e := range hr.hs.probes {
-		if e.paths == nil || pathsChanged(e.paths, touched, newDirs) {
-			delete(hr.hs.probes, k)
-		}
-	}
-}
-
-// dropProbesAfterAccounts forgets the cached probes a change of the
-// account databases may have made stale (modules.Result.AccountsOnly):
-// every probe but a path probe whose answer names no owner or group (an
-// absent path) and whose paths are unrelated to touched. A cold run's
-// groupadd and useradd then cost no probe batch for the files that follow.
-func (hr *hostRun) dropProbesAfterAccounts(touched []string) {
-	hr.hs.mu.Lock()
-	defer hr.hs.mu.Unlock()
-	hr.hs.reloadVars = ""
-	for k, e := range hr.hs.probes {
-		if e.paths == nil || modules.ProbeNamesOwner(e.out) || pathsRelated(e.paths, touched) {
+		if e.paths == nil || pathsChanged(e.paths, touched, res.NewDirs) || res.AccountsOnly && modules.ProbeNamesOwner(e.out) {
 			delete(hr.hs.probes, k)
 		}
 	}

@@ -23,7 +23,6 @@ type tmplCache struct {
 	mu    sync.Mutex
 	m     map[string]*tmplEntry
 	n     int              // entries named so far
-	names map[string]any   // the functions' names, all parse.Parse needs
 	funcs template.FuncMap // the run's functions, host helpers included
 	free  []*tmplInst
 }
@@ -55,7 +54,7 @@ func newTmplCache(funcs template.FuncMap) *tmplCache {
 	maps.Copy(fm, funcs)
 	// The host helpers' names, so texts parse; each set binds its own.
 	maps.Copy(fm, hostFuncs(&tmplInst{}))
-	return &tmplCache{m: map[string]*tmplEntry{}, names: fm, funcs: fm}
+	return &tmplCache{m: map[string]*tmplEntry{}, funcs: fm}
 }
 
 func (c *tmplCache) entry(text string) *tmplEntry {
@@ -70,7 +69,7 @@ func (c *tmplCache) entry(text string) *tmplEntry {
 	e.name = fmt.Sprintf("t%d", c.n)
 	c.n++
 	c.mu.Unlock()
-	if trees, err := parseTrees(text, c.names); err != nil {
+	if trees, err := parseTrees(text, c.funcs); err != nil {
 		e.err = err
 	} else {
 		e.trees = setNames(trees, e.name)

@@ -114,6 +114,7 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		data["home"], data["shell"], data["comment"] = pw[5], pw[6], pw[4]
 	}
 	var cmd []string
+	accounts := false // the change edits the account databases only (Result.AccountsOnly)
 	q := shq(name)
 	switch {
 	case state == "absent" && exists:
@@ -129,7 +130,10 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		if a.boolean("create_home", true) {
 			cmd = append(cmd, "-m")
 		} else {
+			// No home: only the account databases, and a mail spool
+			// where useradd is set up to make one (CREATE_MAIL_SPOOL).
 			cmd = append(cmd, "-M")
+			accounts = true
 		}
 		for _, o := range [][2]string{{"-s", "shell"}, {"-d", "home"}, {"-u", "uid"}, {"-g", "group"}, {"-c", "comment"}} {
 			if a.has(o[1]) {
@@ -153,9 +157,7 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		return resultFail(err, data)
 	}
 	res := &Result{Changed: true, Data: data}
-	if cmd[0] == "useradd" && !a.boolean("create_home", true) {
-		// No home: only the account databases, and a mail spool where
-		// useradd is set up to make one (CREATE_MAIL_SPOOL).
+	if accounts {
 		res.AccountsOnly = true
 		res.Touched = []string{"/var/mail/" + name, "/var/spool/mail/" + name}
 	}
