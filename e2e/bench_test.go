@@ -95,11 +95,14 @@ var probePrograms = map[string]bool{
 // Probes are not changes; a change of a path leaves the batched probes of
 // unrelated paths standing, a directory made empty those of the paths
 // below it (absent before, absent after), and an account change (the
-// group, the user without a home) those of absent paths, so the run costs
-// one probe batch per change that may affect what follows (the group for
-// the user's probe, a file a later task looks at again, the unit, the
-// command), not one per changed task: 5 batches, 8 before new directories
-// and account changes kept what they cannot change.
+// group, the user without a home) those of absent paths, of paths owned
+// by named accounts (when the change only added accounts), of accounts
+// that were absent and of the units, so the run costs one probe batch per
+// change that may affect what follows (a file a later task looks at
+// again, the unit, the command), not one per changed task: 4 batches, 5
+// before account additions kept the user's and the units' probes, 8
+// before new directories and account changes kept what they cannot
+// change.
 func coldRunSpawns(t *testing.T, execs []execRec) {
 	t.Helper()
 	session, progs, lines := runExecs(t, execs)
@@ -129,14 +132,15 @@ func coldRunSpawns(t *testing.T, execs []execRec) {
 	// Every probe batch with a file probe stats once, a batch of one path
 	// included (its declarations share the stat, the hash cache may answer
 	// its checksum).
-	// Probes and the protocol: 29 on 2026-12-01, 74 before requests
-	// became subshells streaming their output (a script shell and base64
-	// per request).
-	if probes > 32 {
-		t.Errorf("cold run: %d processes for probes and the protocol, want at most 32", probes)
+	// Probes and the protocol: 17 on 2026-12-01 (night), 21 before
+	// account additions kept the user's and the units' probes, 29 before
+	// the evening's, 74 before requests became subshells streaming their
+	// output (a script shell and base64 per request).
+	if probes > 20 {
+		t.Errorf("cold run: %d processes for probes and the protocol, want at most 20", probes)
 	}
-	if progs["stat batch"] > 5 {
-		t.Errorf("cold run: %d probe batches, want at most 5 (one per change that may affect later probes)", progs["stat batch"])
+	if progs["stat batch"] > 4 {
+		t.Errorf("cold run: %d probe batches, want at most 4 (one per change that may affect later probes)", progs["stat batch"])
 	}
 }
 

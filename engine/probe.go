@@ -36,6 +36,8 @@ type probeEntry struct {
 	// (no symbolic link on the way, see modules.PathsUnlinked); nil when
 	// the answer may depend on anything.
 	paths []string
+	// scope: what else the answer depends on (modules.ScopedProber).
+	scope modules.ProbeScope
 }
 
 type probeReq struct {
@@ -43,6 +45,7 @@ type probeReq struct {
 	script string
 	// paths: the probe's declared paths when it is a PathProber's.
 	paths []string
+	scope modules.ProbeScope
 }
 
 func (hr *hostRun) dropProbes() { hr.hs.dropProbes() }
@@ -51,7 +54,7 @@ func (hr *hostRun) dropProbes() { hr.hs.dropProbes() }
 func (hs *hostState) dropProbes() {
 	hs.mu.Lock()
 	hs.probes = nil
-	hs.reloadVars = ""
+	hs.reloadVars, hs.reloadSince = "", ""
 	hs.mu.Unlock()
 }
 
@@ -60,30 +63,53 @@ func (hs *hostState) dropProbes() {
 // changed task's probed paths; touched paths are those or beside them)
 // leaves the probes of unrelated paths true: a path is related to another
 // when it is the same, below it or above it. Anything else (a command, a
-// user, a unit, an in-place attribute change) forgets every probe. In a
-// cold run this saves one probe batch (a request and its processes) per
-// changed file. Paths below a directory the change created empty
-// (Result.NewDirs) were absent and still are: their probes stay too. A
-// change of the account databases only (Result.AccountsOnly) touches no
-// path of the task's own but may rename an owner: the path probes that
-// name none (an absent path) stay, so a cold run's groupadd and useradd
-// cost no probe batch for the files that follow.
+// unit, an in-place attribute change) forgets every probe. In a cold run
+// this saves one probe batch (a request and its processes) per changed
+// file. Paths below a directory the change created empty
+// (Result.NewDirs) were absent and still are: their probes stay too.
+//
+// A change of the account databases only (Result.AccountsOnly, a cold
+// run's groupadd and useradd) touches no path of the task's own: what
+// systemd reports stays, and so do the path probes that name no owner (an
+// absent path) or, when the change only added accounts (Result.Added),
+// only owners with names, and the probes of other accounts that were
+// absent. Then the files, the units and the user that follow a group cost
+// no probe batch.
 func (hr *hostRun) dropProbesAfter(res *modules.Result, own []string) {
-	touched := res.Touched
-	if !res.AccountsOnly && (len(touched) == 0 || own == nil || !besideOwn(touched, own)) {
+	if !res.AccountsOnly && (len(res.Touched) == 0 || own == nil || !besideOwn(res.Touched, own)) {
 		hr.dropProbes()
 		return
 	}
 	hr.hs.mu.Lock()
 	defer hr.hs.mu.Unlock()
-	// Whether a daemon-reload could change anything is asked again after
-	// any change: a unit file is a path like any other.
-	hr.hs.reloadVars = ""
+	if !res.AccountsOnly {
+		// Whether a daemon-reload could change anything is asked again
+		// after a file change (a unit file is a path like any other);
+		// when the last one was is not: writing files does not reload.
+		hr.hs.reloadVars = hr.hs.reloadSince
+	}
 	for k, e := range hr.hs.probes {
-		if e.paths == nil || pathsChanged(e.paths, touched, res.NewDirs) || res.AccountsOnly && modules.ProbeNamesOwner(e.out) {
+		if !probeSurvives(e, res) {
 			delete(hr.hs.probes, k)
 		}
 	}
+}
+
+// probeSurvives says whether a cached probe's answer is still true after
+// a change of files only or of accounts only (dropProbesAfter).
+func probeSurvives(e probeEntry, res *modules.Result) bool {
+	switch {
+	case e.paths != nil:
+		if pathsChanged(e.paths, res.Touched, res.NewDirs) {
+			return false
+		}
+		return !res.AccountsOnly || !modules.ProbeNamesOwner(e.out) || len(res.Added) > 0 && modules.ProbeOwnersNamed(e.out)
+	case e.scope.Systemd:
+		return res.AccountsOnly
+	case e.scope.Account != "":
+		return res.AccountsOnly && len(res.Added) > 0 && !slices.Contains(res.Added, e.scope.Account) && modules.AccountAbsent(e.out)
+	}
+	return false
 }
 
 // pathsChanged says whether a change of touched may have changed what is
@@ -165,7 +191,7 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	if op, ok := t.Module.(modules.OptionalProber); ok && op.ProbeOnlyInBatch() {
 		return nil, nil, nil
 	}
-	reqs := []probeReq{{key, script, probePaths(t.Module, args, script)}}
+	reqs := []probeReq{{key, script, probePaths(t.Module, args, script), probeScope(t.Module, args)}}
 	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser)...)
 	hr.hs.mu.Lock()
 	known := hr.hs.reloadVars
@@ -174,18 +200,17 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	if err != nil {
 		return nil, nil, err
 	}
-	if known == "" {
-		for _, out := range outs {
-			if v := modules.ReloadAnswers(out); v != "" {
-				hr.hs.mu.Lock()
-				hr.hs.reloadVars = v
-				hr.hs.mu.Unlock()
-				break
-			}
+	for _, out := range outs {
+		// Answers the batch was given come back as they were.
+		if v := modules.ReloadAnswers(out); v != "" {
+			hr.hs.mu.Lock()
+			hr.hs.reloadVars, hr.hs.reloadSince = v, modules.ReloadSince(out)
+			hr.hs.mu.Unlock()
+			break
 		}
 	}
 	entry := func(rq probeReq, out []byte) probeEntry {
-		e := probeEntry{script: rq.script, out: out}
+		e := probeEntry{script: rq.script, out: out, scope: rq.scope}
 		if rq.paths != nil && links != nil && modules.PathsUnlinked(rq.paths, links) {
 			e.paths = rq.paths
 		}
@@ -210,6 +235,15 @@ func probePaths(m modules.Module, args map[string]any, script string) []string {
 		return nil
 	}
 	return modules.ProbePaths(script)
+}
+
+// probeScope is a ScopedProber's scope for args, the zero scope (any)
+// for any other probe.
+func probeScope(m modules.Module, args map[string]any) modules.ProbeScope {
+	if sp, ok := m.(modules.ScopedProber); ok {
+		return sp.ProbeScope(args)
+	}
+	return modules.ProbeScope{}
 }
 
 // lookahead collects the probes of the rest of t's loop and of the tasks
@@ -366,7 +400,7 @@ func (hr *hostRun) probeOf(u *Task, p modules.Prober, sc *scope, idx int) (*prob
 	if hit && e.script == script {
 		return nil, false
 	}
-	return &probeReq{key: key, script: script, paths: probePaths(u.Module, args, script)}, false
+	return &probeReq{key: key, script: script, paths: probePaths(u.Module, args, script), scope: probeScope(u.Module, args)}, false
 }
 
 // runProbes runs every script in one read-only request and splits the

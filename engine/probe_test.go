@@ -320,13 +320,105 @@ func TestPathsChanged(t *testing.T) {
 }
 
 // taccount stands for groupadd or useradd without a home: a change of the
-// account databases only (modules.Result.AccountsOnly).
+// account databases only (modules.Result.AccountsOnly), which added the
+// accounts in added= (modules.Result.Added).
 type taccount struct{}
 
-func (taccount) Spec() modules.Spec { return modules.Spec{Args: map[string]modules.Arg{}} }
+func (taccount) Spec() modules.Spec {
+	return modules.Spec{Args: map[string]modules.Arg{"added": {Type: modules.List}}}
+}
 
-func (taccount) Run(context.Context, *modules.Env, map[string]any) (*modules.Result, error) {
-	return &modules.Result{Changed: true, AccountsOnly: true}, nil
+func (taccount) Run(_ context.Context, _ *modules.Env, args map[string]any) (*modules.Result, error) {
+	res := &modules.Result{Changed: true, AccountsOnly: true}
+	if l, ok := args["added"].([]any); ok {
+		for _, a := range l {
+			res.Added = append(res.Added, fmt.Sprint(a))
+		}
+	}
+	return res, nil
+}
+
+// tscoped is a probe with a scope (modules.ScopedProber): systemd's
+// state, or an account that exists= or not. Its probe prints what a user
+// probe would.
+type tscoped struct{}
+
+func (tscoped) Spec() modules.Spec {
+	return modules.Spec{Args: map[string]modules.Arg{"name": {Type: modules.String, Required: true},
+		"account": {Type: modules.String}, "systemd": {Type: modules.Bool}, "exists": {Type: modules.Bool}}}
+}
+
+func (tscoped) Probe(args map[string]any) (string, bool) {
+	passwd := ""
+	if args["exists"] == true {
+		passwd = fmt.Sprintf("%s:x:1000:1000::/:/bin/sh", args["name"])
+	}
+	return fmt.Sprintf("echo probe %s; echo 'passwd=%s'", args["name"], passwd), true
+}
+
+func (tscoped) ProbeScope(args map[string]any) modules.ProbeScope {
+	a, _ := args["account"].(string)
+	return modules.ProbeScope{Systemd: args["systemd"] == true, Account: a}
+}
+
+func (m tscoped) Run(ctx context.Context, env *modules.Env, args map[string]any) (*modules.Result, error) {
+	if env.Probe == nil {
+		return nil, fmt.Errorf("%s: no probe answer", args["name"])
+	}
+	return &modules.Result{}, nil
+}
+
+// TestAccountAdditionKeepsProbes: after a change that only added accounts,
+// the probes of systemd, of other accounts that were absent and of paths
+// whose owners have names stay; those of an added account, of one that
+// exists and of anything else are asked again. A file change then drops
+// systemd's probes, which may read unit files.
+func TestAccountAdditionKeepsProbes(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"d/exists/.keep": "", "site.yml": `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - tscoped: {name: first}
+    - taccount: {added: [group g, user u3]}
+    - tscoped: {name: u1, account: user u1}
+    - tscoped: {name: u3, account: user u3}
+    - tscoped: {name: u2, account: user u2, exists: true}
+    - tscoped: {name: s1, systemd: true}
+    - tscoped: {name: any}
+    - file: {path: "{{ .playbook_dir }}/d/exists", state: directory}
+    - file: {path: "{{ .playbook_dir }}/d/new", state: directory}
+    - tscoped: {name: s2, systemd: true}
+    - tscoped: {name: u4, account: user u4}
+`})
+	o := e.opts("site.yml")
+	o.Registry = modules.NewRegistry()
+	o.Registry.Register(taccount{}, "taccount")
+	o.Registry.Register(tscoped{}, "tscoped")
+	mustRun(t, e, o)
+	var got []string
+	for _, rq := range e.fake("node-1").Requests() {
+		if strings.Contains(rq.Script, "__GKPROBE_") {
+			var names []string
+			for _, l := range strings.Split(rq.Script, "\n") {
+				if n, ok := strings.CutPrefix(l, "echo probe "); ok {
+					names = append(names, strings.Split(n, ";")[0])
+				}
+				if strings.Contains(l, "gokube-probe-path") {
+					names = append(names, "path")
+				}
+			}
+			got = append(got, strings.Join(names, " "))
+		}
+	}
+	// The first batch asks everything. After the accounts were added, u3
+	// (added), u2 (exists) and "any" are asked again; u1, s1 and the
+	// paths (absent, or owned by named accounts) are not. The file change
+	// (d/new) drops systemd's probe s2 and the account probe u4, which
+	// outlive account changes only.
+	want := []string{"first u1 u3 u2 s1 any path path s2 u4", "u3 u2 any", "s2 u4"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("batches %q, want %q", got, want)
+	}
 }
 
 // TestBatchAsksOnlyWhatAChangeDropped: with the real file module on local

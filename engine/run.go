@@ -122,10 +122,12 @@ type hostState struct {
 	pending map[int]bool // handler indexes notified in this play
 	probes  map[probeKey]probeEntry
 	// reloadVars keeps a probe batch's daemon-reload answers
-	// (modules.ReloadAnswers) for later batches, until any change.
-	reloadVars string
-	batch      []any // hosts of the current serial batch (a template value)
-	playHost   []any
+	// (modules.ReloadAnswers) for later batches, until a change that may
+	// alter them; reloadSince the one of them that file writes leave
+	// true (modules.ReloadSince).
+	reloadVars, reloadSince string
+	batch                   []any // hosts of the current serial batch (a template value)
+	playHost                []any
 }
 
 func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[string]any) *run {

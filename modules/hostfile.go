@@ -172,6 +172,33 @@ func ProbeNamesOwner(out []byte) bool {
 	return false
 }
 
+// ProbeOwnersNamed says whether every owner and group a path probe's
+// answer names has a name (stat prints UNKNOWN for an id without one):
+// adding an account cannot rename those (Result.Added).
+func ProbeOwnersNamed(out []byte) bool {
+	for _, line := range bytes.Split(out, []byte("\n")) {
+		v, ok := bytes.CutPrefix(line, []byte("owner="))
+		if !ok {
+			v, ok = bytes.CutPrefix(line, []byte("group="))
+		}
+		if ok && (string(v) == "UNKNOWN" || len(bytes.Trim(v, "0123456789")) == 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// AccountAbsent says whether a user or group probe's answer says the
+// account does not exist.
+func AccountAbsent(out []byte) bool {
+	kv := parseKV(out)
+	if v, ok := kv["passwd"]; ok {
+		return v == ""
+	}
+	v, ok := kv["group"]
+	return ok && v == ""
+}
+
 // ProbePaths returns the paths a probe script's file probes declared, in
 // order, without repeats.
 func ProbePaths(script string) []string {

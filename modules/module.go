@@ -125,6 +125,13 @@ type Result struct {
 	// The executor keeps the batched path probes that name no owner (a
 	// path that is absent), and forgets the rest.
 	AccountsOnly bool
+	// Added lists the accounts an AccountsOnly change added, as "user
+	// NAME" and "group NAME", when adding them is all it did (groupadd,
+	// useradd without a home, which may make the user's own group too):
+	// no existing uid or gid got another name, so the path probes whose
+	// owner and group have names stay true, and so do account probes of
+	// other accounts that were absent. nil when names may have changed.
+	Added []string
 	// Reprobe says the task changed what probes read without a change to
 	// report (a daemon-reload, no change in Ansible either): the executor
 	// drops its cached probes and the daemon-reload answers it kept.
@@ -155,6 +162,27 @@ type Prober interface {
 type PathProber interface {
 	Prober
 	ProbesOnlyPaths(args map[string]any) bool
+}
+
+// ScopedProber is a Prober that says what its answer depends on, so
+// that the executor keeps the answer across a change that cannot alter it
+// (PathProber says it for paths).
+type ScopedProber interface {
+	Prober
+	ProbeScope(args map[string]any) ProbeScope
+}
+
+// ProbeScope is what a probe's answer depends on; the zero value means
+// anything.
+type ProbeScope struct {
+	// Systemd: the answer is what systemd reports about units and its
+	// last reload, which no change of the account databases alters.
+	Systemd bool
+	// Account: the answer is this account's entry alone ("user NAME",
+	// "group NAME", as Result.Added names them); one that says the
+	// account is absent (AccountAbsent) holds until that account is
+	// added.
+	Account string
 }
 
 // OptionalProber is a Prober whose module can decide in the request it

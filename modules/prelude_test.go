@@ -230,4 +230,28 @@ func TestProbeNamesOwner(t *testing.T) {
 			t.Errorf("ProbeNamesOwner(%q) = %v, want %v", out, got, want)
 		}
 	}
+	for out, want := range map[string]bool{
+		"path=/a\ntype=absent\n":                                               true,
+		"path=/a\ntype=file\nuid=0\ngid=0\nowner=root\ngroup=root\n":           true,
+		"path=/a\ntype=file\nuid=997\ngid=0\nowner=UNKNOWN\ngroup=root\n":      false,
+		"path=/a\ntype=file\nuid=0\ngid=997\nowner=root\ngroup=997\n":          false,
+		"path=/a\ntype=file\nuid=0\ngid=0\nowner=root\ngroup=\n":               false,
+		"path=/a\ntype=file\nowner=root\ngroup=root\nowner=UNKNOWN\ngroup=x\n": false,
+	} {
+		if got := ProbeOwnersNamed([]byte(out)); got != want {
+			t.Errorf("ProbeOwnersNamed(%q) = %v, want %v", out, got, want)
+		}
+	}
+	for out, want := range map[string]bool{
+		"passwd=\ngroups=\nprimary=\n":                     true,
+		"passwd=u:x:1:1::/:/bin/sh\ngroups=u\nprimary=u\n": false,
+		"group=\n":       true,
+		"group=g:x:5:\n": false,
+		"":               false,
+		"path=/a\n":      false,
+	} {
+		if got := AccountAbsent([]byte(out)); got != want {
+			t.Errorf("AccountAbsent(%q) = %v, want %v", out, got, want)
+		}
+	}
 }

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync/atomic"
@@ -432,8 +433,8 @@ func realUser(t *testing.T, tg *target, fig *figures) {
 	if !gres.Changed || !strings.HasPrefix(hostSh(t, tg, "getent group "+name+"g"), name+"g:") {
 		t.Fatal("group")
 	}
-	if !gres.AccountsOnly {
-		t.Error("groupadd did not say it changed the account databases only")
+	if !gres.AccountsOnly || !slices.Equal(gres.Added, []string{"group " + name + "g"}) {
+		t.Errorf("groupadd: AccountsOnly %v, Added %q", gres.AccountsOnly, gres.Added)
 	}
 	args := map[string]any{"name": name, "system": true, "shell": "/usr/sbin/nologin", "home": "/var/lib/" + name, "create_home": false, "groups": []any{name + "g"}}
 	res, rt := runRT(t, userModule{}, tg.env(), args)
@@ -444,6 +445,14 @@ func realUser(t *testing.T, tg *target, fig *figures) {
 	// executor keeps the probes of absent paths across it.
 	if got := hostSh(t, tg, "ls -d /var/lib/"+name+" /var/mail/"+name+" /var/spool/mail/"+name+" 2>/dev/null; true"); !res.AccountsOnly || got != "" {
 		t.Errorf("useradd without a home: AccountsOnly %v, made %q", res.AccountsOnly, got)
+	}
+	// Added names every account the host now has that it had not: the
+	// user and the group useradd made for it (USERGROUPS_ENAB).
+	for _, a := range []string{"user " + name, "group " + name} {
+		kind, n, _ := strings.Cut(a, " ")
+		if db := map[string]string{"user": "passwd", "group": "group"}[kind]; hostSh(t, tg, "getent "+db+" "+n+"; true") != "" && !slices.Contains(res.Added, a) {
+			t.Errorf("useradd made %s, Added %q", a, res.Added)
+		}
 	}
 	fig.add("user created: %d", rt)
 	pw := strings.Split(strings.TrimSpace(hostSh(t, tg, "getent passwd "+name)), ":")

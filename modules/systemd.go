@@ -57,6 +57,12 @@ func (m systemdModule) Probe(args map[string]any) (string, bool) {
 	return probeShowScript(a.str("name")), true
 }
 
+// ProbeScope: the probe asks systemd (the unit, the last reload, the
+// times of the reload's inputs).
+func (m systemdModule) ProbeScope(map[string]any) ProbeScope {
+	return ProbeScope{Systemd: true}
+}
+
 func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (res *Result, err error) {
 	a, err := parseArgs(m.alias, m.Spec(), args)
 	if err != nil {

@@ -190,6 +190,18 @@ func ReloadAnswers(out []byte) string {
 	return b.String()
 }
 
+// ReloadSince is the part of ReloadAnswers that only a reload changes:
+// the last reload's time. A change made of file writes keeps it true,
+// while the inputs' times and the units' answers are asked again.
+func ReloadSince(out []byte) string {
+	sections, _ := reloadSections(out)
+	lines, ok := sections[reloadSinceMark]
+	if !ok {
+		return ""
+	}
+	return fmt.Sprintf("%s=%s\n", reloadQuestions()[0].v, shq(strings.Join(lines, "\n")))
+}
+
 // reloadSections splits reloadProbe's output into its answers, each the
 // lines after its mark (blank ones kept: an answer is the variable's text,
 // which printf ended with one newline), and the unit's show output.

@@ -128,4 +128,19 @@ func TestReloadAnswersKeepTheProbe(t *testing.T) {
 	if ReloadAnswers([]byte("--- gokube need-daemon-reload\nno\n")) != "" {
 		t.Error("answers from an incomplete output")
 	}
+	// After file writes only the last reload's time is known: the probe
+	// asks the rest (stat and the unit's show; with no systemd here the
+	// inputs' answer leaves the need question to systemctl too) and
+	// prints the same.
+	since := ReloadSince([]byte(first))
+	if !strings.HasPrefix(since, "gk_rl_since=") || strings.Count(since, "\n") != 1 {
+		t.Fatalf("since %q", since)
+	}
+	again, calls = run(since + probe)
+	if calls != 3 {
+		t.Errorf("with the last reload known: %d calls, want 3", calls)
+	}
+	if again != first {
+		t.Errorf("with the last reload known the probe printed\n%s\nwant\n%s", again, first)
+	}
 }

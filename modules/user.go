@@ -90,6 +90,16 @@ func (m userModule) Probe(args map[string]any) (string, bool) {
 	return userProbe(a.str("name")), true
 }
 
+// ProbeScope: the probe reads the user's entry and the groups that list
+// it or hold its gid.
+func (m userModule) ProbeScope(args map[string]any) ProbeScope {
+	a, err := parseArgs("user", m.Spec(), args)
+	if err != nil {
+		return ProbeScope{}
+	}
+	return ProbeScope{Account: "user " + a.str("name")}
+}
+
 func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs("user", m.Spec(), args)
 	if err != nil {
@@ -160,6 +170,10 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if accounts {
 		res.AccountsOnly = true
 		res.Touched = []string{"/var/mail/" + name, "/var/spool/mail/" + name}
+		// useradd makes the user's own group unless told one
+		// (USERGROUPS_ENAB); -G adds it to existing groups, whose
+		// entries are not absent.
+		res.Added = []string{"user " + name, "group " + name}
 	}
 	return res, nil
 }
@@ -240,6 +254,15 @@ func (m groupModule) Probe(args map[string]any) (string, bool) {
 	return groupProbe(a.str("name")), true
 }
 
+// ProbeScope: the probe reads the group's entry alone.
+func (m groupModule) ProbeScope(args map[string]any) ProbeScope {
+	a, err := parseArgs("group", m.Spec(), args)
+	if err != nil {
+		return ProbeScope{}
+	}
+	return ProbeScope{Account: "group " + a.str("name")}
+}
+
 func (m groupModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs("group", m.Spec(), args)
 	if err != nil {
@@ -260,12 +283,13 @@ func (m groupModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 	if exists {
 		data["gid"], _ = strconv.Atoi(gr[2])
 	}
-	var cmd []string
+	var cmd, added []string
 	switch {
 	case state == "absent" && exists:
 		cmd = []string{"groupdel"}
 	case state == "present" && !exists:
 		cmd = []string{"groupadd"}
+		added = []string{"group " + name}
 		if a.boolean("system", false) {
 			cmd = append(cmd, "-r")
 		}
@@ -282,5 +306,5 @@ func (m groupModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 		return resultFail(err, data)
 	}
 	// groupadd, groupdel, groupmod: the group database alone.
-	return &Result{Changed: true, Data: data, AccountsOnly: true}, nil
+	return &Result{Changed: true, Data: data, AccountsOnly: true, Added: added}, nil
 }
