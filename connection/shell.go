@@ -59,6 +59,10 @@ import (
 // would fork). Without /proc, mktemp -d makes a directory as before. gk_T
 // is what the session's end removes, with one rm either way.
 //
+// A pipeline (Pipeliner.Send) marks its frames after the first with p:
+// such a frame does not run when a request before it failed since the
+// last frame without the mark, and answers notRunRC with notRunMsg.
+//
 // Cancellation sends TERM to the session: the trap kills the shell's whole
 // process group (the shell is a session leader under sshd), which holds
 // the script and everything it started.
@@ -86,20 +90,26 @@ if [ -z "$gk_D" ]; then while read -r gk_l; do :; done; return; fi
 base64 -d >"$gk_D$1" || gk_bad=1
 }
 gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
+gk_pf=
 gk_go() {
 gk_rc=255
+case $4 in
+p) if [ -n "$gk_pf" ]; then printf '%s.s\n\n%s %s\n%s\n%s\n' "$1" "$1" ` + notRunRC + ` ` + notRunB64 + ` "$1.e"; return; fi;;
+*) gk_pf=;;
+esac
 if [ -n "$gk_D" ] && [ -z "$gk_bad" ]; then
 printf '%s.s\n' "$1"
-(gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ -n "$gk_X" ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" &
+(gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ "$gk_X" = x ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" &
 wait "$!"
 gk_rc=$?
-if [ -n "$3" ]; then gk_b "${gk_D}o"; fi
+if [ "$3" = x ]; then gk_b "${gk_D}o"; fi
 printf '\n%s %s\n' "$1" "$gk_rc"
 gk_b "${gk_D}r"
 printf '%s\n' "$1.e"
 else
 printf '%s.s\n\n%s %s\n%s\n%s\n' "$1" "$1" "$gk_rc" Z29rdWJlOiBjYW5ub3Qgd3JpdGUgdGhlIHJlcXVlc3QgdG8gYSB0ZW1wb3JhcnkgZGlyZWN0b3J5IG9uIHRoZSBob3N0IChkaXNrIGZ1bGw/KQo= "$1.e"
 fi
+if [ "$gk_rc" != 0 ]; then gk_pf=1; fi
 }
 `
 
@@ -165,6 +175,12 @@ func writeB64HereDoc(b *bytes.Buffer, name, marker string, data []byte) {
 // buildFrame is the text written to the shell for one request. The marker
 // must not occur as a line of the script or env prelude; newFrame picks one.
 func buildFrame(marker string, req Request) ([]byte, error) {
+	return buildFrameIn(marker, req, false)
+}
+
+// buildFrameIn builds a frame; behind marks a frame of a pipeline after
+// its first, which does not run when one before it failed.
+func buildFrameIn(marker string, req Request, behind bool) ([]byte, error) {
 	if strings.IndexByte(req.Script, 0) >= 0 {
 		return nil, errors.New("script contains a NUL byte")
 	}
@@ -187,6 +203,13 @@ func buildFrame(marker string, req Request) ([]byte, error) {
 	}
 	if req.OwnShell {
 		flags += " x"
+	} else {
+		flags += " -"
+	}
+	if behind {
+		flags += " p"
+	} else {
+		flags += " -"
 	}
 	fmt.Fprintf(&b, "{ gk_go %s %s 3<<'%s'", marker, flags, marker)
 	if env != "" {
@@ -211,12 +234,17 @@ func buildFrame(marker string, req Request) ([]byte, error) {
 // frameFor picks a marker that no line of the request's text equals and
 // builds the frame.
 func frameFor(req Request) (string, []byte, error) {
+	return frameIn(req, false)
+}
+
+// frameIn is frameFor for a frame of a pipeline (behind: not its first).
+func frameIn(req Request, behind bool) (string, []byte, error) {
 	for {
 		m := newMarker()
 		if strings.Contains(req.Script, m) || strings.Contains(envKeysValues(req), m) {
 			continue
 		}
-		f, err := buildFrame(m, req)
+		f, err := buildFrameIn(m, req, behind)
 		return m, f, err
 	}
 }

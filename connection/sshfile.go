@@ -31,23 +31,30 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 	if err != nil {
 		return fmt.Errorf("%s: put %s: reading content: %w", c.cfg.Host, up.Path, err)
 	}
+	if len(head) <= inlinePutLimit {
+		small := up
+		small.Content, small.Size = bytes.NewReader(head), int64(len(head))
+		req, temp, _, err := PutRequest(small)
+		if err != nil {
+			return fmt.Errorf("%s: put %s: %w", c.cfg.Host, up.Path, err)
+		}
+		res, err := c.Run(ctx, req)
+		if err != nil {
+			c.cleanupPut(ctx, up, temp, "")
+			return err
+		}
+		return PutResult(c.cfg.Host, up, req, res)
+	}
 	tag := newMarker()[3:]
 	if len(head) <= SmallPutLimit {
-		req := Request{Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser}
-		var inline []byte // nil: the content goes as stdin
-		if len(head) <= inlinePutLimit {
-			inline, req.Stdin = append([]byte{}, head...), nil
-		}
-		req.Script = putScript(up, "", tag, inline)
+		// The content goes as stdin.
+		req := Request{Stdin: head, Become: up.Become, BecomeUser: up.BecomeUser, Script: putScript(up, "", tag, nil)}
 		res, err := c.Run(ctx, req)
 		if err != nil {
 			c.cleanupPut(ctx, up, putTemp(up.Path, tag), "")
 			return err
 		}
-		if err := CheckResult(c.cfg.Host, req, res); err != nil {
-			return fmt.Errorf("put %s: %w", up.Path, err)
-		}
-		return nil
+		return PutResult(c.cfg.Host, up, req, res)
 	}
 	// The lock first: taking it removes uploads older than it, and an
 	// upload made before it would be one.

@@ -257,17 +257,7 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 			}
 			return a.res, nil
 		}
-		s.close()
-		if c.closed() {
-			return Result{}, fmt.Errorf("%s: connection closed", c.cfg.Host)
-		}
-		if c.lost() {
-			return Result{}, c.unreachable(a.err)
-		}
-		if tail := s.stderrTail(); tail != "" {
-			return Result{}, fmt.Errorf("%s: shell%s ended: %s", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), tail)
-		}
-		return Result{}, fmt.Errorf("%s: shell%s: %w", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), a.err)
+		return Result{}, c.shellErr(s, req, a.err)
 	// In the two cases below the exchange goroutine is not waited for:
 	// closing a channel does not unblock its reader until the peer
 	// confirms, and a silent peer never does. The session is dead, so the
@@ -282,6 +272,23 @@ func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
 		}
 		return Result{}, c.unreachable(errors.New("connection lost"))
 	}
+}
+
+// shellErr closes a session whose exchange failed with err and says why:
+// the connection closed or lost, or the shell ended (its stderr's last
+// words, a sudo complaint).
+func (c *sshConn) shellErr(s *shellSession, req Request, err error) error {
+	s.close()
+	if c.closed() {
+		return fmt.Errorf("%s: connection closed", c.cfg.Host)
+	}
+	if c.lost() {
+		return c.unreachable(err)
+	}
+	if tail := s.stderrTail(); tail != "" {
+		return fmt.Errorf("%s: shell%s ended: %s", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), tail)
+	}
+	return fmt.Errorf("%s: shell%s: %w", c.cfg.Host, becomeNote(req.Become, req.BecomeUser), err)
 }
 
 // tailBuffer keeps the last max bytes written, for error messages.

@@ -27,10 +27,30 @@ func TestWarmRunRoundTrips(t *testing.T) {
 	}
 	host := e.lab.Hosts()[3]
 	stop := traceExecs(t, host)
-	if r := e.play(t, ctx, "-i", inv, pb); r.code != 0 {
-		t.Fatalf("cold run: exit %d\n%s", r.code, r.out)
+	cold, err := exec.CommandContext(ctx, e.bin, "play", "-i", inv, pb, "--output", "json").Output()
+	if err != nil {
+		t.Fatalf("cold run: %v\n%s", err, cold)
 	}
 	coldRunSpawns(t, stop())
+	// The cold run's round trips: the connection (handshake, session)
+	// and the first batch, the 4 batches, the user, group, unit and
+	// command, and the 19 file changes in 2 pipelines (one ends at the
+	// unit file's registered result). 36 before pipelines.
+	var coldRep struct {
+		Hosts map[string]struct {
+			Changed    int `json:"changed"`
+			RoundTrips int `json:"round_trips"`
+		} `json:"hosts"`
+	}
+	if err := json.Unmarshal(cold, &coldRep); err != nil || len(coldRep.Hosts) != 3 {
+		t.Fatalf("cold run's json output: %v\n%s", err, cold)
+	}
+	for h, s := range coldRep.Hosts {
+		t.Logf("%s: cold run changed=%d round_trips=%d", h, s.Changed, s.RoundTrips)
+		if s.Changed != 23 || s.RoundTrips > 18 {
+			t.Errorf("%s: cold run changed=%d in %d round trips, want 23 in at most 18", h, s.Changed, s.RoundTrips)
+		}
+	}
 	// The hash cache records a file only once its ctime is 2 s old (see
 	// modules.hashCacheRead): after this, the warm run records them all.
 	time.Sleep(2100 * time.Millisecond)

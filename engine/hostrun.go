@@ -14,6 +14,9 @@ type hostRun struct {
 	hs   *hostState
 	play *Play
 	last ord // the task this host runs or ran last
+	// ahead holds the tasks whose change request a pipeline sent before
+	// their turn (pipeline.go), under hs.mu.
+	ahead map[*Task]*foreseen
 }
 
 // progressEvery is how often a running task's progress line is printed

@@ -6,6 +6,7 @@ import (
 	"io/fs"
 	"path/filepath"
 
+	"gokube/connection"
 	"gokube/modules"
 )
 
@@ -26,6 +27,13 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 	if err != nil {
 		return nil, delegate, err
 	}
+	if f := hr.takeAhead(t, idx); f != nil {
+		// Its request went out with an earlier task's.
+		if res, err, ran := f.answer(ctx); ran {
+			failedAhead(hr, res)
+			return res, delegate, err
+		}
+	}
 	become, buser := hr.r.becomeFor(sc, t)
 	env, err := hr.environment(sc, t)
 	if err != nil {
@@ -39,17 +47,13 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 			return nil, delegate, err
 		}
 	}
-	dirs := hr.filesFor(t)
-	files := make([]fs.FS, len(dirs))
-	for i, d := range dirs {
-		files[i] = d.asFS()
+	e := hr.moduleEnv(t, sc, conn, check, become, buser, env, probe)
+	if delegate == "" && !check {
+		if res, err, sent := hr.pipeline(ctx, t, args, e, probed); sent {
+			failedAhead(hr, res)
+			return res, delegate, err
+		}
 	}
-	e := &modules.Env{Conn: conn, Host: hr.hs.name, Check: check, Diff: hr.r.opts.Diff, Become: become,
-		BecomeUser: buser, Environment: env, Files: files, Vars: sc.vars, Probe: probe,
-		ArtifactDir: hr.r.opts.ArtifactDir,
-		Render: func(name, text string) (string, error) {
-			return sc.render(Pos{File: displayName(dirs, name), Line: 1}, text)
-		}}
 	res, err := t.Module.Run(ctx, e, args)
 	if err == nil && res == nil {
 		res = &modules.Result{}
@@ -67,6 +71,21 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 		}
 	}
 	return res, delegate, err
+}
+
+// moduleEnv is what t's module sees on this host.
+func (hr *hostRun) moduleEnv(t *Task, sc *scope, conn connection.Conn, check, become bool, buser string, env map[string]string, probe []byte) *modules.Env {
+	dirs := hr.filesFor(t)
+	files := make([]fs.FS, len(dirs))
+	for i, d := range dirs {
+		files[i] = d.asFS()
+	}
+	return &modules.Env{Conn: conn, Host: hr.hs.name, Check: check, Diff: hr.r.opts.Diff, Become: become,
+		BecomeUser: buser, Environment: env, Files: files, Vars: sc.vars, Probe: probe,
+		ArtifactDir: hr.r.opts.ArtifactDir,
+		Render: func(name, text string) (string, error) {
+			return sc.render(Pos{File: displayName(dirs, name), Line: 1}, text)
+		}}
 }
 
 func (hr *hostRun) environment(sc *scope, t *Task) (map[string]string, error) {

@@ -85,6 +85,10 @@ func (m copyModule) Probe(args map[string]any) (string, bool) {
 	return m.probeSpec(a).script(a.str("dest")), true
 }
 
+// Pipelinable: a change is one upload or attribute fix (or one copy on
+// the host) whose output the result does not use.
+func (copyModule) Pipelinable() {}
+
 // ProbesOnlyPaths: the probe is dest's file probe.
 func (m copyModule) ProbesOnlyPaths(map[string]any) bool { return true }
 

@@ -78,6 +78,10 @@ func (fileModule) linkSrc(a cargs) string {
 	return src
 }
 
+// Pipelinable: a change is one write (a mkdir, a link, an attribute fix)
+// whose output the result does not use.
+func (fileModule) Pipelinable() {}
+
 // ProbesOnlyPaths: the probe is the path's file probe, unless a recursive
 // fix looks below it (find) or a hard link compares its source's inode.
 func (m fileModule) ProbesOnlyPaths(args map[string]any) bool {

@@ -48,6 +48,10 @@ func contentProbe(a cargs) string {
 	return fileProbe{content: true}.script(a.str("path"))
 }
 
+// Pipelinable: a change is one upload (or an attribute fix) whose output
+// the result does not use.
+func (lineInFile) Pipelinable() {}
+
 // ProbesOnlyPaths: the probe is the file's content probe.
 func (lineInFile) ProbesOnlyPaths(map[string]any) bool { return true }
 
@@ -317,6 +321,10 @@ func (blockInFile) Spec() Spec {
 		Exclusive: [][]string{{"insertafter", "insertbefore"}},
 	}
 }
+
+// Pipelinable: a change is one upload (or an attribute fix) whose output
+// the result does not use.
+func (blockInFile) Pipelinable() {}
 
 // ProbesOnlyPaths: the probe is the file's content probe.
 func (blockInFile) ProbesOnlyPaths(map[string]any) bool { return true }

@@ -185,6 +185,17 @@ type ProbeScope struct {
 	Account string
 }
 
+// Pipelinable is a module whose Result, when the one change request it
+// sends succeeds (exit 0), does not depend on what that request printed:
+// the executor may send the request behind those of the tasks before it
+// without waiting for their answers (connection.Pipeliner), and answer
+// the module with success at once. Where the module would read the host
+// or send a second request, the executor runs it the usual way instead.
+type Pipelinable interface {
+	Module
+	Pipelinable()
+}
+
 // OptionalProber is a Prober whose module can decide in the request it
 // sends anyway (command's creates=/removes= guard): a batch's answer saves
 // that request, but on a cache miss the executor must not start a batch

@@ -1,0 +1,183 @@
+package engine
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"gokube/connection"
+	"gokube/modules"
+)
+
+// diskConn is keepOpen whose puts are the scripts the SSH connection
+// sends, which the fake runs on local disk: puts and pipelined puts land
+// in the same place.
+type diskConn struct{ *connection.Fake }
+
+func (diskConn) Close() error { return nil }
+
+func (c diskConn) Put(ctx context.Context, up connection.Upload) error {
+	req, _, ok, err := connection.PutRequest(up)
+	if err != nil || !ok {
+		return fmt.Errorf("put %s: not a small put (%v)", up.Path, err)
+	}
+	res, err := c.Run(ctx, req)
+	if err != nil {
+		return err
+	}
+	return connection.PutResult(c.Host(), up, req, res)
+}
+
+// pipeConn is a diskConn that pipelines.
+type pipeConn struct{ diskConn }
+
+func (c pipeConn) Send(ctx context.Context, ops []connection.Op) ([]*connection.Pending, error) {
+	return connection.PipeFake{Fake: c.Fake}.Send(ctx, ops)
+}
+
+// pipelineRun runs play (DIR replaced by a fresh directory) with the real
+// modules on local paths, pipelining or not; it returns the directory, the
+// recap, the output and the events' statuses in order.
+func pipelineRun(t *testing.T, play string, pipe bool) (string, *Recap, string, []string) {
+	t.Helper()
+	dir := t.TempDir()
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": strings.ReplaceAll(play, "DIR", dir)})
+	o := e.opts("site.yml")
+	o.Registry = modules.NewRegistry()
+	o.ConnFactory = func(host string, _ map[string]any) (connection.Conn, error) {
+		if pipe {
+			return pipeConn{diskConn{e.fake(host)}}, nil
+		}
+		return diskConn{e.fake(host)}, nil
+	}
+	r, _ := e.run(o)
+	var ev []string
+	for _, x := range r.Events {
+		ev = append(ev, x.Task+" "+x.Status)
+	}
+	return dir, r, e.out.String(), ev
+}
+
+// tree lists what is below dir: names, kinds and contents.
+func tree(t *testing.T, dir string) string {
+	t.Helper()
+	var b strings.Builder
+	err := filepath.Walk(dir, func(p string, fi os.FileInfo, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case fi.Mode()&os.ModeSymlink != 0:
+			l, _ := os.Readlink(p)
+			fmt.Fprintf(&b, "%s -> %s\n", rel, strings.TrimPrefix(l, dir))
+		case fi.IsDir():
+			fmt.Fprintf(&b, "%s/ %o\n", rel, fi.Mode().Perm())
+		default:
+			c, _ := os.ReadFile(p)
+			fmt.Fprintf(&b, "%s %o %q\n", rel, fi.Mode().Perm(), c)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b.String()
+}
+
+const pipelinePlay = `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - file: {path: DIR/app, state: directory, mode: "0750"}
+    - copy: {content: "one\n", dest: DIR/app/one.conf, mode: "0644"}
+    - copy: {content: "two\n", dest: DIR/app/two.conf, mode: "0600"}
+    - lineinfile: {path: DIR/app/line.conf, line: "x=1", create: true}
+    - file: {src: DIR/app/one.conf, dest: DIR/app/one.link, state: link}
+    - copy: {content: "three\n", dest: DIR/app/three.conf}
+      register: three
+    - copy: {content: "{{ .three.changed }}\n", dest: DIR/app/four.conf}
+`
+
+// TestPipelinedChanges: a cold run's changes go out together, one round
+// trip for the run of tasks that can be foreseen, and leave the same
+// files and report the same results as one request each. A task that
+// registers ends the pipeline: the next one reads its result.
+func TestPipelinedChanges(t *testing.T) {
+	dir1, r1, _, ev1 := pipelineRun(t, pipelinePlay, false)
+	dir2, r2, out2, ev2 := pipelineRun(t, pipelinePlay, true)
+	if a, b := tree(t, dir1), tree(t, dir2); a != strings.ReplaceAll(b, dir2, dir1) {
+		t.Errorf("files one request each:\n%s\npipelined:\n%s", a, b)
+	}
+	if strings.Join(ev1, "|") != strings.Join(ev2, "|") {
+		t.Errorf("results one request each %q, pipelined %q", ev1, ev2)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir2, "app/four.conf")); string(b) != "true\n" {
+		t.Errorf("four.conf %q: the registered result was not the real one", b)
+	}
+	rt1, rt2 := r1.Hosts["node-1"].RoundTrips, r2.Hosts["node-1"].RoundTrips
+	// One probe batch, then: one request each for 7 changes; pipelined,
+	// the first 6 (up to the register) in one, the last in one.
+	if rt1 != 8 || rt2 != 3 {
+		t.Errorf("round trips %d one request each, %d pipelined; want 8 and 3\n%s", rt1, rt2, out2)
+	}
+}
+
+// TestPipelineStopsAtAFailure: when a change fails, the changes sent
+// behind it do not run; the task fails as it does without pipelining,
+// and a rescue and an always section run as usual (the always task sent
+// ahead, which did not run, runs at its turn).
+func TestPipelineStopsAtAFailure(t *testing.T) {
+	play := `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - block:
+        - file: {path: DIR/app, state: directory}
+        - copy: {content: "x\n", dest: DIR/app/blocker}
+        - copy: {content: "one\n", dest: DIR/app/one.conf}
+        - copy: {content: "bad\n", dest: DIR/app/blocker/bad.conf}
+        - copy: {content: "two\n", dest: DIR/app/two.conf}
+      rescue:
+        - copy: {content: "rescued\n", dest: DIR/app/rescue.conf}
+      always:
+        - copy: {content: "always\n", dest: DIR/app/always.conf}
+    - copy: {content: "after\n", dest: DIR/app/after.conf}
+`
+	dir1, r1, out1, ev1 := pipelineRun(t, play, false)
+	dir2, r2, out2, ev2 := pipelineRun(t, play, true)
+	if a, b := tree(t, dir1), tree(t, dir2); a != strings.ReplaceAll(b, dir2, dir1) {
+		t.Errorf("files one request each:\n%s\npipelined:\n%s", a, b)
+	}
+	if _, err := os.Stat(filepath.Join(dir2, "app/two.conf")); err == nil {
+		t.Error("two.conf was written after the failed task")
+	}
+	for _, f := range []string{"rescue.conf", "always.conf", "after.conf"} {
+		if _, err := os.Stat(filepath.Join(dir2, "app", f)); err != nil {
+			t.Errorf("%s: %v", f, err)
+		}
+	}
+	if strings.Join(ev1, "|") != strings.Join(ev2, "|") {
+		t.Errorf("results one request each %q, pipelined %q", ev1, ev2)
+	}
+	if s := r2.Hosts["node-1"]; s.Rescued != 1 || s.Failed != 0 || r1.Hosts["node-1"].Rescued != 1 {
+		t.Errorf("recap %+v, want the failure rescued", s)
+	}
+	// The same message, but for the directory and the temp file's name.
+	msg := func(out, dir string) string {
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "FAILED") {
+				l = strings.ReplaceAll(l, dir, "DIR")
+				return regexp.MustCompile(`\.gokube\.[0-9a-f]+`).ReplaceAllString(l, ".gokube.TEMP")
+			}
+		}
+		return ""
+	}
+	if m1, m2 := msg(out1, dir1), msg(out2, dir2); m1 != m2 || !strings.Contains(m1, "bad.conf") {
+		t.Errorf("the failure one request each:\n%s\npipelined:\n%s", m1, m2)
+	}
+}
