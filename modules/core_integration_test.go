@@ -321,6 +321,22 @@ func realFile(t *testing.T, tg *target, fig *figures) {
 		t.Fatal("directory not created")
 	}
 	fig.add("file directory created: %d", rt)
+	// With an owner and a group: below an existing directory in one
+	// process (install -d); with parents to make, those get the umask's
+	// mode (022 here), the directory its own.
+	oargs := map[string]any{"path": d + "/owned", "state": "directory", "mode": "0750", "owner": "nobody", "group": "daemon"}
+	if res, _ = runRT(t, fileModule{}, tg.env(), oargs); !res.Changed || hostSh(t, tg, "stat -c '%a %U %G' "+shq(d+"/owned")) != "750 nobody daemon\n" {
+		t.Fatalf("owned directory: %v %q", res.Changed, hostSh(t, tg, "stat -c '%a %U %G' "+shq(d+"/owned")))
+	}
+	oargs["path"] = d + "/p1/p2/owned"
+	if res, _ = runRT(t, fileModule{}, tg.env(), oargs); !res.Changed || hostSh(t, tg, "cd "+shq(d)+" && stat -c '%n %a %U %G' p1 p1/p2 p1/p2/owned") != "p1 755 root root\np1/p2 755 root root\np1/p2/owned 750 nobody daemon\n" {
+		t.Fatalf("owned directory with parents: %v %q", res.Changed, hostSh(t, tg, "cd "+shq(d)+" && stat -c '%n %a %U %G' p1 p1/p2 p1/p2/owned"))
+	}
+	oargs["path"], oargs["owner"] = d+"/unowned", "gokube-no-such-user"
+	if res, err := (fileModule{}).Run(context.Background(), tg.env(), oargs); err != nil || !res.Failed || hostSh(t, tg, "ls -d "+shq(d+"/unowned")+" 2>/dev/null; true") != "" {
+		t.Fatalf("an unknown owner: the directory was made, or the task did not fail: %v %v", res, err)
+	}
+	hostSh(t, tg, "rm -rf "+shq(d+"/owned")+" "+shq(d+"/p1"))
 	if res, rt = runRT(t, fileModule{}, tg.env(), args); res.Changed || rt != 1 {
 		t.Fatalf("second: %v rt %d", res.Changed, rt)
 	}

@@ -280,7 +280,7 @@ func TestFileRoundTrips(t *testing.T) {
 	f = connection.NewFake("h1").On(probeMark, connection.Result{Stdout: []byte(probeAbsent("/var/lib/etcd"))})
 	res := mustRunModule(t, fileModule{}, newEnv(f), args)
 	m := mutating(f)
-	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "mkdir -p -m 0700 -- '/var/lib/etcd' && chown -h -- 'root' '/var/lib/etcd'" {
+	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "if [ -d '/var/lib' ]; then install -d -m 0700 -o 'root' -- '/var/lib/etcd'; else mkdir -p -m 0700 -- '/var/lib/etcd' && chown -h -- 'root' '/var/lib/etcd'; fi" {
 		t.Fatalf("create dir: %v rt %d %+v", res.Changed, f.RoundTrips(), m)
 	}
 	// Check mode: same prediction, nothing mutating reaches the host.

@@ -167,16 +167,29 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		switch st.Type {
 		case "absent":
 			touched, newDirs = []string{p}, []string{p}
-			if w.HasMode && w.Mode&0o7000 == 0 {
+			switch {
+			case w.HasMode && w.Mode&0o7000 == 0:
 				// One process less: mkdir sets an octal mode itself (a
 				// symbolic one is relative to the new directory's mode,
 				// which chmod after mkdir gives; special bits are set
 				// after chown, which may clear them).
 				script = "mkdir -p -m " + modeString(w.Mode) + " -- " + qp
 				if fix := (attrs{Owner: w.Owner, Group: w.Group}).apply(qp); fix != "" {
-					script += " && " + fix
+					// Where the parent exists, install -d makes the
+					// directory with its owner, group and mode in one
+					// process, not two (an unknown owner fails it before
+					// anything is made). Missing parents it would make
+					// 0755 whatever the umask: mkdir -p makes those.
+					inst := "install -d -m " + modeString(w.Mode)
+					if w.Owner != "" {
+						inst += " -o " + shq(w.Owner)
+					}
+					if w.Group != "" {
+						inst += " -g " + shq(w.Group)
+					}
+					script = "if [ -d " + shq(path.Dir(p)) + " ]; then " + inst + " -- " + qp + "; else " + script + " && " + fix + "; fi"
 				}
-			} else {
+			default:
 				script = withAttrs("mkdir -p -- " + qp)
 			}
 		case "directory":

@@ -32,7 +32,7 @@ func TestSystemd(t *testing.T) {
 	f = connection.NewFake("h1").On("systemctl show", show("inactive", "disabled"))
 	res = mustRunModule(t, systemdModule{alias: "service"}, newEnv(f), args)
 	m := mutating(f)
-	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "systemctl enable --now --no-block -- 'etcd'" || !m[0].Become {
+	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "systemctl enable -q --now --no-block -- 'etcd'" || !m[0].Become {
 		t.Fatalf("start: rt %d %+v", f.RoundTrips(), m)
 	}
 	// Check mode: prediction without the start.
@@ -60,7 +60,7 @@ func TestSystemd(t *testing.T) {
 	// reload is the one request, with no daemon-reload of its own.
 	f = connection.NewFake("h1").On(reloadSinceMark, connection.Result{Stdout: []byte(reloadSinceMark + "\n\n" + reloadUnitMark + "\n" + string(show("inactive", "disabled").Stdout))})
 	res = mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "etcd", "state": "started", "enabled": true, "daemon_reload": true})
-	if m := mutating(f); !res.Changed || len(m) != 1 || m[0].Script != "systemctl enable --now -- 'etcd'" {
+	if m := mutating(f); !res.Changed || len(m) != 1 || m[0].Script != "systemctl enable -q --now -- 'etcd'" {
 		t.Fatalf("reload by enable: %+v %+v", res, m)
 	}
 	// Already enabled: the reload runs first, and the state after it decides.
@@ -86,7 +86,7 @@ func TestSystemd(t *testing.T) {
 	// Stop and mask.
 	f = connection.NewFake("h1").On("systemctl show", show("active", "enabled"))
 	mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "x", "state": "stopped", "masked": true})
-	if m := mutating(f); len(m) != 1 || m[0].Script != "systemctl mask -- 'x' && systemctl stop -- 'x'" {
+	if m := mutating(f); len(m) != 1 || m[0].Script != "systemctl mask -q -- 'x' && systemctl stop -- 'x'" {
 		t.Fatalf("%+v", m)
 	}
 }

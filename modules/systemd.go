@@ -210,15 +210,18 @@ func systemdCommands(a cargs, kv map[string]string, name string, data map[string
 	if a.boolean("no_block", false) {
 		noBlock = "--no-block "
 	}
+	// -q: enable, disable, mask and unmask list the links they make on
+	// stderr, which comes back base64 (a process on the host); their
+	// errors still print.
 	var cmds []string
 	ufs := kv["UnitFileState"]
 	masked := ufs == "masked" || ufs == "masked-runtime" || kv["LoadState"] == "masked"
 	if a.has("masked") {
 		switch want := a.boolean("masked", false); {
 		case want && !masked:
-			cmds = append(cmds, "systemctl mask -- "+q)
+			cmds = append(cmds, "systemctl mask -q -- "+q)
 		case !want && masked:
-			cmds = append(cmds, "systemctl unmask -- "+q)
+			cmds = append(cmds, "systemctl unmask -q -- "+q)
 			masked = false
 		}
 	}
@@ -229,9 +232,9 @@ func systemdCommands(a cargs, kv map[string]string, name string, data map[string
 			if masked && !a.has("masked") {
 				return nil, &Result{Failed: true, Msg: "cannot enable " + name + ": it is masked", Data: data}
 			}
-			cmds = append(cmds, "systemctl enable -- "+q)
+			cmds = append(cmds, "systemctl enable -q -- "+q)
 		case !want && (ufs == "enabled" || ufs == "enabled-runtime"):
-			cmds = append(cmds, "systemctl disable -- "+q)
+			cmds = append(cmds, "systemctl disable -q -- "+q)
 		}
 		data["enabled"] = a.boolean("enabled", false)
 	}
@@ -241,8 +244,8 @@ func systemdCommands(a cargs, kv map[string]string, name string, data map[string
 	// two operations in one process (enable reloads systemd either way,
 	// then the start job runs).
 	start := func() {
-		if n := len(cmds); n > 0 && cmds[n-1] == "systemctl enable -- "+q {
-			cmds[n-1] = "systemctl enable --now " + noBlock + "-- " + q
+		if n := len(cmds); n > 0 && cmds[n-1] == "systemctl enable -q -- "+q {
+			cmds[n-1] = "systemctl enable -q --now " + noBlock + "-- " + q
 			return
 		}
 		cmds = append(cmds, "systemctl start "+noBlock+"-- "+q)

@@ -46,7 +46,9 @@ func (userModule) Spec() Spec {
 // /etc/passwd or /etc/group is what getent would answer, and the probe
 // reads the files with the shell's own read instead of starting getent
 // and id (three processes per user, 10-30 ms each on a busy host). A name
-// not found there, or other sources first, asks getent and id as before.
+// not found there, or other sources first, asks getent, and id for a user
+// getent knows (id knows no other: for a user getent does not know, its
+// groups and primary group are empty without asking).
 // Group memberships from sources after files (nss-systemd's userdb
 // records) are not seen for a user found in /etc/passwd.
 const accountFiles = `command -v gk_acct_files >/dev/null 2>&1 || gk_acct_files() {
@@ -75,8 +77,10 @@ done </etc/group
 fi
 if [ -n "$gk_pg" ]; then
 printf 'passwd=%s\ngroups=%s\nprimary=%s\n' "$gk_pl" "$gk_pg$gk_gs" "$gk_pg"
+elif gk_pl=$(getent passwd ` + q + `) && [ -n "$gk_pl" ]; then
+printf 'passwd=%s\n' "$gk_pl"; printf 'groups=%s\n' "$(id -Gn -- ` + q + ` 2>/dev/null)"; printf 'primary=%s\n' "$(id -gn -- ` + q + ` 2>/dev/null)"
 else
-printf 'passwd=%s\n' "$(getent passwd ` + q + `)"; printf 'groups=%s\n' "$(id -Gn -- ` + q + ` 2>/dev/null)"; printf 'primary=%s\n' "$(id -gn -- ` + q + ` 2>/dev/null)"
+printf 'passwd=\ngroups=\nprimary=\n'
 fi
 }
 `
