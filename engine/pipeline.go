@@ -142,16 +142,22 @@ func (hr *hostRun) foresee(ctx context.Context, t *Task, args map[string]any, en
 }
 
 // pipeline foresees t and the tasks after it and sends their changes at
-// once; t's own result is then read as any other's (answer). ok=false:
-// nothing was sent, t runs the usual way.
+// once (t's alone when nothing after it can be foreseen: one request, as
+// it would have sent); t's own result is then read as any other's
+// (answer). ok=false: t cannot be foreseen and runs the usual way.
 func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, env *modules.Env, probed []string) (res *modules.Result, err error, ok bool) {
 	pl, isPipe := env.Conn.(connection.Pipeliner)
 	if !isPipe || t.Register != "" || !hr.pipelinable(t) {
 		return nil, nil, false
 	}
 	first := hr.foresee(ctx, t, args, env, probed)
-	if first == nil || first.op == nil {
+	if first == nil {
 		return nil, nil, false
+	}
+	if first.op == nil {
+		// Nothing to change: the module ran as it would have, without
+		// a request (read-only ones stop the recording).
+		return first.res, nil, true
 	}
 	window := []*foreseen{first}
 	ops := []connection.Op{*first.op}
@@ -170,11 +176,6 @@ func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, e
 		if stop {
 			break
 		}
-	}
-	if len(ops) == 1 {
-		// Nothing to send with it: t runs as usual (its module again,
-		// which decides the same from the same probe answer).
-		return nil, nil, false
 	}
 	pend, err := pl.Send(ctx, ops)
 	if err != nil {
