@@ -42,10 +42,9 @@ const maxPipeline = 32
 type foreseen struct {
 	t       *Task
 	args    map[string]any
-	env     *modules.Env       // as the module saw it; Conn is the real one
-	res     *modules.Result    // the module's result, its request answered with success
-	op      *connection.Op     // nil: the module sends nothing (no change)
-	up      *connection.Upload // the op is this put
+	env     *modules.Env    // as the module saw it; Conn is the real one
+	res     *modules.Result // the module's result, its request answered with success
+	op      *connection.Op  // nil: the module sends nothing (no change)
 	pending *connection.Pending
 	// after is the answer of the last request sent before this task's
 	// place: a task that sends nothing was foreseen on the state that
@@ -63,7 +62,6 @@ var errNotForeseen = errors.New("not foreseeable")
 type recordConn struct {
 	connection.Conn
 	op  *connection.Op
-	up  *connection.Upload
 	bad bool
 	// replay: the answer to give the request (req), once
 	replay *connection.Result
@@ -98,7 +96,7 @@ func (c *recordConn) Put(ctx context.Context, up connection.Upload) error {
 		c.bad = true
 		return errNotForeseen
 	}
-	c.op, c.up = &connection.Op{Req: req, Temp: temp}, &up
+	c.op = &connection.Op{Req: req, Temp: temp}
 	return nil
 }
 
@@ -138,7 +136,7 @@ func (hr *hostRun) foresee(ctx context.Context, t *Task, args map[string]any, en
 	if res.Changed || res.Reprobe {
 		hr.dropProbesAfter(res, probed)
 	}
-	return &foreseen{t: t, args: args, env: env, res: res, op: rc.op, up: rc.up}
+	return &foreseen{t: t, args: args, env: env, res: res, op: rc.op}
 }
 
 // pipeline foresees t and the tasks after it and sends their changes at
