@@ -6,6 +6,7 @@ import (
 	"crypto/x509"
 	"encoding/json"
 	"encoding/pem"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -245,12 +246,16 @@ type caller struct {
 	// when its etcd-readiness check times out while an etcd member
 	// restarts or the machine is loaded (seen: 1 of 806 calls at load 21).
 	// No answer at all, or a real request that fails, is a failure.
-	notReady     atomic.Int64
-	mu           sync.Mutex
-	lastErr      string
-	lastNotReady string
-	stop         chan struct{}
-	wg           sync.WaitGroup
+	notReady atomic.Int64
+	// throttled counts answers 429 with a Retry-After, which the caller
+	// follows as client-go does (getRetrying).
+	throttled     atomic.Int64
+	mu            sync.Mutex
+	lastErr       string
+	lastNotReady  string
+	lastThrottled string
+	stop          chan struct{}
+	wg            sync.WaitGroup
 }
 
 func (c *haCluster) startCalls(t *testing.T) *caller {
@@ -266,8 +271,10 @@ func (c *haCluster) startCalls(t *testing.T) *caller {
 			}
 			for _, path := range []string{"/readyz", "/api/v1/namespaces"} {
 				cl.calls.Add(1)
-				code, body, err := c.get(t, c.lbURL+path)
+				code, body, err := c.getRetrying(t, c.lbURL+path, cl)
 				switch {
+				case errors.Is(err, errCallStopped):
+					cl.calls.Add(-1)
 				case err == nil && code == 200:
 				case err == nil && code == 500 && path == "/readyz" && strings.Contains(string(body), "[-]"):
 					cl.notReady.Add(1)
@@ -286,14 +293,54 @@ func (c *haCluster) startCalls(t *testing.T) *caller {
 	return cl
 }
 
-// end stops the calls and reports them; /readyz answers of not ready are
-// logged, not counted as failed.
+// errCallStopped: the calls ended while a call waited to be retried; it
+// is not counted.
+var errCallStopped = errors.New("the calls ended before the retry")
+
+// clientRetries is how often client-go (kubectl, the controllers) sends a
+// request again that was answered 429 with a Retry-After.
+const clientRetries = 10
+
+// getRetrying is get as a Kubernetes client does it: an answer 429 with a
+// Retry-After header (an apiserver whose watch cache re-initializes after
+// its etcd member restarted rejects lists that way for a moment, by
+// design: KEP-4568) is asked again after the time it names, up to
+// clientRetries times; each such answer is counted in cl.throttled.
+func (c *haCluster) getRetrying(t *testing.T, url string, cl *caller) (int, []byte, error) {
+	for try := 0; ; try++ {
+		resp, err := c.observer(t).Get(url)
+		if err != nil {
+			return 0, nil, err
+		}
+		b, err := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		after, convErr := strconv.Atoi(resp.Header.Get("Retry-After"))
+		if err != nil || resp.StatusCode != http.StatusTooManyRequests || convErr != nil || try == clientRetries {
+			return resp.StatusCode, b, err
+		}
+		cl.throttled.Add(1)
+		cl.mu.Lock()
+		cl.lastThrottled = fmt.Sprintf("%s: Retry-After %d: %.120s", url, after, b)
+		cl.mu.Unlock()
+		select {
+		case <-time.After(time.Duration(min(max(after, 1), 10)) * time.Second):
+		case <-cl.stop:
+			return 0, nil, errCallStopped
+		}
+	}
+}
+
+// end stops the calls and reports them; /readyz answers of not ready and
+// answers to ask again later are logged, not counted as failed.
 func (cl *caller) end(t *testing.T) (calls, failed int64, lastErr string) {
 	t.Helper()
 	close(cl.stop)
 	cl.wg.Wait()
 	if n := cl.notReady.Load(); n > 0 {
 		t.Logf("%d /readyz calls answered not ready (last: %s)", n, cl.lastNotReady)
+	}
+	if n := cl.throttled.Load(); n > 0 {
+		t.Logf("%d answers asked to retry later, and the call was retried (last: %s)", n, cl.lastThrottled)
 	}
 	return cl.calls.Load(), cl.failed.Load(), cl.lastErr
 }
