@@ -293,7 +293,7 @@ func TestFrameBrokenStdin(t *testing.T) {
 func TestFrameTruncated(t *testing.T) {
 	sh := startLocalShell(t)
 	marker := filepath.Join(t.TempDir(), "ran")
-	m, f, err := frameFor(Request{Script: "touch " + marker + "\necho second line\n"})
+	m, f, err := frameFor(Request{Script: "touch " + marker + "\necho second line\n"}, false)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,7 +49,7 @@ func startShellWith(t *testing.T, env []string, preamble string) (*localShell, *
 
 func (s *localShell) run(t *testing.T, req Request) Result {
 	t.Helper()
-	m, f, err := frameFor(req)
+	m, f, err := frameFor(req, false)
 	if err != nil {
 		t.Fatal(err)
 	}

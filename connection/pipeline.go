@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Pipelines: consecutive requests sent without waiting for each answer.
@@ -54,14 +55,20 @@ type Pipeliner interface {
 
 // Pending is the answer to one request of a pipeline.
 type Pending struct {
-	done  chan struct{}
-	res   Result
-	err   error
-	abort func() // ends the pipeline on a cancellation
+	done chan struct{}
+	res  Result
+	err  error
+	// lost is closed when the connection ends (nil where answers are in
+	// at once); end ends the pipeline when its waiter gives up
+	// (cancelled, or the connection lost) and says why.
+	lost <-chan struct{}
+	end  func(ctx context.Context) error
 }
 
 // Wait returns the request's answer as Run would, or ErrNotRun. A
-// cancellation ends the session and what runs in it, as it does for Run.
+// cancellation ends the session and what runs in it, as it does for Run;
+// so does the connection's end, which a silent peer never confirms to a
+// reader.
 func (p *Pending) Wait(ctx context.Context) (Result, error) {
 	select {
 	case <-p.done:
@@ -72,10 +79,9 @@ func (p *Pending) Wait(ctx context.Context) (Result, error) {
 	case <-p.done:
 		return p.res, p.err
 	case <-ctx.Done():
-		if p.abort != nil {
-			p.abort()
-		}
-		return Result{}, ctx.Err()
+		return Result{}, p.end(ctx)
+	case <-p.lost:
+		return Result{}, p.end(ctx)
 	}
 }
 
@@ -137,7 +143,8 @@ func PutResult(host string, up Upload, req Request, res Result) error {
 
 // Send implements Pipeliner: the frames go in one write, one reader takes
 // their answers in order as they come (whether or not anyone waits yet),
-// and the connection's other requests wait until the last is in.
+// and the connection's other requests wait until the last is in. Run is a
+// pipeline of one.
 func (c *sshConn) Send(ctx context.Context, ops []Op) ([]*Pending, error) {
 	if len(ops) == 0 {
 		return nil, nil
@@ -155,7 +162,7 @@ func (c *sshConn) Send(ctx context.Context, ops []Op) ([]*Pending, error) {
 		if op.Req.Become != first.Become || op.Req.BecomeUser != first.BecomeUser {
 			return nil, fmt.Errorf("%s: the requests of a pipeline must run as one user", c.cfg.Host)
 		}
-		m, f, err := frameIn(op.Req, i > 0)
+		m, f, err := frameFor(op.Req, i > 0)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", c.cfg.Host, err)
 		}
@@ -167,7 +174,17 @@ func (c *sshConn) Send(ctx context.Context, ops []Op) ([]*Pending, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
-	release := sync.OnceFunc(func() { <-c.runSem })
+	c.busy.Add(1)
+	// Released when the last answer is in, or when a waiter gives up:
+	// closing a channel does not unblock its reader until the peer
+	// confirms, and a silent peer never does, so the reader may never
+	// return; its late answers go nowhere.
+	release := sync.OnceFunc(func() {
+		c.busy.Add(-1)
+		<-c.runSem
+	})
+	// Refused once, refused for the run: another shell of this connection
+	// would otherwise take the locks the refused one did not get.
 	c.mu.Lock()
 	refused := c.lockErr
 	c.mu.Unlock()
@@ -188,33 +205,51 @@ func (c *sshConn) Send(ctx context.Context, ops []Op) ([]*Pending, error) {
 	for i := range ps {
 		ps[i] = newPending()
 	}
-	var aborted atomic.Bool
-	abort := func() {
-		if aborted.Swap(true) {
-			return
-		}
-		s.kill()
-		// The frame that was running was killed before its own trap
-		// could remove its temp file; the ones behind it never ran.
-		var temps []string
-		for i, p := range ps {
-			select {
-			case <-p.done:
-			default:
-				if ops[i].Temp != "" {
-					temps = append(temps, ops[i].Temp)
+	var ended atomic.Bool
+	readerDone := make(chan struct{})
+	end := func(ctx context.Context) error {
+		if !ended.Swap(true) {
+			// The frame that was running was killed before its own
+			// trap could remove its temp file; the ones behind it never
+			// ran.
+			var temps []string
+			for i, p := range ps {
+				select {
+				case <-p.done:
+				default:
+					if ops[i].Temp != "" {
+						temps = append(temps, ops[i].Temp)
+					}
 				}
 			}
+			if ctx.Err() == nil {
+				s.close()
+				release()
+				return c.unreachable(errors.New("connection lost"))
+			}
+			s.kill()
+			if len(temps) > 0 {
+				// Removed once the killed session is gone (its end is
+				// the reader's), so that nothing of it runs after.
+				select {
+				case <-readerDone:
+				case <-time.After(putCleanupBound):
+				}
+			}
+			release()
+			c.cleanupTemps(ctx, first, temps)
 		}
-		c.cleanupTemps(ctx, first, temps)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return c.unreachable(errors.New("connection lost"))
 	}
 	for _, p := range ps {
-		p.abort = abort
+		p.lost, p.end = c.done, end
 	}
 	c.rt.Add(1)
-	c.busy.Add(1)
 	go func() {
-		defer c.busy.Add(-1)
+		defer close(readerDone)
 		defer release()
 		failFrom := func(i int, err error) {
 			for ; i < len(ps); i++ {
@@ -248,8 +283,10 @@ func (c *sshConn) Send(ctx context.Context, ops []Op) ([]*Pending, error) {
 	return ps, nil
 }
 
-// cleanupTemps removes temp files after a cancelled pipeline, as the
-// user its requests ran as (cleanupPut's bound).
+// cleanupTemps removes temp files after a cancellation killed the
+// script that would have, as the user req runs as, waiting at most
+// putCleanupBound (it must not hang an interrupt on a host that stopped
+// answering).
 func (c *sshConn) cleanupTemps(ctx context.Context, req Request, temps []string) {
 	if len(temps) == 0 || c.closed() {
 		return

@@ -172,15 +172,11 @@ func writeB64HereDoc(b *bytes.Buffer, name, marker string, data []byte) {
 	b.WriteByte('\n')
 }
 
-// buildFrame is the text written to the shell for one request. The marker
-// must not occur as a line of the script or env prelude; newFrame picks one.
-func buildFrame(marker string, req Request) ([]byte, error) {
-	return buildFrameIn(marker, req, false)
-}
-
-// buildFrameIn builds a frame; behind marks a frame of a pipeline after
-// its first, which does not run when one before it failed.
-func buildFrameIn(marker string, req Request, behind bool) ([]byte, error) {
+// buildFrame is the text written to the shell for one request; behind
+// marks a frame of a pipeline after its first, which does not run when
+// one before it failed. The marker must not occur as a line of the script
+// or env prelude; frameFor picks one.
+func buildFrame(marker string, req Request, behind bool) ([]byte, error) {
 	if strings.IndexByte(req.Script, 0) >= 0 {
 		return nil, errors.New("script contains a NUL byte")
 	}
@@ -232,19 +228,14 @@ func buildFrameIn(marker string, req Request, behind bool) ([]byte, error) {
 }
 
 // frameFor picks a marker that no line of the request's text equals and
-// builds the frame.
-func frameFor(req Request) (string, []byte, error) {
-	return frameIn(req, false)
-}
-
-// frameIn is frameFor for a frame of a pipeline (behind: not its first).
-func frameIn(req Request, behind bool) (string, []byte, error) {
+// builds the frame (behind: see buildFrame).
+func frameFor(req Request, behind bool) (string, []byte, error) {
 	for {
 		m := newMarker()
 		if strings.Contains(req.Script, m) || strings.Contains(envKeysValues(req), m) {
 			continue
 		}
-		f, err := buildFrameIn(m, req, behind)
+		f, err := buildFrame(m, req, behind)
 		return m, f, err
 	}
 }

@@ -97,14 +97,12 @@ const putCleanupBound = 10 * time.Second
 // The temp file beside the destination is removed as the put's user, the
 // upload in the login user's home (if any) as the login user.
 func (c *sshConn) cleanupPut(ctx context.Context, up Upload, beside, upload string) {
-	if ctx.Err() == nil || c.closed() {
+	if ctx.Err() == nil {
 		return
 	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), putCleanupBound)
-	defer cancel()
-	_, _ = c.Run(cctx, Request{Script: "rm -f -- " + shQuote(beside), Become: up.Become, BecomeUser: up.BecomeUser})
+	c.cleanupTemps(ctx, Request{Become: up.Become, BecomeUser: up.BecomeUser}, []string{beside})
 	if upload != "" {
-		_, _ = c.Run(cctx, Request{Script: "rm -f -- " + shQuote(upload)})
+		c.cleanupTemps(ctx, Request{}, []string{upload})
 	}
 }
 

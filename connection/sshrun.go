@@ -3,7 +3,6 @@ package connection
 import (
 	"bufio"
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -198,80 +197,11 @@ func (c *sshConn) shell(ctx context.Context, become bool, user string) (*shellSe
 }
 
 func (c *sshConn) Run(ctx context.Context, req Request) (Result, error) {
-	if err := ctx.Err(); err != nil {
-		return Result{}, err
-	}
-	if c.closed() {
-		return Result{}, fmt.Errorf("%s: connection closed", c.cfg.Host)
-	}
-	marker, frame, err := frameFor(req)
-	if err != nil {
-		return Result{}, fmt.Errorf("%s: %w", c.cfg.Host, err)
-	}
-	select {
-	case c.runSem <- struct{}{}:
-		defer func() { <-c.runSem }()
-	case <-ctx.Done():
-		return Result{}, ctx.Err()
-	}
-	c.busy.Add(1)
-	defer c.busy.Add(-1)
-	// Refused once, refused for the run: another shell of this connection
-	// would otherwise take the locks the refused one did not get.
-	c.mu.Lock()
-	refused := c.lockErr
-	c.mu.Unlock()
-	if refused != nil {
-		return Result{}, refused
-	}
-	s, err := c.shell(ctx, req.Become, req.BecomeUser)
+	ps, err := c.Send(ctx, []Op{{Req: req}})
 	if err != nil {
 		return Result{}, err
 	}
-	if s.pending != nil {
-		frame = append(s.pending, frame...)
-		s.pending = nil
-	}
-	type answer struct {
-		res Result
-		err error
-	}
-	got := make(chan answer, 1)
-	c.rt.Add(1)
-	go func() {
-		if err := writeChunks(s.ch, frame); err != nil {
-			got <- answer{err: err}
-			return
-		}
-		res, err := readFrame(s.r, marker, req.OwnShell)
-		got <- answer{res, err}
-	}()
-	select {
-	case a := <-got:
-		if a.err == nil {
-			if err := lockedResult(c.cfg.Host, a.res); err != nil {
-				c.mu.Lock()
-				c.lockErr = err
-				c.mu.Unlock()
-				return Result{}, err
-			}
-			return a.res, nil
-		}
-		return Result{}, c.shellErr(s, req, a.err)
-	// In the two cases below the exchange goroutine is not waited for:
-	// closing a channel does not unblock its reader until the peer
-	// confirms, and a silent peer never does. The session is dead, so the
-	// goroutine's late answer goes nowhere.
-	case <-ctx.Done():
-		s.kill()
-		return Result{}, ctx.Err()
-	case <-c.done:
-		s.close()
-		if ctx.Err() != nil {
-			return Result{}, ctx.Err()
-		}
-		return Result{}, c.unreachable(errors.New("connection lost"))
-	}
+	return ps[0].Wait(ctx)
 }
 
 // shellErr closes a session whose exchange failed with err and says why:

@@ -110,7 +110,7 @@ func (c *recordConn) Close() error { return nil }
 // pipelinable says whether t may be foreseen (the rules above but the
 // register, which only ends the pipeline after t).
 func (hr *hostRun) pipelinable(t *Task) bool {
-	if _, ok := t.Module.(modules.Pipelinable); !ok || t.Module == nil {
+	if _, ok := t.Module.(modules.Pipelinable); !ok {
 		return false
 	}
 	if t.HasLoop || len(t.Until) > 0 || t.HasChg || t.HasFail || t.Ignore || t.Timeout > 0 || t.Delegate != "" || t.RunOnce {
@@ -211,7 +211,7 @@ func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, e
 // foreseeNext foresees u, which follows the task that sends the pipeline;
 // stop says the pipeline ends with u (or before it, when f is nil).
 func (hr *hostRun) foreseeNext(ctx context.Context, u *Task, env0 *modules.Env) (f *foreseen, stop bool) {
-	if u.Module == nil || !hr.pipelinable(u) {
+	if !hr.pipelinable(u) {
 		return nil, true
 	}
 	usc := hr.r.taskScope(hr.hs, u)

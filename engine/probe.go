@@ -194,14 +194,18 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	reqs := []probeReq{{key, script, probePaths(t.Module, args, script), probeScope(t.Module, args)}}
 	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser)...)
 	hr.hs.mu.Lock()
-	known := hr.hs.reloadVars
+	// partial: the answers are not all known (none, or the last reload's
+	// time alone), so the batch's are kept.
+	known, partial := hr.hs.reloadVars, hr.hs.reloadVars == hr.hs.reloadSince
 	hr.hs.mu.Unlock()
 	outs, links, err := runProbes(ctx, conn, reqs, known, become, buser, modules.HashCache{Dir: modules.DefaultHashCacheDir, Write: !hr.r.opts.Check}, hr.r.debugf)
 	if err != nil {
 		return nil, nil, err
 	}
 	for _, out := range outs {
-		// Answers the batch was given come back as they were.
+		if !partial {
+			break
+		}
 		if v := modules.ReloadAnswers(out); v != "" {
 			hr.hs.mu.Lock()
 			hr.hs.reloadVars, hr.hs.reloadSince = v, modules.ReloadSince(out)

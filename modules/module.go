@@ -123,7 +123,8 @@ type Result struct {
 	// (groupadd, useradd without a home): no path changed but those in
 	// Touched, only an owner's or group's name may now read differently.
 	// The executor keeps the batched path probes that name no owner (a
-	// path that is absent), and forgets the rest.
+	// path that is absent) and systemd's (ScopedProber), and forgets the
+	// rest but what Added keeps.
 	AccountsOnly bool
 	// Added lists the accounts an AccountsOnly change added, as "user
 	// NAME" and "group NAME", when adding them is all it did (groupadd,
