@@ -183,8 +183,8 @@ func passwdEntry(path, user string) (uid, gid int, home string, err error) {
 // session, so it outlives the `gokube lab up` that started it.
 func (l *Lab) bootHost(ctx context.Context, h *hostState) error {
 	// nspawn would fail with a terse message; say who holds the name.
-	if v := vethName(h.Machine); linkExists(ctx, v) {
-		return fmt.Errorf("%s: interface %s already exists (another lab or a stray machine named %s?)", h.Name, v, h.Machine)
+	if err := settleStrayLink(ctx, vethName(h.Machine), h.Machine, strayLinkWait); err != nil {
+		return fmt.Errorf("%s: %w", h.Name, err)
 	}
 	logf, err := os.OpenFile(filepath.Join(l.hostDir(h), "console.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {

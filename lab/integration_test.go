@@ -561,3 +561,42 @@ func TestLabBig(t *testing.T) {
 	t.Logf("down 30 took %s", time.Since(t0).Round(100*time.Millisecond))
 	assertNothingLeft(t, l, snap)
 }
+
+// TestStrayLinkSettles: a killed machine's interface does not stop the next
+// boot (a CI job once found a lab killed seconds before still holding its
+// veths and failed), but a machine that still runs keeps its own.
+func TestStrayLinkSettles(t *testing.T) {
+	integration(t)
+	ctx := context.Background()
+	const veth, machine = "vb-gk-gkst-1", "gk-gkst-1"
+	add := func() {
+		t.Helper()
+		if _, err := ipCmd(ctx, "link", "add", veth, "type", "veth", "peer", "name", "gkst-peer"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Cleanup(func() { _, _ = ipCmd(ctx, "link", "del", veth) })
+
+	// A machine of that name runs: its interface is refused, not deleted.
+	add()
+	holder := exec.Command("/bin/sh", "-c", "sleep 600; :", "systemd-nspawn", "-M", machine)
+	if err := holder.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := settleStrayLink(ctx, veth, machine, time.Second); err == nil || !strings.Contains(err.Error(), "in use") {
+		t.Fatalf("a running machine's interface: err = %v, want in use", err)
+	}
+	if !linkExists(ctx, veth) {
+		t.Fatal("a running machine's interface was deleted")
+	}
+	_ = holder.Process.Kill()
+	_ = holder.Wait()
+
+	// Nobody runs it: after the wait the stray link is gone and a boot may go on.
+	if err := settleStrayLink(ctx, veth, machine, time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if linkExists(ctx, veth) || linkExists(ctx, "gkst-peer") {
+		t.Fatal("the stray interface stays")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // ipCmd runs iproute2's ip. The lab shells out rather than speaking
@@ -155,6 +156,41 @@ func raiseInotify() error {
 		if err := os.WriteFile(k, []byte(strconv.Itoa(want)), 0o644); err != nil {
 			return fmt.Errorf("raise %s to %d: %w", k, want, err)
 		}
+	}
+	return nil
+}
+
+// strayLinkWait bounds the wait for a killed machine's interface to go.
+const strayLinkWait = 2 * time.Minute
+
+// settleStrayLink makes sure the host's interface name is free before a
+// boot. A live nspawn running the machine holds it: that is refused. With
+// none, the interface belongs to a machine that was killed: the kernel tears
+// a network namespace down asynchronously after its last process ends (its
+// veth end, and with it ours, goes last), which took over a minute for
+// kubelet hosts with pod namespaces when a CI job killed a lab and the next
+// one booted it at once. Wait for that; a link still there after wait has
+// no peer anyone uses and is deleted.
+func settleStrayLink(ctx context.Context, veth, machine string, wait time.Duration) error {
+	if !linkExists(ctx, veth) {
+		return nil
+	}
+	if pid := nspawnOf(machine); pid != 0 {
+		return fmt.Errorf("interface %s is in use: machine %s runs as process %d (another lab?)", veth, machine, pid)
+	}
+	deadline := time.Now().Add(wait)
+	for linkExists(ctx, veth) && time.Now().Before(deadline) {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	if !linkExists(ctx, veth) {
+		return nil
+	}
+	if _, err := ipCmd(ctx, "link", "del", veth); err != nil && linkExists(ctx, veth) {
+		return fmt.Errorf("interface %s of a stopped machine %s stays: %w", veth, machine, err)
 	}
 	return nil
 }

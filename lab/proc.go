@@ -142,3 +142,41 @@ func (p Proc) children() []Proc {
 	}
 	return out
 }
+
+// nspawnOf returns the PID of a live systemd-nspawn (or the shell about to
+// become one) that runs machine, or 0. It reads every process's argv, so it
+// also finds a machine another lab directory or a hand-started nspawn runs.
+func nspawnOf(machine string) int {
+	ents, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0
+	}
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err != nil {
+			continue
+		}
+		if runsMachine(strings.Split(strings.TrimRight(string(b), "\x00"), "\x00"), machine) {
+			return pid
+		}
+	}
+	return 0
+}
+
+// runsMachine reports whether argv starts systemd-nspawn for machine.
+func runsMachine(argv []string, machine string) bool {
+	nspawn, named := false, false
+	for i, a := range argv {
+		if a == "systemd-nspawn" || strings.HasSuffix(a, "/systemd-nspawn") {
+			nspawn = true
+		}
+		if ((a == "-M" || a == "--machine") && i+1 < len(argv) && argv[i+1] == machine) || a == "--machine="+machine {
+			named = true
+		}
+	}
+	return nspawn && named
+}

@@ -429,3 +429,21 @@ func TestDelayProxy(t *testing.T) {
 		t.Fatal("bad mapping accepted")
 	}
 }
+
+func TestRunsMachine(t *testing.T) {
+	for _, c := range []struct {
+		argv []string
+		want bool
+	}{
+		{[]string{"systemd-nspawn", "--register=no", "-D", "/r", "-M", "gk-a-1"}, true},
+		{[]string{"/usr/bin/systemd-nspawn", "--machine=gk-a-1"}, true},
+		{[]string{"/bin/sh", "-c", "echo $$ > x && exec \"$0\" \"$@\"", "systemd-nspawn", "-M", "gk-a-1"}, true},
+		{[]string{"systemd-nspawn", "-M", "gk-a-10"}, false},
+		{[]string{"systemd-nspawn", "-M"}, false},
+		{[]string{"sleep", "-M", "gk-a-1"}, false},
+	} {
+		if got := runsMachine(c.argv, "gk-a-1"); got != c.want {
+			t.Errorf("runsMachine(%q) = %v, want %v", c.argv, got, c.want)
+		}
+	}
+}
