@@ -35,6 +35,14 @@ type Request struct {
 	// scripts (gokube's own probes, writes and reads) run in a forked
 	// subshell of the session's shell: one process start less per request.
 	OwnShell bool
+	// Inline runs the script in the session's shell itself, not a forked
+	// subshell: a fork costs as much as a small program's start on a busy
+	// host, and a cold run sends a request per changed file. Only for
+	// gokube's own scripts written for it: they neither exit, nor cd, nor
+	// set options, traps or exported variables they do not put back, and
+	// end with their status (putScript). Ignored with Env, Dir or OwnShell,
+	// and where the session could not read its umask at the start.
+	Inline bool
 }
 
 // Result is what a script returned. A non-zero RC is not an error of the

@@ -116,7 +116,7 @@ func PutRequest(up Upload) (req Request, temp string, ok bool, err error) {
 		}
 	}
 	tag := newMarker()[3:]
-	return Request{Script: putScript(up, "", tag, append([]byte{}, data...)), Become: up.Become, BecomeUser: up.BecomeUser},
+	return Request{Script: putScript(up, "", tag, append([]byte{}, data...)), Become: up.Become, BecomeUser: up.BecomeUser, Inline: true},
 		putTemp(up.Path, tag), true, nil
 }
 

@@ -102,7 +102,12 @@ func TestSSHPipelineCancel(t *testing.T) {
 	pidFile := filepath.Join(t.TempDir(), "pid")
 	put := putOp(t, filepath.Join(dir, "d"), "D\n")
 	// The put's script stops (its temp file made) until the test cancels.
-	put.Req.Script = strings.Replace(put.Req.Script, "mv -f --", "sh -c 'echo $$ > "+pidFile+"; exec sleep 3600'; mv -f --", 1)
+	// A stuck step: a program the script waits for, as it waits for mv.
+	const rename = "if command -v gk_mv"
+	if !strings.Contains(put.Req.Script, rename) {
+		t.Fatal("the put's script has no rename step to stop at")
+	}
+	put.Req.Script = strings.Replace(put.Req.Script, rename, "{ sh -c 'echo $$ > "+pidFile+"; exec sleep 3600' & wait \"$!\"; } && "+rename, 1)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	ps, err := c.Send(ctx, []Op{put, {Req: Request{Script: "echo e > " + filepath.Join(dir, "e")}}})

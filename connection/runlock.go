@@ -216,16 +216,16 @@ gk_x=0
 while :; do
 set -C
 { printf '%s\n' "$gk_li" >"$1"; } 2>/dev/null
-gk_r=$?
+gk_lr=$?
 set +C
-if [ "$gk_r" -eq 0 ]; then gk_mine=$gk_li; return 0; fi
+if [ "$gk_lr" -eq 0 ]; then gk_mine=$gk_li; return 0; fi
 gk_h=
 read -r gk_h <"$1" 2>/dev/null
 case $gk_h in
 "$gk_R "*) return 0;;
 *" pid="*" pst="*)
-gk_p=${gk_h##* pid=}; gk_hs=${gk_p##* pst=}; gk_p=${gk_p%% *}
-if ! gk_st "$gk_p" || [ "$gk_s" != "$gk_hs" ]; then
+gk_lq=${gk_h##* pid=}; gk_hs=${gk_lq##* pst=}; gk_lq=${gk_lq%% *}
+if ! gk_st "$gk_lq" || [ "$gk_s" != "$gk_hs" ]; then
 gk_l=; read -r gk_l <"$1" 2>/dev/null
 if [ "$gk_l" = "$gk_h" ]; then rm -f -- "$1"; fi
 continue
@@ -254,11 +254,11 @@ gk_ok=1
 	}
 	// The session's end removes its locks and its temp directory with one
 	// rm: a process is 10-30 ms on a busy host, and every run pays this.
-	fmt.Fprintf(&b, "gk_unlock() { set --; %sif [ -n \"$gk_T\" ]; then set -- \"$@\" \"$gk_T\" \"$gk_T.u\" \"$gk_T.i\" \"$gk_T.o\" \"$gk_T.r\"; gk_T=; gk_D=; fi; if [ \"$#\" -gt 0 ]; then rm -rf -- \"$@\"; fi; }\nif [ -n \"$gk_ok\" ]; then\n", unlock.String())
+	fmt.Fprintf(&b, "gk_unlock() { set --; %sif [ -n \"$gk_T\" ]; then set -- \"$@\" \"$gk_T\" \"$gk_T.u\" \"$gk_T.i\" \"$gk_T.o\" \"$gk_T.r\" \"$gk_T.hi\" \"$gk_T.ho\"; gk_T=; gk_D=; fi; if [ \"$#\" -gt 0 ]; then rm -rf -- \"$@\"; fi; }\nif [ -n \"$gk_ok\" ]; then\n", unlock.String())
 	if sweep && len(locks) > 0 {
 		fmt.Fprintf(&b, `if [ -n "$gk_l0" ]; then
 set --
-for gk_f in %s/.gokube-upload-%s; do if [ -f "$gk_f" ] && [ "$gk_f" -ot "$gk_L0" ]; then set -- "$@" "$gk_f"; fi; done
+for gk_lf in %s/.gokube-upload-%s; do if [ -f "$gk_lf" ] && [ "$gk_lf" -ot "$gk_L0" ]; then set -- "$@" "$gk_lf"; fi; done
 if [ "$#" -gt 0 ]; then rm -f -- "$@"; fi
 fi
 `, home, tempGlob)

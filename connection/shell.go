@@ -38,6 +38,15 @@ import (
 // empty, comes back base64 when there is any. Per request the host forks
 // once (the subshell) and starts base64 only for a non-empty stderr.
 //
+// A request with Inline (Request.Inline: puts, the file module's and
+// useradd's short changes) runs in the driving shell itself, through a
+// function (gk_in) so that it sees no positional parameters: no fork at
+// all. Such a script is written for it: it neither exits nor changes the
+// shell's state (putScript puts the umask back), assigns none of the
+// session's names (TestInlinePutKeepsSessionNames), and runs a program
+// that may take long as a job it waits for, since a shell running a
+// foreground program defers the cancellation's trap until it ends.
+//
 // A request with OwnShell (a user's shell or command task) runs as its own
 // /bin/sh ($$ its own) with stdout to a file too, sent back base64: a
 // user's command may leave a process running in the background, which
@@ -81,7 +90,7 @@ if [ -z "$gk_D" ]; then
 if [ -n "$gk_T" ]; then rm -f -- "$gk_T.u" "$gk_T.i" "$gk_T.o" "$gk_T.r" 2>/dev/null; fi
 gk_T=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) && gk_D=$gk_T/ || gk_T=
 fi
-gk_unlock() { if [ -n "$gk_T" ]; then rm -rf -- "$gk_T" "$gk_T.u" "$gk_T.i" "$gk_T.o" "$gk_T.r"; gk_T=; gk_D=; fi; }
+gk_unlock() { if [ -n "$gk_T" ]; then rm -rf -- "$gk_T" "$gk_T.u" "$gk_T.i" "$gk_T.o" "$gk_T.r" "$gk_T.hi" "$gk_T.ho"; gk_T=; gk_D=; fi; }
 trap 'gk_unlock; kill -KILL 0; exit 143' TERM HUP INT
 trap 'gk_unlock' EXIT
 gk_n() { gk_bad=; if [ -n "$gk_D" ]; then : >"${gk_D}i"; fi; }
@@ -91,6 +100,32 @@ base64 -d >"$gk_D$1" || gk_bad=1
 }
 gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
 gk_pf=
+gk_in() { . /dev/fd/3; }
+gk_H=; gk_I=; gk_nl='
+'
+gk_hp='` + renameHelper + `'
+gk_hs() {
+gk_H=0
+command -v perl >/dev/null 2>&1 || return 0
+mkfifo -m 600 -- "${gk_D}hi" "${gk_D}ho" 2>/dev/null || return 0
+perl -e "$gk_hp" -- "${gk_D}hi" "${gk_D}ho" </dev/null >/dev/null 2>&1 3<&- 4<&- &
+if wait "$!" && [ -p "${gk_D}hi" ] && [ -p "${gk_D}ho" ]; then
+exec 7<>"${gk_D}hi" 9<>"${gk_D}ho" 8<"${gk_D}ho" 9<&-
+if printf 'h\n' >&7 && read -r gk_ha <&8; then case $gk_ha in "ok "*) gk_H=1 gk_Hp=${gk_ha#ok };; esac; fi
+fi
+if [ "$gk_H" = 0 ]; then exec 7>&- 8<&-; rm -f -- "${gk_D}hi" "${gk_D}ho"; fi
+}
+gk_mv() {
+if [ -z "$gk_H" ] && [ "$gk_I" = 1 ] && [ -n "$gk_D" ]; then gk_hs; fi
+case $1$2 in *"$gk_nl"*) ;; *)
+if [ "$gk_H" = 1 ]; then
+if printf 'r\n%s\n%s\n' "$1" "$2" >&7 && read -r gk_ha <&8; then
+if [ "$gk_ha" = 0 ]; then return 0; fi
+else gk_H=0; fi
+fi;;
+esac
+mv -f -- "$1" "$2" & wait "$!"
+}
 gk_go() {
 gk_rc=255
 case $4 in
@@ -99,9 +134,16 @@ p) if [ -n "$gk_pf" ]; then printf '%s.s\n\n%s %s\n%s\n%s\n' "$1" "$1" ` + notRu
 esac
 if [ -n "$gk_D" ] && [ -z "$gk_bad" ]; then
 printf '%s.s\n' "$1"
-(gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ "$gk_X" = x ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" &
+if [ "$3" = i ] && [ -n "$gk_u" ]; then
+gk_I=1
+{ gk_in; } <"${gk_D}i" 2>"${gk_D}r"
+gk_rc=$?
+gk_I=
+else
+(gk_H=0 gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ "$gk_X" = x ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" 7>&- 8<&- &
 wait "$!"
 gk_rc=$?
+fi
 if [ "$3" = x ]; then gk_b "${gk_D}o"; fi
 printf '\n%s %s\n' "$1" "$gk_rc"
 gk_b "${gk_D}r"
@@ -110,6 +152,47 @@ else
 printf '%s.s\n\n%s %s\n%s\n%s\n' "$1" "$1" "$gk_rc" Z29rdWJlOiBjYW5ub3Qgd3JpdGUgdGhlIHJlcXVlc3QgdG8gYSB0ZW1wb3JhcnkgZGlyZWN0b3J5IG9uIHRoZSBob3N0IChkaXNrIGZ1bGw/KQo= "$1.e"
 fi
 if [ "$gk_rc" != 0 ]; then gk_pf=1; fi
+}
+`
+
+// renameHelper is the session's rename helper, a perl program (perl-base
+// is Essential on Debian; without perl, renames are mv as before). A
+// cold run renames every file it writes into place, and a process start
+// costs 10-30 ms on a busy host: one helper for the session instead of an
+// mv per file. It is started at the first rename of a request that runs
+// in the session's shell (gk_mv, gk_hs): the shell makes two FIFOs in its
+// private temp files; perl opens both read-write (no wait for a peer),
+// forks and the parent exits, so the shell's own opens never wait (it
+// opens the answer FIFO read-write first, read-only, then closes the
+// first). On the shell's "h" the helper reopens the request FIFO
+// read-only, so the shell's end (its descriptors close) is the helper's
+// end of input, removes both names and answers "ok PID". A request is
+// "r", source and destination, one line each (names with a newline go to
+// mv); the answer is 0 when renamed, 1 otherwise (a directory at the
+// destination, which mv moves into, or an error), and then mv runs and
+// says why. The helper's death is the end of the shell's answer FIFO
+// (no writer left): mv again. It is in the shell's process group, so a
+// cancellation's kill ends it too; no single quote may appear in it.
+const renameHelper = `$SIG{PIPE} = "IGNORE";
+my ($i, $o) = @ARGV;
+open(my $r, "+<", $i) or exit 1;
+open(my $w, "+<", $o) or exit 1;
+my $p = fork;
+exit 1 unless defined $p;
+exit 0 if $p;
+defined(<$r>) or exit 1;
+open(my $q, "<", $i) or exit 1;
+close $r;
+$r = $q;
+unlink $i, $o;
+select((select($w), $| = 1)[0]);
+print $w "ok $$\n";
+while (defined(my $c = <$r>)) {
+	my $s = <$r>;
+	my $d = <$r>;
+	last unless defined $d;
+	chomp($c, $s, $d);
+	print $w (($c eq "r" && !-d $d && rename($s, $d)) ? "0\n" : "1\n");
 }
 `
 
@@ -197,9 +280,12 @@ func buildFrame(marker string, req Request, behind bool) ([]byte, error) {
 	if env != "" {
 		flags = "e"
 	}
-	if req.OwnShell {
+	switch {
+	case req.OwnShell:
 		flags += " x"
-	} else {
+	case req.Inline && env == "":
+		flags += " i"
+	default:
 		flags += " -"
 	}
 	if behind {
@@ -371,60 +457,80 @@ func decodeB64(enc string) ([]byte, error) {
 // The temp file is named by tag (putTemp), so that when a cancellation
 // kills the script before its trap runs, the caller can remove it.
 func putScript(up Upload, from, tag string, inline []byte) string {
+	// The script may run in the session's shell itself (Request.Inline):
+	// no exit, no set -e, no trap, and the umask it sets is put back; a
+	// failure stops the chain below with the failing command's status and
+	// message, and the temp file, when it is ours, is removed.
 	var b strings.Builder
-	fmt.Fprintf(&b, "set -e\ngk_t=\np=%s\n", shQuote(up.Path))
-	b.WriteString(`trap 'if [ -n "$gk_t" ]; then rm -f -- "$gk_t"; fi' EXIT
-case $p in */*) gk_d=${p%/*};; *) gk_d=.;; esac
-`)
+	fmt.Fprintf(&b, "gk_t= gk_r=1\ngk_p=%s\n", shQuote(up.Path))
+	b.WriteString("case $gk_p in */*) gk_d=${gk_p%/*};; *) gk_d=.;; esac\n")
 	b.WriteString(staleTempsScript)
 	fmt.Fprintf(&b, "gk_t=\"${gk_d:-/}/.gokube.%s\"\n", tag)
-	// The umask is this script's own (it runs in its own shell).
+	// The umask: the session's own is put back (gk_u, read when the
+	// session opened; a script of its own shell has no need to).
 	umaskMode := up.Mode != 0 && up.Mode&^0o666 == 0
 	if umaskMode {
 		fmt.Fprintf(&b, "umask %04o\n", ^up.Mode&0o777)
 	}
 	// noclobber: the name is the caller's, the file must be new. printf is
 	// a regular builtin: a failed redirection returns 1 without ending the
-	// shell, and no subshell is needed.
-	b.WriteString("set -C\nprintf '' >\"$gk_t\" || { gk_t=; exit 1; }\nset +C\n")
+	// shell, and no subshell is needed. A name someone else holds is not
+	// ours to remove.
+	b.WriteString("set -C\nif printf '' >\"$gk_t\"; then set +C; else gk_r=$?; set +C; gk_t=; fi\n")
+	if umaskMode {
+		b.WriteString("if [ -n \"${gk_u-}\" ]; then umask \"$gk_u\"; fi\n")
+	}
+	// A program runs as a job the shell waits for: a shell running a
+	// program in the foreground defers its TERM trap (the cancellation)
+	// until the program ends, but wait returns at once.
+	job := func(cmd string) string { return "{ " + cmd + " & wait \"$!\"; }" }
+	steps := []string{}
 	switch {
 	case inline != nil:
 		if len(inline) > 0 {
-			fmt.Fprintf(&b, "printf %s >\"$gk_t\"\n", printfFormat(inline))
+			steps = append(steps, fmt.Sprintf("printf %s >\"$gk_t\"", printfFormat(inline)))
 		}
 	case from == "":
-		b.WriteString("cat >\"$gk_t\"\n")
+		// Stdin: a job's is /dev/null, so this one runs in the foreground
+		// (no Inline for it: sshfile).
+		steps = append(steps, "cat >\"$gk_t\"")
 	default:
-		fmt.Fprintf(&b, "cat -- %s >\"$gk_t\"\n", shQuote(from))
+		steps = append(steps, job(fmt.Sprintf("cat -- %s >\"$gk_t\"", shQuote(from))))
 	}
 	// Owner first: chown clears setuid/setgid bits, so the mode comes after.
 	if up.Owner == "" {
 		// The replaced file's owner and group are kept unless given; the
 		// temp file already has them when the file is the writer's (test
 		// builtins, no process).
-		b.WriteString("if [ -e \"$p\" ] && ! { [ -O \"$p\" ] && [ -G \"$p\" ] && [ -G \"$gk_t\" ]; }; then chown --reference=\"$p\" \"$gk_t\" 2>/dev/null || true; fi\n")
+		steps = append(steps, "{ if [ -e \"$gk_p\" ] && ! { [ -O \"$gk_p\" ] && [ -G \"$gk_p\" ] && [ -G \"$gk_t\" ]; }; then "+job("chown --reference=\"$gk_p\" \"$gk_t\"")+" 2>/dev/null || :; fi; }")
 	}
 	switch {
 	case up.Owner != "" && up.Group != "":
-		fmt.Fprintf(&b, "chown -- %s \"$gk_t\"\n", shQuote(up.Owner+":"+up.Group))
+		steps = append(steps, job(fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner+":"+up.Group))))
 	case up.Owner != "":
-		fmt.Fprintf(&b, "chown -- %s \"$gk_t\"\n", shQuote(up.Owner))
+		steps = append(steps, job(fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner))))
 	case up.Group != "":
-		fmt.Fprintf(&b, "chgrp -- %s \"$gk_t\"\n", shQuote(up.Group))
+		steps = append(steps, job(fmt.Sprintf("chgrp -- %s \"$gk_t\"", shQuote(up.Group))))
 	}
 	switch {
 	case umaskMode:
 		// Created with the mode; chown clears only setuid/setgid bits,
 		// which a mode within 0666 does not have.
 	case up.Mode != 0:
-		fmt.Fprintf(&b, "chmod %04o \"$gk_t\"\n", up.Mode&0o7777)
+		steps = append(steps, job(fmt.Sprintf("chmod %04o \"$gk_t\"", up.Mode&0o7777)))
 	default:
-		b.WriteString("if [ -e \"$p\" ]; then chmod --reference=\"$p\" \"$gk_t\"; else chmod 0644 \"$gk_t\"; fi\n")
+		steps = append(steps, "if [ -e \"$gk_p\" ]; then "+job("chmod --reference=\"$gk_p\" \"$gk_t\"")+"; else "+job("chmod 0644 \"$gk_t\"")+"; fi")
 	}
-	b.WriteString("mv -f -- \"$gk_t\" \"$p\"\ngk_t=\n")
+	// The rename: through the session's helper where there is one
+	// (gk_mv), a job of mv where not (a shell of its own: Local).
+	steps = append(steps, "if command -v gk_mv >/dev/null 2>&1; then gk_mv \"$gk_t\" \"$gk_p\"; else "+job("mv -f -- \"$gk_t\" \"$gk_p\"")+"; fi")
+	b.WriteString("if [ -n \"$gk_t\" ]; then\nif " + strings.Join(steps, " &&\n") + "\nthen gk_t= gk_r=0\nelse gk_r=$?\nfi\n")
 	if from != "" {
-		fmt.Fprintf(&b, "rm -f -- %s 2>/dev/null || true\n", shQuote(from))
+		fmt.Fprintf(&b, "rm -f -- %s 2>/dev/null || :\n", shQuote(from))
 	}
+	b.WriteString("if [ -n \"$gk_t\" ]; then rm -f -- \"$gk_t\"; gk_t=; fi\nfi\n")
+	// The script's status: the failing step's, 0 when all went through.
+	b.WriteString("gk_ret() { return \"$1\"; }\ngk_ret \"$gk_r\"\n")
 	return b.String()
 }
 

@@ -70,7 +70,7 @@ func (c *sshConn) Put(ctx context.Context, up Upload) error {
 	if err != nil {
 		return err
 	}
-	req := Request{Script: putScript(up, tmp, tag, nil), Become: up.Become, BecomeUser: up.BecomeUser}
+	req := Request{Script: putScript(up, tmp, tag, nil), Become: up.Become, BecomeUser: up.BecomeUser, Inline: true}
 	res, err := c.Run(ctx, req)
 	if err != nil {
 		c.cleanupPut(ctx, up, putTemp(up.Path, tag), tmp)

@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -217,13 +218,13 @@ func TestSSHPutCancel(t *testing.T) {
 // An interrupt at any point of a put leaves the destination as it was and
 // no temp file anywhere: beside the destination (.gokube.*) or in the login
 // user's home (.gokube-upload-*). The script is stopped at a chosen command
-// (a stand-in for cat, chown/chmod or mv on PATH that reports it was reached
-// and hangs), then the put is cancelled, which kills the script's process
-// group before its own trap can run.
+// (a stand-in for cat, chown/chmod or the rename helper's perl on PATH that
+// reports it was reached and hangs), then the put is cancelled, which
+// kills the script's process group before its own trap can run.
 func TestSSHPutInterruptedLeavesNothing(t *testing.T) {
 	bin := t.TempDir()
 	signal := filepath.Join(t.TempDir(), "reached")
-	for _, cmd := range []string{"cat", "chmod", "mv"} {
+	for _, cmd := range []string{"cat", "chmod", "perl"} {
 		script := "#!/bin/sh\n: >\"$GK_TEST_REACHED.$(basename \"$0\")\"\nexec sleep 600\n"
 		if err := os.WriteFile(filepath.Join(bin, cmd), []byte(script), 0o755); err != nil {
 			t.Fatal(err)
@@ -234,7 +235,7 @@ func TestSSHPutInterruptedLeavesNothing(t *testing.T) {
 	for _, size := range []int{1 << 10, SmallPutLimit + 200<<10} {
 		// A small put's content is in the script (printf, a builtin):
 		// no cat to stop at.
-		stops := []string{"cat", "chmod", "mv"}
+		stops := []string{"cat", "chmod", "perl"}
 		if size <= inlinePutLimit {
 			stops = stops[1:]
 		}
@@ -289,5 +290,169 @@ func waitFor(t *testing.T, cond func() bool, what string) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestSSHInlinePut: a put runs in the session's shell itself (no fork)
+// and leaves that shell as it found it: its umask, its options, no temp
+// file; a failed one reports the failing step's message and status, and
+// the session goes on.
+func TestSSHInlinePut(t *testing.T) {
+	env := newTestEnv(t)
+	c := env.dial(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	state := Request{Script: "umask; echo \"opts=$-\"; trap"}
+	before := string(run(t, c, state).Stdout)
+
+	// Inline requests share the session shell: a variable one sets is seen
+	// by the next (a forked subshell's would not be).
+	run(t, c, Request{Script: "gk_inline_seen=yes", Inline: true})
+	if got := string(run(t, c, Request{Script: "echo ${gk_inline_seen-no}"}).Stdout); got != "yes\n" {
+		t.Fatalf("an Inline request did not run in the session's shell: %q", got)
+	}
+	run(t, c, Request{Script: "gk_sub_seen=yes"})
+	if got := string(run(t, c, Request{Script: "echo ${gk_sub_seen-no}"}).Stdout); got != "no\n" {
+		t.Fatalf("a request without Inline ran in the session's shell: %q", got)
+	}
+
+	f := filepath.Join(dir, "f")
+	if err := c.Put(ctx, Upload{Path: f, Content: strings.NewReader("x\n"), Size: 2, Mode: 0o600}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, f, []byte("x\n"), 0o600)
+	if got := string(run(t, c, Request{Script: "echo \"helper=$gk_H\"", Inline: true}).Stdout); got != "helper=1\n" {
+		t.Errorf("after a put, the session's rename helper: %q, want helper=1", got)
+	}
+	if err := c.Put(ctx, Upload{Path: f, Content: strings.NewReader("y\n"), Size: 2, Mode: 0o4755}); err != nil {
+		t.Fatal(err)
+	}
+	checkFile(t, f, []byte("y\n"), 0o755)
+	if st, _ := os.Stat(f); st.Mode()&os.ModeSetuid == 0 {
+		t.Errorf("mode 4755: setuid bit missing (%v)", st.Mode())
+	}
+	if after := string(run(t, c, state).Stdout); after != before {
+		t.Errorf("the session's shell after puts:\n%s\nbefore:\n%s", after, before)
+	}
+
+	// Failures: a missing directory (the create fails), a mode the owner
+	// cannot take (chown to an unknown user fails after the create).
+	err := c.Put(ctx, Upload{Path: filepath.Join(dir, "no", "f"), Content: strings.NewReader("z"), Size: 1, Mode: 0o644})
+	if err == nil || !strings.Contains(err.Error(), "Directory nonexistent") {
+		t.Errorf("put into a missing directory: %v", err)
+	}
+	g := filepath.Join(dir, "g")
+	err = c.Put(ctx, Upload{Path: g, Content: strings.NewReader("z"), Size: 1, Mode: 0o644, Owner: "gk-no-such-user"})
+	if err == nil || !strings.Contains(err.Error(), "invalid user") {
+		t.Errorf("put with an unknown owner: %v", err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(dir, ".gokube.*")); len(left) > 0 || fileExists(g) {
+		t.Errorf("after the failed puts: temp files %q, g exists %v", left, fileExists(g))
+	}
+	if after := string(run(t, c, state).Stdout); after != before {
+		t.Errorf("the session's shell after failed puts:\n%s\nbefore:\n%s", after, before)
+	}
+}
+
+func fileExists(p string) bool { _, err := os.Lstat(p); return err == nil }
+
+// TestInlinePutKeepsSessionNames: a put runs in the session's shell
+// (Request.Inline), so it must not assign a variable or define a function
+// that the session's own text (the preamble, the run lock's) assigns or
+// defines: the frames, the end of the session and the lock's release read
+// them after every request.
+func TestInlinePutKeepsSessionNames(t *testing.T) {
+	names := regexp.MustCompile(`\b(gk_[A-Za-z0-9_]+)(=|\(\))`)
+	forVar := regexp.MustCompile(`\bfor (gk_[A-Za-z0-9_]+) in`)
+	collect := func(text string) map[string]bool {
+		out := map[string]bool{}
+		for _, m := range names.FindAllStringSubmatch(text, -1) {
+			out[m[1]] = true
+		}
+		for _, m := range forVar.FindAllStringSubmatch(text, -1) {
+			out[m[1]] = true
+		}
+		return out
+	}
+	session := collect(shellPreamble + lockPreamble(&RunLock{}, []string{"/run/gokube/lock"}, `"$HOME"`, true))
+	if !session["gk_D"] || !session["gk_go"] || !session["gk_own"] {
+		t.Fatalf("the session's names were not found: %v", session)
+	}
+	for _, up := range []Upload{
+		{Path: "/etc/a", Mode: 0o644},
+		{Path: "/etc/a", Mode: 0o4755, Owner: "u", Group: "g"},
+		{Path: "a", Group: "g"},
+		{Path: "/etc/a"},
+	} {
+		for _, script := range []string{putScript(up, "", "t", []byte("x")), putScript(up, "/tmp/up", "t", nil)} {
+			for n := range collect(script) {
+				if session[n] {
+					t.Errorf("put %+v assigns or defines the session's %s:\n%s", up, n, script)
+				}
+			}
+		}
+	}
+}
+
+// TestSSHRenameHelper: the session's rename helper (renameHelper) renames
+// the files puts write, outlives nothing (it ends with the session, its
+// FIFOs gone), and when it is gone mid-session the puts go on with mv.
+func TestSSHRenameHelper(t *testing.T) {
+	env := newTestEnv(t)
+	c := env.dial(t)
+	dir := t.TempDir()
+	ctx := context.Background()
+	put := func(name, content string) {
+		t.Helper()
+		p := filepath.Join(dir, name)
+		if err := c.Put(ctx, Upload{Path: p, Content: strings.NewReader(content), Size: int64(len(content)), Mode: 0o644}); err != nil {
+			t.Fatal(err)
+		}
+		checkFile(t, p, []byte(content), 0o644)
+	}
+	state := func() (helper, pid, temp string) {
+		out := strings.Fields(string(run(t, c, Request{Script: `echo "h=$gk_H" "p=${gk_Hp-}" "t=$gk_T"`, Inline: true}).Stdout))
+		if len(out) != 3 {
+			t.Fatalf("session state: %q", out)
+		}
+		return strings.TrimPrefix(out[0], "h="), strings.TrimPrefix(out[1], "p="), strings.TrimPrefix(out[2], "t=")
+	}
+	put("a", "A\n")
+	put("b", "B\n")
+	helper, pid, temp := state()
+	if helper != "1" || pid == "" {
+		t.Fatalf("after two puts: helper=%q pid=%q, want a running helper", helper, pid)
+	}
+	cmdline, _ := os.ReadFile("/proc/" + pid + "/cmdline")
+	if !strings.HasPrefix(string(cmdline), "perl\x00") {
+		t.Fatalf("helper %s is %q, not perl", pid, cmdline)
+	}
+	if m, _ := filepath.Glob(temp + ".h*"); len(m) > 0 {
+		t.Errorf("the helper's FIFOs outlive its start: %v", m)
+	}
+
+	// The helper killed: the next put renames with mv and says so.
+	run(t, c, Request{Script: "kill -9 " + pid})
+	waitFor(t, func() bool { _, err := os.Stat("/proc/" + pid); return err != nil }, "the helper's end")
+	put("c", "C\n")
+	if helper, _, _ := state(); helper != "0" {
+		t.Errorf("after the helper's death: helper=%q, want 0", helper)
+	}
+
+	// A new session's helper ends with its session.
+	c2 := env.dial(t)
+	if err := c2.Put(ctx, Upload{Path: filepath.Join(dir, "d"), Content: strings.NewReader("D\n"), Size: 2, Mode: 0o644}); err != nil {
+		t.Fatal(err)
+	}
+	out := strings.Fields(string(run(t, c2, Request{Script: `echo "$gk_H" "${gk_Hp-}" "$gk_T"`, Inline: true}).Stdout))
+	if len(out) != 3 || out[0] != "1" {
+		t.Fatalf("second session: %q", out)
+	}
+	if err := c2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, func() bool { _, err := os.Stat("/proc/" + out[1]); return err != nil }, "the helper's end with its session")
+	if m, _ := filepath.Glob(out[2] + "*"); len(m) > 0 {
+		t.Errorf("left behind by the session: %v", m)
 	}
 }

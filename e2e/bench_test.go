@@ -32,6 +32,22 @@ func TestWarmRunRoundTrips(t *testing.T) {
 		t.Fatalf("cold run: %v\n%s", err, cold)
 	}
 	coldRunSpawns(t, stop())
+	// Nothing of the run outlives it: the rename helper ended with its
+	// session, and no temp file or FIFO of the session is left.
+	// (The helper ends at its input's end, just after its session: the
+	// wait only stops a hang.)
+	for i := 4; i <= 6; i++ {
+		var out string
+		var err error
+		for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); time.Sleep(100 * time.Millisecond) {
+			if out, err = e.ssh(t, i, "pgrep -a perl; ls -a ${TMPDIR:-/tmp} | grep gokube; true"); err == nil && strings.TrimSpace(out) == "" {
+				break
+			}
+		}
+		if err != nil || strings.TrimSpace(out) != "" {
+			t.Errorf("host %d after the cold run: %q %v", i, out, err)
+		}
+	}
 	// The cold run's round trips: the connection (handshake, session)
 	// and the first batch, the 4 batches, the user, group, unit and
 	// command, and the 19 file changes in 2 pipelines (one ends at the
@@ -100,10 +116,12 @@ var probePrograms = map[string]bool{
 // change starts only what the change itself is (sh has no builtin for
 // any of these):
 //   - a file (6 copies, 4 templates, 2 lineinfile, 1 blockinfile): the
-//     rename of its complete temp file over the name (mv), plus chgrp
-//     where the task names a group (file 3); content, mode (a umask) and
-//     the noclobber create are shell builtins: no cat, no chmod, no
-//     base64 -d;
+//     rename of its complete temp file over the name, plus chgrp where
+//     the task names a group (file 3); content, mode (a umask) and the
+//     noclobber create are shell builtins: no cat, no chmod, no base64
+//     -d; the renames go through the session's rename helper, started at
+//     the first (mkfifo and perl: 2 processes for the 13 renames, an mv
+//     each before);
 //   - a directory (4): mkdir -p -m MODE, or install -d -m MODE with the
 //     owner (data, log) or the group (conf) the task names, one process
 //     (mkdir and chown or chgrp before);
@@ -129,7 +147,7 @@ func coldRunSpawns(t *testing.T, execs []execRec) {
 	t.Helper()
 	session, progs, lines := runExecs(t, execs)
 	want := map[string]int{
-		"mv": 13, "chgrp": 1, "mkdir": 1, "install": 3, "ln": 2,
+		"mkfifo": 1, "perl": 1, "chgrp": 1, "mkdir": 1, "install": 3, "ln": 2,
 		"systemctl enable": 1, "useradd": 1, "groupadd": 1, "touch": 1,
 	}
 	changes := map[string]int{}

@@ -3,6 +3,7 @@ package modules
 import (
 	"context"
 	"fmt"
+	"gokube/connection"
 	"path"
 	"strings"
 )
@@ -135,6 +136,7 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		return &Result{Failed: true, Msg: fmt.Sprintf(format, v...), Data: data}, nil
 	}
 	var script string
+	recursive := false
 	// touched: the paths the script creates or removes (Result.Touched);
 	// nil where it edits an existing inode. newDirs: Result.NewDirs.
 	var touched, newDirs []string
@@ -195,7 +197,7 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		case "directory":
 			script = w.fix(st)
 			if a.boolean("recurse", false) && kv["recurse"] == "1" {
-				script = recurseFix(w, st.Path)
+				script, recursive = recurseFix(w, st.Path), true
 			}
 		default:
 			return fail("%s exists and is a %s, not a directory", p, st.Type)
@@ -247,7 +249,15 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 		fillStat(data, st)
 		return &Result{Msg: "unchanged", Data: data}, nil
 	}
-	if _, err := mustRun(ctx, env, script, false); err != nil {
+	// Short programs on the path alone, but a recursive change may walk a
+	// large tree: that one stays in a subshell the cancellation kills.
+	runScript := mustRunInline
+	if recursive {
+		runScript = func(ctx context.Context, env *Env, script string) (connection.Result, error) {
+			return mustRun(ctx, env, script, false)
+		}
+	}
+	if _, err := runScript(ctx, env, script); err != nil {
 		return resultFail(err, data)
 	}
 	if w.modeSet() {

@@ -26,18 +26,38 @@ func shq(s string) string {
 
 // run sends one request with the task's become settings and environment.
 func run(ctx context.Context, env *Env, script string, readOnly bool) (connection.Result, error) {
-	return env.Conn.Run(ctx, connection.Request{
+	return env.Conn.Run(ctx, request(env, script, readOnly))
+}
+
+func request(env *Env, script string, readOnly bool) connection.Request {
+	return connection.Request{
 		Script:     script,
 		Become:     env.Become,
 		BecomeUser: env.BecomeUser,
 		Env:        env.Environment,
 		ReadOnly:   readOnly,
-	})
+	}
 }
 
 // mustRun is run for scripts whose non-zero exit is a failure of the task.
 func mustRun(ctx context.Context, env *Env, script string, readOnly bool) (connection.Result, error) {
-	res, err := run(ctx, env, script, readOnly)
+	return mustRunReq(ctx, env, request(env, script, readOnly))
+}
+
+// mustRunInline is mustRun for a change made of short programs on local
+// files (mkdir, install, ln, chown, useradd): the script runs in the
+// session's shell (connection.Request.Inline), a fork less. Such a script
+// must not exit or change the shell, and nothing in it may run long: the
+// shell defers a cancellation until a foreground program ends.
+func mustRunInline(ctx context.Context, env *Env, script string) (connection.Result, error) {
+	req := request(env, script, false)
+	req.Inline = true
+	return mustRunReq(ctx, env, req)
+}
+
+func mustRunReq(ctx context.Context, env *Env, req connection.Request) (connection.Result, error) {
+	script := req.Script
+	res, err := env.Conn.Run(ctx, req)
 	if err != nil {
 		return res, err
 	}

@@ -2,6 +2,7 @@ package modules
 
 import (
 	"context"
+	"gokube/connection"
 	"slices"
 	"strconv"
 	"strings"
@@ -167,7 +168,15 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	if len(cmd) == 0 {
 		return &Result{Msg: "unchanged", Data: data}, nil
 	}
-	if _, err := mustRun(ctx, env, strings.Join(cmd, " ")+" -- "+q, false); err != nil {
+	// useradd is short; userdel -r and usermod -m move a home of any size,
+	// so they run in a subshell a cancellation kills at once.
+	runScript := mustRunInline
+	if cmd[0] != "useradd" {
+		runScript = func(ctx context.Context, env *Env, script string) (connection.Result, error) {
+			return mustRun(ctx, env, script, false)
+		}
+	}
+	if _, err := runScript(ctx, env, strings.Join(cmd, " ")+" -- "+q); err != nil {
 		return resultFail(err, data)
 	}
 	res := &Result{Changed: true, Data: data}
@@ -306,7 +315,7 @@ func (m groupModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 	if len(cmd) == 0 {
 		return &Result{Msg: "unchanged", Data: data}, nil
 	}
-	if _, err := mustRun(ctx, env, strings.Join(cmd, " ")+" -- "+shq(name), false); err != nil {
+	if _, err := mustRunInline(ctx, env, strings.Join(cmd, " ")+" -- "+shq(name)); err != nil {
 		return resultFail(err, data)
 	}
 	// groupadd, groupdel, groupmod: the group database alone.
