@@ -20,8 +20,9 @@ APT_PKGS  := systemd-container debootstrap iproute2 iptables openssh-client curl
 
 all: build
 
+# One static binary (no cgo): it runs on any control machine, whatever its libc.
 build:
-	$(GO) build -o $(BIN) .
+	CGO_ENABLED=0 $(GO) build -o $(BIN) .
 
 # apt-get only when something is missing, so a warm `make test` does not touch the network.
 deps:
