@@ -355,6 +355,12 @@ func TestFileStates(t *testing.T) {
 			if len(m) != 1 || !strings.HasPrefix(m[0].Script, c.want) || !res.Changed {
 				t.Fatalf("want %q, got %+v", c.want, m)
 			}
+			// Short programs run in the session's shell; a recursive
+			// change, which may walk a large tree, in a subshell a
+			// cancellation kills at once.
+			if inline := !strings.Contains(c.want, " -R "); m[0].Inline != inline {
+				t.Errorf("Inline = %v, want %v", m[0].Inline, inline)
+			}
 		})
 	}
 }

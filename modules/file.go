@@ -3,7 +3,6 @@ package modules
 import (
 	"context"
 	"fmt"
-	"gokube/connection"
 	"path"
 	"strings"
 )
@@ -251,13 +250,7 @@ func (m fileModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	}
 	// Short programs on the path alone, but a recursive change may walk a
 	// large tree: that one stays in a subshell the cancellation kills.
-	runScript := mustRunInline
-	if recursive {
-		runScript = func(ctx context.Context, env *Env, script string) (connection.Result, error) {
-			return mustRun(ctx, env, script, false)
-		}
-	}
-	if _, err := runScript(ctx, env, script); err != nil {
+	if _, err := mustRunChange(ctx, env, script, !recursive); err != nil {
 		return resultFail(err, data)
 	}
 	if w.modeSet() {

@@ -50,8 +50,13 @@ func mustRun(ctx context.Context, env *Env, script string, readOnly bool) (conne
 // must not exit or change the shell, and nothing in it may run long: the
 // shell defers a cancellation until a foreground program ends.
 func mustRunInline(ctx context.Context, env *Env, script string) (connection.Result, error) {
+	return mustRunChange(ctx, env, script, true)
+}
+
+// mustRunChange is mustRun for a change, inline (mustRunInline) or not.
+func mustRunChange(ctx context.Context, env *Env, script string, inline bool) (connection.Result, error) {
 	req := request(env, script, false)
-	req.Inline = true
+	req.Inline = inline
 	return mustRunReq(ctx, env, req)
 }
 

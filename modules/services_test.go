@@ -98,8 +98,8 @@ func TestUserGroup(t *testing.T) {
 	args := map[string]any{"name": "etcd", "system": true, "shell": "/usr/sbin/nologin", "home": "/var/lib/etcd", "create_home": false}
 	f := connection.NewFake("h1").On("getent passwd", probe("", "", ""))
 	res := mustRunModule(t, userModule{}, newEnv(f), args)
-	if m := mutating(f); !res.Changed || len(m) != 1 || m[0].Script != "useradd -r -M -s '/usr/sbin/nologin' -d '/var/lib/etcd' -- 'etcd'" {
-		t.Fatalf("create %+v", m)
+	if m := mutating(f); !res.Changed || len(m) != 1 || m[0].Script != "useradd -r -M -s '/usr/sbin/nologin' -d '/var/lib/etcd' -- 'etcd'" || !m[0].Inline {
+		t.Fatalf("create (in the session's shell) %+v", m)
 	}
 	f = connection.NewFake("h1").On("getent passwd", probe("etcd:x:998:998::/var/lib/etcd:/usr/sbin/nologin", "etcd", "etcd"))
 	if res := mustRunModule(t, userModule{}, newEnv(f), args); res.Changed || f.RoundTrips() != 1 {
@@ -108,13 +108,13 @@ func TestUserGroup(t *testing.T) {
 	args["groups"] = "ssl-cert"
 	f = connection.NewFake("h1").On("getent passwd", probe("etcd:x:998:998::/var/lib/etcd:/bin/sh", "etcd", "etcd"))
 	mustRunModule(t, userModule{}, newEnv(f), args)
-	if m := mutating(f); len(m) != 1 || m[0].Script != "usermod -s '/usr/sbin/nologin' -G 'ssl-cert' -- 'etcd'" {
-		t.Fatalf("modify %+v", m)
+	if m := mutating(f); len(m) != 1 || m[0].Script != "usermod -s '/usr/sbin/nologin' -G 'ssl-cert' -- 'etcd'" || m[0].Inline {
+		t.Fatalf("modify (in a subshell: usermod -m may move a home) %+v", m)
 	}
 	f = connection.NewFake("h1").On("getent group", connection.Result{Stdout: []byte("group=\n")})
 	mustRunModule(t, groupModule{}, newEnv(f), map[string]any{"name": "etcd", "system": true})
-	if m := mutating(f); len(m) != 1 || m[0].Script != "groupadd -r -- 'etcd'" {
-		t.Fatalf("group %+v", m)
+	if m := mutating(f); len(m) != 1 || m[0].Script != "groupadd -r -- 'etcd'" || !m[0].Inline {
+		t.Fatalf("group (in the session's shell) %+v", m)
 	}
 	f = connection.NewFake("h1").On("getent group", connection.Result{Stdout: []byte("group=etcd:x:998:\n")})
 	if res := mustRunModule(t, groupModule{}, newEnv(f), map[string]any{"name": "etcd", "system": true}); res.Changed {

@@ -2,7 +2,6 @@ package modules
 
 import (
 	"context"
-	"gokube/connection"
 	"slices"
 	"strconv"
 	"strings"
@@ -170,13 +169,7 @@ func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Re
 	}
 	// useradd is short; userdel -r and usermod -m move a home of any size,
 	// so they run in a subshell a cancellation kills at once.
-	runScript := mustRunInline
-	if cmd[0] != "useradd" {
-		runScript = func(ctx context.Context, env *Env, script string) (connection.Result, error) {
-			return mustRun(ctx, env, script, false)
-		}
-	}
-	if _, err := runScript(ctx, env, strings.Join(cmd, " ")+" -- "+q); err != nil {
+	if _, err := mustRunChange(ctx, env, strings.Join(cmd, " ")+" -- "+q, cmd[0] == "useradd"); err != nil {
 		return resultFail(err, data)
 	}
 	res := &Result{Changed: true, Data: data}
