@@ -33,7 +33,8 @@ type Request struct {
 	// OwnShell runs the script as its own /bin/sh process, so that $$ and
 	// $0 are its own, as a user's shell or command task expects. Other
 	// scripts (gokube's own probes, writes and reads) run in a forked
-	// subshell of the session's shell: one process start less per request.
+	// subshell of the session's shell: one process start less per request
+	// (Inline ones in that shell itself: no fork at all).
 	OwnShell bool
 	// Inline runs the script in the session's shell itself, not a forked
 	// subshell: a fork costs as much as a small program's start on a busy
