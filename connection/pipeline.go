@@ -209,6 +209,11 @@ func (c *sshConn) Send(ctx context.Context, ops []Op) ([]*Pending, error) {
 	readerDone := make(chan struct{})
 	end := func(ctx context.Context) error {
 		if !ended.Swap(true) {
+			if ctx.Err() == nil {
+				s.close()
+				release()
+				return c.unreachable(errors.New("connection lost"))
+			}
 			// The frame that was running was killed before its own
 			// trap could remove its temp file; the ones behind it never
 			// ran.
@@ -221,11 +226,6 @@ func (c *sshConn) Send(ctx context.Context, ops []Op) ([]*Pending, error) {
 						temps = append(temps, ops[i].Temp)
 					}
 				}
-			}
-			if ctx.Err() == nil {
-				s.close()
-				release()
-				return c.unreachable(errors.New("connection lost"))
 			}
 			s.kill()
 			if len(temps) > 0 {

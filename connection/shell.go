@@ -101,7 +101,7 @@ base64 -d >"$gk_D$1" || gk_bad=1
 gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
 gk_pf=
 gk_in() { . /dev/fd/3; }
-gk_H=; gk_I=; gk_nl='
+gk_H=; gk_nl='
 '
 gk_hp='` + renameHelper + `'
 gk_hs() {
@@ -116,7 +116,7 @@ fi
 if [ "$gk_H" = 0 ]; then exec 7>&- 8<&-; rm -f -- "${gk_D}hi" "${gk_D}ho"; fi
 }
 gk_mv() {
-if [ -z "$gk_H" ] && [ "$gk_I" = 1 ] && [ -n "$gk_D" ]; then gk_hs; fi
+if [ -z "$gk_H" ]; then gk_hs; fi
 case $1$2 in *"$gk_nl"*) ;; *)
 if [ "$gk_H" = 1 ]; then
 if printf 'r\n%s\n%s\n' "$1" "$2" >&7 && read -r gk_ha <&8; then
@@ -135,10 +135,8 @@ esac
 if [ -n "$gk_D" ] && [ -z "$gk_bad" ]; then
 printf '%s.s\n' "$1"
 if [ "$3" = i ] && [ -n "$gk_u" ]; then
-gk_I=1
 { gk_in; } <"${gk_D}i" 2>"${gk_D}r"
 gk_rc=$?
-gk_I=
 else
 (gk_H=0 gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ "$gk_X" = x ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" 7>&- 8<&- &
 wait "$!"
@@ -160,7 +158,8 @@ if [ "$gk_rc" != 0 ]; then gk_pf=1; fi
 // cold run renames every file it writes into place, and a process start
 // costs 10-30 ms on a busy host: one helper for the session instead of an
 // mv per file. It is started at the first rename of a request that runs
-// in the session's shell (gk_mv, gk_hs): the shell makes two FIFOs in its
+// in the session's shell (gk_mv, gk_hs; a subshell request gets gk_H=0
+// and neither descriptor, so it never starts one): the shell makes two FIFOs in its
 // private temp files; perl opens both read-write (no wait for a peer),
 // forks and the parent exits, so the shell's own opens never wait (it
 // opens the answer FIFO read-write first, read-only, then closes the

@@ -44,16 +44,11 @@ func mustRun(ctx context.Context, env *Env, script string, readOnly bool) (conne
 	return mustRunReq(ctx, env, request(env, script, readOnly))
 }
 
-// mustRunInline is mustRun for a change made of short programs on local
-// files (mkdir, install, ln, chown, useradd): the script runs in the
-// session's shell (connection.Request.Inline), a fork less. Such a script
-// must not exit or change the shell, and nothing in it may run long: the
-// shell defers a cancellation until a foreground program ends.
-func mustRunInline(ctx context.Context, env *Env, script string) (connection.Result, error) {
-	return mustRunChange(ctx, env, script, true)
-}
-
-// mustRunChange is mustRun for a change, inline (mustRunInline) or not.
+// mustRunChange is mustRun for a change. inline: a change made of short
+// programs on local files (mkdir, install, ln, chown, useradd) runs in
+// the session's shell (connection.Request.Inline), a fork less; such a
+// script must not exit or change the shell, and nothing in it may run
+// long: the shell defers a cancellation until a foreground program ends.
 func mustRunChange(ctx context.Context, env *Env, script string, inline bool) (connection.Result, error) {
 	req := request(env, script, false)
 	req.Inline = inline

@@ -308,7 +308,7 @@ func (m groupModule) Run(ctx context.Context, env *Env, args map[string]any) (*R
 	if len(cmd) == 0 {
 		return &Result{Msg: "unchanged", Data: data}, nil
 	}
-	if _, err := mustRunInline(ctx, env, strings.Join(cmd, " ")+" -- "+shq(name)); err != nil {
+	if _, err := mustRunChange(ctx, env, strings.Join(cmd, " ")+" -- "+shq(name), true); err != nil {
 		return resultFail(err, data)
 	}
 	// groupadd, groupdel, groupmod: the group database alone.
