@@ -207,7 +207,7 @@ func lockPreamble(l *RunLock, locks []string, home string, sweep bool) string {
 gk_own() { [ -n "$2" ] && read -r gk_l <"$1" 2>/dev/null && [ "$gk_l" = "$2" ]; }
 gk_lock() {
 gk_mine=
-[ -d "${1%/*}" ] || mkdir -m 0755 "${1%/*}" 2>/dev/null || return 0
+[ -d "${1%/*}" ] || command mkdir -m 0755 "${1%/*}" 2>/dev/null || return 0
 gk_st $$ || return 0
 gk_li="$gk_R pid=$$ pst=$gk_s"
 gk_i=0
@@ -253,8 +253,9 @@ gk_ok=1
 		fmt.Fprintf(&unlock, "if gk_own \"$gk_L%d\" \"$gk_l%d\"; then set -- \"$@\" \"$gk_L%d\"; fi; gk_l%d=; ", i, i, i, i)
 	}
 	// The session's end removes its locks and its temp directory with one
-	// rm: a process is 10-30 ms on a busy host, and every run pays this.
-	fmt.Fprintf(&b, "gk_unlock() { set --; %sif [ -n \"$gk_T\" ]; then set -- \"$@\" \"$gk_T\" \"$gk_T.u\" \"$gk_T.i\" \"$gk_T.o\" \"$gk_T.r\" \"$gk_T.hi\" \"$gk_T.ho\"; gk_T=; gk_D=; fi; if [ \"$#\" -gt 0 ]; then rm -rf -- \"$@\"; fi; }\nif [ -n \"$gk_ok\" ]; then\n", unlock.String())
+	// rm (a process is 10-30 ms on a busy host, and every run pays this),
+	// or none when the session's helper runs (gk_rm).
+	fmt.Fprintf(&b, "gk_unlock() { set --; %sif [ -n \"$gk_T\" ]; then set -- \"$@\" \"$gk_T\" \"$gk_T.u\" \"$gk_T.i\" \"$gk_T.o\" \"$gk_T.r\" \"$gk_T.hi\" \"$gk_T.ho\"; gk_T=; gk_D=; fi; if [ \"$#\" -gt 0 ]; then gk_rm \"$@\"; fi; }\nif [ -n \"$gk_ok\" ]; then\n", unlock.String())
 	if sweep && len(locks) > 0 {
 		fmt.Fprintf(&b, `if [ -n "$gk_l0" ]; then
 set --

@@ -75,6 +75,16 @@ import (
 // Cancellation sends TERM to the session: the trap kills the shell's whole
 // process group (the shell is a session leader under sshd), which holds
 // the script and everything it started.
+//
+// In the session, mkdir, install, ln, chown, chgrp and chmod are shell
+// functions (gk_x): in the session's shell they ask the session's helper
+// (renameHelper) first, so gokube's own scripts (the file module's
+// changes, puts) need not know about it; anywhere else, and for anything
+// the helper declines, they run the program (in the session's shell as a
+// job it waits for, so that a cancellation is not deferred; gk_S marks
+// that shell, a subshell's stdin is its own). A user's command
+// runs in a shell of its own (OwnShell), which has none of them; the
+// session's own preamble calls the programs with command.
 const shellPreamble = `gk_D=; gk_T=; gk_u=
 if read -r gk_T </proc/sys/kernel/random/uuid 2>/dev/null && [ -n "$gk_T" ]; then
 gk_T=${TMPDIR:-/tmp}/.gokube.$gk_T
@@ -90,7 +100,7 @@ if [ -z "$gk_D" ]; then
 if [ -n "$gk_T" ]; then rm -f -- "$gk_T.u" "$gk_T.i" "$gk_T.o" "$gk_T.r" 2>/dev/null; fi
 gk_T=$(mktemp -d "${TMPDIR:-/tmp}/.gokube.XXXXXXXX" 2>/dev/null) && gk_D=$gk_T/ || gk_T=
 fi
-gk_unlock() { if [ -n "$gk_T" ]; then rm -rf -- "$gk_T" "$gk_T.u" "$gk_T.i" "$gk_T.o" "$gk_T.r" "$gk_T.hi" "$gk_T.ho"; gk_T=; gk_D=; fi; }
+gk_unlock() { if [ -n "$gk_T" ]; then gk_rm "$gk_T" "$gk_T.u" "$gk_T.i" "$gk_T.o" "$gk_T.r" "$gk_T.hi" "$gk_T.ho"; gk_T=; gk_D=; fi; }
 trap 'gk_unlock; kill -KILL 0; exit 143' TERM HUP INT
 trap 'gk_unlock' EXIT
 gk_n() { gk_bad=; if [ -n "$gk_D" ]; then : >"${gk_D}i"; fi; }
@@ -101,14 +111,15 @@ base64 -d >"$gk_D$1" || gk_bad=1
 gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
 gk_pf=
 gk_in() { . /dev/fd/3; }
-gk_H=; gk_nl='
+gk_H=; gk_S=1; gk_nl='
 '
 gk_hp='` + renameHelper + `'
 gk_hs() {
 gk_H=0
+[ -n "$gk_D" ] || return 0
 command -v perl >/dev/null 2>&1 || return 0
 mkfifo -m 600 -- "${gk_D}hi" "${gk_D}ho" 2>/dev/null || return 0
-perl -e "$gk_hp" -- "${gk_D}hi" "${gk_D}ho" </dev/null >/dev/null 2>&1 3<&- 4<&- &
+perl -e "$gk_hp" -- "${gk_D}hi" "${gk_D}ho" "$gk_u" </dev/null >/dev/null 2>&1 3<&- 4<&- &
 if wait "$!" && [ -p "${gk_D}hi" ] && [ -p "${gk_D}ho" ]; then
 exec 7<>"${gk_D}hi" 9<>"${gk_D}ho" 8<"${gk_D}ho" 9<&-
 if printf 'h\n' >&7 && read -r gk_ha <&8; then case $gk_ha in "ok "*) gk_H=1 gk_Hp=${gk_ha#ok };; esac; fi
@@ -126,6 +137,27 @@ fi;;
 esac
 mv -f -- "$1" "$2" & wait "$!"
 }
+gk_x() {
+if [ -z "$gk_H" ]; then gk_hs; fi
+if [ "$gk_H" = 1 ]; then case $* in *"$gk_nl"*) ;; *)
+if printf 'x\n%s\n' "$#" >&7 && printf '%s\n' "$@" >&7 && read -r gk_ha <&8; then
+if [ "$gk_ha" = 0 ]; then return 0; fi
+else gk_H=0; fi;;
+esac; fi
+if [ -n "$gk_S" ]; then command "$@" & wait "$!"; else command "$@"; fi
+}
+mkdir() { gk_x mkdir "$@"; }
+install() { gk_x install "$@"; }
+ln() { gk_x ln "$@"; }
+chown() { gk_x chown "$@"; }
+chgrp() { gk_x chgrp "$@"; }
+chmod() { gk_x chmod "$@"; }
+gk_rm() {
+for gk_rmp do
+if [ "$gk_H" = 1 ]; then case $gk_rmp in *"$gk_nl"*) ;; *) printf 'u\n%s\n\n' "$gk_rmp" >&7 && read -r gk_ha <&8 || gk_H=0;; esac; fi
+done
+for gk_rmp do if [ -e "$gk_rmp" ] || [ -h "$gk_rmp" ]; then rm -rf -- "$@"; return; fi; done
+}
 gk_go() {
 gk_rc=255
 case $4 in
@@ -138,7 +170,7 @@ if [ "$3" = i ] && [ -n "$gk_u" ]; then
 { gk_in; } <"${gk_D}i" 2>"${gk_D}r"
 gk_rc=$?
 else
-(gk_H=0 gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ "$gk_X" = x ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" 7>&- 8<&- &
+(gk_H=0 gk_S= gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ "$gk_X" = x ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" 7>&- 8<&- &
 wait "$!"
 gk_rc=$?
 fi
@@ -153,27 +185,47 @@ if [ "$gk_rc" != 0 ]; then gk_pf=1; fi
 }
 `
 
-// renameHelper is the session's rename helper, a perl program (perl-base
-// is Essential on Debian; without perl, renames are mv as before). A
-// cold run renames every file it writes into place, and a process start
-// costs 10-30 ms on a busy host: one helper for the session instead of an
-// mv per file. It is started at the first rename of a request that runs
-// in the session's shell (gk_mv, gk_hs; a subshell request gets gk_H=0
-// and neither descriptor, so it never starts one): the shell makes two FIFOs in its
+// renameHelper is the session's helper, a perl program (perl-base is
+// Essential on Debian; without perl, every program runs as before). A
+// cold run renames every file it writes into place and makes directories,
+// links and owners, and a process start costs 10-30 ms on a busy host:
+// one helper for the session instead of a program per change. It is
+// started at the first request that runs in the session's shell and needs
+// it (gk_mv, gk_x, gk_hs; a subshell request gets gk_H=0 and neither
+// descriptor, so it never starts one), with the session's umask (gk_u)
+// for the parents mkdir -p makes: the shell makes two FIFOs in its
 // private temp files; perl opens both read-write (no wait for a peer),
 // forks and the parent exits, so the shell's own opens never wait (it
 // opens the answer FIFO read-write first, read-only, then closes the
 // first). On the shell's "h" the helper reopens the request FIFO
 // read-only, so the shell's end (its descriptors close) is the helper's
-// end of input, removes both names and answers "ok PID". A request is
-// "r", source and destination, one line each (names with a newline go to
-// mv); the answer is 0 when renamed, 1 otherwise (a directory at the
-// destination, which mv moves into, or an error), and then mv runs and
-// says why. The helper's death is the end of the shell's answer FIFO
-// (no writer left): mv again. It is in the shell's process group, so a
+// end of input, removes both names and answers "ok PID".
+//
+// Requests, one line each part (a part with a newline never goes to it),
+// answered 0 when done and 1 when not, and then the program runs and says
+// why (or does what the helper does not):
+//   - "r", source, destination: a rename (gk_mv; 1 for a directory at the
+//     destination, which mv moves into);
+//   - "u", a name, "": the name removed unless it is a directory (the
+//     session's end, gk_rm; 0 when it is gone);
+//   - "x", a count, that many arguments: a command (gk_x, which the
+//     session's mkdir, install, ln, chown, chgrp and chmod functions
+//     call) in exactly the forms gokube writes: mkdir -p [-m OCTAL] -- /P
+//     where P is absent (parents u+wx under the umask, as mkdir -p
+//     makes them), install -d -m OCTAL [-o O] [-g G] -- /P in an existing
+//     directory, ln -s -- S /D, chown [-h] -- O[:G] /P, chgrp [-h] -- G /P
+//     (names resolved as the programs do: a name first, then a number),
+//     chmod [--] OCTAL /P of a regular file (a directory's set-id bits
+//     are chmod's own rule). Anything else is declined. A directory it
+//     made and could not finish is removed before it declines, so the
+//     program starts from the same state.
+//
+// The helper's death is the end of the shell's answer FIFO (no writer
+// left): the programs again. It is in the shell's process group, so a
 // cancellation's kill ends it too; no single quote may appear in it.
 const renameHelper = `$SIG{PIPE} = "IGNORE";
-my ($i, $o) = @ARGV;
+my ($i, $o, $m) = @ARGV;
+umask(oct($m)) if defined $m && $m =~ /^[0-7]{1,4}$/;
 open(my $r, "+<", $i) or exit 1;
 open(my $w, "+<", $o) or exit 1;
 my $p = fork;
@@ -186,12 +238,106 @@ $r = $q;
 unlink $i, $o;
 select((select($w), $| = 1)[0]);
 print $w "ok $$\n";
+sub id {
+	my ($n, $user) = @_;
+	return -1 if $n eq "";
+	my $v = $user ? getpwnam($n) : getgrnam($n);
+	return defined $v ? $v : $n =~ /^[0-9]+$/ ? $n : undef;
+}
+sub absp { $_[0] =~ m{^/} && $_[0] !~ m{(^|/)\.\.?(/|$)} }
+sub mode { defined $_[0] && $_[0] =~ /^0?[0-7]{3}$/ }
+sub mkp {
+	my ($d, $m) = @_;
+	return 0 if -e $d || -l $d;
+	my @c = grep { $_ ne "" } split m{/}, $d;
+	my $last = pop @c;
+	return 0 unless defined $last;
+	my $p = "";
+	for (@c) {
+		$p .= "/$_";
+		next if -d $p;
+		return 0 if -e $p || -l $p;
+		mkdir($p, 0777) or return 0;
+		my $pm = (stat $p)[2] & 07777;
+		chmod($pm | 0300, $p) or return 0 if ($pm & 0300) != 0300;
+	}
+	$p .= "/$last";
+	return mkdir($p, 0777) unless defined $m;
+	mkdir($p, 0700) or return 0;
+	chmod($m, $p) and return 1;
+	rmdir $p;
+	return 0;
+}
+sub x {
+	my $c = shift;
+	if ($c eq "mkdir") {
+		return 0 unless @_ && shift eq "-p";
+		my $m;
+		if (@_ && $_[0] eq "-m") { shift; $m = shift; return 0 unless mode($m); $m = oct($m); }
+		return @_ == 2 && $_[0] eq "--" && absp($_[1]) ? mkp($_[1], $m) : 0;
+	}
+	if ($c eq "install") {
+		return 0 unless @_ >= 5 && $_[0] eq "-d" && $_[1] eq "-m" && mode($_[2]);
+		my $m = oct($_[2]);
+		splice @_, 0, 3;
+		my ($on, $gn) = ("", "");
+		if ($_[0] eq "-o") { (undef, $on) = splice @_, 0, 2; }
+		if (@_ && $_[0] eq "-g") { (undef, $gn) = splice @_, 0, 2; }
+		return 0 unless @_ == 2 && $_[0] eq "--" && absp($_[1]);
+		my ($d, $u, $g) = ($_[1], id($on, 1), id($gn, 0));
+		return 0 unless defined $u && defined $g && defined $on && defined $gn;
+		(my $up = $d) =~ s{/+[^/]+/*$}{};
+		return 0 if -e $d || -l $d || !-d ($up eq "" ? "/" : $up);
+		mkdir($d, 0700) or return 0;
+		return 1 if ($u == -1 && $g == -1 || chown($u, $g, $d)) && chmod($m, $d);
+		rmdir $d;
+		return 0;
+	}
+	if ($c eq "ln") {
+		return @_ == 4 && $_[0] eq "-s" && $_[1] eq "--" && absp($_[3]) && $_[3] !~ m{/$} && symlink($_[2], $_[3]) ? 1 : 0;
+	}
+	if ($c eq "chown" || $c eq "chgrp") {
+		my $h = @_ && $_[0] eq "-h" ? shift : "";
+		return 0 unless @_ == 3 && $_[0] eq "--" && absp($_[2]);
+		my ($u, $g) = (-1, -1);
+		if ($c eq "chgrp") {
+			$g = id($_[1], 0);
+			return 0 if $_[1] eq "";
+		} else {
+			my @og = split /:/, $_[1], -1;
+			return 0 if @og < 1 || @og > 2 || $og[0] eq "" || @og == 2 && $og[1] eq "";
+			$u = id($og[0], 1);
+			$g = id($og[1], 0) if @og == 2;
+		}
+		return 0 unless defined $u && defined $g;
+		if ($h) { require POSIX; return defined POSIX::lchown($u, $g, $_[2]) ? 1 : 0; }
+		return chown($u, $g, $_[2]);
+	}
+	if ($c eq "chmod") {
+		shift if @_ == 3 && $_[0] eq "--";
+		return @_ == 2 && $_[0] =~ /^[0-7]{1,4}$/ && absp($_[1]) && -f $_[1] ? chmod(oct($_[0]), $_[1]) : 0;
+	}
+	return 0;
+}
 while (defined(my $c = <$r>)) {
-	my $s = <$r>;
-	my $d = <$r>;
-	last unless defined $d;
-	chomp($c, $s, $d);
-	print $w (($c eq "r" && !-d $d && rename($s, $d)) ? "0\n" : "1\n");
+	chomp $c;
+	my $ok = 0;
+	if ($c eq "x") {
+		my $n = <$r>;
+		last unless defined $n && $n =~ /^([0-9]+)\n$/;
+		my $k = $1;
+		my @a;
+		while (@a < $k) { my $l = <$r>; last unless defined $l; chomp $l; push @a, $l; }
+		last if @a < $k;
+		$ok = x(@a);
+	} else {
+		my $s = <$r>;
+		my $d = <$r>;
+		last unless defined $d;
+		chomp($s, $d);
+		$ok = $c eq "r" ? !-d $d && rename($s, $d) : $c eq "u" ? unlink($s) || !lstat($s) && $!{ENOENT} : 0;
+	}
+	print $w ($ok ? "0\n" : "1\n");
 }
 `
 
@@ -483,6 +629,11 @@ func putScript(up Upload, from, tag string, inline []byte) string {
 	// program in the foreground defers its TERM trap (the cancellation)
 	// until the program ends, but wait returns at once.
 	job := func(cmd string) string { return "{ " + cmd + " & wait \"$!\"; }" }
+	// chown, chgrp and chmod go to the session's helper where there is
+	// one (gk_x: its job of the program where the helper declines).
+	hjob := func(cmd string) string {
+		return "{ if command -v gk_x >/dev/null 2>&1; then gk_x " + cmd + "; else " + cmd + " & wait \"$!\"; fi; }"
+	}
 	steps := []string{}
 	switch {
 	case inline != nil:
@@ -505,20 +656,20 @@ func putScript(up Upload, from, tag string, inline []byte) string {
 	}
 	switch {
 	case up.Owner != "" && up.Group != "":
-		steps = append(steps, job(fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner+":"+up.Group))))
+		steps = append(steps, hjob(fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner+":"+up.Group))))
 	case up.Owner != "":
-		steps = append(steps, job(fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner))))
+		steps = append(steps, hjob(fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner))))
 	case up.Group != "":
-		steps = append(steps, job(fmt.Sprintf("chgrp -- %s \"$gk_t\"", shQuote(up.Group))))
+		steps = append(steps, hjob(fmt.Sprintf("chgrp -- %s \"$gk_t\"", shQuote(up.Group))))
 	}
 	switch {
 	case umaskMode:
 		// Created with the mode; chown clears only setuid/setgid bits,
 		// which a mode within 0666 does not have.
 	case up.Mode != 0:
-		steps = append(steps, job(fmt.Sprintf("chmod %04o \"$gk_t\"", up.Mode&0o7777)))
+		steps = append(steps, hjob(fmt.Sprintf("chmod %04o \"$gk_t\"", up.Mode&0o7777)))
 	default:
-		steps = append(steps, "if [ -e \"$gk_p\" ]; then "+job("chmod --reference=\"$gk_p\" \"$gk_t\"")+"; else "+job("chmod 0644 \"$gk_t\"")+"; fi")
+		steps = append(steps, "if [ -e \"$gk_p\" ]; then "+job("chmod --reference=\"$gk_p\" \"$gk_t\"")+"; else "+hjob("chmod 0644 \"$gk_t\"")+"; fi")
 	}
 	// The rename: through the session's helper where there is one
 	// (gk_mv), a job of mv where not (a shell of its own: Local).

@@ -218,8 +218,8 @@ func TestSSHPutCancel(t *testing.T) {
 // An interrupt at any point of a put leaves the destination as it was and
 // no temp file anywhere: beside the destination (.gokube.*) or in the login
 // user's home (.gokube-upload-*). The script is stopped at a chosen command
-// (a stand-in for cat, chown/chmod or the rename helper's perl on PATH that
-// reports it was reached and hangs), then the put is cancelled, which
+// (a stand-in for cat, chmod (with no helper) or the session helper's perl
+// on PATH that reports it was reached and hangs), then the put is cancelled, which
 // kills the script's process group before its own trap can run.
 func TestSSHPutInterruptedLeavesNothing(t *testing.T) {
 	bin := t.TempDir()
@@ -248,6 +248,13 @@ func TestSSHPutInterruptedLeavesNothing(t *testing.T) {
 				}
 				if err := os.Symlink(filepath.Join(bin, at), filepath.Join(path, at)); err != nil {
 					t.Fatal(err)
+				}
+				if at == "chmod" {
+					// With the session's helper, chmod is its own work:
+					// no helper (a perl that fails), the program runs.
+					if err := os.WriteFile(filepath.Join(path, "perl"), []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+						t.Fatal(err)
+					}
 				}
 				t.Setenv("PATH", path+":"+os.Getenv("PATH"))
 				c := env.dial(t)

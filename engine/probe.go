@@ -55,7 +55,18 @@ func (hs *hostState) dropProbes() {
 	hs.mu.Lock()
 	hs.probes = nil
 	hs.reloadVars, hs.reloadSince = "", ""
+	hs.reloadWrites = nil
 	hs.mu.Unlock()
+}
+
+// noteReloadWrites records the daemon-reload inputs among a change's
+// touched paths (hostState.reloadWrites); hs.mu is held.
+func (hs *hostState) noteReloadWrites(touched []string) {
+	for _, p := range touched {
+		if modules.ReloadInput(p) && !slices.Contains(hs.reloadWrites, p) {
+			hs.reloadWrites = append(hs.reloadWrites, p)
+		}
+	}
 }
 
 // dropProbesAfter forgets the cached probes a change may have made
@@ -78,6 +89,9 @@ func (hs *hostState) dropProbes() {
 func (hr *hostRun) dropProbesAfter(res *modules.Result, own []string) {
 	if !res.AccountsOnly && (len(res.Touched) == 0 || own == nil || !besideOwn(res.Touched, own)) {
 		hr.dropProbes()
+		hr.hs.mu.Lock()
+		hr.hs.noteReloadWrites(res.Touched)
+		hr.hs.mu.Unlock()
 		return
 	}
 	hr.hs.mu.Lock()
@@ -87,6 +101,7 @@ func (hr *hostRun) dropProbesAfter(res *modules.Result, own []string) {
 		// after a file change (a unit file is a path like any other);
 		// when the last one was is not: writing files does not reload.
 		hr.hs.reloadVars = hr.hs.reloadSince
+		hr.hs.noteReloadWrites(res.Touched)
 	}
 	for k, e := range hr.hs.probes {
 		if !probeSurvives(e, res) {
@@ -197,6 +212,9 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	// partial: the answers are not all known (none, or the last reload's
 	// time alone), so the batch's are kept.
 	known, partial := hr.hs.reloadVars, hr.hs.reloadVars == hr.hs.reloadSince
+	if len(hr.hs.reloadWrites) > 0 {
+		known += modules.ReloadWritten(hr.hs.reloadWrites[0])
+	}
 	hr.hs.mu.Unlock()
 	outs, links, err := runProbes(ctx, conn, reqs, known, become, buser, modules.HashCache{Dir: modules.DefaultHashCacheDir, Write: !hr.r.opts.Check}, hr.r.debugf)
 	if err != nil {

@@ -293,6 +293,61 @@ func TestProbeBatchKeepsReloadAnswers(t *testing.T) {
 	}
 }
 
+// TestReloadWritesKnown: after a change that wrote a daemon-reload input
+// (a unit file, a drop-in), the next batch says so before its probes
+// (modules.ReloadWritten), so that a reload probe asks systemd nothing
+// more; a path elsewhere does not count, and a reload (Reprobe) or a
+// change the executor cannot account for (a command) forgets the paths.
+func TestReloadWritesKnown(t *testing.T) {
+	e := newEnv(t, "node-1\n", map[string]string{"site.yml": `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - ttouch: {path: /opt/app/app.conf}
+    - treload: {}
+    - ttouch: {path: /etc/systemd/system/app.service}
+    - treload: {reprobe: true}
+    - treload: {}
+    - ttouch: {path: /lib/systemd/system/app.service.d/x.conf}
+    - command: "true"
+    - treload: {}
+    - ttouch: {path: /etc/systemd/system/multi-user.target.wants/app.service}
+    - treload: {}
+`})
+	o := e.opts("site.yml")
+	o.Registry = testRegistry()
+	o.Registry.Register(ttouch{}, "ttouch")
+	mustRun(t, e, o)
+	var written []string
+	for _, rq := range e.fake("node-1").Requests() {
+		if strings.Contains(rq.Script, "gokube need-daemon-reload") {
+			w := "-"
+			for _, l := range strings.Split(rq.Script, "\n") {
+				if v, ok := strings.CutPrefix(l, "gk_rl_written="); ok {
+					w = v
+				}
+			}
+			written = append(written, w)
+		}
+	}
+	want := []string{"-", "'/etc/systemd/system/app.service'", "-", "-", "'/etc/systemd/system/multi-user.target.wants/app.service'"}
+	if !reflect.DeepEqual(written, want) {
+		t.Fatalf("reload inputs said written before each batch: %q, want %q", written, want)
+	}
+}
+
+// ttouch is a test module whose change touched path (Result.Touched),
+// writing nothing.
+type ttouch struct{}
+
+func (ttouch) Spec() modules.Spec {
+	return modules.Spec{Args: map[string]modules.Arg{"path": {Type: modules.String, Required: true}}}
+}
+
+func (ttouch) Run(_ context.Context, _ *modules.Env, args map[string]any) (*modules.Result, error) {
+	return &modules.Result{Changed: true, Touched: []string{fmt.Sprint(args["path"])}}, nil
+}
+
 // TestPathsChanged: which batched path probes a change leaves standing.
 // Below a directory the change made empty, every path was absent and
 // still is; the directory itself and what is above it changed.

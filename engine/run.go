@@ -126,8 +126,12 @@ type hostState struct {
 	// alter them; reloadSince the one of them that file writes leave
 	// true (modules.ReloadSince).
 	reloadVars, reloadSince string
-	batch                   []any // hosts of the current serial batch (a template value)
-	playHost                []any
+	// reloadWrites: the daemon-reload inputs (modules.ReloadInput) this
+	// run's changes wrote since the executor last forgot what it knew of
+	// the host (a reload, a command, any change it cannot account for).
+	reloadWrites []string
+	batch        []any // hosts of the current serial batch (a template value)
+	playHost     []any
 }
 
 func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[string]any) *run {

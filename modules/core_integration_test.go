@@ -126,6 +126,7 @@ func TestRealHosts(t *testing.T) {
 			if tg.lab {
 				t.Run("systemd", func(t *testing.T) { realSystemd(t, tg, fig) })
 				t.Run("user", func(t *testing.T) { realUser(t, tg, fig) })
+				t.Run("account_probes", func(t *testing.T) { realAccountProbes(t, tg) })
 			}
 			t.Logf("round trips on %s (%T):\n  %s", tg.name, tg.conn, strings.Join(fig.rows, "\n  "))
 		})

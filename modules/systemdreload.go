@@ -2,6 +2,7 @@ package modules
 
 import (
 	"fmt"
+	"path"
 	"slices"
 	"strconv"
 	"strings"
@@ -57,10 +58,12 @@ var reloadInputs = []string{
 }
 
 const (
-	reloadNeedMark   = "--- gokube need-daemon-reload"
-	reloadSinceMark  = "--- gokube last-reload"
-	reloadInputsMark = "--- gokube reload-inputs"
-	reloadUnitMark   = "--- gokube unit"
+	reloadWrittenMark = "--- gokube written-since-reload"
+	reloadWrittenVar  = "gk_rl_written"
+	reloadNeedMark    = "--- gokube need-daemon-reload"
+	reloadSinceMark   = "--- gokube last-reload"
+	reloadInputsMark  = "--- gokube reload-inputs"
+	reloadUnitMark    = "--- gokube unit"
 )
 
 // reloadProbe is a read-only script whose output reloadNeeded judges; the
@@ -80,6 +83,7 @@ func reloadProbe(name string) string {
 		}
 	}
 	var b strings.Builder
+	b.WriteString("if [ -n \"${" + reloadWrittenVar + ":-}\" ]; then echo '" + reloadWrittenMark + "'; printf '%s\\n' \"$" + reloadWrittenVar + "\"; else\n")
 	for _, q := range reloadQuestions() {
 		switch q.v {
 		case "gk_rl_inputs":
@@ -89,6 +93,7 @@ func reloadProbe(name string) string {
 		}
 		fmt.Fprintf(&b, "echo '%s'\n[ -n \"${%s+x}\" ] || %s=$(%s 2>/dev/null)\nprintf '%%s\\n' \"$%s\"\n", q.mark, q.v, q.v, q.cmd, q.v)
 	}
+	b.WriteString("fi\n")
 	if name != "" {
 		b.WriteString("echo '" + reloadUnitMark + "'\n" + probeShowScript(name))
 	}
@@ -136,6 +141,9 @@ func reloadNeeded(out []byte) (need bool, why string, unit []byte) {
 	sections, unit := reloadSections(out)
 	for mark, lines := range sections {
 		sections[mark] = slices.DeleteFunc(lines, func(l string) bool { return l == "" })
+	}
+	if w := sections[reloadWrittenMark]; len(w) > 0 {
+		return true, w[0] + " was written by this run since the last reload", unit
 	}
 	since := sections[reloadSinceMark]
 	var start int64 = -1
@@ -223,4 +231,38 @@ func reloadSections(out []byte) (sections map[string][]string, unit []byte) {
 		}
 	}
 	return sections, unit
+}
+
+// A reload input written by this run: the reload is needed whatever
+// systemd would answer, so the executor says so before the batch
+// (ReloadWritten) and the probe asks systemd nothing but the unit's
+// state. A cold run writes a unit file and then asks for the reload that
+// it needs: the last reload's time (a systemctl, ~30 ms on a busy host)
+// and the inputs' times (a stat) were asked only to confirm it. Reloading
+// is what Ansible always does, so a path recorded wrongly (a reload
+// happened since by a means the executor did not see) costs a reload, not
+// a wrong answer; the executor forgets the paths at any change it cannot
+// account for, the reload's own included.
+
+// ReloadInput says whether writing p may change what a daemon-reload
+// loads: p is one of reloadInputs or lies below one (a unit file, a
+// drop-in, a .wants link, a generator).
+func ReloadInput(p string) bool {
+	p = path.Clean(p)
+	for _, in := range reloadInputs {
+		if strings.Contains(in, "*") {
+			continue // below /etc/systemd/system, which is an input itself
+		}
+		if p == in || strings.HasPrefix(p, in+"/") {
+			return true
+		}
+	}
+	return false
+}
+
+// ReloadWritten is the shell text that, put before a probe batch, makes
+// its reload probes answer that p, a reload input, was written since the
+// last reload.
+func ReloadWritten(p string) string {
+	return reloadWrittenVar + "=" + shq(p) + "\n"
 }

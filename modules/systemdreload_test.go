@@ -25,6 +25,7 @@ func TestReloadNeeded(t *testing.T) {
 		{"no timestamp", head("no\n", "", "99 /etc/fstab\n"), true},
 		{"garbled timestamp", head("no\n", "UnitsLoadTimestamp=Mon 2026\n", "99 /etc/fstab\n"), true},
 		{"empty", "", true},
+		{"written by the run", reloadWrittenMark + "\n/etc/systemd/system/a.service\n" + unit, true},
 	}
 	for _, c := range cases {
 		need, why, u := reloadNeeded([]byte(c.out))
@@ -142,5 +143,43 @@ func TestReloadAnswersKeepTheProbe(t *testing.T) {
 	}
 	if again != first {
 		t.Errorf("with the last reload known the probe printed\n%s\nwant\n%s", again, first)
+	}
+}
+
+// TestReloadWrittenAsksNothing: with a reload input said written by the
+// run (ReloadWritten before the batch), a reload probe starts neither
+// systemctl for the last reload nor stat for the inputs: only the unit's
+// own show runs, the verdict is "reload", and nothing of it is kept as
+// the batch's answers. ReloadInput names what counts.
+func TestReloadWrittenAsksNothing(t *testing.T) {
+	run := countingShell(t, "systemctl", "stat")
+	probe := "{\n" + reloadProbe("etcd") + "\n} </dev/null 2>&1; true\n"
+	out, calls := run(ReloadWritten("/etc/systemd/system/etcd.service") + probe)
+	if calls != 1 {
+		t.Errorf("with a unit file written: %d calls, want 1 (the unit's show)", calls)
+	}
+	need, why, _ := reloadNeeded([]byte(out))
+	if !need || !strings.Contains(why, "/etc/systemd/system/etcd.service") {
+		t.Errorf("need %v (%s):\n%s", need, why, out)
+	}
+	if ReloadAnswers([]byte(out)) != "" {
+		t.Errorf("answers kept from a probe that asked nothing:\n%s", out)
+	}
+	for p, want := range map[string]bool{
+		"/etc/systemd/system/etcd.service":                      true,
+		"/etc/systemd/system/etcd.service.d/10-x.conf":          true,
+		"/etc/systemd/system/multi-user.target.wants/a.service": true,
+		"/lib/systemd/system/kubelet.service":                   true,
+		"/etc/fstab":                                            true,
+		"/etc/init.d/x":                                         true,
+		"/etc/systemd/system.conf.d/x.conf":                     true,
+		"/etc/systemd/systemx":                                  false,
+		"/etc/kubernetes/manifests/a.yaml":                      false,
+		"/etc/fstab.d":                                          false,
+		"/opt/gkbench/conf/app.conf":                            false,
+	} {
+		if ReloadInput(p) != want {
+			t.Errorf("ReloadInput(%s) = %v, want %v", p, !want, want)
+		}
 	}
 }

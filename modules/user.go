@@ -51,11 +51,16 @@ func (userModule) Spec() Spec {
 // groups and primary group are empty without asking).
 // Group memberships from sources after files (nss-systemd's userdb
 // records) are not seen for a user found in /etc/passwd.
+// When files is the only source of both (gk_ao=1: a minimal Debian, the
+// lab's hosts), the files are the whole database and a name not found in
+// them is absent: getent would read the same files and find nothing, so
+// it is not started either (a cold run's group and user, two processes).
 const accountFiles = `command -v gk_acct_files >/dev/null 2>&1 || gk_acct_files() {
-gk_ap=; gk_ag=
+gk_ap=; gk_ag=; gk_ao=
 while read -r gk_k gk_v; do case $gk_k in passwd:) gk_ap=$gk_v;; group:) gk_ag=$gk_v;; esac; done </etc/nsswitch.conf || return 1
 case $gk_ap in files|"files "*) ;; *) return 1;; esac
 case $gk_ag in files|"files "*) ;; *) return 1;; esac
+if [ "$gk_ap" = files ] && [ "$gk_ag" = files ]; then gk_ao=1; fi
 }
 `
 
@@ -77,6 +82,8 @@ done </etc/group
 fi
 if [ -n "$gk_pg" ]; then
 printf 'passwd=%s\ngroups=%s\nprimary=%s\n' "$gk_pl" "$gk_pg$gk_gs" "$gk_pg"
+elif [ -z "$gk_pl" ] && [ "$gk_ao" = 1 ]; then
+printf 'passwd=\ngroups=\nprimary=\n'
 elif gk_pl=$(getent passwd ` + q + `) && [ -n "$gk_pl" ]; then
 printf 'passwd=%s\n' "$gk_pl"; printf 'groups=%s\n' "$(id -Gn -- ` + q + ` 2>/dev/null)"; printf 'primary=%s\n' "$(id -gn -- ` + q + ` 2>/dev/null)"
 else
@@ -247,7 +254,7 @@ func groupProbe(name string) string {
 if gk_acct_files; then
 while IFS= read -r gk_l || [ -n "$gk_l" ]; do case $gk_l in ` + q + `:*) gk_gl=$gk_l; break;; esac; done </etc/group
 fi
-if [ -n "$gk_gl" ]; then printf 'group=%s\n' "$gk_gl"; else printf 'group=%s\n' "$(getent group ` + q + `)"; fi
+if [ -n "$gk_gl" ] || [ "$gk_ao" = 1 ]; then printf 'group=%s\n' "$gk_gl"; else printf 'group=%s\n' "$(getent group ` + q + `)"; fi
 }
 `
 }

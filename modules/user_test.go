@@ -75,3 +75,43 @@ func TestAccountProbesMatchGetent(t *testing.T) {
 		t.Errorf("only %d accounts compared", len(users))
 	}
 }
+
+// realAccountProbes: on a lab host, whose /etc/nsswitch.conf names files
+// alone for passwd and group, the user and group probes answer what
+// getent and id answer for the host's accounts and for names it does not
+// have, and they start no process for either: with nothing on PATH the
+// answers are the same (an absent name asked getent before).
+func realAccountProbes(t *testing.T, tg *target) {
+	ns := hostSh(t, tg, "grep -E '^(passwd|group):' /etc/nsswitch.conf")
+	if strings.Join(strings.Fields(ns), " ") != "passwd: files group: files" {
+		t.Fatalf("the lab host's nsswitch.conf is not files alone for passwd and group: %q", ns)
+	}
+	names := func(file string) []string {
+		var out []string
+		for _, l := range strings.Split(hostSh(t, tg, "cat "+file), "\n") {
+			if n, _, ok := strings.Cut(l, ":"); ok && n != "" {
+				out = append(out, n)
+			}
+		}
+		return out
+	}
+	absent := []string{"gokube-no-such-account", "r*", "root ", "a'b"}
+	users := append(names("/etc/passwd"), absent...)
+	for _, u := range users {
+		q := shq(u)
+		want := hostSh(t, tg, "printf 'passwd=%s\\n' \"$(getent passwd "+q+")\"; printf 'groups=%s\\n' \"$(id -Gn -- "+q+" 2>/dev/null)\"; printf 'primary=%s\\n' \"$(id -gn -- "+q+" 2>/dev/null)\"")
+		if got := hostSh(t, tg, "PATH=/gokube-nothing\n"+userProbe(u)); got != want {
+			t.Errorf("user %q without PATH: probe says\n%s\ngetent and id say\n%s", u, got, want)
+		}
+	}
+	groups := append(names("/etc/group"), absent...)
+	for _, g := range groups {
+		want := hostSh(t, tg, "printf 'group=%s\\n' \"$(getent group "+shq(g)+")\"")
+		if got := hostSh(t, tg, "PATH=/gokube-nothing\n"+groupProbe(g)); got != want {
+			t.Errorf("group %q without PATH: probe says %q, getent says %q", g, got, want)
+		}
+	}
+	if len(users) < 10 || len(groups) < 10 {
+		t.Errorf("only %d accounts and %d groups compared", len(users), len(groups))
+	}
+}
