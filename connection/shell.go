@@ -19,17 +19,21 @@ import (
 // stdin for the whole run; each request costs one write and one read, so one
 // network round trip.
 //
-// The script and the Env/Dir prelude travel as quoted here-docs, literal
-// text read through /dev/fd, so no process starts to decode them; the
-// delimiter is a fresh random marker per request. The request is a brace
-// group, which the shell parses to its closing brace before running
-// anything, so a request cut short by a broken connection never runs.
+// The script and the Env/Dir prelude travel as single-quoted words
+// assigned to the shell's variables (gk_qs, gk_qv), literal text the
+// request evaluates, so no process starts to decode them and none to
+// feed them (a here-doc over 4 KiB, as every probe batch is, makes dash
+// fork a writer: 4 forks in a cold run). The request is a brace group,
+// which the shell parses to its closing brace before running anything,
+// so a request cut short by a broken connection never runs. A script that
+// runs as its own shell (OwnShell) is a quoted here-doc read through
+// /dev/fd/3, its delimiter a fresh random marker per request.
 // Stdin is binary, so it travels base64-encoded (base64 never produces the
 // marker's '_') and is decoded into a file.
 //
 // The script runs in a forked subshell of the driving shell (no exec: a
 // process start costs 10-30 ms on a busy host, and every request paid one
-// for its own /bin/sh), sourced from /dev/fd with no positional
+// for its own /bin/sh), evaluated with no positional
 // parameters, its stdin and stderr redirected to files: it cannot read the
 // following frames or end the driving shell with exit, and what it changes
 // (variables, cd, umask, traps, set -e) ends with the subshell. Its stdout
@@ -78,7 +82,7 @@ import (
 //
 // In the session, mkdir, install, ln, chown, chgrp and chmod are shell
 // functions (gk_x): in the session's shell they ask the session's helper
-// (renameHelper) first, so gokube's own scripts (the file module's
+// (sessionHelper) first, so gokube's own scripts (the file module's
 // changes, puts) need not know about it; anywhere else, and for anything
 // the helper declines, they run the program (in the session's shell as a
 // job it waits for, so that a cancellation is not deferred; gk_S marks
@@ -110,10 +114,10 @@ base64 -d >"$gk_D$1" || gk_bad=1
 }
 gk_b() { if [ -s "$1" ]; then base64 <"$1"; fi; }
 gk_pf=
-gk_in() { . /dev/fd/3; }
+gk_in() { eval "$gk_qs"; }
 gk_H=; gk_S=1; gk_nl='
 '
-gk_hp='` + renameHelper + `'
+gk_hp='` + sessionHelper + `'
 gk_hs() {
 gk_H=0
 [ -n "$gk_D" ] || return 0
@@ -170,7 +174,7 @@ if [ "$3" = i ] && [ -n "$gk_u" ]; then
 { gk_in; } <"${gk_D}i" 2>"${gk_D}r"
 gk_rc=$?
 else
-(gk_H=0 gk_S= gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then . /dev/fd/4; fi; if [ "$gk_X" = x ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; . /dev/fd/3) <"${gk_D}i" 2>"${gk_D}r" 7>&- 8<&- &
+(gk_H=0 gk_S= gk_E=$2 gk_X=$3; set --; if [ "$gk_E" = e ]; then eval "$gk_qv"; fi; if [ "$gk_X" = x ]; then exec /bin/sh /dev/fd/3 >"${gk_D}o"; fi; eval "$gk_qs") <"${gk_D}i" 2>"${gk_D}r" 7>&- 8<&- &
 wait "$!"
 gk_rc=$?
 fi
@@ -182,162 +186,6 @@ else
 printf '%s.s\n\n%s %s\n%s\n%s\n' "$1" "$1" "$gk_rc" Z29rdWJlOiBjYW5ub3Qgd3JpdGUgdGhlIHJlcXVlc3QgdG8gYSB0ZW1wb3JhcnkgZGlyZWN0b3J5IG9uIHRoZSBob3N0IChkaXNrIGZ1bGw/KQo= "$1.e"
 fi
 if [ "$gk_rc" != 0 ]; then gk_pf=1; fi
-}
-`
-
-// renameHelper is the session's helper, a perl program (perl-base is
-// Essential on Debian; without perl, every program runs as before). A
-// cold run renames every file it writes into place and makes directories,
-// links and owners, and a process start costs 10-30 ms on a busy host:
-// one helper for the session instead of a program per change. It is
-// started at the first request that runs in the session's shell and needs
-// it (gk_mv, gk_x, gk_hs; a subshell request gets gk_H=0 and neither
-// descriptor, so it never starts one), with the session's umask (gk_u)
-// for the parents mkdir -p makes: the shell makes two FIFOs in its
-// private temp files; perl opens both read-write (no wait for a peer),
-// forks and the parent exits, so the shell's own opens never wait (it
-// opens the answer FIFO read-write first, read-only, then closes the
-// first). On the shell's "h" the helper reopens the request FIFO
-// read-only, so the shell's end (its descriptors close) is the helper's
-// end of input, removes both names and answers "ok PID".
-//
-// Requests, one line each part (a part with a newline never goes to it),
-// answered 0 when done and 1 when not, and then the program runs and says
-// why (or does what the helper does not):
-//   - "r", source, destination: a rename (gk_mv; 1 for a directory at the
-//     destination, which mv moves into);
-//   - "u", a name, "": the name removed unless it is a directory (the
-//     session's end, gk_rm; 0 when it is gone);
-//   - "x", a count, that many arguments: a command (gk_x, which the
-//     session's mkdir, install, ln, chown, chgrp and chmod functions
-//     call) in exactly the forms gokube writes: mkdir -p [-m OCTAL] -- /P
-//     where P is absent (parents u+wx under the umask, as mkdir -p
-//     makes them), install -d -m OCTAL [-o O] [-g G] -- /P in an existing
-//     directory, ln -s -- S /D, chown [-h] -- O[:G] /P, chgrp [-h] -- G /P
-//     (names resolved as the programs do: a name first, then a number),
-//     chmod [--] OCTAL /P of a regular file (a directory's set-id bits
-//     are chmod's own rule). Anything else is declined. A directory it
-//     made and could not finish is removed before it declines, so the
-//     program starts from the same state.
-//
-// The helper's death is the end of the shell's answer FIFO (no writer
-// left): the programs again. It is in the shell's process group, so a
-// cancellation's kill ends it too; no single quote may appear in it.
-const renameHelper = `$SIG{PIPE} = "IGNORE";
-my ($i, $o, $m) = @ARGV;
-umask(oct($m)) if defined $m && $m =~ /^[0-7]{1,4}$/;
-open(my $r, "+<", $i) or exit 1;
-open(my $w, "+<", $o) or exit 1;
-my $p = fork;
-exit 1 unless defined $p;
-exit 0 if $p;
-defined(<$r>) or exit 1;
-open(my $q, "<", $i) or exit 1;
-close $r;
-$r = $q;
-unlink $i, $o;
-select((select($w), $| = 1)[0]);
-print $w "ok $$\n";
-sub id {
-	my ($n, $user) = @_;
-	return -1 if $n eq "";
-	my $v = $user ? getpwnam($n) : getgrnam($n);
-	return defined $v ? $v : $n =~ /^[0-9]+$/ ? $n : undef;
-}
-sub absp { $_[0] =~ m{^/} && $_[0] !~ m{(^|/)\.\.?(/|$)} }
-sub mode { defined $_[0] && $_[0] =~ /^0?[0-7]{3}$/ }
-sub mkp {
-	my ($d, $m) = @_;
-	return 0 if -e $d || -l $d;
-	my @c = grep { $_ ne "" } split m{/}, $d;
-	my $last = pop @c;
-	return 0 unless defined $last;
-	my $p = "";
-	for (@c) {
-		$p .= "/$_";
-		next if -d $p;
-		return 0 if -e $p || -l $p;
-		mkdir($p, 0777) or return 0;
-		my $pm = (stat $p)[2] & 07777;
-		chmod($pm | 0300, $p) or return 0 if ($pm & 0300) != 0300;
-	}
-	$p .= "/$last";
-	return mkdir($p, 0777) unless defined $m;
-	mkdir($p, 0700) or return 0;
-	chmod($m, $p) and return 1;
-	rmdir $p;
-	return 0;
-}
-sub x {
-	my $c = shift;
-	if ($c eq "mkdir") {
-		return 0 unless @_ && shift eq "-p";
-		my $m;
-		if (@_ && $_[0] eq "-m") { shift; $m = shift; return 0 unless mode($m); $m = oct($m); }
-		return @_ == 2 && $_[0] eq "--" && absp($_[1]) ? mkp($_[1], $m) : 0;
-	}
-	if ($c eq "install") {
-		return 0 unless @_ >= 5 && $_[0] eq "-d" && $_[1] eq "-m" && mode($_[2]);
-		my $m = oct($_[2]);
-		splice @_, 0, 3;
-		my ($on, $gn) = ("", "");
-		if ($_[0] eq "-o") { (undef, $on) = splice @_, 0, 2; }
-		if (@_ && $_[0] eq "-g") { (undef, $gn) = splice @_, 0, 2; }
-		return 0 unless @_ == 2 && $_[0] eq "--" && absp($_[1]);
-		my ($d, $u, $g) = ($_[1], id($on, 1), id($gn, 0));
-		return 0 unless defined $u && defined $g && defined $on && defined $gn;
-		(my $up = $d) =~ s{/+[^/]+/*$}{};
-		return 0 if -e $d || -l $d || !-d ($up eq "" ? "/" : $up);
-		mkdir($d, 0700) or return 0;
-		return 1 if ($u == -1 && $g == -1 || chown($u, $g, $d)) && chmod($m, $d);
-		rmdir $d;
-		return 0;
-	}
-	if ($c eq "ln") {
-		return @_ == 4 && $_[0] eq "-s" && $_[1] eq "--" && absp($_[3]) && $_[3] !~ m{/$} && symlink($_[2], $_[3]) ? 1 : 0;
-	}
-	if ($c eq "chown" || $c eq "chgrp") {
-		my $h = @_ && $_[0] eq "-h" ? shift : "";
-		return 0 unless @_ == 3 && $_[0] eq "--" && absp($_[2]);
-		my ($u, $g) = (-1, -1);
-		if ($c eq "chgrp") {
-			$g = id($_[1], 0);
-			return 0 if $_[1] eq "";
-		} else {
-			my @og = split /:/, $_[1], -1;
-			return 0 if @og < 1 || @og > 2 || $og[0] eq "" || @og == 2 && $og[1] eq "";
-			$u = id($og[0], 1);
-			$g = id($og[1], 0) if @og == 2;
-		}
-		return 0 unless defined $u && defined $g;
-		if ($h) { require POSIX; return defined POSIX::lchown($u, $g, $_[2]) ? 1 : 0; }
-		return chown($u, $g, $_[2]);
-	}
-	if ($c eq "chmod") {
-		shift if @_ == 3 && $_[0] eq "--";
-		return @_ == 2 && $_[0] =~ /^[0-7]{1,4}$/ && absp($_[1]) && -f $_[1] ? chmod(oct($_[0]), $_[1]) : 0;
-	}
-	return 0;
-}
-while (defined(my $c = <$r>)) {
-	chomp $c;
-	my $ok = 0;
-	if ($c eq "x") {
-		my $n = <$r>;
-		last unless defined $n && $n =~ /^([0-9]+)\n$/;
-		my $k = $1;
-		my @a;
-		while (@a < $k) { my $l = <$r>; last unless defined $l; chomp $l; push @a, $l; }
-		last if @a < $k;
-		$ok = x(@a);
-	} else {
-		my $s = <$r>;
-		my $d = <$r>;
-		last unless defined $d;
-		chomp($s, $d);
-		$ok = $c eq "r" ? !-d $d && rename($s, $d) : $c eq "u" ? unlink($s) || !lstat($s) && $!{ENOENT} : 0;
-	}
-	print $w ($ok ? "0\n" : "1\n");
 }
 `
 
@@ -438,24 +286,29 @@ func buildFrame(marker string, req Request, behind bool) ([]byte, error) {
 	} else {
 		flags += " -"
 	}
-	fmt.Fprintf(&b, "{ gk_go %s %s 3<<'%s'", marker, flags, marker)
+	b.WriteString("{ ")
 	if env != "" {
-		fmt.Fprintf(&b, " 4<<'%s'", marker)
+		b.WriteString("gk_qv=" + singleQuoted(env) + "\n")
 	}
-	b.WriteByte('\n')
-	writeDoc := func(doc string) {
-		b.WriteString(doc)
-		if doc != "" && !strings.HasSuffix(doc, "\n") {
-			b.WriteByte('\n')
-		}
-		b.WriteString(marker + "\n")
+	if !req.OwnShell {
+		b.WriteString("gk_qs=" + singleQuoted(req.Script) + "\n")
+		fmt.Fprintf(&b, "gk_go %s %s\n}\n", marker, flags)
+		return b.Bytes(), nil
 	}
-	writeDoc(req.Script)
-	if env != "" {
-		writeDoc(env)
+	// A shell of its own reads its script from a file: a here-doc.
+	fmt.Fprintf(&b, "gk_go %s %s 3<<'%s'\n", marker, flags, marker)
+	b.WriteString(req.Script)
+	if req.Script != "" && !strings.HasSuffix(req.Script, "\n") {
+		b.WriteByte('\n')
 	}
-	b.WriteString("}\n")
+	b.WriteString(marker + "\n}\n")
 	return b.Bytes(), nil
+}
+
+// singleQuoted quotes s as one single-quoted shell word (the shell keeps
+// every byte of it literally).
+func singleQuoted(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 // frameFor picks a marker that no line of the request's text equals and

@@ -382,9 +382,11 @@ func TestInlinePutKeepsSessionNames(t *testing.T) {
 		return out
 	}
 	session := collect(shellPreamble + lockPreamble(&RunLock{}, []string{"/run/gokube/lock"}, `"$HOME"`, true))
-	if !session["gk_D"] || !session["gk_go"] || !session["gk_own"] {
+	if !session["gk_D"] || !session["gk_go"] || !session["gk_own"] || !session["gk_x"] {
 		t.Fatalf("the session's names were not found: %v", session)
 	}
+	// Each frame assigns the script and the env prelude it evaluates.
+	session["gk_qs"], session["gk_qv"] = true, true
 	for _, up := range []Upload{
 		{Path: "/etc/a", Mode: 0o644},
 		{Path: "/etc/a", Mode: 0o4755, Owner: "u", Group: "g"},
@@ -401,7 +403,7 @@ func TestInlinePutKeepsSessionNames(t *testing.T) {
 	}
 }
 
-// TestSSHRenameHelper: the session's rename helper (renameHelper) renames
+// TestSSHRenameHelper: the session's rename helper (sessionHelper) renames
 // the files puts write, outlives nothing (it ends with the session, its
 // FIFOs gone), and when it is gone mid-session the puts go on with mv.
 func TestSSHRenameHelper(t *testing.T) {

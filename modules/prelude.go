@@ -195,10 +195,12 @@ if [ "$5" = h ]; then gk_m="$gk_m $3"; else gk_m1="$gk_m1 $3"; fi
 	for _, p := range sums1 {
 		fmt.Fprintf(&b, "gk_hit %d %d %s %s g\n", idx[p], idx[sha1Entry(p)], shq(shq(p)), shq(sha1Entry(p)))
 	}
+	// exec: the command substitution's own process becomes the hashing
+	// program (dash forks once more for a command that eval runs).
 	for _, h := range []struct{ list, tool, v string }{{"gk_m", "sha256sum", "h"}, {"gk_m1", "sha1sum", "g"}} {
 		fmt.Fprintf(&b, `if [ -n "$%[1]s" ]; then
 while IFS= read -r gk_l; do gk_idx "${gk_l#*"  "}"; if [ -n "$gk_i" ]; then eval "gk_%[3]s$gk_i=\${gk_l%%%%\" \"*}"; fi; done <<GK_SUMS_EOF
-$(eval "%[2]s --$%[1]s" 2>/dev/null)
+$(eval "exec %[2]s --$%[1]s" 2>/dev/null)
 GK_SUMS_EOF
 fi
 `, h.list, h.tool, h.v)

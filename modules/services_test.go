@@ -32,7 +32,7 @@ func TestSystemd(t *testing.T) {
 	f = connection.NewFake("h1").On("systemctl show", show("inactive", "disabled"))
 	res = mustRunModule(t, systemdModule{alias: "service"}, newEnv(f), args)
 	m := mutating(f)
-	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "systemctl enable -q --now --no-block -- 'etcd'" || !m[0].Become {
+	if !res.Changed || f.RoundTrips() != 2 || len(m) != 1 || m[0].Script != "{ systemctl enable -q --now --no-block -- 'etcd' & wait \"$!\"; }" || !m[0].Become || !m[0].Inline {
 		t.Fatalf("start: rt %d %+v", f.RoundTrips(), m)
 	}
 	// Check mode: prediction without the start.
@@ -52,7 +52,7 @@ func TestSystemd(t *testing.T) {
 	}
 	f = connection.NewFake("h1").On("daemon-reload", show("active", "enabled"))
 	res = mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "etcd", "state": "restarted", "daemon_reload": true})
-	if m := mutating(f); len(m) != 2 || !strings.HasPrefix(m[0].Script, "systemctl daemon-reload && systemctl show") || m[1].Script != "systemctl restart -- 'etcd'" {
+	if m := mutating(f); len(m) != 2 || !strings.HasPrefix(m[0].Script, "systemctl daemon-reload && systemctl show") || m[1].Script != "{ systemctl restart -- 'etcd' & wait \"$!\"; }" {
 		t.Fatalf("reload+restart %+v", m)
 	}
 	// A reload is needed and the unit must be enabled: systemctl enable
@@ -60,14 +60,14 @@ func TestSystemd(t *testing.T) {
 	// reload is the one request, with no daemon-reload of its own.
 	f = connection.NewFake("h1").On(reloadSinceMark, connection.Result{Stdout: []byte(reloadSinceMark + "\n\n" + reloadUnitMark + "\n" + string(show("inactive", "disabled").Stdout))})
 	res = mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "etcd", "state": "started", "enabled": true, "daemon_reload": true})
-	if m := mutating(f); !res.Changed || len(m) != 1 || m[0].Script != "systemctl enable -q --now -- 'etcd'" {
+	if m := mutating(f); !res.Changed || len(m) != 1 || m[0].Script != "{ systemctl enable -q --now -- 'etcd' & wait \"$!\"; }" {
 		t.Fatalf("reload by enable: %+v %+v", res, m)
 	}
 	// Already enabled: the reload runs first, and the state after it decides.
 	f = connection.NewFake("h1").On(reloadSinceMark, connection.Result{Stdout: []byte(reloadSinceMark + "\n\n" + reloadUnitMark + "\n" + string(show("inactive", "enabled").Stdout))}).
 		On("daemon-reload && systemctl show", show("inactive", "enabled"))
 	res = mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "etcd", "state": "started", "enabled": true, "daemon_reload": true})
-	if m := mutating(f); !res.Changed || len(m) != 2 || !strings.HasPrefix(m[0].Script, "systemctl daemon-reload && systemctl show") || m[1].Script != "systemctl start -- 'etcd'" {
+	if m := mutating(f); !res.Changed || len(m) != 2 || !strings.HasPrefix(m[0].Script, "systemctl daemon-reload && systemctl show") || m[1].Script != "{ systemctl start -- 'etcd' & wait \"$!\"; }" {
 		t.Fatalf("reload then start: %+v %+v", res, m)
 	}
 	// daemon_reload in check mode still reads the state (read-only).
@@ -86,7 +86,7 @@ func TestSystemd(t *testing.T) {
 	// Stop and mask.
 	f = connection.NewFake("h1").On("systemctl show", show("active", "enabled"))
 	mustRunModule(t, systemdModule{alias: "systemd"}, newEnv(f), map[string]any{"name": "x", "state": "stopped", "masked": true})
-	if m := mutating(f); len(m) != 1 || m[0].Script != "systemctl mask -q -- 'x' && systemctl stop -- 'x'" {
+	if m := mutating(f); len(m) != 1 || m[0].Script != "{ systemctl mask -q -- 'x' & wait \"$!\"; } && { systemctl stop -- 'x' & wait \"$!\"; }" {
 		t.Fatalf("%+v", m)
 	}
 }

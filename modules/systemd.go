@@ -170,7 +170,14 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	if env.Diff {
 		diff = systemdDiff(name, kv, a)
 	}
-	if _, err := mustRun(ctx, env, strings.Join(cmds, " && "), false); err != nil {
+	// In the session's shell (no fork), each systemctl a job it waits for:
+	// a start may take long, and a foreground program would defer a
+	// cancellation until it ends.
+	jobs := make([]string, len(cmds))
+	for i, c := range cmds {
+		jobs[i] = "{ " + c + " & wait \"$!\"; }"
+	}
+	if _, err := mustRunChange(ctx, env, strings.Join(jobs, " && "), true); err != nil {
 		res, err := resultFail(err, data)
 		if res != nil {
 			res.Msg = "systemctl failed: " + res.Msg
