@@ -33,7 +33,9 @@ package connection
 //     where P is absent (parents u+wx under the umask, as mkdir -p
 //     makes them), install -d -m OCTAL [-o O] [-g G] -- /P in an existing
 //     directory, ln -s -- S /D, chown [-h] -- O[:G] /P, chgrp [-h] -- G /P
-//     (names resolved as the programs do: a name first, then a number),
+//     (names resolved as the programs do: a name first, then a number;
+//     -h on a symbolic link is left to the program: lchown is in POSIX.pm,
+//     whose load costs three times a chown's start),
 //     chmod [--] OCTAL /P of a regular file (a directory's set-id bits
 //     are chmod's own rule). Anything else is declined. A directory it
 //     made and could not finish is removed before it declines, so the
@@ -129,7 +131,7 @@ sub x {
 			$g = id($og[1], 0) if @og == 2;
 		}
 		return 0 unless defined $u && defined $g;
-		if ($h) { require POSIX; return defined POSIX::lchown($u, $g, $_[2]) ? 1 : 0; }
+		return 0 if $h && -l $_[2];
 		return chown($u, $g, $_[2]);
 	}
 	if ($c eq "chmod") {

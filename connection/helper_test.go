@@ -53,10 +53,9 @@ install -d -m 0755 -g nogroup -- "$1/k"
 ln -s -- /no/such/target "$1/l"
 ln -s -- "$1/a" "$1/m"
 : >"$1/f"; : >"$1/g"; : >"$1/h"
-chown -h -- nobody:nogroup "$1/l"
 chown -- nobody "$1/f"
 chgrp -- nogroup "$1/g"
-chgrp -h -- nogroup "$1/m"
+chgrp -h -- nogroup "$1/h"
 chmod -- 0604 "$1/f"
 chmod 4755 "$1/g"
 chmod -- 0600 "$1/h"
@@ -66,6 +65,8 @@ mkdir -p -m 0700 -- "$1/a"
 ln -s -- /x "$1/a"
 install -d -m 0700 -o gokube-no-such-user -- "$1/n" 2>/dev/null || true
 chgrp -- gokube-no-such-group "$1/h" 2>/dev/null || true
+chown -h -- nobody:nogroup "$1/l"
+chgrp -h -- nogroup "$1/m"
 `
 	ref, got, sub := t.TempDir(), t.TempDir(), t.TempDir()
 	// The reference: the programs themselves, in a shell of their own.
@@ -87,7 +88,7 @@ chgrp -- gokube-no-such-group "$1/h" 2>/dev/null || true
 	if res := run(t, c, Request{Script: "set -- " + shQuote(got) + "\n" + declined, Inline: true}); res.RC != 0 {
 		t.Fatalf("declined forms: rc %d: %s", res.RC, res.Stderr)
 	}
-	if s := started(); strings.Join(s, " ") != "chmod mkdir ln install chgrp" {
+	if s := started(); strings.Join(s, " ") != "chmod mkdir ln install chgrp chown chgrp" {
 		t.Errorf("the declined forms started %v, want each program once", s)
 	}
 	if res := run(t, c, Request{Script: "set -- " + shQuote(sub) + "\n" + work + declined}); res.RC != 0 {
