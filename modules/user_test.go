@@ -1,7 +1,6 @@
 package modules
 
 import (
-	"bufio"
 	"os"
 	"os/exec"
 	"slices"
@@ -30,25 +29,16 @@ func TestAccountProbesMatchGetent(t *testing.T) {
 		return string(out)
 	}
 	names := func(file string) []string {
-		f, err := os.Open(file)
+		b, err := os.ReadFile(file)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer f.Close()
-		var out []string
-		sc := bufio.NewScanner(f)
-		for sc.Scan() {
-			if n, _, ok := strings.Cut(sc.Text(), ":"); ok && n != "" {
-				out = append(out, n)
-			}
-		}
-		return out
+		return accountNames(string(b))
 	}
-	absent := []string{"gokube-no-such-account", "r*", "root ", "a'b"}
+	absent := absentAccounts
 	users := append(names("/etc/passwd"), absent...)
 	for _, u := range users {
-		q := shq(u)
-		want := sh("printf 'passwd=%s\\n' \"$(getent passwd " + q + ")\"; printf 'groups=%s\\n' \"$(id -Gn -- " + q + " 2>/dev/null)\"; printf 'primary=%s\\n' \"$(id -gn -- " + q + " 2>/dev/null)\"")
+		want := sh(getentUser(u))
 		if got := sh(userProbe(u)); got != want {
 			t.Errorf("user %q: probe says\n%s\ngetent and id say\n%s", u, got, want)
 		}
@@ -61,7 +51,7 @@ func TestAccountProbesMatchGetent(t *testing.T) {
 		}
 	}
 	for _, g := range append(names("/etc/group"), absent...) {
-		want := sh("printf 'group=%s\\n' \"$(getent group " + shq(g) + ")\"")
+		want := sh(getentGroup(g))
 		if got := sh(groupProbe(g)); got != want {
 			t.Errorf("group %q: probe says %q, getent says %q", g, got, want)
 		}
@@ -86,27 +76,17 @@ func realAccountProbes(t *testing.T, tg *target) {
 	if strings.Join(strings.Fields(ns), " ") != "passwd: files group: files" {
 		t.Fatalf("the lab host's nsswitch.conf is not files alone for passwd and group: %q", ns)
 	}
-	names := func(file string) []string {
-		var out []string
-		for _, l := range strings.Split(hostSh(t, tg, "cat "+file), "\n") {
-			if n, _, ok := strings.Cut(l, ":"); ok && n != "" {
-				out = append(out, n)
-			}
-		}
-		return out
-	}
-	absent := []string{"gokube-no-such-account", "r*", "root ", "a'b"}
-	users := append(names("/etc/passwd"), absent...)
+	names := func(file string) []string { return accountNames(hostSh(t, tg, "cat "+file)) }
+	users := append(names("/etc/passwd"), absentAccounts...)
 	for _, u := range users {
-		q := shq(u)
-		want := hostSh(t, tg, "printf 'passwd=%s\\n' \"$(getent passwd "+q+")\"; printf 'groups=%s\\n' \"$(id -Gn -- "+q+" 2>/dev/null)\"; printf 'primary=%s\\n' \"$(id -gn -- "+q+" 2>/dev/null)\"")
+		want := hostSh(t, tg, getentUser(u))
 		if got := hostSh(t, tg, "PATH=/gokube-nothing\n"+userProbe(u)); got != want {
 			t.Errorf("user %q without PATH: probe says\n%s\ngetent and id say\n%s", u, got, want)
 		}
 	}
-	groups := append(names("/etc/group"), absent...)
+	groups := append(names("/etc/group"), absentAccounts...)
 	for _, g := range groups {
-		want := hostSh(t, tg, "printf 'group=%s\\n' \"$(getent group "+shq(g)+")\"")
+		want := hostSh(t, tg, getentGroup(g))
 		if got := hostSh(t, tg, "PATH=/gokube-nothing\n"+groupProbe(g)); got != want {
 			t.Errorf("group %q without PATH: probe says %q, getent says %q", g, got, want)
 		}
@@ -114,4 +94,31 @@ func realAccountProbes(t *testing.T, tg *target) {
 	if len(users) < 10 || len(groups) < 10 {
 		t.Errorf("only %d accounts and %d groups compared", len(users), len(groups))
 	}
+}
+
+// absentAccounts are names no host has, some of them patterns or quotes
+// that a careless probe would match or break on.
+var absentAccounts = []string{"gokube-no-such-account", "r*", "root ", "a'b"}
+
+// accountNames returns the names of an /etc/passwd or /etc/group text.
+func accountNames(text string) []string {
+	var out []string
+	for _, l := range strings.Split(text, "\n") {
+		if n, _, ok := strings.Cut(l, ":"); ok && n != "" {
+			out = append(out, n)
+		}
+	}
+	return out
+}
+
+// getentUser is a script printing what the user probe must: getent's
+// and id's answers for name.
+func getentUser(name string) string {
+	q := shq(name)
+	return "printf 'passwd=%s\\n' \"$(getent passwd " + q + ")\"; printf 'groups=%s\\n' \"$(id -Gn -- " + q + " 2>/dev/null)\"; printf 'primary=%s\\n' \"$(id -gn -- " + q + " 2>/dev/null)\""
+}
+
+// getentGroup is a script printing what the group probe must.
+func getentGroup(name string) string {
+	return "printf 'group=%s\\n' \"$(getent group " + shq(name) + ")\""
 }
