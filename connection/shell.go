@@ -305,6 +305,12 @@ func buildFrame(marker string, req Request, behind bool) ([]byte, error) {
 	return b.Bytes(), nil
 }
 
+// Job is cmd as a job its shell waits for: a shell running a program in
+// the foreground defers its TERM trap (a cancellation) until the program
+// ends, but wait returns at once. A script that may run in the session's
+// shell itself (Request.Inline) runs a program that may take long so.
+func Job(cmd string) string { return "{ " + cmd + " & wait \"$!\"; }" }
+
 // singleQuoted quotes s as one single-quoted shell word (the shell keeps
 // every byte of it literally).
 func singleQuoted(s string) string {
@@ -478,15 +484,12 @@ func putScript(up Upload, from, tag string, inline []byte) string {
 	if umaskMode {
 		b.WriteString("if [ -n \"${gk_u-}\" ]; then umask \"$gk_u\"; fi\n")
 	}
-	// A program runs as a job the shell waits for: a shell running a
-	// program in the foreground defers its TERM trap (the cancellation)
-	// until the program ends, but wait returns at once.
-	job := func(cmd string) string { return "{ " + cmd + " & wait \"$!\"; }" }
-	// chown, chgrp and chmod go to the session's helper where there is
-	// one (gk_x: its job of the program where the helper declines).
-	hjob := func(cmd string) string {
-		return "{ if command -v gk_x >/dev/null 2>&1; then gk_x " + cmd + "; else " + cmd + " & wait \"$!\"; fi; }"
-	}
+	// A program runs as a job the shell waits for (Job). chown, chgrp and
+	// chmod are written plainly: in the session they are its functions
+	// (gk_x), which give them to the helper or run the program as a job;
+	// elsewhere (Local: a shell of its own, killed whole when cancelled)
+	// they are the programs. A --reference form is the helper's never:
+	// command runs the program itself.
 	steps := []string{}
 	switch {
 	case inline != nil:
@@ -498,35 +501,35 @@ func putScript(up Upload, from, tag string, inline []byte) string {
 		// (no Inline for it: sshfile).
 		steps = append(steps, "cat >\"$gk_t\"")
 	default:
-		steps = append(steps, job(fmt.Sprintf("cat -- %s >\"$gk_t\"", shQuote(from))))
+		steps = append(steps, Job(fmt.Sprintf("cat -- %s >\"$gk_t\"", shQuote(from))))
 	}
 	// Owner first: chown clears setuid/setgid bits, so the mode comes after.
 	if up.Owner == "" {
 		// The replaced file's owner and group are kept unless given; the
 		// temp file already has them when the file is the writer's (test
 		// builtins, no process).
-		steps = append(steps, "{ if [ -e \"$gk_p\" ] && ! { [ -O \"$gk_p\" ] && [ -G \"$gk_p\" ] && [ -G \"$gk_t\" ]; }; then "+job("chown --reference=\"$gk_p\" \"$gk_t\"")+" 2>/dev/null || :; fi; }")
+		steps = append(steps, "{ if [ -e \"$gk_p\" ] && ! { [ -O \"$gk_p\" ] && [ -G \"$gk_p\" ] && [ -G \"$gk_t\" ]; }; then "+Job("command chown --reference=\"$gk_p\" \"$gk_t\"")+" 2>/dev/null || :; fi; }")
 	}
 	switch {
 	case up.Owner != "" && up.Group != "":
-		steps = append(steps, hjob(fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner+":"+up.Group))))
+		steps = append(steps, fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner+":"+up.Group)))
 	case up.Owner != "":
-		steps = append(steps, hjob(fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner))))
+		steps = append(steps, fmt.Sprintf("chown -- %s \"$gk_t\"", shQuote(up.Owner)))
 	case up.Group != "":
-		steps = append(steps, hjob(fmt.Sprintf("chgrp -- %s \"$gk_t\"", shQuote(up.Group))))
+		steps = append(steps, fmt.Sprintf("chgrp -- %s \"$gk_t\"", shQuote(up.Group)))
 	}
 	switch {
 	case umaskMode:
 		// Created with the mode; chown clears only setuid/setgid bits,
 		// which a mode within 0666 does not have.
 	case up.Mode != 0:
-		steps = append(steps, hjob(fmt.Sprintf("chmod %04o \"$gk_t\"", up.Mode&0o7777)))
+		steps = append(steps, fmt.Sprintf("chmod %04o \"$gk_t\"", up.Mode&0o7777))
 	default:
-		steps = append(steps, "if [ -e \"$gk_p\" ]; then "+job("chmod --reference=\"$gk_p\" \"$gk_t\"")+"; else "+hjob("chmod 0644 \"$gk_t\"")+"; fi")
+		steps = append(steps, "if [ -e \"$gk_p\" ]; then "+Job("command chmod --reference=\"$gk_p\" \"$gk_t\"")+"; else chmod 0644 \"$gk_t\"; fi")
 	}
 	// The rename: through the session's helper where there is one
 	// (gk_mv), a job of mv where not (a shell of its own: Local).
-	steps = append(steps, "if command -v gk_mv >/dev/null 2>&1; then gk_mv \"$gk_t\" \"$gk_p\"; else "+job("mv -f -- \"$gk_t\" \"$gk_p\"")+"; fi")
+	steps = append(steps, "if command -v gk_mv >/dev/null 2>&1; then gk_mv \"$gk_t\" \"$gk_p\"; else "+Job("mv -f -- \"$gk_t\" \"$gk_p\"")+"; fi")
 	b.WriteString("if [ -n \"$gk_t\" ]; then\nif " + strings.Join(steps, " &&\n") + "\nthen gk_t= gk_r=0\nelse gk_r=$?\nfi\n")
 	if from != "" {
 		fmt.Fprintf(&b, "rm -f -- %s 2>/dev/null || :\n", shQuote(from))

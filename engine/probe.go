@@ -55,16 +55,16 @@ func (hs *hostState) dropProbes() {
 	hs.mu.Lock()
 	hs.probes = nil
 	hs.reloadVars, hs.reloadSince = "", ""
-	hs.reloadWrites = nil
+	hs.reloadWritten = ""
 	hs.mu.Unlock()
 }
 
-// noteReloadWrites records the daemon-reload inputs among a change's
-// touched paths (hostState.reloadWrites); hs.mu is held.
+// noteReloadWrites records the first daemon-reload input among a change's
+// touched paths (hostState.reloadWritten); hs.mu is held.
 func (hs *hostState) noteReloadWrites(touched []string) {
 	for _, p := range touched {
-		if modules.ReloadInput(p) && !slices.Contains(hs.reloadWrites, p) {
-			hs.reloadWrites = append(hs.reloadWrites, p)
+		if hs.reloadWritten == "" && modules.ReloadInput(p) {
+			hs.reloadWritten = p
 		}
 	}
 }
@@ -212,8 +212,8 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	// partial: the answers are not all known (none, or the last reload's
 	// time alone), so the batch's are kept.
 	known, partial := hr.hs.reloadVars, hr.hs.reloadVars == hr.hs.reloadSince
-	if len(hr.hs.reloadWrites) > 0 {
-		known += modules.ReloadWritten(hr.hs.reloadWrites[0])
+	if hr.hs.reloadWritten != "" {
+		known += modules.ReloadWritten(hr.hs.reloadWritten)
 	}
 	hr.hs.mu.Unlock()
 	outs, links, err := runProbes(ctx, conn, reqs, known, become, buser, modules.HashCache{Dir: modules.DefaultHashCacheDir, Write: !hr.r.opts.Check}, hr.r.debugf)

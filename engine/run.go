@@ -126,12 +126,13 @@ type hostState struct {
 	// alter them; reloadSince the one of them that file writes leave
 	// true (modules.ReloadSince).
 	reloadVars, reloadSince string
-	// reloadWrites: the daemon-reload inputs (modules.ReloadInput) this
+	// reloadWritten: a daemon-reload input (modules.ReloadInput) this
 	// run's changes wrote since the executor last forgot what it knew of
-	// the host (a reload, a command, any change it cannot account for).
-	reloadWrites []string
-	batch        []any // hosts of the current serial batch (a template value)
-	playHost     []any
+	// the host (a reload, a command, any change it cannot account for);
+	// the first one, which names the reason.
+	reloadWritten string
+	batch         []any // hosts of the current serial batch (a template value)
+	playHost      []any
 }
 
 func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[string]any) *run {

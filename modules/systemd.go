@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"gokube/connection"
 )
 
 // systemdModule is systemd and service: one `systemctl show` tells the
@@ -175,7 +177,7 @@ func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (
 	// cancellation until it ends.
 	jobs := make([]string, len(cmds))
 	for i, c := range cmds {
-		jobs[i] = "{ " + c + " & wait \"$!\"; }"
+		jobs[i] = connection.Job(c)
 	}
 	if _, err := mustRunChange(ctx, env, strings.Join(jobs, " && "), true); err != nil {
 		res, err := resultFail(err, data)

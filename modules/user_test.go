@@ -69,26 +69,31 @@ func TestAccountProbesMatchGetent(t *testing.T) {
 // realAccountProbes: on a lab host, whose /etc/nsswitch.conf names files
 // alone for passwd and group, the user and group probes answer what
 // getent and id answer for the host's accounts and for names it does not
-// have, and they start no process for either: with nothing on PATH the
-// answers are the same (an absent name asked getent before).
+// have, and they start neither for either (stand-ins on PATH that would
+// change the answer; an absent name asked getent before).
 func realAccountProbes(t *testing.T, tg *target) {
 	ns := hostSh(t, tg, "grep -E '^(passwd|group):' /etc/nsswitch.conf")
 	if strings.Join(strings.Fields(ns), " ") != "passwd: files group: files" {
 		t.Fatalf("the lab host's nsswitch.conf is not files alone for passwd and group: %q", ns)
 	}
+	// On the probes' PATH, getent and id only say they were started: an
+	// absent name's answer would be the same without them otherwise.
+	bin := tg.dir + "/account-bin"
+	hostSh(t, tg, "mkdir -p "+shq(bin)+" && for p in getent id; do printf '#!/bin/sh\\necho started\\n' >"+shq(bin)+"/$p; chmod 0755 "+shq(bin)+"/$p; done")
+	path := "PATH=" + shq(bin) + "\n"
 	names := func(file string) []string { return accountNames(hostSh(t, tg, "cat "+file)) }
 	users := append(names("/etc/passwd"), absentAccounts...)
 	for _, u := range users {
 		want := hostSh(t, tg, getentUser(u))
-		if got := hostSh(t, tg, "PATH=/gokube-nothing\n"+userProbe(u)); got != want {
-			t.Errorf("user %q without PATH: probe says\n%s\ngetent and id say\n%s", u, got, want)
+		if got := hostSh(t, tg, path+userProbe(u)); got != want {
+			t.Errorf("user %q with stand-ins for getent and id: probe says\n%s\ngetent and id say\n%s", u, got, want)
 		}
 	}
 	groups := append(names("/etc/group"), absentAccounts...)
 	for _, g := range groups {
 		want := hostSh(t, tg, getentGroup(g))
-		if got := hostSh(t, tg, "PATH=/gokube-nothing\n"+groupProbe(g)); got != want {
-			t.Errorf("group %q without PATH: probe says %q, getent says %q", g, got, want)
+		if got := hostSh(t, tg, path+groupProbe(g)); got != want {
+			t.Errorf("group %q with a stand-in for getent: probe says %q, getent says %q", g, got, want)
 		}
 	}
 	if len(users) < 10 || len(groups) < 10 {
