@@ -54,6 +54,9 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 			return res, delegate, err
 		}
 	}
+	if delegate == "" && !check {
+		e.Conn = hr.commandConn(t, conn, e)
+	}
 	res, err := t.Module.Run(ctx, e, args)
 	if err == nil && res == nil {
 		res = &modules.Result{}
@@ -69,6 +72,9 @@ func (hr *hostRun) module(ctx context.Context, t *Task, sc *scope, args map[stri
 				d.dropProbes()
 			}
 		}
+	}
+	if err == nil && !res.Failed {
+		hr.afterCommand(e.Conn)
 	}
 	return res, delegate, err
 }

@@ -30,9 +30,13 @@ import (
 // (modules.Pipelinable), with no loop, until, changed_when, failed_when,
 // ignore_errors, timeout, delegation or run_once, in a play that does not
 // stop every host on one's failure (any_errors_fatal,
-// max_fail_percentage); a task that registers a result, or an action or
-// meta task, ends the pipeline (what follows may read it); so does a task
-// whose probe answer the batch does not hold. Nothing is foreseen in check
+// max_fail_percentage); an action or meta task ends the pipeline, and so
+// does a task whose probe answer the batch does not hold (the batch that
+// task needs then goes behind the changes, inflight.go). A task that
+// registers its result does not: the tasks after it are rendered with the
+// result it will register when its request succeeds (the foreseen one);
+// when a request fails, the ones behind it do not run, and their tasks,
+// rendered again with what was really registered, run the usual way. Nothing is foreseen in check
 // mode, where nothing is sent.
 
 // maxPipeline bounds the requests sent at once.
@@ -107,12 +111,18 @@ func (c *recordConn) Get(context.Context, string, bool) ([]byte, error) {
 
 func (c *recordConn) Close() error { return nil }
 
-// pipelinable says whether t may be foreseen (the rules above but the
-// register, which only ends the pipeline after t).
+// pipelinable says whether t may be foreseen (the rules above).
 func (hr *hostRun) pipelinable(t *Task) bool {
 	if _, ok := t.Module.(modules.Pipelinable); !ok {
 		return false
 	}
+	return hr.plainTask(t)
+}
+
+// plainTask says whether t is a task of the play's own list whose one run
+// on this host is its module's (no loop, retries, result conditions,
+// timeout, delegation), in a play that stops hosts one by one.
+func (hr *hostRun) plainTask(t *Task) bool {
 	if t.HasLoop || len(t.Until) > 0 || t.HasChg || t.HasFail || t.Ignore || t.Timeout > 0 || t.Delegate != "" || t.RunOnce {
 		return false
 	}
@@ -145,7 +155,7 @@ func (hr *hostRun) foresee(ctx context.Context, t *Task, args map[string]any, en
 // (answer). ok=false: t cannot be foreseen and runs the usual way.
 func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, env *modules.Env, probed []string) (res *modules.Result, err error, ok bool) {
 	pl, isPipe := env.Conn.(connection.Pipeliner)
-	if !isPipe || t.Register != "" || !hr.pipelinable(t) {
+	if !isPipe || !hr.pipelinable(t) {
 		return nil, nil, false
 	}
 	first := hr.foresee(ctx, t, args, env, probed)
@@ -159,12 +169,23 @@ func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, e
 	}
 	window := []*foreseen{first}
 	ops := []connection.Op{*first.op}
-	for j := t.seq + 1; j < len(hr.play.seq) && len(ops) < maxPipeline; j++ {
+	// assumed: what the window's tasks will register when their requests
+	// succeed, which the tasks after them render with; when one fails,
+	// those behind it did not run and run again the usual way.
+	assumed := map[string]any{}
+	if t.Register != "" {
+		assumed[t.Register] = resultOutcome(t, first.res, "").data
+	}
+	var next *Task // the first task after the window, when it is known
+	for j := t.seq + 1; j < len(hr.play.seq); j++ {
 		u := hr.play.seq[j]
 		if !hr.r.selected(u) {
 			continue
 		}
-		f, stop := hr.foreseeNext(ctx, u, env)
+		if len(ops) >= maxPipeline {
+			break
+		}
+		f, stop := hr.foreseeNext(ctx, u, env, assumed)
 		if f != nil {
 			window = append(window, f)
 			if f.op != nil {
@@ -172,7 +193,19 @@ func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, e
 			}
 		}
 		if stop {
+			if f == nil {
+				next = u
+			}
 			break
+		}
+	}
+	if next != nil {
+		next = hr.nextProber(next.seq)
+	}
+	var behind *batchInFlight
+	if next != nil {
+		if behind = hr.batchBehind(next, env, assumed); behind != nil {
+			ops = append(ops, connection.Op{Req: behind.req})
 		}
 	}
 	pend, err := pl.Send(ctx, ops)
@@ -199,6 +232,10 @@ func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, e
 			hr.ahead[f.t] = f
 		}
 	}
+	if behind != nil {
+		behind.pending = pend[k]
+		hr.hs.behind = behind
+	}
 	hr.hs.mu.Unlock()
 	res, err, ran := first.answer(ctx)
 	if !ran {
@@ -209,12 +246,16 @@ func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, e
 }
 
 // foreseeNext foresees u, which follows the task that sends the pipeline;
-// stop says the pipeline ends with u (or before it, when f is nil).
-func (hr *hostRun) foreseeNext(ctx context.Context, u *Task, env0 *modules.Env) (f *foreseen, stop bool) {
+// stop says the pipeline ends with u (or before it, when f is nil). A
+// result u registers is added to assumed.
+func (hr *hostRun) foreseeNext(ctx context.Context, u *Task, env0 *modules.Env, assumed map[string]any) (f *foreseen, stop bool) {
 	if !hr.pipelinable(u) {
 		return nil, true
 	}
 	usc := hr.r.taskScope(hr.hs, u)
+	if len(assumed) > 0 {
+		usc = usc.with(assumed)
+	}
 	if b, bu := hr.r.becomeFor(usc, u); b != env0.Become || b && bu != env0.BecomeUser {
 		return nil, true
 	}
@@ -253,7 +294,10 @@ func (hr *hostRun) foreseeNext(ctx context.Context, u *Task, env0 *modules.Env) 
 		return nil, true
 	}
 	f.key = key
-	return f, u.Register != ""
+	if u.Register != "" {
+		assumed[u.Register] = resultOutcome(u, f.res, "").data
+	}
+	return f, false
 }
 
 // takeAhead returns t's foreseen run when its request went out ahead of

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"path"
 	"slices"
 	"strconv"
@@ -56,6 +57,7 @@ func (hs *hostState) dropProbes() {
 	hs.probes = nil
 	hs.reloadVars, hs.reloadSince = "", ""
 	hs.reloadWritten = ""
+	hs.behind = nil
 	hs.mu.Unlock()
 }
 
@@ -96,6 +98,7 @@ func (hr *hostRun) dropProbesAfter(res *modules.Result, own []string) {
 	}
 	hr.hs.mu.Lock()
 	defer hr.hs.mu.Unlock()
+	hr.hs.behind = nil // sent before this change: its answers may be stale
 	if !res.AccountsOnly {
 		// Whether a daemon-reload could change anything is asked again
 		// after a file change (a unit file is a path like any other);
@@ -203,31 +206,63 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	if hit && e.script == script {
 		return e.out, e.paths, nil
 	}
+	// A batch sent behind the changes before t may hold t's answer.
+	if kept, err := hr.keepInFlight(ctx); err != nil {
+		return nil, nil, err
+	} else if kept {
+		hr.hs.mu.Lock()
+		e, hit = hr.hs.probes[key]
+		if hit {
+			delete(hr.hs.probes, key)
+		}
+		hr.hs.mu.Unlock()
+		if hit && e.script == script {
+			return e.out, e.paths, nil
+		}
+	}
 	if op, ok := t.Module.(modules.OptionalProber); ok && op.ProbeOnlyInBatch() {
 		return nil, nil, nil
 	}
 	reqs := []probeReq{{key, script, probePaths(t.Module, args, script), probeScope(t.Module, args)}}
-	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser)...)
-	hr.hs.mu.Lock()
-	// partial: the answers are not all known (none, or the last reload's
-	// time alone), so the batch's are kept.
-	known, partial := hr.hs.reloadVars, hr.hs.reloadVars == hr.hs.reloadSince
-	if hr.hs.reloadWritten != "" {
-		known += modules.ReloadWritten(hr.hs.reloadWritten)
-	}
-	hr.hs.mu.Unlock()
+	reqs = append(reqs, hr.lookahead(t, sc, idx, become, buser, nil)...)
+	known, partial := hr.reloadKnown()
 	outs, links, err := runProbes(ctx, conn, reqs, known, become, buser, modules.HashCache{Dir: modules.DefaultHashCacheDir, Write: !hr.r.opts.Check}, hr.r.debugf)
 	if err != nil {
 		return nil, nil, err
 	}
+	first := hr.keepBatch(reqs, outs, links, partial, 1)
+	return outs[0], first.paths, nil
+}
+
+// reloadKnown is what a batch sent now is told first (runProbes' known);
+// partial says its daemon-reload answers are to be kept (none are known,
+// or the last reload's time alone).
+func (hr *hostRun) reloadKnown() (known string, partial bool) {
+	hr.hs.mu.Lock()
+	defer hr.hs.mu.Unlock()
+	known, partial = hr.hs.reloadVars, hr.hs.reloadVars == hr.hs.reloadSince
+	if hr.hs.reloadWritten != "" {
+		known += modules.ReloadWritten(hr.hs.reloadWritten)
+	}
+	return known, partial
+}
+
+// keepBatch keeps a batch's answers to reqs[from:] in the cache, and its
+// daemon-reload answers when partial; it returns reqs[0]'s entry.
+func (hr *hostRun) keepBatch(reqs []probeReq, outs [][]byte, links map[string]bool, partial bool, from int) probeEntry {
+	hr.hs.mu.Lock()
+	defer hr.hs.mu.Unlock()
+	return hr.keepBatchLocked(reqs, outs, links, partial, from)
+}
+
+// keepBatchLocked is keepBatch with hs.mu held.
+func (hr *hostRun) keepBatchLocked(reqs []probeReq, outs [][]byte, links map[string]bool, partial bool, from int) probeEntry {
 	for _, out := range outs {
 		if !partial {
 			break
 		}
 		if v := modules.ReloadAnswers(out); v != "" {
-			hr.hs.mu.Lock()
 			hr.hs.reloadVars, hr.hs.reloadSince = v, modules.ReloadSince(out)
-			hr.hs.mu.Unlock()
 			break
 		}
 	}
@@ -238,15 +273,13 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 		}
 		return e
 	}
-	hr.hs.mu.Lock()
 	if hr.hs.probes == nil {
 		hr.hs.probes = map[probeKey]probeEntry{}
 	}
-	for i, rq := range reqs[1:] {
-		hr.hs.probes[rq.key] = entry(rq, outs[i+1])
+	for i := from; i < len(reqs); i++ {
+		hr.hs.probes[reqs[i].key] = entry(reqs[i], outs[i])
 	}
-	hr.hs.mu.Unlock()
-	return outs[0], entry(reqs[0], outs[0]).paths, nil
+	return entry(reqs[0], outs[0])
 }
 
 // probePaths is a PathProber's declared paths for script, nil for any
@@ -274,7 +307,10 @@ func probeScope(m modules.Module, args map[string]any) modules.ProbeScope {
 // unrenderable argument, the batch limit) sits in the one walk, in the
 // order the rules apply; split up, the order would be hidden. A task whose
 // condition or loop cannot be rendered yet is passed over, not a stop.
-func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser string) []probeReq {
+//
+// assumed are results the tasks before t will register, as foreseen
+// (pipeline): they render as if registered.
+func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser string, assumed map[string]any) []probeReq {
 	var out []probeReq
 	p := t.Module.(modules.Prober)
 	// The rest of this task's loop.
@@ -310,7 +346,10 @@ func (hr *hostRun) lookahead(t *Task, sc *scope, idx int, become bool, buser str
 	// end the batch. A wrong guess costs nothing but the probe: a task
 	// uses a cached probe only when its script, rendered with the real
 	// results, is the same.
-	pending := map[string]any{}
+	pending := maps.Clone(assumed)
+	if pending == nil {
+		pending = map[string]any{}
+	}
 	registers := t.Register // registered before the next task renders
 tasks:
 	for j := t.seq + 1; j < len(seq) && len(out) < maxProbeBatch; j++ {
@@ -433,9 +472,23 @@ func (hr *hostRun) probeOf(u *Task, p modules.Prober, sc *scope, idx int) (*prob
 // known is shell text put first: answers an earlier batch found that
 // still hold (the daemon-reload questions, modules.ReloadAnswers).
 func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, known string, become bool, buser string, hc modules.HashCache, debugf func(string, ...any)) (outs [][]byte, links map[string]bool, err error) {
+	req, marker, err := probeRequest(reqs, known, become, buser, hc)
+	if err != nil {
+		return nil, nil, err
+	}
+	res, err := conn.Run(ctx, req)
+	if err != nil {
+		return nil, nil, err
+	}
+	return probeAnswers(conn.Host(), reqs, req, res, marker, debugf)
+}
+
+// probeRequest is the read-only request of a batch of reqs, and the
+// marker its answers are split at.
+func probeRequest(reqs []probeReq, known string, become bool, buser string, hc modules.HashCache) (connection.Request, string, error) {
 	var nb [8]byte
 	if _, err := rand.Read(nb[:]); err != nil {
-		return nil, nil, err
+		return connection.Request{}, "", err
 	}
 	marker := "__GKPROBE_" + hex.EncodeToString(nb[:]) + "__"
 	var all strings.Builder
@@ -454,10 +507,12 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, known
 		fmt.Fprintf(&b, "printf '\\n%s %d\\n'\n{\n%s\n} </dev/null\n", marker, i, rq.script)
 	}
 	fmt.Fprintf(&b, "printf '\\n%s end\\n'\n", marker)
-	res, err := conn.Run(ctx, connection.Request{Script: b.String(), ReadOnly: true, Become: become, BecomeUser: buser})
-	if err != nil {
-		return nil, nil, err
-	}
+	return connection.Request{Script: b.String(), ReadOnly: true, Become: become, BecomeUser: buser}, marker, nil
+}
+
+// probeAnswers splits a batch's answer res to req into the answers to
+// reqs.
+func probeAnswers(host string, reqs []probeReq, req connection.Request, res connection.Result, marker string, debugf func(string, ...any)) (outs [][]byte, links map[string]bool, err error) {
 	head, _, _ := bytes.Cut(res.Stdout, []byte("\n"+marker+" "))
 	if l, scanned := modules.ProbeLinks(head); scanned {
 		links = l
@@ -467,12 +522,12 @@ func runProbes(ctx context.Context, conn connection.Conn, reqs []probeReq, known
 	// shown without them.
 	for _, rq := range reqs {
 		if rq.key.t != nil && rq.key.t.NoLog {
-			debugf("probe batch on %s: %d probes, rc %d (script and output hidden: the batch holds a no_log task)", conn.Host(), len(reqs), res.RC)
+			debugf("probe batch on %s: %d probes, rc %d (script and output hidden: the batch holds a no_log task)", host, len(reqs), res.RC)
 			outs, err := splitProbes(res.Stdout, marker, len(reqs))
 			return outs, links, err
 		}
 	}
-	debugf("probe batch on %s: %d probes, rc %d\n--- script\n%s\n--- stdout\n%s\n--- stderr\n%s", conn.Host(), len(reqs), res.RC, b.String(), res.Stdout, res.Stderr)
+	debugf("probe batch on %s: %d probes, rc %d\n--- script\n%s\n--- stdout\n%s\n--- stderr\n%s", host, len(reqs), res.RC, req.Script, res.Stdout, res.Stderr)
 	outs, err = splitProbes(res.Stdout, marker, len(reqs))
 	return outs, links, err
 }

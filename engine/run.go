@@ -131,8 +131,11 @@ type hostState struct {
 	// the host (a reload, a command, any change it cannot account for);
 	// the first one, which names the reason.
 	reloadWritten string
-	batch         []any // hosts of the current serial batch (a template value)
-	playHost      []any
+	// behind: a probe batch sent behind a pipeline's changes whose
+	// answers are not kept yet (batchInFlight); forgotten with the probes.
+	behind   *batchInFlight
+	batch    []any // hosts of the current serial batch (a template value)
+	playHost []any
 }
 
 func newRun(opts Options, pb *Playbook, inv *inventory.Inventory, extra map[string]any) *run {

@@ -257,6 +257,10 @@ func guardHolds(out []byte, creates, removes string) (bool, error) {
 	return false, nil
 }
 
+// ChangeLast: the command is the module's one request that is not a
+// probe, and its last.
+func (commandModule) ChangeLast() {}
+
 func (m commandModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs(m.kind, m.Spec(), args)
 	if err != nil {

@@ -197,6 +197,16 @@ type Pipelinable interface {
 	Pipelinable()
 }
 
+// ChangeLast is a module whose change request, when it sends one, is the
+// last request it sends, and whose result the executor cannot foresee (a
+// command): the executor may send the probe batch of the tasks after it
+// in the same write, behind that request (the session runs them in
+// order), for those tasks' turns.
+type ChangeLast interface {
+	Module
+	ChangeLast()
+}
+
 // OptionalProber is a Prober whose module can decide in the request it
 // sends anyway (command's creates=/removes= guard): a batch's answer saves
 // that request, but on a cache miss the executor must not start a batch

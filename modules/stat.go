@@ -41,6 +41,10 @@ func (m statModule) Probe(args map[string]any) (string, bool) {
 	return m.probe(a).script(a.str("path")), true
 }
 
+// Pipelinable: stat changes nothing; its result is its probe's answer,
+// so a pipeline's foresight goes on past it with what it registers.
+func (statModule) Pipelinable() {}
+
 func (m statModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs("stat", m.Spec(), args)
 	if err != nil {

@@ -65,6 +65,12 @@ func (m systemdModule) ProbeScope(map[string]any) ProbeScope {
 	return ProbeScope{Systemd: true}
 }
 
+// Pipelinable: where the plan needs one request (the unit's changes, a
+// reload that enabling does), the result is made from the state read
+// before it; a reload whose state must be read again is a second request,
+// which the executor does not foresee.
+func (systemdModule) Pipelinable() {}
+
 func (m systemdModule) Run(ctx context.Context, env *Env, args map[string]any) (res *Result, err error) {
 	a, err := parseArgs(m.alias, m.Spec(), args)
 	if err != nil {

@@ -111,6 +111,10 @@ func (m userModule) ProbeScope(args map[string]any) ProbeScope {
 	return ProbeScope{Account: "user " + a.str("name")}
 }
 
+// Pipelinable: a change is one useradd, usermod or userdel whose output
+// the result does not use.
+func (userModule) Pipelinable() {}
+
 func (m userModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs("user", m.Spec(), args)
 	if err != nil {
@@ -275,6 +279,10 @@ func (m groupModule) ProbeScope(args map[string]any) ProbeScope {
 	}
 	return ProbeScope{Account: "group " + a.str("name")}
 }
+
+// Pipelinable: a change is one groupadd, groupmod or groupdel whose
+// output the result does not use.
+func (groupModule) Pipelinable() {}
 
 func (m groupModule) Run(ctx context.Context, env *Env, args map[string]any) (*Result, error) {
 	a, err := parseArgs("group", m.Spec(), args)
