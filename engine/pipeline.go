@@ -36,8 +36,8 @@ import (
 // registers its result does not: the tasks after it are rendered with the
 // result it will register when its request succeeds (the foreseen one);
 // when a request fails, the ones behind it do not run, and their tasks,
-// rendered again with what was really registered, run the usual way. Nothing is foreseen in check
-// mode, where nothing is sent.
+// rendered again with what was really registered, run the usual way.
+// Nothing is foreseen in check mode, where nothing is sent.
 
 // maxPipeline bounds the requests sent at once.
 const maxPipeline = 32
