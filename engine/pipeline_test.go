@@ -270,3 +270,33 @@ func TestBatchBehindAFailure(t *testing.T) {
 		t.Errorf("recap %+v, want the failure rescued", s)
 	}
 }
+
+// TestBatchBehindACommandsResult: the batch behind a command is rendered
+// before its result is known; a task after it that reads the result
+// renders with the real one at its turn and probes again.
+func TestBatchBehindACommandsResult(t *testing.T) {
+	play := `
+- hosts: all
+  gather_facts: false
+  tasks:
+    - file: {path: DIR/app, state: directory}
+    - command: {cmd: "echo 0640"}
+      register: out
+    - copy: {content: "x\n", dest: DIR/app/x, mode: "{{ .out.stdout }}"}
+    - copy: {content: "{{ .out.rc }}\n", dest: DIR/app/rc}
+`
+	dir1, _, _, ev1 := pipelineRun(t, play, false)
+	dir2, _, out2, ev2 := pipelineRun(t, play, true)
+	if a, b := tree(t, dir1), tree(t, dir2); a != strings.ReplaceAll(b, dir2, dir1) {
+		t.Errorf("files one request each:\n%s\npipelined:\n%s", a, b)
+	}
+	if strings.Join(ev1, "|") != strings.Join(ev2, "|") {
+		t.Errorf("results one request each %q, pipelined %q", ev1, ev2)
+	}
+	if fi, err := os.Stat(filepath.Join(dir2, "app/x")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("x: %v %v, want mode 0640 from the command's output\n%s", fi, err, out2)
+	}
+	if b, _ := os.ReadFile(filepath.Join(dir2, "app/rc")); string(b) != "0\n" {
+		t.Errorf("rc holds %q", b)
+	}
+}
