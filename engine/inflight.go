@@ -27,11 +27,23 @@ import (
 
 // batchInFlight is a probe batch sent behind a pipeline's changes.
 type batchInFlight struct {
-	reqs    []probeReq
+	reqs []probeReq
+	// req: the request, its script only while it is to be sent or shown
+	// (-vvvv): a host's batch may wait in flight for a while, and a
+	// thousand hosts' scripts add up.
 	req     connection.Request
 	marker  string
 	partial bool // keep its daemon-reload answers (reloadKnown)
 	pending *connection.Pending
+}
+
+// sent records the batch's answer to come, and forgets its script unless
+// it is to be shown.
+func (b *batchInFlight) sent(p *connection.Pending, verbosity int) {
+	b.pending = p
+	if verbosity < 4 {
+		b.req.Script = ""
+	}
 }
 
 // batchBehind is the batch u would send at its turn, as the pipeline
@@ -168,7 +180,7 @@ func (c *batchAfterConn) Run(ctx context.Context, req connection.Request) (conne
 	if err != nil {
 		return connection.Result{}, err
 	}
-	b.pending = pend[1]
+	b.sent(pend[1], c.hr.r.opts.Verbosity)
 	c.sent = b
 	return pend[0].Wait(ctx)
 }

@@ -233,7 +233,7 @@ func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, e
 		}
 	}
 	if behind != nil {
-		behind.pending = pend[k]
+		behind.sent(pend[k], hr.r.opts.Verbosity)
 		hr.hs.behind = behind
 	}
 	hr.hs.mu.Unlock()
