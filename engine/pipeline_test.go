@@ -62,6 +62,38 @@ func pipelineRun(t *testing.T, play string, pipe bool) (string, *Recap, string, 
 	return dir, r, e.out.String(), ev
 }
 
+// bothWays is a play run one request each and pipelined.
+type bothWays struct {
+	dir1, dir2 string // the pipelined run's: dir2, r2, out2
+	r1, r2     *Recap
+	out1, out2 string
+}
+
+// wantRoundTrips asserts the round trips of the two runs.
+func (w bothWays) wantRoundTrips(t *testing.T, one, pipelined int64) {
+	t.Helper()
+	if rt1, rt2 := w.r1.Hosts["node-1"].RoundTrips, w.r2.Hosts["node-1"].RoundTrips; rt1 != one || rt2 != pipelined {
+		t.Errorf("round trips %d one request each, %d pipelined; want %d and %d\n%s", rt1, rt2, one, pipelined, w.out2)
+	}
+}
+
+// runBothWays runs play one request each and pipelined, and asserts that
+// both leave the same files and report the same results.
+func runBothWays(t *testing.T, play string) bothWays {
+	t.Helper()
+	var b bothWays
+	var ev1, ev2 []string
+	b.dir1, b.r1, b.out1, ev1 = pipelineRun(t, play, false)
+	b.dir2, b.r2, b.out2, ev2 = pipelineRun(t, play, true)
+	if x, y := tree(t, b.dir1), tree(t, b.dir2); x != strings.ReplaceAll(y, b.dir2, b.dir1) {
+		t.Errorf("files one request each:\n%s\npipelined:\n%s", x, y)
+	}
+	if strings.Join(ev1, "|") != strings.Join(ev2, "|") {
+		t.Errorf("results one request each %q, pipelined %q", ev1, ev2)
+	}
+	return b
+}
+
 // tree lists what is below dir: names, kinds and contents.
 func tree(t *testing.T, dir string) string {
 	t.Helper()
@@ -109,23 +141,13 @@ const pipelinePlay = `
 // registers does not end the pipeline: the next one is rendered with the
 // result it will register.
 func TestPipelinedChanges(t *testing.T) {
-	dir1, r1, _, ev1 := pipelineRun(t, pipelinePlay, false)
-	dir2, r2, out2, ev2 := pipelineRun(t, pipelinePlay, true)
-	if a, b := tree(t, dir1), tree(t, dir2); a != strings.ReplaceAll(b, dir2, dir1) {
-		t.Errorf("files one request each:\n%s\npipelined:\n%s", a, b)
-	}
-	if strings.Join(ev1, "|") != strings.Join(ev2, "|") {
-		t.Errorf("results one request each %q, pipelined %q", ev1, ev2)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir2, "app/four.conf")); string(b) != "true\n" {
+	w := runBothWays(t, pipelinePlay)
+	if b, _ := os.ReadFile(filepath.Join(w.dir2, "app/four.conf")); string(b) != "true\n" {
 		t.Errorf("four.conf %q: the registered result was not the real one", b)
 	}
-	rt1, rt2 := r1.Hosts["node-1"].RoundTrips, r2.Hosts["node-1"].RoundTrips
 	// One probe batch, then: one request each for 7 changes; pipelined,
 	// all 7 in one.
-	if rt1 != 8 || rt2 != 2 {
-		t.Errorf("round trips %d one request each, %d pipelined; want 8 and 2\n%s", rt1, rt2, out2)
-	}
+	w.wantRoundTrips(t, 8, 2)
 }
 
 // TestPipelineStopsAtAFailure: when a change fails, the changes sent
@@ -149,23 +171,16 @@ func TestPipelineStopsAtAFailure(t *testing.T) {
         - copy: {content: "always\n", dest: DIR/app/always.conf}
     - copy: {content: "after\n", dest: DIR/app/after.conf}
 `
-	dir1, r1, out1, ev1 := pipelineRun(t, play, false)
-	dir2, r2, out2, ev2 := pipelineRun(t, play, true)
-	if a, b := tree(t, dir1), tree(t, dir2); a != strings.ReplaceAll(b, dir2, dir1) {
-		t.Errorf("files one request each:\n%s\npipelined:\n%s", a, b)
-	}
-	if _, err := os.Stat(filepath.Join(dir2, "app/two.conf")); err == nil {
+	w := runBothWays(t, play)
+	if _, err := os.Stat(filepath.Join(w.dir2, "app/two.conf")); err == nil {
 		t.Error("two.conf was written after the failed task")
 	}
 	for _, f := range []string{"rescue.conf", "always.conf", "after.conf"} {
-		if _, err := os.Stat(filepath.Join(dir2, "app", f)); err != nil {
+		if _, err := os.Stat(filepath.Join(w.dir2, "app", f)); err != nil {
 			t.Errorf("%s: %v", f, err)
 		}
 	}
-	if strings.Join(ev1, "|") != strings.Join(ev2, "|") {
-		t.Errorf("results one request each %q, pipelined %q", ev1, ev2)
-	}
-	if s := r2.Hosts["node-1"]; s.Rescued != 1 || s.Failed != 0 || r1.Hosts["node-1"].Rescued != 1 {
+	if s := w.r2.Hosts["node-1"]; s.Rescued != 1 || s.Failed != 0 || w.r1.Hosts["node-1"].Rescued != 1 {
 		t.Errorf("recap %+v, want the failure rescued", s)
 	}
 	// The same message, but for the directory and the temp file's name.
@@ -178,7 +193,7 @@ func TestPipelineStopsAtAFailure(t *testing.T) {
 		}
 		return ""
 	}
-	if m1, m2 := msg(out1, dir1), msg(out2, dir2); m1 != m2 || !strings.Contains(m1, "bad.conf") {
+	if m1, m2 := msg(w.out1, w.dir1), msg(w.out2, w.dir2); m1 != m2 || !strings.Contains(m1, "bad.conf") {
 		t.Errorf("the failure one request each:\n%s\npipelined:\n%s", m1, m2)
 	}
 }
@@ -209,16 +224,9 @@ const batchBehindPlay = `
 // and after a command, and the run leaves the same files and results as
 // one request each, the tasks after them reading what the changes left.
 func TestBatchBehindChanges(t *testing.T) {
-	dir1, r1, _, ev1 := pipelineRun(t, batchBehindPlay, false)
-	dir2, r2, out2, ev2 := pipelineRun(t, batchBehindPlay, true)
-	if a, b := tree(t, dir1), tree(t, dir2); a != strings.ReplaceAll(b, dir2, dir1) {
-		t.Errorf("files one request each:\n%s\npipelined:\n%s", a, b)
-	}
-	if strings.Join(ev1, "|") != strings.Join(ev2, "|") {
-		t.Errorf("results one request each %q, pipelined %q", ev1, ev2)
-	}
+	w := runBothWays(t, batchBehindPlay)
 	for f, want := range map[string]string{"mode": "0600\n", "marker.mode": "0640\n"} {
-		if b, _ := os.ReadFile(filepath.Join(dir2, "app", f)); string(b) != want {
+		if b, _ := os.ReadFile(filepath.Join(w.dir2, "app", f)); string(b) != want {
 			t.Errorf("%s holds %q, want %q", f, b, want)
 		}
 	}
@@ -231,10 +239,7 @@ func TestBatchBehindChanges(t *testing.T) {
 	// copy: 7. One request each: a request per change (6 and the command)
 	// and a batch at each task whose probe a change before it made stale,
 	// or whose arguments read a result not registered yet: 13.
-	rt1, rt2 := r1.Hosts["node-1"].RoundTrips, r2.Hosts["node-1"].RoundTrips
-	if rt1 != 13 || rt2 != 7 {
-		t.Errorf("round trips %d one request each, %d pipelined; want 13 and 7\n%s", rt1, rt2, out2)
-	}
+	w.wantRoundTrips(t, 13, 7)
 }
 
 // TestBatchBehindAFailure: when a change before a batch sent behind it
@@ -255,18 +260,11 @@ func TestBatchBehindAFailure(t *testing.T) {
       register: app
     - copy: {content: "{{ .app.stat.mode }}\n", dest: DIR/mode}
 `
-	dir1, _, _, ev1 := pipelineRun(t, play, false)
-	dir2, r2, out2, ev2 := pipelineRun(t, play, true)
-	if a, b := tree(t, dir1), tree(t, dir2); a != strings.ReplaceAll(b, dir2, dir1) {
-		t.Errorf("files one request each:\n%s\npipelined:\n%s", a, b)
+	w := runBothWays(t, play)
+	if b, _ := os.ReadFile(filepath.Join(w.dir2, "mode")); string(b) != "0711\n" {
+		t.Errorf("mode holds %q, want 0711\n%s", b, w.out2)
 	}
-	if strings.Join(ev1, "|") != strings.Join(ev2, "|") {
-		t.Errorf("results one request each %q, pipelined %q", ev1, ev2)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir2, "mode")); string(b) != "0711\n" {
-		t.Errorf("mode holds %q, want 0711\n%s", b, out2)
-	}
-	if s := r2.Hosts["node-1"]; s.Rescued != 1 || s.Failed != 0 {
+	if s := w.r2.Hosts["node-1"]; s.Rescued != 1 || s.Failed != 0 {
 		t.Errorf("recap %+v, want the failure rescued", s)
 	}
 }
@@ -285,18 +283,11 @@ func TestBatchBehindACommandsResult(t *testing.T) {
     - copy: {content: "x\n", dest: DIR/app/x, mode: "{{ .out.stdout }}"}
     - copy: {content: "{{ .out.rc }}\n", dest: DIR/app/rc}
 `
-	dir1, _, _, ev1 := pipelineRun(t, play, false)
-	dir2, _, out2, ev2 := pipelineRun(t, play, true)
-	if a, b := tree(t, dir1), tree(t, dir2); a != strings.ReplaceAll(b, dir2, dir1) {
-		t.Errorf("files one request each:\n%s\npipelined:\n%s", a, b)
+	w := runBothWays(t, play)
+	if fi, err := os.Stat(filepath.Join(w.dir2, "app/x")); err != nil || fi.Mode().Perm() != 0o640 {
+		t.Errorf("x: %v %v, want mode 0640 from the command's output\n%s", fi, err, w.out2)
 	}
-	if strings.Join(ev1, "|") != strings.Join(ev2, "|") {
-		t.Errorf("results one request each %q, pipelined %q", ev1, ev2)
-	}
-	if fi, err := os.Stat(filepath.Join(dir2, "app/x")); err != nil || fi.Mode().Perm() != 0o640 {
-		t.Errorf("x: %v %v, want mode 0640 from the command's output\n%s", fi, err, out2)
-	}
-	if b, _ := os.ReadFile(filepath.Join(dir2, "app/rc")); string(b) != "0\n" {
+	if b, _ := os.ReadFile(filepath.Join(w.dir2, "app/rc")); string(b) != "0\n" {
 		t.Errorf("rc holds %q", b)
 	}
 }
