@@ -176,7 +176,7 @@ func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, e
 	if t.Register != "" {
 		assumed[t.Register] = resultOutcome(t, first.res, "").data
 	}
-	var next *Task // the first task after the window, when it is known
+	var next *Task // the task that would send the batch after the window
 	for j := t.seq + 1; j < len(hr.play.seq); j++ {
 		u := hr.play.seq[j]
 		if !hr.r.selected(u) {
@@ -194,13 +194,10 @@ func (hr *hostRun) pipeline(ctx context.Context, t *Task, args map[string]any, e
 		}
 		if stop {
 			if f == nil {
-				next = u
+				next = hr.nextProber(j)
 			}
 			break
 		}
-	}
-	if next != nil {
-		next = hr.nextProber(next.seq)
 	}
 	var behind *batchInFlight
 	if next != nil {

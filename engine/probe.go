@@ -197,26 +197,14 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 		return nil, nil, nil
 	}
 	key := probeKey{t, idx}
-	hr.hs.mu.Lock()
-	e, hit := hr.hs.probes[key]
-	if hit {
-		delete(hr.hs.probes, key)
-	}
-	hr.hs.mu.Unlock()
-	if hit && e.script == script {
+	if e, ok := hr.takeProbe(key, script); ok {
 		return e.out, e.paths, nil
 	}
 	// A batch sent behind the changes before t may hold t's answer.
 	if kept, err := hr.keepInFlight(ctx); err != nil {
 		return nil, nil, err
 	} else if kept {
-		hr.hs.mu.Lock()
-		e, hit = hr.hs.probes[key]
-		if hit {
-			delete(hr.hs.probes, key)
-		}
-		hr.hs.mu.Unlock()
-		if hit && e.script == script {
+		if e, ok := hr.takeProbe(key, script); ok {
 			return e.out, e.paths, nil
 		}
 	}
@@ -232,6 +220,18 @@ func (hr *hostRun) probeFor(ctx context.Context, t *Task, sc *scope, idx int, ar
 	}
 	first := hr.keepBatch(reqs, outs, links, partial, 1)
 	return outs[0], first.paths, nil
+}
+
+// takeProbe takes key's cached answer out of the cache; ok when it was
+// there for script (one rendered otherwise is stale: it goes too).
+func (hr *hostRun) takeProbe(key probeKey, script string) (probeEntry, bool) {
+	hr.hs.mu.Lock()
+	defer hr.hs.mu.Unlock()
+	e, hit := hr.hs.probes[key]
+	if hit {
+		delete(hr.hs.probes, key)
+	}
+	return e, hit && e.script == script
 }
 
 // reloadKnown is what a batch sent now is told first (runProbes' known);
